@@ -1,0 +1,84 @@
+"""Dynamic fixed point (Ristretto, spec B.1/B.2): the number format of the accelerator's datapath.
+
+Every blob (layer output) and every layer's weights get their own fractional length FL, chosen from the largest
+magnitude seen on calibration data. Values are kept as float64 numbers that lie exactly on the format's grid
+(`code * 2**-FL`), so a float64 accumulation of 16-bit x 16-bit products is exact (53-bit mantissa) and the sign
+decisions of the PAU are the ones integer hardware would make.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.errors import ConfigError
+
+NUMBER_FORMATS = ("dynamic_fixed", "float32")
+ROUNDINGS = ("nearest", "floor")
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """How the datapath represents weights and activations.
+
+    `dynamic_fixed`: two's complement with `weight_bits` / `activation_bits` per value and a per-layer FL; products
+    go to a wide accumulator (no overflow; the bias enters it at the accumulator's precision); the layer output is
+    rounded and saturated to `activation_bits`. `float32`: the float reference, no quantisation.
+    """
+
+    kind: str = "dynamic_fixed"
+    weight_bits: int = 16
+    activation_bits: int = 16
+    rounding: str = "nearest"  # round half up (Ristretto's round-nearest); 'floor' = truncation
+    output_il_offset: int = 0  # Ristretto found IL-1 slightly better for outputs at low bit widths; 0 = no saturation
+
+    def __post_init__(self) -> None:
+        if self.kind not in NUMBER_FORMATS:
+            raise ConfigError(f"number format '{self.kind}' is unknown; expected one of {', '.join(NUMBER_FORMATS)}")
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError(f"rounding '{self.rounding}' is unknown; expected one of {', '.join(ROUNDINGS)}")
+        for key in ("weight_bits", "activation_bits"):
+            bits = getattr(self, key)
+            if not isinstance(bits, int) or not 2 <= bits <= 24:
+                raise ConfigError(f"{key} must be an integer between 2 and 24 (products must stay exact), got {bits!r}")
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.kind == "dynamic_fixed"
+
+
+def integer_length(max_abs: float) -> int:
+    """Bits left of the binary point, sign included, so that `max_abs` is representable (Ristretto eq 5.2 + sign).
+
+    A zero or empty range gets IL = 1 (only the sign bit): the FL is then as fine as the width allows.
+    """
+    if not np.isfinite(max_abs):
+        raise ConfigError(f"cannot choose a fixed-point format for a range with non-finite maximum {max_abs}")
+    if max_abs <= 0:
+        return 1
+    return int(math.floor(math.log2(max_abs))) + 2
+
+
+def fractional_length(max_abs: float, bits: int, il_offset: int = 0) -> int:
+    """FL of a `bits`-wide dynamic fixed-point group whose largest magnitude is `max_abs`."""
+    return bits - (integer_length(max_abs) + il_offset)
+
+
+def quantize(x: np.ndarray, fl: int, bits: int, rounding: str = "nearest") -> np.ndarray:
+    """Round `x` to the grid 2**-fl and saturate to a `bits`-wide two's complement code; returns float64 values."""
+    scale = math.ldexp(1.0, fl)
+    codes = np.asarray(x, dtype=np.float64) * scale
+    codes = np.floor(codes + 0.5) if rounding == "nearest" else np.floor(codes)
+    hi = float(2 ** (bits - 1) - 1)
+    np.clip(codes, -hi - 1.0, hi, out=codes)
+    return codes / scale
+
+
+def saturation_fraction(x: np.ndarray, fl: int, bits: int) -> float:
+    """Share of values that the format clips (a calibration health figure for reports)."""
+    if x.size == 0:
+        return 0.0
+    limit = (2 ** (bits - 1)) * math.ldexp(1.0, -fl)
+    return float(np.count_nonzero(np.abs(x) >= limit)) / x.size

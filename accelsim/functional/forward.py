@@ -1,0 +1,457 @@
+"""The forward pass: what the accelerator computes, image batch by image batch, with per-window MAC counts.
+
+`prepare` fixes everything that does not depend on the images being run (number formats from calibration images,
+quantised weights, the per-kernel weight streams of the weight/index buffers); `PreparedNetwork.forward` runs one
+batch; `run` streams a dataset through it and aggregates per-layer statistics and the network's accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from accelsim.errors import ConfigError
+from accelsim.functional import ops
+from accelsim.functional.eligibility import Eligibility, early_termination_eligibility
+from accelsim.functional.fixedpoint import NumberFormat, fractional_length, quantize
+from accelsim.functional.lanes import LaneResult, run_lanes
+from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
+from accelsim.nets.graph import (
+    FC,
+    LRN,
+    Add,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    MaxPool,
+    ReLU,
+    ShortcutSubsamplePad,
+    Softmax,
+)
+from accelsim.nets.network import Network
+
+log = logging.getLogger(__name__)
+
+MODES = ("dense", "exact", "predictive")
+
+# Called once per eligible-or-not conv layer and batch with the lanes' result (for the timing model).
+WindowObserver = Callable[[str, LaneResult], None]
+
+
+@dataclass(frozen=True)
+class FunctionalConfig:
+    """Everything that decides what the MAC lanes compute (see docs/model.md for each choice)."""
+
+    mode: str = "exact"
+    number_format: NumberFormat = field(default_factory=NumberFormat)
+    reorder: ReorderOptions = field(default_factory=ReorderOptions)
+    terminate_at_zero: bool = False  # PAU negative-phase test: sign bit (acc < 0, default) or acc <= 0
+    batch_size: int = 16
+    calibration_images: int = 32
+    float_reference: bool = True  # also run the float32 network to report its accuracy beside the fixed-point one
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode '{self.mode}' is unknown; expected one of {', '.join(MODES)}")
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.calibration_images, int) or self.calibration_images <= 0:
+            raise ConfigError(f"calibration_images must be a positive integer, got {self.calibration_images!r}")
+
+
+@dataclass(frozen=True)
+class PredictiveSpec:
+    """Speculation parameters per kernel: N (speculation-set size, 0 = exact) and Th (activation units)."""
+
+    n_spec: Mapping[str, np.ndarray]
+    threshold: Mapping[str, np.ndarray]
+
+    def for_layer(self, layer: Conv) -> tuple[np.ndarray, np.ndarray] | None:
+        if layer.name not in self.n_spec:
+            return None
+        n = np.asarray(self.n_spec[layer.name], dtype=np.int32)
+        th = np.asarray(self.threshold[layer.name], dtype=np.float64)
+        if n.shape != (layer.out_channels,) or th.shape != (layer.out_channels,):
+            raise ConfigError(
+                f"predictive spec for layer '{layer.name}' has {n.shape} N values and {th.shape} thresholds; "
+                f"the layer has {layer.out_channels} kernels"
+            )
+        if (n < 0).any() or (n > layer.kernel_size).any():
+            raise ConfigError(f"predictive spec for layer '{layer.name}': N must lie in [0, {layer.kernel_size}]")
+        return n, th
+
+
+@dataclass
+class _ConvPlan:
+    layer: Conv
+    weight: np.ndarray  # quantised (on the weight grid) or float
+    bias: np.ndarray  # on the accumulator grid
+    mode: str  # the mode this layer actually runs in
+    eligibility: Eligibility
+    stream: WeightStream | None = None
+    threshold: np.ndarray | None = None  # on the accumulator grid
+    fl_w: int | None = None
+
+
+@dataclass
+class PreparedNetwork:
+    """A network made ready to run: formats chosen, weights quantised, weight streams built."""
+
+    network: Network
+    config: FunctionalConfig
+    blob_fl: dict[str, int]  # fractional length of every blob (empty for float32)
+    convs: dict[str, _ConvPlan]
+    fcs: dict[str, tuple[np.ndarray, np.ndarray | None]]
+    last_use: dict[str, int]
+
+    @property
+    def fixed(self) -> bool:
+        return self.config.number_format.is_fixed
+
+    def _q(self, blob: str, x: np.ndarray) -> np.ndarray:
+        if not self.fixed:
+            return x
+        nf = self.config.number_format
+        return quantize(x, self.blob_fl[blob], nf.activation_bits, nf.rounding)
+
+    def forward(
+        self,
+        x: np.ndarray,
+        policy: bool = True,
+        observer: WindowObserver | None = None,
+        keep: Iterable[str] = (),
+    ) -> dict[str, np.ndarray]:
+        """Run one batch. `policy=False` runs every layer dense (the reference the policy is compared with).
+
+        Returns the output blob plus the blobs named in `keep`; other blobs are freed as soon as they are consumed.
+        """
+        graph = self.network.graph
+        dtype = np.float64 if self.fixed else np.float32
+        keep = set(keep) | {graph.output_blob}
+        blobs: dict[str, np.ndarray] = {graph.input_blob: self._q(graph.input_blob, x.astype(dtype))}
+        for i, layer in enumerate(graph.layers):
+            ins = [blobs[b] for b in layer.inputs]
+            y = self._layer(layer, ins, policy, observer)
+            if not isinstance(layer, Softmax):
+                y = self._q(layer.output, y)
+            blobs[layer.output] = y
+            for b in layer.inputs:
+                if self.last_use.get(b) == i and b not in keep:
+                    del blobs[b]
+        return blobs
+
+    def _layer(self, layer: Layer, ins: list[np.ndarray], policy: bool, observer: WindowObserver | None) -> np.ndarray:
+        x = ins[0]
+        if isinstance(layer, Conv):
+            plan = self.convs[layer.name]
+            if policy and plan.stream is not None:
+                res = run_lanes(x.astype(np.float64, copy=False), layer, plan.stream, plan.bias, plan.mode,
+                                threshold=plan.threshold, terminate_at_zero=self.config.terminate_at_zero)
+                if observer is not None:
+                    observer(layer.name, res)
+                return res.output.astype(x.dtype, copy=False)
+            acc = ops.conv2d(x, plan.weight, plan.bias, layer)
+            if observer is not None and policy:
+                observer(layer.name, _dense_lane_result(acc, layer))
+            return np.maximum(acc, 0) if layer.relu else acc
+        if isinstance(layer, FC):
+            w, b = self.fcs[layer.name]
+            y = ops.fc(x, w, b)
+            return np.maximum(y, 0) if layer.relu else y
+        if isinstance(layer, ReLU):
+            return np.maximum(x, 0)
+        if isinstance(layer, MaxPool):
+            return ops.maxpool(x, layer, self.network.graph.shapes[layer.output][1:])
+        if isinstance(layer, AvgPool):
+            return ops.avgpool(x, layer, self.network.graph.shapes[layer.output][1:])
+        if isinstance(layer, GlobalAvgPool):
+            return ops.global_avgpool(x)
+        if isinstance(layer, LRN):
+            return ops.lrn(x, layer)
+        if isinstance(layer, Concat):
+            return np.concatenate(ins, axis=1)
+        if isinstance(layer, Add):
+            y = ins[0] + sum(ins[1:])
+            return np.maximum(y, 0) if layer.relu else y
+        if isinstance(layer, Flatten):
+            return x.reshape(x.shape[0], -1)
+        if isinstance(layer, Softmax):
+            return ops.softmax(x)
+        if isinstance(layer, Dropout):
+            return x
+        if isinstance(layer, ShortcutSubsamplePad):
+            return ops.shortcut_subsample_pad(x, layer)
+        if isinstance(layer, BatchNorm):
+            raise ConfigError(f"batchnorm '{layer.name}' was not folded into a conv at load time")
+        raise ConfigError(f"layer '{layer.name}' of type {layer.type_name} cannot be executed")
+
+
+def _dense_lane_result(acc: np.ndarray, layer: Conv) -> LaneResult:
+    macs = np.full(acc.shape, layer.kernel_size, dtype=np.int32)
+    no = np.zeros(acc.shape, dtype=bool)
+    return LaneResult(acc=acc, macs=macs, terminated=no, spec_stop=no)
+
+
+def _take_images(batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    got, total = [], 0
+    for x, _ in batches:
+        got.append(x)
+        total += len(x)
+        if total >= n:
+            break
+    if not got:
+        raise ConfigError("calibration needs at least one image, and the dataset yielded none")
+    return np.concatenate(got)[:n]
+
+
+def calibrate(network: Network, images: np.ndarray) -> dict[str, float]:
+    """Largest |value| of every blob over a float pass of `images` (the ranges the formats must cover)."""
+    float_cfg = FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"), float_reference=False)
+    plan = _build(network, float_cfg, {}, None)
+    graph = network.graph
+    blobs = plan.forward(images.astype(np.float64), policy=False, keep=[graph.input_blob] + [l.output for l in graph.layers])
+    return {b: float(np.max(np.abs(v))) if v.size else 0.0 for b, v in blobs.items()}
+
+
+def prepare(
+    network: Network,
+    config: FunctionalConfig,
+    calibration: np.ndarray | Iterator[tuple[np.ndarray, np.ndarray]],
+    spec: PredictiveSpec | None = None,
+) -> PreparedNetwork:
+    """Choose the number formats from calibration images and build the per-layer execution plans."""
+    if network.shape_only:
+        raise ConfigError(f"network '{network.name}' has no weights: the functional model needs real values")
+    if config.mode == "predictive" and spec is None:
+        raise ConfigError("predictive mode needs a speculation spec (per-kernel N and Th): give --spec")
+    blob_fl: dict[str, int] = {}
+    if config.number_format.is_fixed:
+        images = calibration if isinstance(calibration, np.ndarray) else _take_images(calibration, config.calibration_images)
+        ranges = calibrate(network, images[: config.calibration_images])
+        nf = config.number_format
+        for blob, m in ranges.items():
+            offset = 0 if blob == network.graph.input_blob else nf.output_il_offset
+            blob_fl[blob] = fractional_length(m, nf.activation_bits, offset)
+    return _build(network, config, blob_fl, spec)
+
+
+def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], spec: PredictiveSpec | None) -> PreparedNetwork:
+    graph = network.graph
+    nf = config.number_format
+    fixed = nf.is_fixed
+    eligibility = early_termination_eligibility(graph)
+    convs: dict[str, _ConvPlan] = {}
+    fcs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    last_use: dict[str, int] = {}
+    for i, layer in enumerate(graph.layers):
+        for b in layer.inputs:
+            last_use[b] = i
+        if not isinstance(layer, (Conv, FC)):
+            continue
+        w = np.asarray(network.tensor(f"{layer.name}.weight"), dtype=np.float64)
+        b = np.asarray(network.tensor(f"{layer.name}.bias"), dtype=np.float64) if layer.bias else None
+        fl_w = None
+        if fixed:
+            fl_w = fractional_length(float(np.max(np.abs(w))) if w.size else 0.0, nf.weight_bits)
+            w = quantize(w, fl_w, nf.weight_bits, nf.rounding)
+            fl_acc = blob_fl[layer.inputs[0]] + fl_w
+            # The bias initialises the wide accumulator, at the accumulator's precision (no saturation).
+            b = quantize(b, fl_acc, 62, nf.rounding) if b is not None else None
+        if isinstance(layer, FC):
+            fcs[layer.name] = (w, b)
+            continue
+        bias = b if b is not None else np.zeros(layer.out_channels)
+        elig = eligibility[layer.name]
+        mode = config.mode if elig.eligible else "dense"
+        plan = _ConvPlan(layer=layer, weight=w, bias=bias, mode=mode, eligibility=elig, fl_w=fl_w)
+        if mode != "dense":
+            n_spec = None
+            if mode == "predictive":
+                assert spec is not None
+                got = spec.for_layer(layer)
+                if got is None:
+                    plan.mode = "exact"
+                else:
+                    n_spec, th = got
+                    if fixed:
+                        th = quantize(th, blob_fl[layer.inputs[0]] + fl_w, 62, nf.rounding)
+                    plan.threshold = th
+            plan.stream = reorder_layer(w, n_spec, config.reorder)
+            if plan.mode == "predictive" and plan.threshold is None:
+                plan.threshold = np.zeros(layer.out_channels)
+        convs[layer.name] = plan
+    return PreparedNetwork(network=network, config=config, blob_fl=blob_fl, convs=convs, fcs=fcs, last_use=last_use)
+
+
+@dataclass
+class _ConvStats:
+    windows: int = 0
+    macs_performed: int = 0
+    neg: int = 0
+    pos: int = 0
+    zero_out: int = 0
+    tn_spec: int = 0
+    tn_any: int = 0
+    fn: int = 0
+    mismatches: int = 0
+
+    def add(self, res: LaneResult, terminate_at_zero: bool) -> None:
+        acc = res.acc
+        neg = acc <= 0 if terminate_at_zero else acc < 0
+        pos = acc > 0
+        out = res.output
+        self.windows += acc.size
+        self.macs_performed += int(res.macs.sum(dtype=np.int64))
+        self.neg += int(np.count_nonzero(neg))
+        self.pos += int(np.count_nonzero(pos))
+        self.zero_out += int(np.count_nonzero(out == 0))
+        self.tn_spec += int(np.count_nonzero(res.spec_stop & neg))
+        self.tn_any += int(np.count_nonzero(res.terminated & neg))
+        self.fn += int(np.count_nonzero(res.spec_stop & pos))
+        # Windows cut short without speculation whose dense output is not 0: must never happen.
+        self.mismatches += int(np.count_nonzero(res.terminated & ~res.spec_stop & pos))
+
+
+@dataclass(frozen=True)
+class FunctionalResult:
+    """Per-layer statistics (`layers`, per-image averages) and network accuracy of one functional run."""
+
+    network: str
+    mode: str
+    images: int
+    layers: pd.DataFrame
+    accuracy: dict[str, float]
+    blob_fl: dict[str, int]
+
+
+def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return int(np.count_nonzero((top == labels[:, None]).any(axis=1)))
+
+
+def run(
+    network: Network,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    config: FunctionalConfig,
+    spec: PredictiveSpec | None = None,
+    calibration: np.ndarray | None = None,
+    observer: WindowObserver | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FunctionalResult:
+    """Stream `batches` of (images, labels) through the accelerator's functional model.
+
+    Calibration uses `calibration` images if given, else the first `config.calibration_images` images of the stream
+    (they are also evaluated: the format only needs their ranges). Memory stays flat in the number of images.
+    """
+    batches = iter(batches)
+    buffered: list[tuple[np.ndarray, np.ndarray]] = []
+    if config.number_format.is_fixed and calibration is None:
+        got = 0
+        for xb, yb in batches:
+            buffered.append((xb, yb))
+            got += len(xb)
+            if got >= config.calibration_images:
+                break
+        if not buffered:
+            raise ConfigError("the dataset yielded no images")
+        calibration = np.concatenate([b[0] for b in buffered])[: config.calibration_images]
+    prepared = prepare(network, config, calibration if calibration is not None else np.zeros((0,)), spec)
+    float_net = None
+    if config.float_reference and config.number_format.is_fixed:
+        float_net = _build(network, FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"),
+                                                     float_reference=False), {}, None)
+    graph = network.graph
+    stats = {name: _ConvStats() for name in prepared.convs}
+
+    def observe(name: str, res: LaneResult) -> None:
+        stats[name].add(res, config.terminate_at_zero)
+        if observer is not None:
+            observer(name, res)
+
+    n_images = 0
+    hits = {"top1": 0, "top5": 0, "agree": 0, "top1_float": 0, "top5_float": 0, "agree_float": 0}
+    labelled = 0
+    for xb, yb in _chain(buffered, batches):
+        out = prepared.forward(xb, policy=True, observer=observe)[graph.output_blob]
+        scores = out.reshape(len(xb), -1)
+        pred = scores.argmax(axis=1)
+        if config.mode == "dense":
+            ref_pred = pred
+        else:
+            ref = prepared.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1)
+            ref_pred = ref.argmax(axis=1)
+        hits["agree"] += int(np.count_nonzero(pred == ref_pred))
+        valid = yb >= 0
+        labelled += int(np.count_nonzero(valid))
+        hits["top1"] += _topk_hits(scores[valid], yb[valid], 1)
+        hits["top5"] += _topk_hits(scores[valid], yb[valid], 5)
+        if float_net is not None:
+            fs = float_net.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1)
+            hits["top1_float"] += _topk_hits(fs[valid], yb[valid], 1)
+            hits["top5_float"] += _topk_hits(fs[valid], yb[valid], 5)
+            hits["agree_float"] += int(np.count_nonzero(fs.argmax(axis=1) == ref_pred))
+        n_images += len(xb)
+        if progress is not None:
+            progress(len(xb))
+    if n_images == 0:
+        raise ConfigError("the dataset yielded no images")
+
+    accuracy = {
+        "top1": hits["top1"] / labelled if labelled else math.nan,
+        "top5": hits["top5"] / labelled if labelled else math.nan,
+        "agreement": hits["agree"] / n_images,
+    }
+    if float_net is not None:
+        accuracy.update(
+            top1_float=hits["top1_float"] / labelled if labelled else math.nan,
+            top5_float=hits["top5_float"] / labelled if labelled else math.nan,
+            agreement_float=hits["agree_float"] / n_images,
+        )
+    rows = []
+    for layer in graph.layers:
+        if isinstance(layer, Conv):
+            plan, st = prepared.convs[layer.name], stats[layer.name]
+            windows = st.windows / n_images
+            macs_dense = graph.macs(layer)
+            rows.append(dict(
+                layer=layer.name, type="conv", mode=plan.mode, eligible=plan.eligibility.eligible,
+                reason=plan.eligibility.reason, images=n_images, windows=windows, kernel_size=layer.kernel_size,
+                macs_dense=float(macs_dense), macs_performed=st.macs_performed / n_images,
+                mac_reduction=macs_dense * n_images / st.macs_performed if st.macs_performed else math.nan,
+                neg_fraction=st.neg / st.windows if st.windows else math.nan,
+                zero_fraction=st.zero_out / st.windows if st.windows else math.nan,
+                tn_rate=st.tn_spec / st.neg if plan.mode == "predictive" and st.neg else math.nan,
+                tn_rate_any=st.tn_any / st.neg if plan.mode != "dense" and st.neg else math.nan,
+                fn_rate=st.fn / st.pos if plan.mode == "predictive" and st.pos else math.nan,
+                exact_violations=st.mismatches,
+                fl_in=prepared.blob_fl.get(layer.inputs[0]), fl_w=plan.fl_w, fl_out=prepared.blob_fl.get(layer.output),
+            ))
+            if st.mismatches:
+                log.error("layer %s: %d windows were cut short although their sum was positive", layer.name, st.mismatches)
+        elif isinstance(layer, FC):
+            macs = graph.macs(layer)
+            rows.append(dict(layer=layer.name, type="fc", mode="dense", eligible=False,
+                             reason="fully connected layers run dense (spec A.7 item 12)", images=n_images,
+                             windows=float(layer.out_features), kernel_size=layer.in_features, macs_dense=float(macs),
+                             macs_performed=float(macs), mac_reduction=1.0, neg_fraction=math.nan,
+                             zero_fraction=math.nan, tn_rate=math.nan, tn_rate_any=math.nan, fn_rate=math.nan,
+                             exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
+                             fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
+    return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
+                            accuracy=accuracy, blob_fl=prepared.blob_fl)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest

@@ -1,0 +1,85 @@
+"""The run folder (see DESIGN.md): written atomically, read back by sweeps and reports.
+
+A run is assembled in a hidden temporary folder beside its destination and renamed into place only when every file
+is written, so a killed run never leaves a half-written results folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+from accelsim.errors import ConfigError
+
+LAYER_COLUMNS = ("network", "design", "layer", "mode", "images", "macs_dense", "macs_performed")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What a finished run folder holds."""
+
+    path: Path
+    config: dict[str, Any]
+    layers: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, summary: Mapping[str, Any],
+              overwrite: bool = False) -> Path:
+    """Write config.yaml, layers.parquet and summary.json to `out` atomically; returns the folder."""
+    out = Path(out)
+    missing = [c for c in LAYER_COLUMNS if c not in layers.columns]
+    if missing:
+        raise ValueError(f"layers table lacks required column(s) {missing}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"output folder {out} already exists and is not empty; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        with open(tmp / "config.yaml", "w") as fh:
+            yaml.safe_dump(_json_safe(dict(config)), fh, sort_keys=False)
+        layers.to_parquet(tmp / "layers.parquet", index=False)
+        with open(tmp / "summary.json", "w") as fh:
+            json.dump(_json_safe(dict(summary)), fh, indent=2)
+            fh.write("\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_run(path: str | Path) -> RunFolder:
+    """Read a run folder back; a missing file is a clear error."""
+    path = Path(path)
+    for name in ("config.yaml", "layers.parquet", "summary.json"):
+        if not (path / name).is_file():
+            raise ConfigError(f"{path} is not a finished accelsim run folder: {name} is missing")
+    with open(path / "config.yaml") as fh:
+        config = yaml.safe_load(fh)
+    with open(path / "summary.json") as fh:
+        summary = json.load(fh)
+    return RunFolder(path=path, config=config, layers=pd.read_parquet(path / "layers.parquet"), summary=summary)
