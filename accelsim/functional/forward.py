@@ -145,7 +145,7 @@ class PreparedNetwork:
             if not isinstance(layer, Softmax):
                 y = self._q(layer.output, y)
             blobs[layer.output] = y
-            for b in layer.inputs:
+            for b in set(layer.inputs):
                 if self.last_use.get(b) == i and b not in keep:
                     del blobs[b]
         return blobs
