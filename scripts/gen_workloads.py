@@ -259,7 +259,8 @@ def squeezenet(version: str) -> dict[str, Any]:
     ]
     tag = version.replace(".", "_")
     if version == "1.0":
-        notes = ("conv10 has pad 1 as in the DeepScale v1.0 deploy.prototxt (a 1x1 kernel on a zero border: 15x15 "
+        notes = ("conv10 has pad 1 as in the DeepScale v1.0 deploy.prototxt (checked at forresti/SqueezeNet commit "
+                 "445b1d97f8cfd106727e658d17222b24cfddf17d; a 1x1 kernel on a zero border: 15x15 "
                  "output, 861,339,936 conv MACs; pad 0 would give 832,667,936). ")
     else:
         notes = "Same graph as ../shared/data/models/squeezenet_v1_1.json once drop9 is removed at load time. "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,6 @@ from accelsim.nets.graph import Graph, graph_from_dict
 from accelsim.nets.network import Network, check_weights
 from accelsim.nets.transforms import fold_and_fuse, fold_batchnorm, fuse_relu
 from accelsim.nets.workload import load_workload
-
-
-def _shared_models() -> Path:
-    root = Path(os.environ.get("ACCELSIM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (root / "models").is_dir():
-        pytest.skip(f"shared data folder not found at {root}")
-    return root / "models"
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, pad: int, groups: int) -> np.ndarray:
@@ -130,8 +122,8 @@ def test_fold_missing_tensor_is_a_weight_error() -> None:
         fold_batchnorm(g, w)
 
 
-def test_fold_real_resnet20_tensors_reproduce_the_shared_folded_weights() -> None:
-    path = _shared_models() / "resnet20_cifar10.npz"
+def test_fold_real_resnet20_tensors_reproduce_the_shared_folded_weights(shared_data: Path) -> None:
+    path = shared_data / "models" / "resnet20_cifar10.npz"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     z = np.load(path)
@@ -145,8 +137,8 @@ def test_fold_real_resnet20_tensors_reproduce_the_shared_folded_weights() -> Non
     Network(fg, fw, str(path))
 
 
-def test_resnet20_folded_has_the_shared_json_tensors() -> None:
-    path = _shared_models() / "resnet20_cifar10.json"
+def test_resnet20_folded_has_the_shared_json_tensors(shared_data: Path) -> None:
+    path = shared_data / "models" / "resnet20_cifar10.json"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     ref = graph_from_dict(json.loads(path.read_text()))

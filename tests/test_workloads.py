@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,9 @@ EXPECTED = {"lenet", "alexnet", "vgg16", "googlenet", "squeezenet1_0", "squeezen
             "resnet20", "resnet32", "resnet44", "resnet56"}
 
 
-def _shared_models() -> Path:
-    root = Path(os.environ.get("ACCELSIM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (root / "models").is_dir():
-        pytest.skip(f"shared data folder not found at {root}")
-    return root / "models"
-
-
-def _shared_graph(file: str) -> tuple[Graph, dict]:
-    path = _shared_models() / file
+def _shared_graph(shared_data: Path, file: str) -> tuple[Graph, dict]:
+    """A model JSON of ../shared/data (the `shared_data` fixture of conftest.py skips when the folder is absent)."""
+    path = shared_data / "models" / file
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     d = json.loads(path.read_text())
@@ -159,16 +152,16 @@ def test_caffe_networks_subtract_bgr_mean() -> None:
 
 
 # -- against the shared model JSONs -------------------------------------------------------------------------------------
-def test_lenet_matches_shared_json() -> None:
-    ref, _ = _shared_graph("lenet5_mnist.json")
+def test_lenet_matches_shared_json(shared_data: Path) -> None:
+    ref, _ = _shared_graph(shared_data, "lenet5_mnist.json")
     g = load_workload("lenet")
     assert _layers(g) == _layers(ref)
     assert dict(g.shapes) == dict(ref.shapes) and g.weight_shapes() == ref.weight_shapes()
     assert g.preprocess != ref.preprocess  # ours has no mean/std on purpose
 
 
-def test_squeezenet1_1_matches_shared_json() -> None:
-    ref, d = _shared_graph("squeezenet_v1_1.json")
+def test_squeezenet1_1_matches_shared_json(shared_data: Path) -> None:
+    ref, d = _shared_graph(shared_data, "squeezenet_v1_1.json")
     g, _ = fold_and_fuse(load_workload("squeezenet1_1"), {})  # removes drop9
     assert _layers(g) == _layers(ref)
     assert dict(g.shapes) == dict(ref.shapes)
@@ -176,8 +169,8 @@ def test_squeezenet1_1_matches_shared_json() -> None:
     assert g.preprocess.mean == ref.preprocess.mean and g.preprocess.color_order == "BGR"
 
 
-def test_squeezenet1_0_matches_deep_compression_json() -> None:
-    ref, d = _shared_graph("squeezenet_v1_0_deepcompression.json")
+def test_squeezenet1_0_matches_deep_compression_json(shared_data: Path) -> None:
+    ref, d = _shared_graph(shared_data, "squeezenet_v1_0_deepcompression.json")
     g = load_workload("squeezenet1_0")
     rename = {"conv1x1_1": "squeeze1x1", "conv1x1_2": "expand1x1", "conv3x3_2": "expand3x3",
               "conv_final": "conv10", "pool_final": "pool10"}
@@ -193,8 +186,8 @@ def test_squeezenet1_0_matches_deep_compression_json() -> None:
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56])
-def test_resnet_folded_matches_shared_json(depth: int) -> None:
-    ref, d = _shared_graph(f"resnet{depth}_cifar10.json")
+def test_resnet_folded_matches_shared_json(depth: int, shared_data: Path) -> None:
+    ref, d = _shared_graph(shared_data, f"resnet{depth}_cifar10.json")
     g, _ = fold_and_fuse(load_workload(f"resnet{depth}"), {})
     assert _layers(g) == _layers(ref)  # names, tops, every parameter
     assert dict(g.shapes) == dict(ref.shapes)
@@ -216,8 +209,10 @@ def test_aliases_and_paths(tmp_path: Path) -> None:
     assert load_workload(copy).conv_macs() == 665_784_864
 
 
-def test_shared_json_loads_with_its_informational_keys(tmp_path: Path) -> None:
-    path = _shared_models() / "resnet20_cifar10.json"
+def test_shared_json_loads_with_its_informational_keys(tmp_path: Path, shared_data: Path) -> None:
+    path = shared_data / "models" / "resnet20_cifar10.json"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
     g = load_workload(str(path))
     assert g.name == "resnet20_cifar10" and len(g.conv_layers()) == 19
     assert workload_weights(str(path)) == path.parent / "resnet20_cifar10.npz"
