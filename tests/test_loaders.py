@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from accelsim.errors import NetworkError, WeightError
-from accelsim.nets.graph import FC, BatchNorm, Conv, Graph, MaxPool, ReLU
+from accelsim.nets.graph import FC, AvgPool, BatchNorm, Conv, Graph, MaxPool, ReLU, Softmax
 from accelsim.nets.loaders import load_native, load_network, load_onnx, load_torch, map_tensors
 from accelsim.nets.graph import graph_from_dict
 
@@ -67,6 +68,14 @@ def forward(network, x: np.ndarray) -> np.ndarray:
         elif isinstance(layer, MaxPool):
             assert layer.pad == (0, 0) and not layer.ceil_mode
             y = _maxpool(a, layer.kernel, layer.stride)
+        elif isinstance(layer, AvgPool):
+            assert layer.pad == (0, 0) and not layer.ceil_mode and layer.kernel == layer.stride
+            n, c, h, w = a.shape
+            k = layer.kernel
+            y = a[:, :, :h // k[0] * k[0], :w // k[1] * k[1]].reshape(n, c, h // k[0], k[0], w // k[1], k[1]).mean((3, 5))
+        elif isinstance(layer, Softmax):
+            e = np.exp(a - a.max(1, keepdims=True))
+            y = e / e.sum(1, keepdims=True)
         elif isinstance(layer, ReLU):
             y = np.maximum(a, 0)
         elif layer.type_name == "flatten":
@@ -373,6 +382,43 @@ def test_onnx_model_loads_and_matches_torch(tmp_path, matmul):
     np.testing.assert_allclose(forward(on_graph, x), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_torch_onnx_export_loads_and_matches_torch(tmp_path):
+    """What PyTorch's own (TorchScript) exporter writes: BN already fused, Reshape for view(), Softmax."""
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                                          nn.MaxPool2d(2), nn.Conv2d(8, 8, 1), nn.ReLU(), nn.AvgPool2d(2))
+            self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(8 * 4 * 4, 10))
+
+        def forward(self, x):
+            return torch.softmax(self.classifier(self.features(x).view(x.size(0), -1)), 1)
+
+    torch.manual_seed(1)
+    model = Net().eval()
+    with torch.no_grad():
+        model.features[1].running_mean.uniform_(-1, 1)
+        model.features[1].running_var.uniform_(0.3, 2)
+    path = tmp_path / "exported.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, torch.zeros(1, 3, 16, 16), str(path), dynamo=False)
+    except Exception as exc:  # the exporter may need packages this machine lacks
+        pytest.skip(f"torch.onnx.export is unavailable here: {exc}")
+    net = load_onnx(path)
+    assert [l.name for l in net.graph.conv_layers()] == ["features.0", "features.4"]
+    assert all(c.relu for c in net.graph.conv_layers())
+    x = np.random.default_rng(8).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(forward(net, x), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_onnx_unsupported_op_names_op_and_node(tmp_path):
     onnx = pytest.importorskip("onnx")
     weights = _tiny_weights(np.random.default_rng(7), bn=True)
@@ -408,3 +454,25 @@ def test_shared_lenet_classifies_mnist(shared_data):
     x, y = next(load_dataset(shared_data / "mnist", net.graph, limit=200).iter_batches(200))
     accuracy = float(np.mean(forward(net, x).argmax(1) == y))
     assert accuracy >= 0.97  # MANIFEST: 99.28 % on all 10,000
+
+
+def test_akamaster_checkpoint_onto_resnet20_workload(shared_data, tmp_path):
+    """The ResNet npz keeps the original PyTorch tensors as raw.*: saved as the original checkpoint layout
+    ('state_dict', 'module.' prefix, num_batches_tracked), they fold to the npz's own folded tensors."""
+    torch = pytest.importorskip("torch")
+    npz_path = shared_data / "models" / "resnet20_cifar10.npz"
+    with np.load(npz_path) as z:
+        raw = {k[4:]: torch.from_numpy(z[k]) for k in z.files if k.startswith("raw.")}
+        folded = {k: z[k] for k in z.files if not k.startswith("raw.")}
+    state = {}
+    for k, v in raw.items():
+        state[f"module.{k}"] = v
+        if k.endswith("running_var"):
+            state[f"module.{k[:-len('running_var')]}num_batches_tracked"] = torch.tensor(100)
+    path = tmp_path / "resnet20-12fca82f.th"
+    torch.save({"state_dict": state, "best_prec1": 91.78}, path)
+    net = load_network("resnet20", weights=path)
+    assert net.graph.name == "resnet20" and net.source == str(path)
+    assert set(net.weights) == set(folded)
+    for k, v in folded.items():
+        np.testing.assert_allclose(net.weights[k], v, rtol=1e-5, atol=1e-6, err_msg=k)

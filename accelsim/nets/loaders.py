@@ -266,9 +266,12 @@ class _OnnxBuilder:
     def layer_name(self, node: Any, weight_name: str | None = None) -> str:
         if weight_name and weight_name.endswith(".weight"):
             base = weight_name[: -len(".weight")]
-        else:
-            base = (node.name or f"{node.op_type.lower()}_{len(self.layers)}").replace("/", ".").replace(":", "_")
-            base = base.strip(".") or f"{node.op_type.lower()}_{len(self.layers)}"
+        else:  # PyTorch names nodes '/features/features.0/Conv': the module path is the part before the op
+            parts = [p for p in node.name.replace(":", "_").split("/") if p]
+            if len(parts) >= 2 and parts[-1].split("_")[0] == node.op_type:
+                base = parts[-2]
+            else:
+                base = ".".join(parts) or f"{node.op_type.lower()}_{len(self.layers)}"
         name, n = base, 2
         while name in self.names:
             name, n = f"{base}_{n}", n + 1
