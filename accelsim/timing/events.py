@@ -1,0 +1,62 @@
+"""The event log: how often each hardware component did each kind of thing, the input of the energy model.
+
+Every entry carries the bits one event moves or processes, so energy = count x bits x pJ/bit of the component's
+energy class (see accelsim.energy). Events that cost no energy by themselves (stall cycles, idle lane cycles) have
+bits = 0 unless the energy table gives their class a per-bit cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+EVENT_COLUMNS = ("design", "layer", "component", "event", "count", "bits")
+
+
+@dataclass
+class EventLog:
+    """Counts per (component, event); `bits[(component, event)]` is the width of one event."""
+
+    counts: dict[tuple[str, str], float] = field(default_factory=dict)
+    bits: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, component: str, event: str, count: float, bits: int = 0) -> None:
+        key = (component, event)
+        if key in self.bits and self.bits[key] != bits:
+            raise ValueError(f"event {component}.{event} logged with {bits} bits, earlier with {self.bits[key]}")
+        self.counts[key] = self.counts.get(key, 0.0) + float(count)
+        self.bits[key] = bits
+
+    def merge(self, other: "EventLog") -> None:
+        for key, count in other.counts.items():
+            self.add(key[0], key[1], count, other.bits[key])
+
+    def scaled(self, factor: float) -> "EventLog":
+        """The same log with every count multiplied (e.g. by 1/images for per-image figures)."""
+        return EventLog({k: v * factor for k, v in self.counts.items()}, dict(self.bits))
+
+    def count(self, component: str, event: str) -> float:
+        return self.counts.get((component, event), 0.0)
+
+    def to_frame(self, design: str, layer: str) -> pd.DataFrame:
+        rows = [(design, layer, c, e, n, self.bits[(c, e)]) for (c, e), n in sorted(self.counts.items())]
+        return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+
+
+@dataclass
+class LayerTiming:
+    """What a timing model says about one layer, as per-image averages over the images simulated."""
+
+    layer: str
+    cycles: float
+    events: EventLog
+    macs_performed: float
+    mac_units: int  # MAC units of the design (lanes x PEs), for utilisation
+    active_pes: float  # average number of PEs doing useful work while the layer runs
+    breakdown: dict[str, float] = field(default_factory=dict)  # cycle classes, e.g. busy / idle_lane / barrier / dram_stall
+
+    @property
+    def utilization(self) -> float:
+        """MACs performed / (MAC units x cycles): the share of MAC-unit cycles doing work."""
+        return self.macs_performed / (self.mac_units * self.cycles) if self.cycles else float("nan")
