@@ -1,0 +1,340 @@
+"""The SnaPEA MAC lanes in Numba: per convolution window, the dense pre-ReLU value and the MACs the lane performs.
+
+A lane walks its kernel's reordered weight stream (spec A.2.2, A.3). The PAU cuts the window short at the
+speculation check (predictive mode) or at the first negative partial sum in the negative segment (exact mode).
+
+How it is fast (see ../shared/notes/performance.md): the windows of a tile of `TILE` output pixels sit side by side as
+SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered once and reused by every kernel of the group;
+per kernel the stream is walked once for all pixels of the tile, in stream order, a few weights per step. The per-window
+sign check is taken out of the vector loop: in the negative segment the partial sum can only fall (inputs >= 0,
+weights < 0), so a snapshot every `CHECKPOINT` weights says in which block each window first goes negative, and a
+short scalar re-scan of that block gives the exact stop. Sums follow the stream order exactly as the NumPy reference
+does, so results are bit-identical to it whatever the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from accelsim.errors import ConfigError
+from accelsim.functional.reorder import WeightStream
+from accelsim.nets.graph import Conv
+
+log = logging.getLogger(__name__)
+
+MODES = ("dense", "exact", "predictive")
+TILE = 32  # output pixels (windows) walked side by side as SIMD lanes
+CHECKPOINT = 32  # weights between partial-sum snapshots in the negative segment
+_MODE_CODE = {"dense": 0, "exact": 1, "predictive": 2}
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """Per convolution window (B, F, Ho, Wo): value, MACs performed and how the PAU ended it."""
+
+    acc: np.ndarray  # float64: bias + every stored product of the window (the dense pre-ReLU value)
+    macs: np.ndarray  # int32: MACs the lane performed for that window
+    terminated: np.ndarray  # bool: the PAU cut the window short (either check); its output is 0
+    spec_stop: np.ndarray  # bool: cut at the speculation check (predictive mode)
+
+    @property
+    def output(self) -> np.ndarray:
+        """Post-ReLU value as the hardware writes it: 0 where the PAU terminated the window."""
+        return np.where(self.terminated, 0.0, np.maximum(self.acc, 0.0))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    x: np.ndarray
+    out_shape: tuple[int, int, int, int]
+    mode: str
+    bias: np.ndarray
+    threshold: np.ndarray
+    length: np.ndarray
+    neg_start: np.ndarray
+    n_spec: np.ndarray
+
+
+def _prepare(
+    x: np.ndarray,
+    layer: Conv,
+    stream: WeightStream,
+    bias: np.ndarray | None,
+    mode: str,
+    threshold: np.ndarray | None,
+) -> _Prepared:
+    """Check the arguments against the layer and each other; raise a ConfigError naming what is wrong."""
+    if not isinstance(layer, Conv):
+        raise ConfigError(f"run_lanes: expected a Conv layer, got {type(layer).__name__}")
+    if mode not in MODES:
+        raise ConfigError(f"run_lanes: unknown mode {mode!r}, expected one of {', '.join(MODES)}")
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[1] != layer.in_channels:
+        raise ConfigError(
+            f"conv '{layer.name}': input must be (B, {layer.in_channels}, H, W), got shape {tuple(x.shape)}"
+        )
+    if x.dtype.kind not in "fiu":
+        raise ConfigError(f"conv '{layer.name}': input must be real-valued, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"conv '{layer.name}': input holds NaN or inf")
+    _, ho, wo = layer.out_shape([tuple(x.shape[1:])])
+    f_count, k = layer.out_channels, layer.kernel_size
+    w, idx = np.asarray(stream.weights), np.asarray(stream.index)
+    if w.ndim != 2 or w.shape[0] != f_count or idx.shape != w.shape:
+        raise ConfigError(
+            f"conv '{layer.name}': weight stream must be ({f_count}, L) weights and indices, "
+            f"got weights {w.shape} and index {idx.shape}"
+        )
+    width = w.shape[1]
+    ints = {}
+    for name in ("length", "neg_start", "n_spec"):
+        a = np.asarray(getattr(stream, name))
+        if a.shape != (f_count,) or a.dtype.kind not in "iu":
+            raise ConfigError(f"conv '{layer.name}': stream.{name} must be ({f_count},) integers, got {a.shape} {a.dtype}")
+        ints[name] = a.astype(np.int64)
+    length, neg_start, n_spec = ints["length"], ints["neg_start"], ints["n_spec"]
+    if np.any(n_spec < 0) or np.any(n_spec > neg_start) or np.any(neg_start > length) or np.any(length > width):
+        raise ConfigError(
+            f"conv '{layer.name}': stream must satisfy 0 <= n_spec <= neg_start <= length <= {width} per kernel"
+        )
+    stored = np.arange(width)[None, :] < length[:, None]
+    if np.any(stored & ((idx < 0) | (idx >= k))):
+        raise ConfigError(f"conv '{layer.name}': stream index out of range [0, {k}) (kernel size C/groups*kh*kw)")
+    if not np.all(np.isfinite(w[stored])):
+        raise ConfigError(f"conv '{layer.name}': stream weights hold NaN or inf")
+    if bias is None:
+        bias = np.zeros(f_count)
+    bias = np.asarray(bias, dtype=np.float64)
+    if bias.shape != (f_count,):
+        raise ConfigError(f"conv '{layer.name}': bias must have shape ({f_count},), got {bias.shape}")
+    if mode == "predictive":
+        if threshold is None:
+            raise ConfigError(f"conv '{layer.name}': predictive mode needs a threshold per kernel")
+        threshold = np.asarray(threshold, dtype=np.float64)
+        if threshold.shape != (f_count,) or np.any(np.isnan(threshold)):
+            raise ConfigError(
+                f"conv '{layer.name}': threshold must be ({f_count},) numbers, got shape {threshold.shape}"
+            )
+    else:
+        threshold = np.zeros(f_count)
+    return _Prepared(
+        x=x,
+        out_shape=(x.shape[0], f_count, ho, wo),
+        mode=mode,
+        bias=bias,
+        threshold=threshold,
+        length=length,
+        neg_start=neg_start,
+        n_spec=n_spec,
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(acc, patch, wrow, orow, start, stop):
+    """acc[t] += w_i * patch[o_i + t] for stream positions start..stop-1, in order, four weights per step.
+
+    The row views (slices) keep the lane loop free of index wrap-around checks, so it vectorises.
+    """
+    i = start
+    while i + 4 <= stop:
+        w0, w1, w2, w3 = wrow[i], wrow[i + 1], wrow[i + 2], wrow[i + 3]
+        p0 = patch[orow[i] : orow[i] + TILE]
+        p1 = patch[orow[i + 1] : orow[i + 1] + TILE]
+        p2 = patch[orow[i + 2] : orow[i + 2] + TILE]
+        p3 = patch[orow[i + 3] : orow[i + 3] + TILE]
+        for t in range(TILE):
+            acc[t] = (((acc[t] + w0 * p0[t]) + w1 * p1[t]) + w2 * p2[t]) + w3 * p3[t]
+        i += 4
+    while i < stop:
+        w0 = wrow[i]
+        p0 = patch[orow[i] : orow[i] + TILE]
+        for t in range(TILE):
+            acc[t] = acc[t] + w0 * p0[t]
+        i += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_min(acc, low, patch, wrow, orow, start, stop):
+    """As `_walk`, also keeping low[t] = min(low[t], every partial sum): for inputs of either sign."""
+    i = start
+    while i + 2 <= stop:
+        w0, w1 = wrow[i], wrow[i + 1]
+        p0 = patch[orow[i] : orow[i] + TILE]
+        p1 = patch[orow[i + 1] : orow[i + 1] + TILE]
+        for t in range(TILE):
+            a0 = acc[t] + w0 * p0[t]
+            a1 = a0 + w1 * p1[t]
+            acc[t] = a1
+            low[t] = min(low[t], min(a0, a1))
+        i += 2
+    while i < stop:
+        w0 = wrow[i]
+        p0 = patch[orow[i] : orow[i] + TILE]
+        for t in range(TILE):
+            a0 = acc[t] + w0 * p0[t]
+            acc[t] = a0
+            low[t] = min(low[t], a0)
+        i += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def _lanes_kernel(
+    xpad, cg, fg, kh, kw, sy, sx, ho, wo, wts, offs, length, neg_start, n_spec, bias, thr, mode, at_zero, monotone,
+    acc_out, macs_out, term_out, spec_out,
+):  # fmt: skip
+    n_img = xpad.shape[0]
+    f_count = wts.shape[0]
+    groups = f_count // fg
+    hw = ho * wo
+    npix = n_img * hw
+    ntiles = (npix + TILE - 1) // TILE
+    ksize = cg * kh * kw
+    nblk = (wts.shape[1] + CHECKPOINT - 1) // CHECKPOINT + 1
+    for item in numba.prange(groups * ntiles):
+        g = item // ntiles
+        tile = item % ntiles
+        nvalid = min(TILE, npix - tile * TILE)
+        # Gather the input patch of this tile once: patch[k*TILE + t] = input of window t at kernel position k.
+        patch = np.zeros(ksize * TILE, dtype=xpad.dtype)
+        pout = np.empty(TILE, dtype=np.int64)  # flat (b, f=0, y, x) output position of each lane
+        for t in range(nvalid):
+            p = tile * TILE + t
+            b = p // hw
+            yx = p % hw
+            y = yx // wo
+            x = yx % wo
+            pout[t] = b * f_count * hw + yx
+            for c in range(cg):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        patch[((c * kh + ky) * kw + kx) * TILE + t] = xpad[b, g * cg + c, y * sy + ky, x * sx + kx]
+        acc = np.empty(TILE)
+        s0 = np.empty(TILE)
+        snap = np.empty(TILE)
+        first_blk = np.empty(TILE, dtype=np.int64)
+        low = np.empty(TILE)
+        cps = np.empty(nblk * TILE)
+        for f in range(g * fg, (g + 1) * fg):
+            wrow = wts[f]
+            orow = offs[f]
+            n = n_spec[f]
+            ns = neg_start[f]
+            ln = length[f]
+            for t in range(TILE):
+                acc[t] = bias[f]
+            if mode == 2 and n > 0:
+                _walk(acc, patch, wrow, orow, 0, n)
+                snap[:] = acc
+                _walk(acc, patch, wrow, orow, n, ns)
+            else:
+                _walk(acc, patch, wrow, orow, 0, ns)
+            if mode == 0:
+                _walk(acc, patch, wrow, orow, ns, ln)
+            else:
+                s0[:] = acc
+                first_blk[:] = -1
+                s = ns
+                j = 0
+                while s < ln:
+                    e = min(s + CHECKPOINT, ln)
+                    if monotone:  # the partial sum only falls here: its value at the block end is its minimum
+                        _walk(acc, patch, wrow, orow, s, e)
+                        probe = acc
+                    else:
+                        low[:] = np.inf
+                        _walk_min(acc, low, patch, wrow, orow, s, e)
+                        probe = low
+                    for t in range(TILE):
+                        cps[j * TILE + t] = acc[t]
+                    if at_zero:
+                        for t in range(TILE):
+                            if probe[t] <= 0.0 and first_blk[t] < 0:
+                                first_blk[t] = j
+                    else:
+                        for t in range(TILE):
+                            if probe[t] < 0.0 and first_blk[t] < 0:
+                                first_blk[t] = j
+                    s = e
+                    j += 1
+            # The PAU's decisions, per window of the tile.
+            for t in range(nvalid):
+                o = pout[t] + f * hw
+                acc_out[o] = acc[t]
+                m = ln
+                term = False
+                sp = False
+                if mode == 2 and n > 0 and snap[t] < thr[f]:
+                    m, term, sp = n, True, True
+                elif mode != 0 and first_blk[t] >= 0:
+                    # Re-scan the block where the partial sum first went negative, from the snapshot before it.
+                    j = first_blk[t]
+                    start = ns + j * CHECKPOINT
+                    v = s0[t] if j == 0 else cps[(j - 1) * TILE + t]
+                    for i in range(start, min(start + CHECKPOINT, ln)):
+                        v = v + wrow[i] * patch[orow[i] + t]
+                        if v < 0.0 or (at_zero and v == 0.0):
+                            m, term = i + 1, True
+                            break
+                macs_out[o] = m
+                term_out[o] = term
+                spec_out[o] = sp
+
+
+def _padded_input(x: np.ndarray, layer: Conv) -> np.ndarray:
+    """Zero-padded input, float32 when that holds every value exactly (half the memory traffic), else float64."""
+    (py, px) = layer.pad
+    xp = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
+    xp32 = xp.astype(np.float32)
+    if np.array_equal(xp32, xp):
+        return xp32
+    return xp
+
+
+def run_lanes(
+    x: np.ndarray,
+    layer: Conv,
+    stream: WeightStream,
+    bias: np.ndarray,
+    mode: str,
+    threshold: np.ndarray | None = None,
+    terminate_at_zero: bool = False,
+) -> LaneResult:
+    """Run one conv layer's windows through the MAC lanes under `mode` ("dense", "exact" or "predictive").
+
+    x is (B, C, H, W); padded positions read 0 and count as MACs. Exact mode: after each MAC of the negative segment,
+    stop when the partial sum is < 0 (<= 0 with `terminate_at_zero`). Predictive mode adds, for kernels with N > 0,
+    a check `acc < threshold[f]` after the first N MACs. Results are identical to the NumPy reference.
+    """
+    p = _prepare(x, layer, stream, bias, mode, threshold)
+    b, f_count, ho, wo = p.out_shape
+    cg = layer.in_channels // layer.groups
+    fg = layer.out_channels // layer.groups
+    kh, kw = layer.kernel
+    sy, sx = layer.stride
+    xpad = _padded_input(p.x, layer)
+    wts = np.ascontiguousarray(stream.weights, dtype=np.float64)
+    offs = np.ascontiguousarray(np.maximum(np.asarray(stream.index, dtype=np.int64), 0) * TILE)
+    # Termination by checkpoints needs a partial sum that can only fall in the negative segment.
+    neg_seg = (np.arange(wts.shape[1])[None, :] >= p.neg_start[:, None]) & (
+        np.arange(wts.shape[1])[None, :] < p.length[:, None]
+    )
+    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    size = b * f_count * ho * wo
+    acc = np.empty(size)
+    macs = np.empty(size, dtype=np.int32)
+    term = np.empty(size, dtype=np.bool_)
+    spec = np.empty(size, dtype=np.bool_)
+    if size:
+        _lanes_kernel(
+            xpad, cg, fg, kh, kw, sy, sx, ho, wo, wts, offs, p.length, p.neg_start, p.n_spec, p.bias, p.threshold,
+            _MODE_CODE[mode], bool(terminate_at_zero), monotone, acc, macs, term, spec,
+        )  # fmt: skip
+    shape = p.out_shape
+    return LaneResult(
+        acc=acc.reshape(shape), macs=macs.reshape(shape), terminated=term.reshape(shape), spec_stop=spec.reshape(shape)
+    )

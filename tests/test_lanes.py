@@ -1,0 +1,188 @@
+"""The Numba MAC lanes against the plain NumPy reference, plus the invariants of exact and predictive mode."""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.errors import ConfigError
+from accelsim.functional.lanes import LaneResult, run_lanes
+from accelsim.functional.reference import run_lanes_reference
+from accelsim.functional.reorder import NEGATIVE_ORDERS, ReorderOptions, reorder_layer
+from accelsim.nets.graph import Conv
+
+FIELDS = ("acc", "macs", "terminated", "spec_stop")
+
+
+def conv(c, f, k=(3, 3), stride=(1, 1), pad=(0, 0), groups=1):
+    return Conv(name="c", inputs=("x",), output="y", in_channels=c, out_channels=f, kernel=k, stride=stride,
+                pad=pad, groups=groups)  # fmt: skip
+
+
+def assert_same(a: LaneResult, b: LaneResult):
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(x, y), f"{name} differs at {np.argwhere(x != y)[:5].tolist()}"
+
+
+@st.composite
+def cases(draw):
+    """A small conv layer with weights and inputs on a fixed-point grid (so float sums are exact)."""
+    g = draw(st.integers(1, 2))
+    cg, fg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sy, sx = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    py, px = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h, w = draw(st.integers(kh, 9)), draw(st.integers(kw, 11))
+    b = draw(st.integers(1, 2))
+    layer = conv(cg * g, fg * g, (kh, kw), (sy, sx), (py, px), g)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    f = fg * g
+    wts = rng.integers(-6, 7, (f, cg, kh, kw)) / 8.0
+    for i in range(f):  # special kernels: all positive, all negative, all zero, ties
+        kind = draw(st.sampled_from(["random", "random", "positive", "negative", "zero", "ties"]))
+        if kind == "positive":
+            wts[i] = np.abs(wts[i]) + 0.125
+        elif kind == "negative":
+            wts[i] = -np.abs(wts[i]) - 0.125
+        elif kind == "zero":
+            wts[i] = 0.0
+        elif kind == "ties":
+            wts[i] = rng.choice([-0.5, 0.5], wts[i].shape)
+    x = np.maximum(rng.integers(-4, 9, (b, cg * g, h, w)), 0) / 4.0  # ReLU-like: many zeros
+    if draw(st.booleans()):
+        x[0] = 0.0  # all-zero windows
+    options = ReorderOptions(negative_order=draw(st.sampled_from(NEGATIVE_ORDERS)), skip_zero_weights=draw(st.booleans()))
+    stored = np.count_nonzero(wts.reshape(f, -1), axis=1) if options.skip_zero_weights else np.full(f, cg * kh * kw)
+    n_spec = np.array([draw(st.integers(0, int(s))) for s in stored], dtype=np.int64)
+    stream = reorder_layer(wts, n_spec, options)
+    bias = rng.integers(-4, 5, f) / 8.0
+    threshold = rng.integers(-8, 9, f) / 8.0
+    return layer, x, stream, bias, threshold
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), mode=st.sampled_from(["dense", "exact", "predictive"]), at_zero=st.booleans())
+def test_numba_matches_reference(case, mode, at_zero):
+    layer, x, stream, bias, threshold = case
+    fast = run_lanes(x, layer, stream, bias, mode, threshold, at_zero)
+    ref = run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero)
+    assert_same(fast, ref)
+    length = stream.length.astype(np.int32)[None, :, None, None]
+    assert np.all(fast.macs <= length)
+    assert np.all(fast.spec_stop <= fast.terminated)
+    if mode == "dense":
+        assert np.all(fast.macs == length) and not fast.terminated.any()
+    if mode == "exact":
+        assert not fast.spec_stop.any()
+        assert np.array_equal(fast.output, np.maximum(fast.acc, 0.0))  # exact mode never changes an output
+        assert np.all(fast.macs[~fast.terminated] == np.broadcast_to(length, fast.macs.shape)[~fast.terminated])
+    if mode == "predictive":
+        n = stream.n_spec.astype(np.int32)[None, :, None, None]
+        assert np.all(np.where(fast.spec_stop, fast.macs == n, True))
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=cases(), mode=st.sampled_from(["exact", "predictive"]), at_zero=st.booleans())
+def test_signed_inputs_match_reference(case, mode, at_zero):
+    """Inputs of either sign (a first layer): not sign-clean, the lanes must still follow the PAU literally."""
+    layer, x, stream, bias, threshold = case
+    x = x - 1.0
+    assert_same(
+        run_lanes(x, layer, stream, bias, mode, threshold, at_zero),
+        run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero),
+    )
+
+
+def test_dense_values_match_a_direct_convolution():
+    rng = np.random.default_rng(3)
+    layer = conv(4, 6, (3, 3), (2, 2), (1, 1), groups=2)
+    w = rng.integers(-8, 8, (6, 2, 3, 3)) / 16.0
+    x = rng.integers(0, 8, (2, 4, 7, 8)) / 4.0
+    bias = rng.integers(-4, 4, 6) / 4.0
+    res = run_lanes(x, layer, reorder_layer(w), bias, "dense")
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros((2, 6, 4, 4))
+    for f in range(6):
+        g = f // 3
+        for y in range(4):
+            for xx in range(4):
+                want[:, f, y, xx] = bias[f] + np.einsum(
+                    "bcij,cij->b", xp[:, 2 * g : 2 * g + 2, 2 * y : 2 * y + 3, 2 * xx : 2 * xx + 3], w[f]
+                )
+    assert np.array_equal(res.acc, want)
+
+
+def test_hand_checked_exact_and_predictive():
+    """1x3 kernel [2, -3, -1] on input [1, 1, 1] (Fig 3.4 shape): exact stops after 2 MACs, predictive after 1."""
+    layer = conv(1, 1, (1, 3))
+    stream = reorder_layer(np.array([[[[2.0, -3.0, -1.0]]]]), np.array([1]))
+    x = np.ones((1, 1, 1, 3))
+    exact = run_lanes(x, layer, reorder_layer(np.array([[[[2.0, -3.0, -1.0]]]])), np.zeros(1), "exact")
+    assert exact.acc.item() == -2.0 and exact.macs.item() == 2 and exact.terminated.item()
+    # speculation set of N=1 is the largest-|w| weight, -3: acc = -3 < th = 0 -> cut after 1 MAC
+    pred = run_lanes(x, layer, stream, np.zeros(1), "predictive", threshold=np.array([0.0]))
+    assert pred.macs.item() == 1 and pred.spec_stop.item() and pred.output.item() == 0.0
+    keep = run_lanes(x, layer, stream, np.zeros(1), "predictive", threshold=np.array([-5.0]))
+    # stream -3 | 2 | -1: no check at the non-negative weight, the sign check after the last MAC (-2) cuts
+    assert keep.macs.item() == 3 and keep.terminated.item() and not keep.spec_stop.item()
+    # a sum that reaches exactly 0: cut only with terminate_at_zero
+    stream0 = reorder_layer(np.array([[[[2.0, -2.0, 1.0]]]]))
+    assert run_lanes(x, layer, stream0, np.zeros(1), "exact").macs.item() == 3
+    assert run_lanes(x, layer, stream0, np.zeros(1), "exact", terminate_at_zero=True).macs.item() == 3
+    assert run_lanes(x, layer, reorder_layer(np.array([[[[2.0, -2.0, -1.0]]]])), np.zeros(1), "exact",
+                     terminate_at_zero=True).macs.item() == 2  # fmt: skip
+
+
+def test_most_negative_first_cuts_no_later_on_uniform_windows():
+    """With equal inputs in a window the products follow the weights, so most-negative-first stops first."""
+    rng = np.random.default_rng(5)
+    layer = conv(8, 32, (3, 3), pad=(0, 0))
+    w = rng.integers(-8, 8, (32, 8, 3, 3)) / 8.0
+    x = np.full((1, 8, 6, 6), 0.5)
+    bias = rng.integers(-8, 8, 32) / 4.0
+    most = run_lanes(x, layer, reorder_layer(w, options=ReorderOptions("most_negative_first")), bias, "exact")
+    least = run_lanes(x, layer, reorder_layer(w, options=ReorderOptions("least_negative_first")), bias, "exact")
+    assert np.array_equal(most.terminated, least.terminated)
+    assert np.all(most.macs <= least.macs)
+    assert np.any(most.macs < least.macs)
+
+
+def test_deterministic_whatever_the_thread_count():
+    rng = np.random.default_rng(7)
+    layer = conv(6, 16, (3, 3), pad=(1, 1), groups=2)
+    w = rng.integers(-8, 8, (16, 3, 3, 3)) / 8.0
+    x = np.maximum(rng.integers(-4, 8, (2, 6, 9, 9)), 0) / 4.0
+    stream = reorder_layer(w, rng.integers(0, 5, 16))
+    args = (x, layer, stream, rng.integers(-4, 4, 16) / 8.0, "predictive", rng.integers(-4, 4, 16) / 4.0)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run_lanes(*args)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = run_lanes(*args)
+    finally:
+        numba.set_num_threads(before)
+    assert_same(one, many)
+
+
+def test_bad_arguments_are_reported():
+    layer = conv(2, 3, (3, 3))
+    stream = reorder_layer(np.ones((3, 2, 3, 3)))
+    x = np.ones((1, 2, 5, 5))
+    with pytest.raises(ConfigError, match="unknown mode"):
+        run_lanes(x, layer, stream, np.zeros(3), "fast")
+    with pytest.raises(ConfigError, match="needs a threshold"):
+        run_lanes(x, layer, stream, np.zeros(3), "predictive")
+    with pytest.raises(ConfigError, match=r"input must be \(B, 2, H, W\)"):
+        run_lanes(np.ones((1, 3, 5, 5)), layer, stream, np.zeros(3), "exact")
+    with pytest.raises(ConfigError, match="weight stream"):
+        run_lanes(x, layer, reorder_layer(np.ones((4, 2, 3, 3))), np.zeros(4), "exact")
+    with pytest.raises(ConfigError, match="bias"):
+        run_lanes(x, layer, stream, np.zeros(2), "exact")
+    with pytest.raises(ConfigError, match="index out of range"):
+        run_lanes(np.ones((1, 1, 5, 5)), conv(1, 3, (3, 3)), stream, np.zeros(3), "exact")
+    with pytest.raises(ValueError):  # kernel larger than the padded input (NetworkError is a ValueError)
+        run_lanes(np.ones((1, 2, 2, 2)), layer, stream, np.zeros(3), "exact")
