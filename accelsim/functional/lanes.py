@@ -27,7 +27,7 @@ from accelsim.nets.graph import Conv
 log = logging.getLogger(__name__)
 
 MODES = ("dense", "exact", "predictive")
-TILE = 32  # output pixels (windows) walked side by side as SIMD lanes
+TILE = 64  # output pixels (windows) walked side by side as SIMD lanes
 CHECKPOINT = 32  # weights between partial-sum snapshots in the negative segment
 _MODE_CODE = {"dense": 0, "exact": 1, "predictive": 2}
 
