@@ -8,13 +8,13 @@ SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered once 
 per kernel the stream is walked once for all pixels of the tile, in stream order, a few weights per step. The per-window
 sign check is taken out of the vector loop: in the negative segment the partial sum can only fall (inputs >= 0,
 weights < 0), so a snapshot every `CHECKPOINT` weights says in which block each window first goes negative, and a
-short scalar re-scan of that block gives the exact stop. Sums follow the stream order exactly as the NumPy reference
+short scalar re-scan of that block gives the exact stop. When inputs can be negative (a first layer) the partial sum
+is not monotone, and each block also tracks the lowest partial sum of every lane instead. Sums follow the stream order exactly as the NumPy reference
 does, so results are bit-identical to it whatever the data.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numba
@@ -23,8 +23,6 @@ import numpy as np
 from accelsim.errors import ConfigError
 from accelsim.functional.reorder import WeightStream
 from accelsim.nets.graph import Conv
-
-log = logging.getLogger(__name__)
 
 MODES = ("dense", "exact", "predictive")
 TILE = 64  # output pixels (windows) walked side by side as SIMD lanes
