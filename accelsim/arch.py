@@ -306,7 +306,7 @@ def load_arch(path: str | Path, overrides: Sequence[str] = ()) -> ArchSpec:
         raw["energy"] = _resolve_energy(raw["energy"], path.parent, str(path), lines)
     where = str(path)
     if overrides:
-        _apply_overrides(raw, overrides, lines)
+        _apply_overrides(raw, overrides, lines, str(path))
         where = f"{path} with --set {' '.join(overrides)}"
     return arch_from_dict(raw, where, base_dir=path.parent, _lines=lines)
 
@@ -375,8 +375,10 @@ def override_keys(raw: Mapping[str, Any]) -> list[str]:
         keys += [f"{section}.{name}" for name in _field_names(cls)]
     energy = raw.get("energy") if isinstance(raw.get("energy"), Mapping) else {}
     classes = list((energy or {}).get("pj_per_bit") or {})
-    keys += [f"energy.{c}_pj_per_bit" for c in classes] + [f"energy.{c}_pj_per_event" for c in classes]
-    keys += ["energy.components.<component>[.<event>]", "options.<key>"]
+    keys += ["energy.<class>_pj_per_bit", "energy.<class>_pj_per_event", "energy.components.<component>[.<event>]",
+             "options.<key>"]
+    if classes:
+        keys[-1] += f" (energy classes: {', '.join(classes)})"
     return keys
 
 
@@ -482,22 +484,22 @@ def _resolve_energy(energy: Any, base_dir: Path, where: str, lines: dict[str, st
     return merged
 
 
-def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], lines: dict[str, str]) -> None:
+def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], lines: dict[str, str], where: str) -> None:
     """Apply `key=value` strings (values parsed as YAML scalars) to the raw spec, in order."""
     for text in overrides:
         if not isinstance(text, str) or "=" not in text:
-            raise ConfigError(f"--set {text!r}: expected key=value, e.g. pe.lanes=8")
+            raise ConfigError(f"{where}: --set {text!r}: expected key=value, e.g. pe.lanes=8")
         key, _, value_text = text.partition("=")
         key = key.strip()
         try:
             value = yaml.safe_load(value_text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {text}: the value is not a valid YAML scalar ({exc})") from None
+            raise ConfigError(f"{where}: --set {text}: the value is not a valid YAML scalar ({exc})") from None
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"--set {text}: the value must be a single scalar, got {value!r}")
+            raise ConfigError(f"{where}: --set {text}: the value must be a single scalar, got {value!r}")
         path = _override_path(key, raw)
         if path is None:
-            raise ConfigError(f"--set {text}: unknown key '{key}'; valid keys: {', '.join(override_keys(raw))}")
+            raise ConfigError(f"{where}: --set {text}: unknown key '{key}'; valid keys: {', '.join(override_keys(raw))}")
         target: dict[str, Any] = raw
         for part in path[:-1]:
             nxt = target.get(part)
@@ -506,7 +508,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], lines: dict[
                 target[part] = nxt
             target = nxt
         target[path[-1]] = value
-        lines[".".join(path)] = f"--set {text}"
+        lines[".".join(path)] = f"{where} with --set {text}"
 
 
 def _override_path(key: str, raw: Mapping[str, Any]) -> list[str] | None:
