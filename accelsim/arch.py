@@ -311,6 +311,9 @@ def load_arch(path: str | Path, overrides: Sequence[str] = ()) -> ArchSpec:
     return arch_from_dict(raw, where, base_dir=path.parent, _lines=lines)
 
 
+load = load_arch  # the name DESIGN.md's data flow uses: accelsim.arch.load(path)
+
+
 def arch_from_dict(d: Mapping[str, Any], where: str, *, base_dir: Path | None = None,
                    _lines: Mapping[str, str] | None = None) -> ArchSpec:
     """Build and validate an ArchSpec from its YAML mapping; `where` names the source in errors.

@@ -294,7 +294,7 @@ def test_find_arch_by_name_and_by_path(monkeypatch):
     assert find_arch("arch_configs/eyeriss.yaml") == Path("arch_configs/eyeriss.yaml")
     assert load_arch("arch_configs/eyeriss.yaml") == load_arch("eyeriss")
     assert find_arch(ARCH_DIR / "eyeriss_chip.yaml") == ARCH_DIR / "eyeriss_chip.yaml"
-    assert load_arch("eyeriss_chip") == load_arch(ARCH_DIR / "eyeriss_chip.yaml")
+    assert load_arch("eyeriss_chip") == load_arch(ARCH_DIR / "eyeriss_chip.yaml") == arch_mod.load("eyeriss_chip")
     with pytest.raises(ConfigError, match=r"unknown architecture 'snapee'; built-in ones in .*: eyeriss, "
                                           r"eyeriss_chip, snapea"):
         find_arch("snapee")
