@@ -19,7 +19,7 @@ import yaml
 from accelsim.errors import ConfigError
 
 DATAFLOWS = ("snapea", "eyeriss")
-ARCH_DIR = Path(__file__).resolve().parents[1] / "arch_configs"  # beside the package in an editable install
+ARCH_DIR = Path(__file__).resolve().parent / "arch_configs"  # inside the package (the repo root links to it)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # energy classes become column names energy_<class>_pj
 _COMPONENT = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")  # component or component.event
@@ -282,9 +282,8 @@ def find_arch(name_or_path: str | Path) -> Path:
         raise ConfigError(f"architecture file {path} does not exist")
     if not ARCH_DIR.is_dir():
         raise ConfigError(
-            f"architecture '{text}' is not a file, and the built-in folder arch_configs/ was not found next to the "
-            f"accelsim package (looked in {ARCH_DIR}; it exists in a source checkout or editable install); "
-            "give the path of an architecture YAML file instead"
+            f"architecture '{text}' is not a file, and the built-in folder arch_configs/ was not found in the "
+            f"accelsim package (looked in {ARCH_DIR}); give the path of an architecture YAML file instead"
         )
     candidate = ARCH_DIR / f"{text}.yaml"
     if candidate.is_file():

@@ -24,7 +24,7 @@ from accelsim.arch import (
 from accelsim.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH_DIR = REPO / "arch_configs"
+ARCH_DIR = (REPO / "arch_configs").resolve()  # the repo-root link to accelsim/arch_configs
 
 
 @pytest.fixture
