@@ -304,5 +304,5 @@ def test_find_arch_by_name_and_by_path(monkeypatch):
 
 def test_find_arch_says_where_it_looked_without_the_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(arch_mod, "ARCH_DIR", tmp_path / "arch_configs")
-    with pytest.raises(ConfigError, match=r"arch_configs/ was not found next to the accelsim package"):
+    with pytest.raises(ConfigError, match=r"arch_configs/ was not found in the accelsim package"):
         find_arch("snapea")
