@@ -1,0 +1,406 @@
+"""Eyeriss row-stationary (RS) baseline: mapping, passes, DRAM traffic, cycles and access counts per layer.
+
+The model follows Chen, Emer, Sze (ISCA 2016) and Chen, Krishna, Emer, Sze (JSSC 2017). It is dense (every MAC is
+executed), needs only layer shapes, and is pure arithmetic per layer: a vectorised search over the RS mapping
+parameters (strip width e, filters p and channels q per PE, sets r x t, images n per pass, filters m whose psums stay
+in the global buffer) picks the cheapest legal mapping, whose closed-form access counts and cycles are returned.
+The decisions and their reasons are in docs/timing_eyeriss.md; the check against the real chip is in
+docs/validation.md.
+
+Notation (JSSC 2017 Table I/II), per group of a grouped conv: C channels, M filters, H x W padded input, R x S
+kernel, E x F output, U stride, N images; a pass runs p*t filters x q*r channels x n images over e output rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from accelsim.arch import ArchSpec
+from accelsim.errors import ConfigError
+from accelsim.nets.graph import FC, Conv, Graph, Layer
+from accelsim.timing.events import EventLog, LayerTiming
+
+log = logging.getLogger(__name__)
+
+DESIGN = "eyeriss"
+OBJECTIVES = ("cycles", "energy", "edp")
+CYCLE_SLACK = 0.01  # "as fast as the fastest" for the cycles objective: within 1 %
+# Normalised energy per access of the RS paper (ISCA 2016, Fig. 1 / Sec. VI): RF 1, NoC 2, GLB 6, DRAM 200. Used
+# only to rank mappings in the search; reported energy comes from the energy table (accelsim.energy).
+_RANK_COST = {"rf": 1.0, "noc": 2.0, "gbuf": 6.0, "dram": 200.0}
+
+
+# -- options ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EyerissOptions:
+    """Modelling options of the RS model, read from `options:` of an eyeriss arch file (`--set options.<key>=...`)."""
+
+    zero_gating: bool = False  # gate MACs (and weight-scratchpad reads) on zero inputs: energy only, never cycles
+    mapping_objective: str = "cycles"  # how the search ranks legal mappings: cycles (then energy) | energy | edp
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> "EyerissOptions":
+        options = dict(options or {})
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"options.{unknown[0]}: unknown option of the eyeriss timing model; "
+                              f"allowed: {', '.join(allowed)}")
+        zg = options.get("zero_gating", cls.zero_gating)
+        if not isinstance(zg, bool):
+            raise ConfigError(f"options.zero_gating must be true or false, got {zg!r}")
+        obj = options.get("mapping_objective", cls.mapping_objective)
+        if obj not in OBJECTIVES:
+            raise ConfigError(f"options.mapping_objective must be one of {', '.join(OBJECTIVES)}, got {obj!r}")
+        return cls(zero_gating=zg, mapping_objective=obj)
+
+
+# -- layer geometry --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RSShape:
+    """One group of a conv (or an FC as a 1x1 conv on a 1x1 map) in the RS papers' notation."""
+
+    groups: int
+    C: int  # input channels per group
+    M: int  # filters per group
+    H: int  # padded input rows
+    W: int  # padded input columns
+    R: int  # filter rows
+    S: int  # filter columns
+    E: int  # output rows
+    F: int  # output columns
+    U: int  # vertical stride
+    Uw: int  # horizontal stride
+    pad_h: int
+    pad_w: int
+
+    @property
+    def width_used(self) -> int:
+        """Padded input columns a PE's 1-D convolution streams: (F-1)*Uw + S."""
+        return (self.F - 1) * self.Uw + self.S
+
+    @property
+    def width_unpadded(self) -> int:
+        """Of those columns, how many are real input values (not padding zeros)."""
+        return max(0, min(self.width_used, self.W - self.pad_w) - self.pad_w)
+
+    @property
+    def macs(self) -> int:
+        return self.groups * self.M * self.E * self.F * self.C * self.R * self.S
+
+
+def rs_shape(graph: Graph, layer: Layer) -> RSShape:
+    """The RS view of a conv or FC layer; an FC is a conv whose input, kernel and output are 1x1 (C = in_features)."""
+    if isinstance(layer, Conv):
+        c_in, h, w = graph.in_shapes(layer)[0]
+        _, e, f = graph.out_shape(layer)
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.pad
+        return RSShape(layer.groups, c_in // layer.groups, layer.out_channels // layer.groups, h + 2 * ph, w + 2 * pw,
+                       kh, kw, e, f, sh, sw, ph, pw)
+    if isinstance(layer, FC):
+        return RSShape(1, layer.in_features, layer.out_features, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+    raise ConfigError(f"layer '{layer.name}' ({type(layer).__name__}) is not a conv or fc layer; the eyeriss model "
+                      "maps only those")
+
+
+# -- mapping ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RSMapping:
+    """A row-stationary mapping of one layer (per group) and the pass counts that follow from it."""
+
+    e: int  # output rows per strip (strip-mined PE-set width)
+    strips: int  # ceil(E / e)
+    segments: int  # a set wider than the array is cut into this many segments stacked vertically
+    fold_h: int  # filter-row folds (R > array rows): psums of the folds accumulate through the global buffer
+    rows_per_fold: int  # R_f: filter rows per fold (PE-set height)
+    p: int  # filters interleaved in one PE
+    q: int  # channels interleaved in one PE
+    r: int  # PE sets on different channels (psums accumulated inside the array)
+    t: int  # PE sets on different filters (sharing the ifmap)
+    n: int  # images per pass
+    m: int  # filters whose psums stay in the global buffer (ifmaps are re-read from DRAM ceil(M/m) times)
+    weights_resident: bool  # all of the group's weights stay in the global buffer (read from DRAM once)
+    pes_mapped: int  # PEs covered by the r x t sets (the published "active PEs")
+    passes: int  # processing passes per group and batch
+
+    def describe(self) -> str:
+        return (f"e={self.e} (x{self.strips} strips, {self.segments} segment(s)) R_f={self.rows_per_fold} "
+                f"(x{self.fold_h}) p={self.p} q={self.q} r={self.r} t={self.t} n={self.n} m={self.m} "
+                f"PEs={self.pes_mapped} passes={self.passes}")
+
+
+def _words(n_bytes: int, word_bits: int) -> int:
+    return n_bytes * 8 // word_bits
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _strip_rows(s: RSShape, e: int, rows: int, H_lo: int, H_hi: int) -> int:
+    """Sum over the strips of e output rows of the input rows [H_lo, H_hi) each strip touches (rows = R or R_f)."""
+    total = 0
+    for j in range(_ceil(s.E, e)):
+        ej = min(e, s.E - j * e)
+        lo = j * e * s.U
+        hi = lo + (ej - 1) * s.U + rows
+        total += max(0, min(hi, H_hi) - max(lo, H_lo))
+    return total
+
+
+def _split_sum(total, block, per_pe_div):
+    """Sum over blocks of `block` items (the last partial) of ceil(items_in_block / per_pe_div), vectorised."""
+    return (total // block) * _ceil(block, per_pe_div) + _ceil(total % block, per_pe_div)
+
+
+def _candidates(arch: ArchSpec, s: RSShape, batch: int) -> dict[str, np.ndarray]:
+    """Every legal (e, r, t, p, q, n) with its m, as flat arrays; a ConfigError when none exists."""
+    rows, cols = arch.array.rows, arch.array.cols
+    wb = arch.word_bits
+    w_spad = _words(arch.pe.weight_buffer_bytes, wb)
+    i_spad = _words(arch.pe.input_register_bytes, wb)
+    p_spad = _words(arch.pe.psum_register_bytes, wb)
+    glb = _words(arch.global_buffer.bytes, wb)
+    if p_spad < 1 or i_spad < 1:
+        raise ConfigError(f"{arch.name}: the eyeriss dataflow needs a psum register and an input register of at least "
+                          f"one {wb}-bit word (pe.psum_register_bytes={arch.pe.psum_register_bytes}, "
+                          f"pe.input_register_bytes={arch.pe.input_register_bytes})")
+    if s.S > i_spad or s.S > w_spad:
+        raise ConfigError(f"{arch.name}: a filter row of {s.S} weights does not fit the PE scratchpads "
+                          f"(input register {i_spad} words, weight scratchpad {w_spad} words); the row-stationary "
+                          "mapping keeps one filter row and its input window in each PE")
+    fold_h = _ceil(s.R, rows)
+    r_f = _ceil(s.R, fold_h)
+    geo = []  # (e, segments, sets)
+    for k in sorted({_ceil(s.E, j) for j in range(1, s.E + 1)}, reverse=True):
+        e = k
+        seg = _ceil(e, cols)
+        if seg * r_f > rows:
+            continue
+        sets = (rows // (seg * r_f)) * (cols // _ceil(e, seg))
+        geo.append((e, seg, sets))
+    if not geo:
+        raise ConfigError(f"{arch.name}: no PE-set shape fits a {arch.array.rows}x{arch.array.cols} array")
+    qmax = min(i_spad // s.S, w_spad // s.S, s.C)
+    pmax = min(p_spad, w_spad // s.S, s.M)
+    E_, SEG, R_, T_ = [], [], [], []
+    for e, seg, sets in geo:
+        for r in (d for d in range(1, min(sets, s.C) + 1) if sets % d == 0 or d == min(sets, s.C)):
+            t = min(sets // r, s.M)
+            E_.append(e), SEG.append(seg), R_.append(r), T_.append(t)
+    ns = sorted({_ceil(batch, k) for k in range(1, batch + 1)})
+    g_e, g_p, g_q, g_n = np.meshgrid(np.arange(len(E_)), np.arange(1, pmax + 1), np.arange(1, qmax + 1),
+                                     np.array(ns), indexing="ij")
+    idx, p, q, n = (a.ravel().astype(np.int64) for a in (g_e, g_p, g_q, g_n))
+    e = np.array(E_, dtype=np.int64)[idx]
+    seg = np.array(SEG, dtype=np.int64)[idx]
+    r = np.array(R_, dtype=np.int64)[idx]
+    t = np.array(T_, dtype=np.int64)[idx]
+    ok = p * q * s.S <= w_spad
+    pt, qr = p * t, q * r
+    ifmap_block = n * np.minimum(qr, s.C) * ((e - 1) * s.U + s.R) * s.width_used
+    filt2 = 2 * np.minimum(pt, s.M) * np.minimum(qr, s.C) * r_f * s.S
+    avail = glb - ifmap_block - filt2
+    m = np.minimum(s.M, (np.maximum(avail, 0) // (n * e * s.F)) // pt * pt)
+    ok &= m >= np.minimum(pt, s.M)
+    if not ok.any():
+        raise ConfigError(f"{arch.name}: the global buffer ({arch.global_buffer.bytes} B) cannot hold one pass of "
+                          f"ifmaps, psums and filters for a {s.C}x{s.H}x{s.W} input with {s.R}x{s.S} kernels")
+    sel = np.nonzero(ok)[0]
+    cand = {"e": e[sel], "seg": seg[sel], "r": r[sel], "t": t[sel], "p": p[sel], "q": q[sel], "n": n[sel],
+            "m": np.maximum(m[sel], 1)}
+    cand["fold_h"] = np.full(len(sel), fold_h)
+    cand["r_f"] = np.full(len(sel), r_f)
+    cand["ifmap_block"] = ifmap_block[sel]
+    return cand
+
+
+def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Access counts (words, per group and batch) and cycles of candidate mappings `c` (arrays of equal length)."""
+    e, r, t, p, q, n, m = (np.asarray(c[k], dtype=np.int64) for k in ("e", "r", "t", "p", "q", "n", "m"))
+    fold_h, r_f = np.asarray(c["fold_h"]), np.asarray(c["r_f"])
+    N, C, M = batch, s.C, s.M
+    glb = _words(arch.global_buffer.bytes, arch.word_bits)
+    pt, qr = p * t, q * r
+    # per-e strip sums (few distinct e values)
+    ue, inv = np.unique(e, return_inverse=True)
+    k_e = _ceil(s.E, e)
+    rows_fold = np.array([_strip_rows(s, int(x), int(_ceil(s.R, _ceil(s.R, arch.array.rows))), 0, s.H)
+                          for x in ue])[inv]
+    rows_pad = np.array([_strip_rows(s, int(x), s.R, 0, s.H) for x in ue])[inv]
+    rows_unp = np.array([_strip_rows(s, int(x), s.R, s.pad_h, s.H - s.pad_h) for x in ue])[inv]
+    # filter blocking: m-blocks of m filters, each cut into sub-blocks of p*t (one pass each)
+    k_m = _ceil(M, m)
+    rem = M - (k_m - 1) * m
+    k_f = (k_m - 1) * _ceil(m, pt) + _ceil(rem, pt)  # filter sub-blocks in all
+    sum_p = (k_m - 1) * _split_sum(m, pt, t) + _split_sum(rem, pt, t)  # sum of per-PE filter counts
+    k_c = _ceil(C, qr)
+    sum_q = _split_sum(C, qr, r)
+    k_n = _ceil(N, n)
+    passes = k_n * k_e * k_f * k_c * fold_h
+    W_g = M * C * s.R * s.S
+    outputs = N * M * s.E * s.F
+    psum_block = n * m * e * s.F
+    resident = c["ifmap_block"] + psum_block + W_g <= glb
+    weight_loads = np.where(resident, 1, k_n * k_e)
+    # DRAM (words)
+    dram_w = W_g * weight_loads
+    dram_i = N * C * s.width_unpadded * rows_unp * k_m
+    dram_o = np.full(len(e), outputs)
+    # global buffer (words): ifmaps read once per filter sub-block and fold; psums written by every channel block and
+    # fold, read back by every one but the first plus once more for the write-back to DRAM
+    acc_steps = k_c * fold_h
+    gb_i_read = N * C * s.width_used * rows_fold * fold_h * k_f
+    gb_i_write = N * C * s.width_used * rows_pad * k_m
+    gb_p_write = outputs * acc_steps
+    gb_p_read = outputs * acc_steps
+    gb_w_read = W_g * k_n * k_e
+    gb_w_write = dram_w
+    # scratchpads and NoC
+    macs = s.M * s.E * s.F * s.C * s.R * s.S * N
+    sp_w_write = W_g * k_n * s.E  # every weight goes to the e PEs of its filter row, for each image block
+    sp_i_write = N * C * s.R * s.E * s.width_used * k_f  # each PE gets its input row for every filter sub-block
+    noc_psum_hops = outputs * acc_steps * (r_f - 1 + r - 1)  # vertical psum accumulation inside the array
+    noc = gb_i_read + gb_w_read + (gb_p_read - outputs) + gb_p_write + noc_psum_hops
+    # cycles
+    S, F = s.S, s.F
+    busy = N * sum_p * sum_q * k_e * fold_h * S * F
+    bw = arch.global_buffer.bandwidth_words_per_cycle
+    fill = gb_w_read / bw  # filter scratchpads are loaded at the start of each pass (not double-buffered)
+    stream = gb_i_read + gb_p_read + gb_p_write
+    gbuf_stall = np.maximum(0.0, stream / bw - busy)
+    word_bytes = arch.word_bits / 8
+    dram_bytes = (dram_w + dram_i + dram_o) * word_bytes
+    dram_cycles = dram_bytes / arch.dram_bytes_per_cycle
+    prologue = (c["ifmap_block"] + pt * qr * r_f * S) * word_bytes / arch.dram_bytes_per_cycle
+    dram_stall = np.maximum(0.0, dram_cycles - (busy + fill + gbuf_stall)) + prologue
+    cycles = busy + fill + gbuf_stall + dram_stall
+    rank = (_RANK_COST["dram"] * (dram_w + dram_i + dram_o)
+            + _RANK_COST["gbuf"] * (gb_i_read + gb_i_write + gb_p_read + gb_p_write + gb_w_read + gb_w_write)
+            + _RANK_COST["noc"] * noc
+            + _RANK_COST["rf"] * (3 * macs + sp_w_write + sp_i_write + 2 * macs))
+    return {"passes": passes, "resident": resident, "k_e": k_e, "macs": np.full(len(e), macs),
+            "dram_w": dram_w, "dram_i": dram_i, "dram_o": dram_o,
+            "gb_i_read": gb_i_read, "gb_i_write": gb_i_write, "gb_p_read": gb_p_read, "gb_p_write": gb_p_write,
+            "gb_w_read": gb_w_read, "gb_w_write": gb_w_write, "sp_w_write": sp_w_write, "sp_i_write": sp_i_write,
+            "noc_psum_hops": noc_psum_hops, "noc": noc, "busy": busy.astype(float), "fill": fill,
+            "gbuf_stall": gbuf_stall, "dram_stall": dram_stall, "cycles": cycles, "rank": rank}
+
+
+def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
+    """Index of the best candidate for the objective; ties broken by the other figure, then by fewer passes.
+
+    `cycles` keeps the mappings within CYCLE_SLACK of the fastest and takes the cheapest of them (the chip's own
+    mappings all maximise the active PEs, JSSC 2017 Table V); `energy` takes the cheapest outright; `edp` the least
+    energy x cycles.
+    """
+    # DRAM stalls are left out of the ranking: the mapping is a property of the chip, and a mapping that does not
+    # depend on DRAM bandwidth makes more bandwidth never cost cycles.
+    energy, passes = cost["rank"], cost["passes"]
+    cycles = cost["cycles"] - cost["dram_stall"]
+    if objective == "cycles":
+        near = cycles <= cycles.min() * (1.0 + CYCLE_SLACK)
+        order = np.lexsort((passes, cycles, np.where(near, energy, np.inf)))
+    elif objective == "energy":
+        order = np.lexsort((passes, cycles, energy))
+    else:
+        order = np.lexsort((passes, energy, energy * cycles))
+    return int(order[0])
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    shape: RSShape
+    mapping: RSMapping
+    counts: dict[str, float]  # access counts and cycles for the whole batch, all groups
+
+
+def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions) -> _LayerPlan:
+    if arch.dataflow != "eyeriss":
+        raise ConfigError(f"{arch.name}: dataflow is '{arch.dataflow}'; the row-stationary model needs "
+                          "dataflow: eyeriss")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
+    if arch.pe.lanes != 1:
+        raise ConfigError(f"{arch.name}: an Eyeriss PE has one MAC (pe.lanes = 1), got pe.lanes = {arch.pe.lanes}")
+    s = rs_shape(graph, layer)
+    cand = _candidates(arch, s, batch)
+    cost = _evaluate(arch, s, batch, cand)
+    i = _choose(cost, opts.mapping_objective)
+    pick = {k: v[i] for k, v in cand.items()}
+    e, seg, r_f = int(pick["e"]), int(pick["seg"]), int(pick["r_f"])
+    mapping = RSMapping(e=e, strips=_ceil(s.E, e), segments=seg, fold_h=int(pick["fold_h"]), rows_per_fold=r_f,
+                        p=int(pick["p"]), q=int(pick["q"]), r=int(pick["r"]), t=int(pick["t"]), n=int(pick["n"]),
+                        m=int(pick["m"]), weights_resident=bool(cost["resident"][i]),
+                        pes_mapped=int(pick["r"]) * int(pick["t"]) * r_f * e, passes=int(cost["passes"][i]))
+    counts = {k: float(v[i]) * s.groups for k, v in cost.items() if k not in ("resident", "k_e")}
+    log.debug("eyeriss %s: %s", layer.name, mapping.describe())
+    return _LayerPlan(s, mapping, counts)
+
+
+def map_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int) -> RSMapping:
+    """The RS mapping the model picks for `layer` at this batch size (per group of a grouped conv)."""
+    return _plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options)).mapping
+
+
+def layer_accesses(arch: ArchSpec, graph: Graph, layer: Layer, batch: int) -> dict[str, float]:
+    """Access counts in words per (level, data type, direction) for the whole batch (all groups), plus cycles.
+
+    Keys: dram_{w,i,o}, gb_{i,p,w}_{read,write}, sp_{w,i}_write, noc_psum_hops, noc, busy, fill, gbuf_stall,
+    dram_stall, cycles, macs, passes. `w` = weights, `i` = input feature maps, `o`/`p` = outputs / partial sums.
+    """
+    return dict(_plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options)).counts)
+
+
+# -- public API ------------------------------------------------------------------------------------------------------
+def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
+                   input_zero_fraction: float = 0.0) -> LayerTiming:
+    """Cycles and access events of a conv or fc layer on the RS array, as per-image averages over `batch` images.
+
+    `input_zero_fraction` (share of the layer's input values that are zero) matters only with
+    `options.zero_gating`: gated MACs skip the weight-scratchpad read and the multiply (energy), never cycles.
+    """
+    opts = EyerissOptions.from_mapping(arch.options)
+    if not (isinstance(input_zero_fraction, (int, float)) and 0.0 <= input_zero_fraction <= 1.0):
+        raise ConfigError(f"input_zero_fraction must be a number in [0, 1], got {input_zero_fraction!r}")
+    plan = _plan(arch, graph, layer, batch, opts)
+    c = plan.counts
+    wb = arch.word_bits
+    macs = c["macs"]
+    gated = macs * input_zero_fraction if opts.zero_gating else 0.0
+    ev = EventLog()
+    ev.add("mac", "mac", macs - gated, wb)
+    if opts.zero_gating:
+        ev.add("mac", "gated", gated, 0)
+    ev.add("weight_spad", "read", macs - gated, wb)
+    ev.add("weight_spad", "write", c["sp_w_write"], wb)
+    ev.add("input_spad", "read", macs, wb)
+    ev.add("input_spad", "write", c["sp_i_write"], wb)
+    ev.add("psum_spad", "read", macs, wb)
+    ev.add("psum_spad", "write", macs, wb)
+    ev.add("noc", "transfer", c["noc"], wb)
+    ev.add("global_buffer", "read", c["gb_i_read"] + c["gb_p_read"] + c["gb_w_read"], wb)
+    ev.add("global_buffer", "write", c["gb_i_write"] + c["gb_p_write"] + c["gb_w_write"], wb)
+    word_bytes = wb / 8
+    ev.add("dram", "read", (c["dram_w"] + c["dram_i"]) * word_bytes, 8)
+    ev.add("dram", "write", c["dram_o"] * word_bytes, 8)
+    ev.add("dram", "stall_cycle", c["dram_stall"], 0)
+    per_image = 1.0 / batch
+    breakdown = {k: c[k] * per_image for k in ("busy", "fill", "gbuf_stall", "dram_stall")}
+    cycles = c["cycles"] * per_image
+    macs_img = macs * per_image
+    return LayerTiming(layer=layer.name, cycles=cycles, events=ev.scaled(per_image), macs_performed=macs_img,
+                       mac_units=arch.mac_units, active_pes=macs_img / cycles if cycles else 0.0,
+                       breakdown=breakdown)
+
+
+def simulate_network(arch: ArchSpec, graph: Graph, batch: int) -> dict[str, LayerTiming]:
+    """`simulate_layer` for every conv and fc layer of `graph`, in execution order (dense, no zero gating input)."""
+    return {layer.name: simulate_layer(arch, graph, layer, batch)
+            for layer in graph.layers if isinstance(layer, (Conv, FC))}
