@@ -1,0 +1,236 @@
+"""A cycle-stepped reference of the SnaPEA PE array, in plain Python, for small layers (tests only).
+
+It shares the static plan with the fast model (`snapea.plan_layer`: which tile goes to which PE row, which kernel to
+which column, what each DMA moves) and re-derives everything else one cycle at a time: every cycle each PE's
+controller broadcasts one weight (and its index) to its lanes; a lane whose window still has MACs to do performs one,
+the others are data-gated; a lane group ends when all its lanes are done; a PE row's step ends when all its PEs are
+done and its DMA (a byte counter: latency, then `rate` bytes per cycle) has finished; the layer ends when every row is
+done. The fast model (`snapea.layer_totals`) must give exactly the same totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from accelsim.arch import ArchSpec
+from accelsim.nets.graph import Graph, Layer
+from accelsim.timing.events import LayerTiming
+from accelsim.timing.snapea import TOTAL_KEYS, LayerPlan, layer_totals, plan_layer, timing_from_totals
+
+
+@dataclass
+class _Step:
+    """One step of a PE row: per PE a list of lane groups (each a list of per-lane MAC counts) and the DMA bytes."""
+
+    groups: dict[int, list[list[int]]]
+    read_bytes: int  # DRAM -> PEs during the step
+    write_bytes: int = 0  # PEs -> DRAM during the step
+
+    @property
+    def dma_bytes(self) -> int:
+        return self.read_bytes + self.write_bytes
+
+
+@dataclass
+class _DMA:
+    latency_left: int
+    remaining: Fraction
+    rate: Fraction
+
+    @property
+    def done(self) -> bool:
+        return self.latency_left == 0 and self.remaining <= 0
+
+    def tick(self) -> None:
+        if self.latency_left > 0:
+            self.latency_left -= 1
+        else:
+            self.remaining -= self.rate
+
+
+def _new_dma(plan: LayerPlan, nbytes: int, rows_sharing: int = 1) -> _DMA:
+    if nbytes <= 0:
+        return _DMA(0, Fraction(0), plan.dma.rate)
+    return _DMA(plan.dma.latency, Fraction(nbytes), plan.dma.rate * rows_sharing)
+
+
+def _conv_windows(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[list[int]]:
+    """The lane groups of kernel f on tile t, built window by window from the lane-assignment rule."""
+    lanes, (_, wo) = plan.lanes, plan.out_hw
+    r0, r1 = plan.tile_bounds(t)
+    raster = [int(macs[f, y, x]) for y in range(r0, r1) for x in range(wo)]
+    if plan.lane_code == 0:  # row: adjacent windows of one output row, a partial group at the row's end
+        groups = []
+        for y in range(r0, r1):
+            row = [int(macs[f, y, x]) for x in range(wo)]
+            groups += [row[i:i + lanes] for i in range(0, wo, lanes)]
+        return groups
+    if plan.lane_code == 1:  # flat: raster order across row ends
+        return [raster[i:i + lanes] for i in range(0, len(raster), lanes)]
+    n = len(raster)  # interleaved: lane j of group g takes window g + j * G
+    g_count = -(-n // lanes)
+    return [[raster[g + j * g_count] for j in range(lanes) if g + j * g_count < n] for g in range(g_count)]
+
+
+def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step]]:
+    steps: dict[int, list[_Step]] = {}
+    if plan.kind == "fc":
+        for r in range(plan.rows):
+            groups: dict[int, list[list[int]]] = {}
+            for c in range(plan.cols):
+                neurons = [n for n in range(plan.kernels) if plan.kernel_pe[n] == r * plan.cols + c]
+                if neurons:
+                    groups[c] = [[plan.kernel_len] * len(neurons[i:i + plan.lanes])
+                                 for i in range(0, len(neurons), plan.lanes)]
+            if groups:
+                steps[r] = [_Step(groups, int(plan.stream_bytes[r])), _Step({}, 0, int(plan.out_bytes[r]))]
+        return steps
+    for r in range(plan.rows):
+        seq = [t for t in range(plan.tiles) if plan.tile_row[t] == r]
+        if not seq:
+            continue
+        row = [_Step({}, int(plan.in_bytes[seq[0]]))]  # prologue: the first tile's input
+        for k, t in enumerate(seq):
+            groups = {}
+            for c in range(plan.cols):
+                kernels = [f for f in range(plan.kernels) if plan.kernel_pe[f] == c]
+                if kernels:
+                    groups[c] = [g for f in kernels for g in _conv_windows(plan, macs, f, t)]
+            read = int(plan.stream_bytes[r])  # the weights (and indices) streamed for this tile, if not resident
+            if k + 1 < len(seq):
+                read += int(plan.in_bytes[seq[k + 1]])  # prefetch of the next tile's input
+            write = int(plan.out_bytes[seq[k - 1]]) if k > 0 else 0  # write-back of the previous tile's output
+            row.append(_Step(groups, read, write))
+        row.append(_Step({}, 0, int(plan.out_bytes[seq[-1]])))  # epilogue: the last tile's output
+        steps[r] = row
+    return steps
+
+
+@dataclass
+class _PE:
+    groups: list[list[int]]
+    gi: int = 0
+    done_macs: list[int] = field(default_factory=list)
+
+    def skip_empty(self) -> None:
+        while self.gi < len(self.groups) and max(self.groups[self.gi], default=0) == 0:
+            self.gi += 1
+        if self.gi < len(self.groups):
+            self.done_macs = [0] * len(self.groups[self.gi])
+
+    @property
+    def busy(self) -> bool:
+        return self.gi < len(self.groups)
+
+
+def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
+    tot = dict.fromkeys(TOTAL_KEYS, 0)
+    tot["images"] = 1
+    steps = _row_steps(plan, macs)
+    active = {r: set().union(*(s.groups.keys() for s in row)) for r, row in steps.items()}
+    n_active = sum(len(a) for a in active.values())
+    n_pes = plan.rows * plan.cols
+    conv = plan.kind == "conv"
+    tot["dram_read"] = plan.prologue_bytes
+    cycle = 0
+    # global prologue: resident weights (and an fc layer's input) at the whole channel's bandwidth
+    dma = _new_dma(plan, plan.prologue_bytes, plan.rows)
+    while not dma.done:
+        dma.tick()
+        cycle += 1
+        tot["dram_pe"] += n_active
+        tot["unused_pe"] += n_pes - n_active
+    # the rows, all at once, one cycle at a time
+    state = {r: {"k": -1, "pes": {}, "dma": None} for r in steps}
+    finished: set[int] = set()
+
+    def start_next(r: int) -> None:
+        """Advance row r past finished (or empty) steps."""
+        st = state[r]
+        while True:
+            if st["k"] >= 0 and (any(p.busy for p in st["pes"].values()) or not st["dma"].done):
+                return
+            st["k"] += 1
+            if st["k"] >= len(steps[r]):
+                finished.add(r)
+                return
+            step = steps[r][st["k"]]
+            st["pes"] = {c: _PE([list(g) for g in gs]) for c, gs in step.groups.items()}
+            for p in st["pes"].values():
+                p.skip_empty()
+            st["dma"] = _new_dma(plan, step.dma_bytes)
+            tot["dram_read"] += step.read_bytes
+            tot["dram_write"] += step.write_bytes
+
+    for r in steps:
+        start_next(r)
+    while len(finished) < len(steps):
+        for r in steps:
+            if r in finished:
+                tot["tail_pe"] += len(active[r])
+                continue
+            st = state[r]
+            computing = [c for c, p in st["pes"].items() if p.busy]
+            for c in active[r]:
+                pe = st["pes"].get(c)
+                if pe is not None and pe.busy:
+                    group = pe.groups[pe.gi]
+                    tot["compute_pe"] += 1
+                    working = 0
+                    for j, m in enumerate(group):
+                        if pe.done_macs[j] < m:
+                            pe.done_macs[j] += 1
+                            working += 1
+                            n = pe.done_macs[j]
+                            if plan.chunk and n > 1 and (n - 1) % plan.chunk == 0:
+                                tot["psum_swaps"] += 1  # this MAC opens a new chunk: restore the partial sum
+                    tot["macs"] += working
+                    tot["gated"] += lanes - working
+                    if conv:  # one weight (and its index) broadcast; one input per working lane
+                        tot["weight_reads"] += 1
+                        tot["index_reads"] += 1
+                        tot["input_reads"] += working
+                    else:  # fc: one weight per working lane; one input broadcast
+                        tot["weight_reads"] += working
+                        tot["input_reads"] += 1
+                    if all(d >= m for d, m in zip(pe.done_macs, group)):
+                        pe.gi += 1
+                        pe.skip_empty()
+                elif computing:
+                    tot["barrier_pe"] += 1
+                else:
+                    tot["dram_pe"] += 1
+            if not st["dma"].done:
+                st["dma"].tick()
+        tot["unused_pe"] += n_pes - n_active
+        cycle += 1
+        for r in steps:
+            if r not in finished:
+                start_next(r)
+    tot["cycles"] = cycle
+    return tot
+
+
+def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -> dict[str, int]:
+    """Integer totals over the images of `macs` (B, F, Ho, Wo), or one dense image when macs is None."""
+    if plan.kind == "eltwise":
+        return layer_totals(arch, plan, None, 1 if macs is None else len(macs))
+    if macs is None:
+        ho, wo = plan.out_hw
+        macs = np.full((1, plan.kernels, ho, wo), plan.kernel_len, np.int32)
+    out = dict.fromkeys(TOTAL_KEYS, 0)
+    for image in np.asarray(macs):
+        for key, value in _image_totals(plan, image, arch.pe.lanes).items():
+            out[key] += value
+    return out
+
+
+def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
+                   pau: bool = True) -> LayerTiming:
+    """The reference's LayerTiming for one batch (same meaning as `snapea.simulate_layer`)."""
+    layer = graph.layer(layer) if isinstance(layer, str) else layer
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None)
+    return timing_from_totals(arch, plan, reference_totals(arch, plan, macs))

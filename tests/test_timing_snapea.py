@@ -1,0 +1,226 @@
+"""SnaPEA timing model: the fast model against the cycle-stepped reference, its properties, and bad configurations."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.arch import ArraySpec, DRAMSpec, load_arch
+from accelsim.errors import ConfigError
+from accelsim.nets.graph import graph_from_dict
+from accelsim.nets.workload import load_workload
+from accelsim.timing import reference, snapea
+
+BASE = load_arch("snapea")
+
+
+def make_arch(rows=2, cols=2, lanes=4, wbuf=512, ibuf=512, io=20480, index_bits=16, gbps=19.2, latency=50.0,
+              **options):
+    pe = dataclasses.replace(BASE.pe, lanes=lanes, weight_buffer_bytes=wbuf, index_buffer_bytes=ibuf,
+                             io_buffer_bytes=io, index_bits=index_bits)
+    return dataclasses.replace(BASE, array=ArraySpec(rows, cols), pe=pe, dram=DRAMSpec(gbps, latency),
+                               options=options)
+
+
+def conv_graph(c=3, f=4, h=6, w=7, k=3, stride=1, pad=1, groups=1, pool=False, first=True, fc=0, tail=False):
+    """A small network: [a 1x1 conv producing the input,] the conv under test `c1`, [a pool,] [an fc | a 1x1 conv]."""
+    layers = []
+    bottom = "data"
+    if not first:
+        layers.append({"name": "c0", "type": "conv", "bottom": "data", "top": "c0", "in_channels": c,
+                       "out_channels": c, "kernel": 1, "relu": True})
+        bottom = "c0"
+    layers.append({"name": "c1", "type": "conv", "bottom": bottom, "top": "c1", "in_channels": c, "out_channels": f,
+                   "kernel": k, "stride": stride, "pad": pad, "groups": groups, "relu": True})
+    top = "c1"
+    if pool:
+        ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        layers.append({"name": "p1", "type": "maxpool", "bottom": "c1", "top": "p1", "kernel": [min(2, ho), min(2, wo)],
+                       "stride": 2, "ceil_mode": True})
+        top = "p1"
+    if fc:
+        layers.append({"name": "fl", "type": "flatten", "bottom": top, "top": "fl"})
+        g0 = graph_from_dict({"name": "g", "input": {"shape": [c, h, w]}, "layers": layers, "output": "fl"})
+        layers.append({"name": "fc", "type": "fc", "bottom": "fl", "top": "fc", "in_features": g0.shapes["fl"][0],
+                       "out_features": fc})
+        top = "fc"
+    elif tail:
+        layers.append({"name": "c2", "type": "conv", "bottom": top, "top": "c2", "in_channels": f, "out_channels": 1,
+                       "kernel": 1})
+        top = "c2"
+    return graph_from_dict({"name": "g", "input": {"shape": [c, h, w]}, "layers": layers, "output": top})
+
+
+@st.composite
+def cases(draw):
+    lanes = draw(st.integers(1, 5))
+    arch = make_arch(
+        rows=draw(st.integers(1, 3)), cols=draw(st.integers(1, 3)), lanes=lanes,
+        wbuf=draw(st.sampled_from([4, 8, 20, 64, 512])), ibuf=draw(st.sampled_from([4, 16, 64, 512])),
+        io=draw(st.sampled_from([0, 64, 400, 20480])), gbps=draw(st.sampled_from([0.3, 1.0, 19.2])),
+        latency=draw(st.sampled_from([0.0, 10.0, 50.0])),
+        lane_assignment=draw(st.sampled_from(snapea.LANE_ASSIGNMENTS)), tile_rows=draw(st.integers(1, 3)),
+        tile_dealing=draw(st.sampled_from(snapea.DEALINGS)), kernel_dealing=draw(st.sampled_from(snapea.DEALINGS)),
+    )
+    groups = draw(st.sampled_from([1, 2]))
+    c, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 3))
+    k = draw(st.integers(1, 3))
+    graph = conv_graph(c=c, f=f, h=draw(st.integers(k, 7)), w=draw(st.integers(k, 7)), k=k,
+                       stride=draw(st.integers(1, 2)), pad=draw(st.integers(0, 1)), groups=groups,
+                       pool=draw(st.booleans()), first=draw(st.booleans()), tail=draw(st.booleans()))
+    layer = graph.layer("c1")
+    shape = (draw(st.integers(1, 2)), *graph.out_shape(layer))
+    kind = draw(st.sampled_from(["random", "full", "minimal", "zero_or_full"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kl = layer.kernel_size
+    macs = {"random": rng.integers(0, kl + 1, shape), "full": np.full(shape, kl), "minimal": np.ones(shape),
+            "zero_or_full": rng.integers(0, 2, shape) * kl}[kind].astype(np.int32)
+    return arch, graph, layer, macs
+
+
+def breakdown_total(t) -> float:
+    return sum(t.breakdown.values())
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_fast_model_equals_cycle_stepped_reference(case):
+    arch, graph, layer, macs = case
+    plan = snapea.plan_layer(arch, graph, layer)
+    fast = snapea.layer_totals(arch, plan, macs)
+    ref = reference.reference_totals(arch, plan, macs)
+    assert fast == ref
+    t_fast = snapea.simulate_layer(arch, graph, layer, macs)
+    t_ref = reference.simulate_layer(arch, graph, layer, macs)
+    assert t_fast.cycles == t_ref.cycles
+    assert t_fast.events.counts == t_ref.events.counts and t_fast.events.bits == t_ref.events.bits
+    assert t_fast.breakdown == t_ref.breakdown
+    # properties: a lane does at most one MAC per cycle; the cycle classes add up to the layer's cycles
+    assert t_fast.cycles * arch.mac_units >= t_fast.macs_performed
+    assert math.isclose(breakdown_total(t_fast), t_fast.cycles, rel_tol=1e-12)
+    assert t_fast.events.count("mac", "mac") == macs.sum() / len(macs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases())
+def test_full_length_windows_give_the_dense_schedule(case):
+    arch, graph, layer, macs = case
+    full = np.full_like(macs, layer.kernel_size)
+    dense = snapea.simulate_layer(arch, graph, layer, None)
+    forced = snapea.simulate_layer(arch, graph, layer, full, pau=False)
+    assert forced.cycles == dense.cycles
+    assert forced.events.counts == dense.events.counts
+    assert forced.breakdown == dense.breakdown
+    assert dense.cycles == reference.simulate_layer(arch, graph, layer, None).cycles
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 3), cols=st.integers(1, 3), lanes=st.integers(1, 4), out=st.integers(1, 11),
+       wbuf=st.sampled_from([16, 64, 512]), gbps=st.sampled_from([0.5, 19.2]))
+def test_fc_fast_equals_reference(rows, cols, lanes, out, wbuf, gbps):
+    arch = make_arch(rows=rows, cols=cols, lanes=lanes, wbuf=wbuf, gbps=gbps, io=64)
+    graph = conv_graph(c=2, f=2, h=3, w=3, k=1, pad=0, fc=out)
+    plan = snapea.plan_layer(arch, graph, graph.layer("fc"))
+    assert snapea.layer_totals(arch, plan, None) == reference.reference_totals(arch, plan, None)
+    t = snapea.simulate_layer(arch, graph, "fc")
+    assert t.macs_performed == 18 * out and t.events.count("pau", "check") == 0
+    assert t.cycles * arch.mac_units >= t.macs_performed
+
+
+def test_more_lanes_never_slow_a_dense_layer_with_the_pe_count_fixed():
+    """Checked first over every lane count: lane groups per tile (ceil(n / lanes)) can only shrink as lanes grow."""
+    for net in ("alexnet", "lenet", "resnet20"):
+        graph = load_workload(net)
+        for la in snapea.LANE_ASSIGNMENTS:
+            prev = None
+            for lanes in (1, 2, 3, 4, 6, 8, 16):
+                arch = make_arch(rows=8, cols=8, lanes=lanes, lane_assignment=la)
+                res = snapea.SnaPEATiming(arch, graph).finish()
+                cycles = np.array([t.cycles for t in res.values()])
+                if prev is not None:
+                    assert np.all(cycles <= prev), (net, la, lanes)
+                prev = cycles
+
+
+def test_lane_group_costs_its_slowest_lane_and_assignment_matters():
+    """One PE, 2 lanes, one output row [1, 9, 1, 9]: adjacent pairs cost 9 + 9; interleaved pairs (1,1), (9,9) cost 10."""
+    arch = make_arch(rows=1, cols=1, lanes=2, latency=0.0)
+    graph = conv_graph(c=1, f=1, h=1, w=4, k=1, pad=0, first=False)
+    macs = np.array([[[[1, 1, 1, 1]]]], np.int32)
+    macs[..., 1::2] = 1  # kernel length is 1 here: use a longer kernel instead
+    graph = conv_graph(c=9, f=1, h=1, w=4, k=1, pad=0, first=False)
+    macs = np.array([[[[1, 9, 1, 9]]]], np.int32)
+    row = snapea.simulate_layer(arch, graph, "c1", macs)
+    inter = snapea.simulate_layer(dataclasses.replace(arch, options={"lane_assignment": "interleaved"}), graph, "c1",
+                                  macs)
+    resident_load = row.cycles - 18  # everything that is not compute (the layer's weights from DRAM)
+    assert row.events.count("weight_buffer", "read") == 18 and inter.events.count("weight_buffer", "read") == 10
+    assert inter.cycles == resident_load + 10
+    assert row.events.count("mac", "gated") == 2 * 18 - 20 and inter.events.count("mac", "gated") == 0
+    assert row.events.count("io_buffer", "read") == 20  # one input per MAC performed
+
+
+def test_accumulator_over_batches_equals_one_batch_and_covers_every_costed_layer():
+    arch = make_arch(rows=2, cols=2, lanes=2)
+    graph = conv_graph(c=2, f=3, h=6, w=6, pool=True, first=False, fc=5)
+    rng = np.random.default_rng(1)
+    k = graph.layer("c1").kernel_size
+    macs = rng.integers(1, k + 1, (5, 3, 6, 6)).astype(np.int32)
+    acc = snapea.SnaPEATiming(arch, graph)
+    acc.observe("c1", macs[:2])
+    acc.observe("c1", macs[2:])
+    res = acc.finish()
+    assert list(res) == ["c0", "c1", "fc"]  # p1 is fused into c1
+    whole = snapea.simulate_layer(arch, graph, "c1", macs)
+    assert res["c1"].cycles == pytest.approx(whole.cycles)
+    for key, count in whole.events.counts.items():
+        assert res["c1"].events.counts[key] == pytest.approx(count)
+    assert res["c1"].events.count("mac", "pool") == 3 * 36  # the pooling unit sees every conv output
+    assert res["c1"].events.count("io_buffer", "write") >= 3 * 9  # pooled outputs are written, not raw ones
+    assert res["c0"].events.count("pau", "check") == 0  # never observed: dense, no PAU
+    with pytest.raises(ConfigError, match="not a conv layer"):
+        acc.observe("fc", macs)
+
+
+def test_snapea_on_real_shapes_streams_long_kernels_and_spills_big_activations():
+    arch = load_arch("snapea")
+    alex = snapea.SnaPEATiming(arch, load_workload("alexnet")).finish()
+    for t in alex.values():
+        assert math.isclose(breakdown_total(t), t.cycles, rel_tol=1e-9)
+        assert t.cycles * arch.mac_units >= t.macs_performed
+    plan3 = snapea.plan_layer(arch, load_workload("alexnet"), load_workload("alexnet").layer("conv3"))
+    assert not plan3.resident and plan3.chunk == 128  # 2304-weight kernels stream through 256-entry buffers
+    assert alex["conv3"].events.count("dram", "read") > 13 * 384 * 2304 * 4 - 1  # refetched for each of 13 tiles
+    assert alex["conv2"].events.count("dram", "write") == 0  # its pooled output fits the I/O RAM
+    assert alex["conv1"].events.count("dram", "read") >= 3 * 227 * 227 * 2  # the image comes from DRAM
+    vgg = snapea.SnaPEATiming(arch, load_workload("vgg16")).finish()
+    assert vgg["conv1_1"].events.count("dram", "write") == 64 * 224 * 224 * 2 - 64 * 10240  # spill beyond the half
+
+
+def test_bad_configurations_are_clear_errors():
+    graph = conv_graph(c=4, f=2, h=5, w=5, k=3)
+    with pytest.raises(ConfigError, match="options.lane_order.*allowed"):
+        snapea.SnaPEATiming(make_arch(lane_order="row"), graph)
+    with pytest.raises(ConfigError, match="lane_assignment"):
+        snapea.SnaPEATiming(make_arch(lane_assignment="diagonal"), graph)
+    with pytest.raises(ConfigError, match="tile_rows"):
+        snapea.SnaPEATiming(make_arch(tile_rows=0), graph)
+    with pytest.raises(ConfigError, match=r"'c1'.*index_bits = 5.*36 weights"):
+        snapea.SnaPEATiming(make_arch(index_bits=5), graph)
+    with pytest.raises(ConfigError, match=r"'c1'.*weight buffer \(2 B = 1 entries.*36 weights.*needs 2"):
+        snapea.SnaPEATiming(make_arch(wbuf=2), graph)
+    with pytest.raises(ConfigError, match=r"index buffer \(0 B"):
+        snapea.SnaPEATiming(make_arch(ibuf=0), graph)
+    with pytest.raises(ConfigError, match="'fc'.*weight buffer"):
+        snapea.SnaPEATiming(make_arch(lanes=8, wbuf=16), conv_graph(c=1, f=1, h=2, w=2, k=1, pad=0, fc=3))
+    with pytest.raises(ConfigError, match="pe.lanes"):
+        make_arch(lanes=0)
+    with pytest.raises(ConfigError, match=r"shape \(images, 2, 5, 5\)"):
+        snapea.simulate_layer(make_arch(), graph, "c1", np.ones((1, 2, 4, 5), np.int32))
+    with pytest.raises(ConfigError, match=r"\[0, 36\]"):
+        snapea.simulate_layer(make_arch(), graph, "c1", np.full((1, 2, 5, 5), 37, np.int32))
