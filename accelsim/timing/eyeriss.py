@@ -29,7 +29,7 @@ from accelsim.timing.events import EventLog, LayerTiming
 log = logging.getLogger(__name__)
 
 DESIGN = "eyeriss"
-OBJECTIVES = ("cycles", "energy", "edp")
+OBJECTIVES = ("edp", "cycles", "energy", "dram")
 CYCLE_SLACK = 0.01  # "as fast as the fastest" for the cycles objective: within 1 %
 # Normalised energy per access of the RS paper (ISCA 2016, Fig. 1 / Sec. VI): RF 1, NoC 2, GLB 6, DRAM 200. Used
 # only to rank mappings in the search; reported energy comes from the energy table (accelsim.energy).
@@ -42,7 +42,7 @@ class EyerissOptions:
     """Modelling options of the RS model, read from `options:` of an eyeriss arch file (`--set options.<key>=...`)."""
 
     zero_gating: bool = False  # gate MACs (and weight-scratchpad reads) on zero inputs: energy only, never cycles
-    mapping_objective: str = "cycles"  # how the search ranks legal mappings: cycles (then energy) | energy | edp
+    mapping_objective: str = "edp"  # how the search ranks legal mappings: edp | cycles | energy | dram
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "EyerissOptions":
@@ -297,8 +297,9 @@ def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
     """Index of the best candidate for the objective; ties broken by the other figure, then by fewer passes.
 
     `cycles` keeps the mappings within CYCLE_SLACK of the fastest and takes the cheapest of them (the chip's own
-    mappings all maximise the active PEs, JSSC 2017 Table V); `energy` takes the cheapest outright; `edp` the least
-    energy x cycles.
+    mappings all maximise the active PEs, JSSC 2017 Table V); `energy` takes the cheapest outright; `edp` (default)
+    the least energy x cycles; `dram` the least DRAM traffic (then edp), with which a bigger global buffer can never
+    add DRAM traffic (every mapping's traffic falls or stays as the buffer grows, and the set of legal mappings grows).
     """
     # DRAM stalls are left out of the ranking: the mapping is a property of the chip, and a mapping that does not
     # depend on DRAM bandwidth makes more bandwidth never cost cycles.
@@ -309,6 +310,9 @@ def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
         order = np.lexsort((passes, cycles, np.where(near, energy, np.inf)))
     elif objective == "energy":
         order = np.lexsort((passes, cycles, energy))
+    elif objective == "dram":
+        dram = cost["dram_w"] + cost["dram_i"] + cost["dram_o"]
+        order = np.lexsort((passes, energy * cycles, dram))
     else:
         order = np.lexsort((passes, energy, energy * cycles))
     return int(order[0])
