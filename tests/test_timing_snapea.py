@@ -150,9 +150,6 @@ def test_more_lanes_never_slow_a_dense_layer_with_the_pe_count_fixed():
 def test_lane_group_costs_its_slowest_lane_and_assignment_matters():
     """One PE, 2 lanes, one output row [1, 9, 1, 9]: adjacent pairs cost 9 + 9; interleaved pairs (1,1), (9,9) cost 10."""
     arch = make_arch(rows=1, cols=1, lanes=2, latency=0.0)
-    graph = conv_graph(c=1, f=1, h=1, w=4, k=1, pad=0, first=False)
-    macs = np.array([[[[1, 1, 1, 1]]]], np.int32)
-    macs[..., 1::2] = 1  # kernel length is 1 here: use a longer kernel instead
     graph = conv_graph(c=9, f=1, h=1, w=4, k=1, pad=0, first=False)
     macs = np.array([[[[1, 9, 1, 9]]]], np.int32)
     row = snapea.simulate_layer(arch, graph, "c1", macs)
