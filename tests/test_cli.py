@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,20 +15,36 @@ def test_default_run_writes_a_complete_run_folder(tmp_path, capsys):
     assert main(["run", "--limit", "40", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "conv1" in printed and "top-1" in printed
+    assert "speedup" in printed and "energy reduction" in printed
     run = read_run(out)
     t = run.layers
-    for col in ("network", "design", "layer", "mode", "images", "macs_dense", "macs_performed", "neg_fraction",
-                "tn_rate", "fn_rate"):
-        assert col in t.columns
-    assert list(t["layer"]) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    for col in ("network", "design", "layer", "mode", "images", "macs_dense", "macs_performed", "cycles",
+                "active_pes", "energy_pj", "energy_rf_pj", "energy_pe_pj", "energy_noc_pj", "energy_gbuf_pj",
+                "energy_dram_pj", "neg_fraction", "tn_rate", "fn_rate"):
+        assert col in t.columns, col
+    assert set(t["design"]) == {"snapea", "eyeriss"}
+    snapea = t[t["design"] == "snapea"]
+    assert list(snapea["layer"]) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     assert (t["images"] == 40).all()
-    conv = t[t["layer"].str.startswith("conv")]
+    conv = snapea[snapea["layer"].str.startswith("conv")]
     assert (conv["mode"] == "exact").all()  # inputs in [0, 1]: conv1 is eligible too
     assert (conv["macs_performed"] < conv["macs_dense"]).all()
+    # MAC units x cycles never below the MACs performed; energy is the sum of its classes
+    assert (t["cycles"] * 256 >= t["macs_performed"] - 1e-6).all()
+    classes = [c for c in t.columns if c.startswith("energy_") and c != "energy_pj"]
+    assert np.allclose(t[classes].sum(axis=1), t["energy_pj"])
     s = run.summary
     assert s["images"] == 40 and s["accuracy"]["agreement"] == 1.0 and s["exact_violations"] == 0
     assert s["accuracy"]["top1"] > 0.9
-    assert run.config["run"]["net"] == "lenet"
+    d, b = s["designs"]["snapea"], s["designs"]["eyeriss"]
+    assert s["speedup"] == pytest.approx(b["cycles"] / d["cycles"])
+    assert s["energy_reduction"] == pytest.approx(b["energy_pj"] / d["energy_pj"])
+    assert d["cycles"] == pytest.approx(snapea["cycles"].sum())
+    ev = run.events
+    assert set(ev["design"]) == {"snapea", "eyeriss"}
+    assert ev[(ev["design"] == "snapea") & (ev["component"] == "mac") & (ev["event"] == "mac")]["count"].sum() == (
+        pytest.approx(conv["macs_performed"].sum() + snapea[snapea["type"] == "fc"]["macs_performed"].sum()))
+    assert run.config["run"]["net"] == "lenet" and run.config["arch"]["pe"]["lanes"] == 4
 
 
 def test_replaying_config_gives_identical_numbers(tmp_path):
@@ -72,3 +89,31 @@ def test_bad_config_file(tmp_path, capsys):
     cfg.write_text("run: [unclosed\n")
     assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "x")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_shape_only_eyeriss_chip_on_alexnet(tmp_path, capsys):
+    out = tmp_path / "alex"
+    assert main(["run", "--arch", "arch_configs/eyeriss_chip.yaml", "--net", "alexnet", "--shape-only",
+                 "--batch", "4", "--baseline", "none", "--out", str(out)]) == 0
+    run = read_run(out)
+    t = run.layers
+    assert set(t["design"]) == {"eyeriss_chip"} and (t["macs_performed"] == t["macs_dense"]).all()
+    conv = t[t["type"] == "conv"]
+    assert conv["macs_dense"].sum() == 665_784_864
+    assert run.summary["baseline"] is None and "accuracy" not in run.summary
+
+
+def test_set_overrides_reach_the_model_and_are_validated(tmp_path, capsys):
+    base, dram2 = tmp_path / "base", tmp_path / "dram2"
+    assert main(["run", "--limit", "8", "--out", str(base)]) == 0
+    assert main(["run", "--limit", "8", "--out", str(dram2), "--set", "energy.dram_pj_per_bit=30",
+                 "--baseline-set", "energy.dram_pj_per_bit=30"]) == 0
+    a, b = read_run(base).layers, read_run(dram2).layers
+    assert np.allclose(b["energy_dram_pj"], 2 * a["energy_dram_pj"])  # exactly that component doubles
+    for col in ("energy_rf_pj", "energy_pe_pj", "energy_noc_pj", "cycles"):
+        assert np.array_equal(a[col], b[col])
+    capsys.readouterr()
+    assert main(["run", "--limit", "8", "--set", "pe.lanes=0", "--out", str(tmp_path / "x")]) == 2
+    assert "lanes" in capsys.readouterr().err
+    assert main(["run", "--limit", "8", "--set", "pe.lane=4", "--out", str(tmp_path / "x")]) == 2
+    assert "pe.lane" in capsys.readouterr().err

@@ -130,10 +130,12 @@ class PreparedNetwork:
         policy: bool = True,
         observer: WindowObserver | None = None,
         keep: Iterable[str] = (),
+        input_zeros: dict[str, list[int]] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run one batch. `policy=False` runs every layer dense (the reference the policy is compared with).
 
         Returns the output blob plus the blobs named in `keep`; other blobs are freed as soon as they are consumed.
+        `input_zeros`, if given, accumulates [zero values, values] of every conv layer's input (for zero gating).
         """
         graph = self.network.graph
         dtype = np.float64 if self.fixed else np.float32
@@ -141,6 +143,10 @@ class PreparedNetwork:
         blobs: dict[str, np.ndarray] = {graph.input_blob: self._q(graph.input_blob, x.astype(dtype))}
         for i, layer in enumerate(graph.layers):
             ins = [blobs[b] for b in layer.inputs]
+            if input_zeros is not None and isinstance(layer, Conv):
+                counts = input_zeros.setdefault(layer.name, [0, 0])
+                counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
+                counts[1] += int(ins[0].size)
             y = self._layer(layer, ins, policy, observer)
             if not isinstance(layer, Softmax):
                 y = self._q(layer.output, y)
@@ -379,11 +385,12 @@ def run(
         if observer is not None:
             observer(name, res)
 
+    input_zeros: dict[str, list[int]] = {}
     n_images = 0
     hits = {"top1": 0, "top5": 0, "agree": 0, "top1_float": 0, "top5_float": 0, "agree_float": 0}
     labelled = 0
     for xb, yb in _chain(buffered, batches):
-        out = prepared.forward(xb, policy=True, observer=observe)[graph.output_blob]
+        out = prepared.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
         scores = out.reshape(len(xb), -1)
         pred = scores.argmax(axis=1)
         if config.mode == "dense":
@@ -430,6 +437,7 @@ def run(
                 macs_dense=float(macs_dense), macs_performed=st.macs_performed / n_images,
                 mac_reduction=macs_dense * n_images / st.macs_performed if st.macs_performed else math.nan,
                 neg_fraction=st.neg / st.windows if st.windows else math.nan,
+                input_zero_fraction=input_zeros[layer.name][0] / input_zeros[layer.name][1],
                 zero_fraction=st.zero_out / st.windows if st.windows else math.nan,
                 tn_rate=st.tn_spec / st.neg if plan.mode == "predictive" and st.neg else math.nan,
                 tn_rate_any=st.tn_any / st.neg if plan.mode != "dense" and st.neg else math.nan,
@@ -445,6 +453,7 @@ def run(
                              reason="fully connected layers run dense (spec A.7 item 12)", images=n_images,
                              windows=float(layer.out_features), kernel_size=layer.in_features, macs_dense=float(macs),
                              macs_performed=float(macs), mac_reduction=1.0, neg_fraction=math.nan,
+                             input_zero_fraction=math.nan,
                              zero_fraction=math.nan, tn_rate=math.nan, tn_rate_any=math.nan, fn_rate=math.nan,
                              exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
                              fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
