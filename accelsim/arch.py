@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import ConfigError
+from accelsim.yamlio import compose_yaml
 
 DATAFLOWS = ("snapea", "eyeriss")
 ARCH_DIR = Path(__file__).resolve().parent / "arch_configs"  # inside the package (the repo root links to it)
@@ -419,33 +420,17 @@ def _read_yaml(path: Path, what: str) -> tuple[Any, dict[str, str]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError(f"{path}: the file is empty; expected an {what} mapping")
-        lines: dict[str, str] = {}
-        _walk(node, "", path, lines)
-        data = loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        at = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{at}: malformed YAML: {problem}") from None
-    finally:
-        loader.dispose()
+    node, data = compose_yaml(text, path, ConfigError, f"an {what} mapping")
+    lines: dict[str, str] = {}
+    _walk(node, "", path, lines)
     return data, lines
 
 
 def _walk(node: yaml.Node, prefix: str, path: Path, lines: dict[str, str]) -> None:
     if not isinstance(node, yaml.MappingNode):
         return
-    seen: set[str] = set()
     for key_node, value_node in node.value:
         key = f"{prefix}{key_node.value}"
-        if key_node.value in seen:
-            raise ConfigError(f"{path}, line {key_node.start_mark.line + 1}: key '{key}' appears twice")
-        seen.add(key_node.value)
         lines[key] = f"{path}, line {key_node.start_mark.line + 1}"
         _walk(value_node, f"{key}.", path, lines)
 

@@ -284,7 +284,7 @@ def test_dangling_blob_names_layer_and_blob(tmp_path: Path) -> None:
 
 def test_other_mistakes(tmp_path: Path) -> None:
     cases = {
-        "twice in one mapping": LENET_TEXT.replace("num_classes: 10", "num_classes: 10\nnum_classes: 10"),
+        "appears twice": LENET_TEXT.replace("num_classes: 10", "num_classes: 10\nnum_classes: 10"),
         "num_classes is 7": LENET_TEXT.replace("num_classes: 10", "num_classes: 7"),
         "plain file name": LENET_TEXT.replace("weights: lenet.npz", "weights: ../lenet.npz"),
         "missing required key 'output'": LENET_TEXT.replace("output: fc3\n", ""),

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from accelsim.yamlio import compose_yaml
 from accelsim.errors import NetworkError
 from accelsim.nets.graph import Graph, graph_from_dict, layer_from_dict
 
@@ -134,43 +135,13 @@ def _parse(path: Path) -> tuple[dict[str, Any], list[int | None]]:
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, list[int | None]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise NetworkError(f"{path}: the file is empty; expected a network definition")
-        _reject_duplicate_keys(node, path)
-        data = loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise NetworkError(f"{where}: malformed YAML: {problem}") from None
-    finally:
-        loader.dispose()
+    node, data = compose_yaml(text, path, NetworkError, "a network definition")
     lines: list[int | None] = []
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if key_node.value == "layers" and isinstance(value_node, yaml.SequenceNode):
                 lines = [item.start_mark.line + 1 for item in value_node.value]
     return data, lines
-
-
-def _reject_duplicate_keys(node: yaml.Node, path: Path) -> None:
-    """YAML silently keeps the last of two equal keys; in a network definition that is always a mistake."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise NetworkError(
-                        f"{path}, line {key_node.start_mark.line + 1}: key '{key_node.value}' appears twice in one mapping"
-                    )
-                seen.add(key_node.value)
-            _reject_duplicate_keys(value_node, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _reject_duplicate_keys(item, path)
 
 
 def _check_top_level(d: Mapping[str, Any], path: Path) -> None:
