@@ -53,13 +53,13 @@ def make_layer(spec, batch: int, rng: np.random.Generator):
 
 
 def dense_gemm(x: np.ndarray, layer: Conv, w32: np.ndarray, bias32: np.ndarray) -> np.ndarray:
-    """Dense conv: numpy im2col (a copy) + float32 BLAS GEMM per group."""
+    """Dense conv: numpy im2col (a copy) + BLAS GEMM per group, in the weights' dtype (float32 or float64)."""
     (k, _), (s, _), (p, _), g = layer.kernel, layer.stride, layer.pad, layer.groups
-    xp = np.pad(x.astype(np.float32), ((0, 0), (0, 0), (p, p), (p, p)))
+    xp = np.pad(x.astype(w32.dtype), ((0, 0), (0, 0), (p, p), (p, p)))
     win = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (B, C, Ho, Wo, k, k)
     b, c, ho, wo = win.shape[:4]
     cg, fg = c // g, layer.out_channels // g
-    out = np.empty((layer.out_channels, b * ho * wo), dtype=np.float32)
+    out = np.empty((layer.out_channels, b * ho * wo), dtype=w32.dtype)
     for gi in range(g):
         cols = np.ascontiguousarray(win[:, gi * cg : (gi + 1) * cg].transpose(1, 4, 5, 0, 2, 3)).reshape(cg * k * k, -1)
         out[gi * fg : (gi + 1) * fg] = w32[gi * fg : (gi + 1) * fg].reshape(fg, -1) @ cols
@@ -87,7 +87,7 @@ def main() -> None:
     options = ReorderOptions(negative_order=args.negative_order)
     print(f"batch {args.batch}, best of {args.repeat}, nproc {os.cpu_count()}, negative order {args.negative_order}")
     print(f"{'layer':6} {'GMAC':>7} {'dense s':>8} {'lanes s':>8} {'ratio':>6} {'lane GMAC/s':>11} {'MAC saving':>10} {'neg out':>7}")
-    tot_dense = tot_lanes = 0.0
+    tot_dense = tot_lanes = tot_dense64 = 0.0
     tot_macs = tot_done = 0
     first_call = None
     for spec in ALEXNET_CONVS:
@@ -100,6 +100,8 @@ def main() -> None:
         t_lanes, res = best_of(lambda: run_lanes(x, layer, stream, bias, "exact"), args.repeat)
         w32, b32 = w.astype(np.float32), bias.astype(np.float32)
         t_dense, dense = best_of(lambda: dense_gemm(x, layer, w32, b32), args.repeat)
+        t_dense64, _ = best_of(lambda: dense_gemm(x, layer, w, bias), args.repeat)
+        tot_dense64 += t_dense64
         if not np.allclose(dense, res.acc, rtol=1e-4, atol=1e-3 * float(np.abs(res.acc).max())):
             raise SystemExit(f"{layer.name}: lane values disagree with the dense GEMM")
         if x.min() >= 0 and not np.array_equal(res.output, np.maximum(res.acc, 0.0)):
@@ -115,6 +117,8 @@ def main() -> None:
     print(f"{'total':6} {tot_macs / 1e9:7.3f} {tot_dense:8.3f} {tot_lanes:8.3f} {tot_lanes / tot_dense:6.2f} "
           f"{tot_macs / tot_lanes / 1e9:11.2f} {1 - tot_done / tot_macs:10.1%}")  # fmt: skip
     print(f"first run_lanes call (compile or cache load + run): {first_call:.2f} s")
+    print(f"float64 GEMM (exact on the fixed-point grid) {tot_dense64:.3f} s: functional/float64-dense time ratio: "
+          f"{tot_lanes / tot_dense64:.2f}")
     print(f"functional/dense time ratio: {tot_lanes / tot_dense:.2f}")
 
 

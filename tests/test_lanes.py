@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.errors import ConfigError
+from accelsim.functional import lanes
 from accelsim.functional.lanes import LaneResult, run_lanes
 from accelsim.functional.reference import run_lanes_reference
 from accelsim.functional.reorder import NEGATIVE_ORDERS, ReorderOptions, reorder_layer
@@ -186,3 +187,38 @@ def test_bad_arguments_are_reported():
         run_lanes(np.ones((1, 1, 5, 5)), conv(1, 3, (3, 3)), stream, np.zeros(3), "exact")
     with pytest.raises(ValueError):  # kernel larger than the padded input (NetworkError is a ValueError)
         run_lanes(np.ones((1, 2, 2, 2)), layer, stream, np.zeros(3), "exact")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), mode=st.sampled_from(["dense", "exact", "predictive"]), at_zero=st.booleans())
+def test_off_grid_values_match_reference_bit_for_bit(case, mode, at_zero):
+    """Values off any fixed-point grid: no GEMM shortcut is exact, the lanes must sum in stream order."""
+    layer, x, stream, bias, threshold = case
+    rng = np.random.default_rng(int(x.size))
+    x = x * (1.0 + rng.random(x.shape) * 1e-3) + np.pi * 1e-7 * (x > 0)
+    assert not lanes._sums_are_exact(x, stream.weights, bias) or not x.any()
+    assert_same(
+        run_lanes(x, layer, stream, bias, mode, threshold, at_zero),
+        run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero),
+    )
+
+
+def test_gemm_shortcut_is_taken_only_where_sums_are_exact():
+    w = np.array([[0.5, -0.25, 0.125]])
+    assert lanes._sums_are_exact(np.array([1.0, 2.5, 0.75]), w, np.array([0.25]))
+    assert not lanes._sums_are_exact(np.array([1.0, 0.1]), w, np.array([0.0]))  # 0.1 lies on no short grid
+    assert not lanes._sums_are_exact(np.array([2.0**60, 1.0]), w, np.array([0.0]))  # sums beyond 2**52 units
+    assert not lanes._sums_are_exact(np.array([1.0]), w, np.array([2.0**-40]))  # bias finer than the products
+
+
+def test_dense_gemm_path_matches_the_walk(monkeypatch):
+    rng = np.random.default_rng(11)
+    layer = conv(6, 8, (3, 3), (2, 1), (1, 1), groups=2)
+    w = rng.integers(-8, 8, (8, 3, 3, 3)) / 8.0
+    x = rng.integers(-4, 8, (2, 6, 9, 7)) / 4.0
+    stream = reorder_layer(w, options=ReorderOptions(skip_zero_weights=True))
+    bias = rng.integers(-4, 4, 8) / 8.0
+    fast = run_lanes(x, layer, stream, bias, "dense")
+    monkeypatch.setattr(lanes, "_sums_are_exact", lambda *a: False)
+    assert_same(fast, run_lanes(x, layer, stream, bias, "dense"))
+    assert_same(fast, run_lanes_reference(x, layer, stream, bias, "dense"))

@@ -223,13 +223,15 @@ def _lanes_kernel(
             n = n_spec[f]
             ns = neg_start[f]
             ln = length[f]
-            for t in range(TILE):
-                acc[t] = bias[f]
             if mode == 2 and n > 0:
+                for t in range(TILE):
+                    acc[t] = bias[f]
                 _walk(acc, patch, wrow, orow, 0, n)
                 snap[:] = acc
                 _walk(acc, patch, wrow, orow, n, ns)
             else:
+                for t in range(TILE):
+                    acc[t] = bias[f]
                 _walk(acc, patch, wrow, orow, 0, ns)
             if mode == 0:
                 _walk(acc, patch, wrow, orow, ns, ln)
@@ -249,16 +251,21 @@ def _lanes_kernel(
                         probe = low
                     for t in range(TILE):
                         cps[j * TILE + t] = acc[t]
+                    # Branch-free (the signs are random per lane): while a lane has not stopped, its first block
+                    # index keeps moving to the next block; it freezes at the first block where it stops.
                     if at_zero:
                         for t in range(TILE):
-                            if probe[t] <= 0.0 and first_blk[t] < 0:
-                                first_blk[t] = j
+                            first_blk[t] += (first_blk[t] == j - 1) & (probe[t] > 0.0)
                     else:
                         for t in range(TILE):
-                            if probe[t] < 0.0 and first_blk[t] < 0:
-                                first_blk[t] = j
+                            first_blk[t] += (first_blk[t] == j - 1) & (probe[t] >= 0.0)
                     s = e
                     j += 1
+                for t in range(TILE):  # a lane that never stopped ends at the block count
+                    if first_blk[t] == j - 1:
+                        first_blk[t] = -1
+                    else:
+                        first_blk[t] += 1
             # The PAU's decisions, per window of the tile.
             for t in range(nvalid):
                 o = pout[t] + f * hw
@@ -293,6 +300,80 @@ def _padded_input(x: np.ndarray, layer: Conv) -> np.ndarray:
     return xp
 
 
+def _grid_unit(v: np.ndarray) -> int | None:
+    """A coarse unit 2**u of which every value of `v` is an integer multiple (16-bit codes tried first), or None."""
+    v = np.asarray(v, dtype=np.float64)
+    top = float(np.max(np.abs(v), initial=0.0))
+    if top == 0.0:
+        return 0
+    e = int(np.frexp(top)[1])  # top < 2**e
+    for bits in (16, 24, 32, 40, 53):
+        scaled = np.ldexp(v, bits - e)  # exact: a power-of-two scaling of finite values
+        if np.array_equal(np.rint(scaled), scaled):
+            return e - bits
+    return None
+
+
+def _sums_are_exact(x: np.ndarray, wts: np.ndarray, bias: np.ndarray) -> bool:
+    """True when every partial sum of bias and products, in any order, is exact in float64.
+
+    Then inputs and weights are integer multiples of units 2**ux and 2**uw, the bias of 2**(ux + uw), and every
+    |partial sum| stays below 2**52 units 2**(ux + uw), so no rounding ever happens: a BLAS GEMM (any summation order,
+    FMA or not) gives bit for bit the value of the stream-order walk, and a sum can be walked backwards by
+    subtraction. True for 16-bit fixed point; false for general float data (those take the stream-order walk).
+    """
+    ux, uw = _grid_unit(x), _grid_unit(wts)
+    if ux is None or uw is None:
+        return False
+    unit = ux + uw
+    scaled_bias = np.ldexp(bias, -unit)
+    if not np.array_equal(np.rint(scaled_bias), scaled_bias):
+        return False
+    top_x = float(np.max(np.abs(x), initial=0.0))
+    bound = float(np.max(np.abs(bias) + np.abs(wts).sum(axis=1) * top_x, initial=0.0))
+    return bound * (1.0 + 1e-9) < np.ldexp(1.0, unit + 52)
+
+
+@numba.njit(cache=True)
+def _dense_kernels(wts, idx, length, k):
+    """(F, K) kernels back from the weight streams; a position stored twice adds up, skipped zeros stay 0."""
+    out = np.zeros((wts.shape[0], k))
+    for f in range(wts.shape[0]):
+        for i in range(length[f]):
+            out[f, idx[f, i]] += wts[f, i]
+    return out
+
+
+def _im2col(xpad: np.ndarray, layer: Conv, ho: int, wo: int, g: int, npix: int) -> np.ndarray:
+    """(K, npix) float64 columns of group g: row c*kh*kw + ky*kw + kx (the stream index), column b*Ho*Wo + y*Wo + x."""
+    (kh, kw), (sy, sx) = layer.kernel, layer.stride
+    cg = layer.in_channels // layer.groups
+    b = xpad.shape[0]
+    cols = np.empty((cg, kh, kw, npix), dtype=np.float64)
+    view = cols.reshape(cg, kh, kw, b, ho, wo)
+    src = xpad[:, g * cg : (g + 1) * cg].transpose(1, 0, 2, 3)  # (cg, B, Hp, Wp)
+    for ky in range(kh):
+        for kx in range(kw):
+            view[:, ky, kx] = src[:, :, ky : ky + sy * (ho - 1) + 1 : sy, kx : kx + sx * (wo - 1) + 1 : sx]
+    return cols.reshape(cg * kh * kw, npix)
+
+
+def _gemm_sums(p: _Prepared, layer: Conv, dense_w: np.ndarray) -> np.ndarray:
+    """(F, B*Ho*Wo) bias + dense_w . window for every window, by a float64 GEMM per group (exact where
+    `_sums_are_exact` holds)."""
+    b, f_count, ho, wo = p.out_shape
+    fg = f_count // layer.groups
+    npix = b * ho * wo
+    (py, px) = layer.pad
+    xpad = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px)))
+    sums = np.empty((f_count, npix))
+    for g in range(layer.groups):
+        fs = slice(g * fg, (g + 1) * fg)
+        np.matmul(dense_w[fs], _im2col(xpad, layer, ho, wo, g, npix), out=sums[fs])
+    sums += p.bias[:, None]
+    return sums
+
+
 def run_lanes(
     x: np.ndarray,
     layer: Conv,
@@ -314,15 +395,27 @@ def run_lanes(
     fg = layer.out_channels // layer.groups
     kh, kw = layer.kernel
     sy, sx = layer.stride
-    xpad = _padded_input(p.x, layer)
-    wts = np.ascontiguousarray(stream.weights, dtype=np.float64)
-    offs = np.ascontiguousarray(np.maximum(np.asarray(stream.index, dtype=np.int64), 0) * TILE)
+    pos = np.arange(np.asarray(stream.weights).shape[1])[None, :]
+    stored = pos < p.length[:, None]
+    wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
+    index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
     # Termination by checkpoints needs a partial sum that can only fall in the negative segment.
-    neg_seg = (np.arange(wts.shape[1])[None, :] >= p.neg_start[:, None]) & (
-        np.arange(wts.shape[1])[None, :] < p.length[:, None]
-    )
+    neg_seg = stored & (pos >= p.neg_start[:, None])
     monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
     size = b * f_count * ho * wo
+    shape = p.out_shape
+    # On the fixed-point grid a float64 GEMM is exact in any order: it gives dense mode outright. (Starting the walk
+    # at the negative segment from GEMM partial sums measured no faster: benchmarks/functional_speed.md.)
+    if size and mode == "dense" and _sums_are_exact(p.x, wts, p.bias):
+        sums = _gemm_sums(p, layer, _dense_kernels(wts, index, p.length, layer.kernel_size))
+        return LaneResult(
+            acc=np.ascontiguousarray(sums.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3)),
+            macs=np.broadcast_to(p.length.astype(np.int32)[None, :, None, None], shape).copy(),
+            terminated=np.zeros(shape, dtype=np.bool_),
+            spec_stop=np.zeros(shape, dtype=np.bool_),
+        )
+    xpad = _padded_input(p.x, layer)
+    offs = index * TILE
     acc = np.empty(size)
     macs = np.empty(size, dtype=np.int32)
     term = np.empty(size, dtype=np.bool_)
@@ -332,7 +425,6 @@ def run_lanes(
             xpad, cg, fg, kh, kw, sy, sx, ho, wo, wts, offs, p.length, p.neg_start, p.n_spec, p.bias, p.threshold,
             _MODE_CODE[mode], bool(terminate_at_zero), monotone, acc, macs, term, spec,
         )  # fmt: skip
-    shape = p.out_shape
     return LaneResult(
         acc=acc.reshape(shape), macs=macs.reshape(shape), terminated=term.reshape(shape), spec_stop=spec.reshape(shape)
     )
