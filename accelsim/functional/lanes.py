@@ -9,7 +9,8 @@ per kernel the stream is walked once for all pixels of the tile, in stream order
 sign check is taken out of the vector loop: in the negative segment the partial sum can only fall (inputs >= 0,
 weights < 0), so a snapshot every `CHECKPOINT` weights says in which block each window first goes negative, and a
 short scalar re-scan of that block gives the exact stop. When inputs can be negative (a first layer) the partial sum
-is not monotone, and each block also tracks the lowest partial sum of every lane instead. Sums follow the stream order exactly as the NumPy reference
+is not monotone, and each block also tracks the lowest partial sum of every lane instead. Dense mode on the fixed-point
+grid skips the lanes: a float64 GEMM is exact there in any order (`_sums_are_exact`). Sums follow the stream order exactly as the NumPy reference
 does, so results are bit-identical to it whatever the data.
 """
 
