@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from accelsim.arch import ArraySpec, DRAMSpec, load_arch
 from accelsim.errors import ConfigError
+from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
 from accelsim.nets.graph import graph_from_dict
 from accelsim.nets.workload import load_workload
 from accelsim.timing import reference, snapea
@@ -61,10 +62,11 @@ def cases(draw):
     lanes = draw(st.integers(1, 5))
     arch = make_arch(
         rows=draw(st.integers(1, 3)), cols=draw(st.integers(1, 3)), lanes=lanes,
-        wbuf=draw(st.sampled_from([4, 8, 20, 64, 512])), ibuf=draw(st.sampled_from([4, 16, 64, 512])),
+        wbuf=draw(st.sampled_from([4, 8, 20, 40, 64, 512])), ibuf=draw(st.sampled_from([4, 16, 40, 64, 512])),
         io=draw(st.sampled_from([0, 64, 400, 20480])), gbps=draw(st.sampled_from([0.3, 1.0, 19.2])),
         latency=draw(st.sampled_from([0.0, 10.0, 50.0])),
-        lane_assignment=draw(st.sampled_from(snapea.LANE_ASSIGNMENTS)), tile_rows=draw(st.integers(1, 3)),
+        lane_assignment=draw(st.sampled_from(snapea.LANE_ASSIGNMENTS)),
+        tile_rows=draw(st.one_of(st.just("auto"), st.integers(1, 3))),
         tile_dealing=draw(st.sampled_from(snapea.DEALINGS)), kernel_dealing=draw(st.sampled_from(snapea.DEALINGS)),
     )
     groups = draw(st.sampled_from([1, 2]))
@@ -77,10 +79,22 @@ def cases(draw):
     shape = (draw(st.integers(1, 2)), *graph.out_shape(layer))
     kind = draw(st.sampled_from(["random", "full", "minimal", "zero_or_full"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kl = layer.kernel_size
-    macs = {"random": rng.integers(0, kl + 1, shape), "full": np.full(shape, kl), "minimal": np.ones(shape),
-            "zero_or_full": rng.integers(0, 2, shape) * kl}[kind].astype(np.int32)
-    return arch, graph, layer, macs
+    stream = random_stream(rng, shape[1], layer.kernel_size) if draw(st.booleans()) else None
+    full = np.full(shape[1], layer.kernel_size) if stream is None else stream.length
+    full = np.broadcast_to(full[None, :, None, None], shape)
+    macs = {"random": (rng.random(shape) * (full + 1)).astype(int), "full": full, "minimal": np.minimum(full, 1),
+            "zero_or_full": rng.integers(0, 2, shape) * full}[kind].astype(np.int32)
+    return arch, graph, layer, macs, stream
+
+
+def random_stream(rng, kernels: int, k: int) -> WeightStream:
+    """Stored lengths as if zero weights were skipped, a negative segment and a speculation set inside each."""
+    length = rng.integers(0, k + 1, kernels).astype(np.int32)
+    neg_start = (rng.random(kernels) * (length + 1)).astype(np.int32)
+    n_spec = np.where(rng.random(kernels) < 0.5, 0, (rng.random(kernels) * (neg_start + 1)).astype(np.int32))
+    width = int(length.max(initial=0))
+    return WeightStream(weights=np.zeros((kernels, width)), index=np.zeros((kernels, width), np.int32),
+                        length=length, neg_start=neg_start, n_spec=n_spec.astype(np.int32))
 
 
 def breakdown_total(t) -> float:
@@ -90,13 +104,13 @@ def breakdown_total(t) -> float:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_fast_model_equals_cycle_stepped_reference(case):
-    arch, graph, layer, macs = case
-    plan = snapea.plan_layer(arch, graph, layer)
+    arch, graph, layer, macs, stream = case
+    plan = snapea.plan_layer(arch, graph, layer, stream=stream)
     fast = snapea.layer_totals(arch, plan, macs)
     ref = reference.reference_totals(arch, plan, macs)
     assert fast == ref
-    t_fast = snapea.simulate_layer(arch, graph, layer, macs)
-    t_ref = reference.simulate_layer(arch, graph, layer, macs)
+    t_fast = snapea.simulate_layer(arch, graph, layer, macs, stream=stream)
+    t_ref = reference.simulate_layer(arch, graph, layer, macs, stream=stream)
     assert t_fast.cycles == t_ref.cycles
     assert t_fast.events.counts == t_ref.events.counts and t_fast.events.bits == t_ref.events.bits
     assert t_fast.breakdown == t_ref.breakdown
@@ -104,19 +118,25 @@ def test_fast_model_equals_cycle_stepped_reference(case):
     assert t_fast.cycles * arch.mac_units >= t_fast.macs_performed
     assert math.isclose(breakdown_total(t_fast), t_fast.cycles, rel_tol=1e-12)
     assert t_fast.events.count("mac", "mac") == macs.sum() / len(macs)
+    if stream is None:
+        assert t_fast.events.count("pau", "check") == t_fast.macs_performed
+    else:
+        windows = plan.kernels * plan.out_hw[0] * plan.out_hw[1]  # at most one speculation check each
+        assert t_fast.events.count("pau", "check") <= t_fast.macs_performed + windows
 
 
 @settings(max_examples=40, deadline=None)
 @given(cases())
 def test_full_length_windows_give_the_dense_schedule(case):
-    arch, graph, layer, macs = case
-    full = np.full_like(macs, layer.kernel_size)
-    dense = snapea.simulate_layer(arch, graph, layer, None)
-    forced = snapea.simulate_layer(arch, graph, layer, full, pau=False)
+    arch, graph, layer, macs, stream = case
+    lengths = np.full(macs.shape[1], layer.kernel_size) if stream is None else stream.length
+    full = np.broadcast_to(lengths[None, :, None, None], macs.shape).astype(np.int32)
+    dense = snapea.simulate_layer(arch, graph, layer, None, stream=stream)
+    forced = snapea.simulate_layer(arch, graph, layer, full, pau=False, stream=stream)
     assert forced.cycles == dense.cycles
     assert forced.events.counts == dense.events.counts
     assert forced.breakdown == dense.breakdown
-    assert dense.cycles == reference.simulate_layer(arch, graph, layer, None).cycles
+    assert dense.cycles == reference.simulate_layer(arch, graph, layer, None, stream=stream).cycles
 
 
 @settings(max_examples=25, deadline=None)
@@ -192,11 +212,93 @@ def test_snapea_on_real_shapes_streams_long_kernels_and_spills_big_activations()
         assert t.cycles * arch.mac_units >= t.macs_performed
     plan3 = snapea.plan_layer(arch, load_workload("alexnet"), load_workload("alexnet").layer("conv3"))
     assert not plan3.resident and plan3.chunk == 128  # 2304-weight kernels stream through 256-entry buffers
-    assert alex["conv3"].events.count("dram", "read") > 13 * 384 * 2304 * 4 - 1  # refetched for each of 13 tiles
+    # 13 one-row tiles on 8 rows = 2 tile steps; each step's kernels are read once and broadcast down the columns
+    assert plan3.tiles == 13 and plan3.steps == 2 and plan3.lockstep
+    assert alex["conv3"].events.count("dram", "read") == 2 * 384 * 2304 * (2 + 2)  # weights + indices, 2 B each
+    assert alex["conv3"].breakdown["dram_stall"] == 0  # the stream hides behind the compute of each step
     assert alex["conv2"].events.count("dram", "write") == 0  # its pooled output fits the I/O RAM
     assert alex["conv1"].events.count("dram", "read") >= 3 * 227 * 227 * 2  # the image comes from DRAM
     vgg = snapea.SnaPEATiming(arch, load_workload("vgg16")).finish()
     assert vgg["conv1_1"].events.count("dram", "write") == 64 * 224 * 224 * 2 - 64 * 10240  # spill beyond the half
+
+
+def test_pau_checks_are_exact_with_a_weight_stream():
+    """One kernel, neg_start 3, N = 2: windows of 1, 2, 5, 3 MACs check 0, 1, 2 + 1, 0 + 1 times (5 in all)."""
+    arch = make_arch(rows=1, cols=1, lanes=2, latency=0.0)
+    graph = conv_graph(c=9, f=1, h=1, w=4, k=1, pad=0, first=False)
+    macs = np.array([[[[1, 2, 5, 3]]]], np.int32)
+    stream = WeightStream(weights=np.zeros((1, 9)), index=np.zeros((1, 9), np.int32), length=np.array([9], np.int32),
+                          neg_start=np.array([3], np.int32), n_spec=np.array([2], np.int32))
+    exact = snapea.simulate_layer(arch, graph, "c1", macs, stream=stream)
+    assert exact.events.count("pau", "check") == 5
+    assert snapea.simulate_layer(arch, graph, "c1", macs).events.count("pau", "check") == 11  # one per MAC
+    assert snapea.simulate_layer(arch, graph, "c1", macs, pau=False, stream=stream).events.count("pau", "check") == 0
+    assert reference.simulate_layer(arch, graph, "c1", macs, stream=stream).events.counts == exact.events.counts
+
+
+def test_real_weight_stream_with_skipped_zeros_shrinks_buffers_and_weight_traffic():
+    """6 kernels of 75 weights on one PE column: 450 entries stream; with 2/3 zeros skipped (150) they stay resident."""
+    arch = make_arch(rows=2, cols=1, lanes=2, io=20480)
+    graph = conv_graph(c=3, f=6, h=8, w=8, k=5, pad=0, first=False)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(6, 3, 5, 5)) * (rng.random((6, 3, 5, 5)) < 1 / 3)
+    full = reorder_layer(w, None, ReorderOptions())
+    sparse = reorder_layer(w, None, ReorderOptions(skip_zero_weights=True))
+    layer = graph.layer("c1")
+    p_full = snapea.plan_layer(arch, graph, layer, stream=full)
+    p_sparse = snapea.plan_layer(arch, graph, layer, stream=sparse)
+    assert not p_full.resident and p_full.lockstep and p_sparse.resident and not p_sparse.lockstep
+    stored = int(sparse.length.sum())
+    assert p_sparse.static[("dram", "read", 8)] == -(-stored * 32 // 8)  # weights + indices read once
+    assert p_full.static[("dram", "read", 8)] == p_full.steps * 6 * 75 * 4
+    assert p_sparse.static[("weight_buffer", "write", 16)] == 2 * stored  # both PE rows of the column
+    # the exact PAU count of a real stream: MACs past each kernel's negative start
+    macs = np.broadcast_to(sparse.length[None, :, None, None], (1, 6, 4, 4)).astype(np.int32)
+    acc = snapea.SnaPEATiming(arch, graph)
+    acc.observe("c1", macs, stream=sparse)
+    t = acc.finish()["c1"]
+    assert t.events.count("pau", "check") == 16 * int((sparse.length - sparse.neg_start).sum())
+    assert t.events.count("mac", "mac") == 16 * stored
+    with pytest.raises(ConfigError, match="different PAU settings or weight streams"):
+        acc.observe("c1", macs, stream=full)
+    with pytest.raises(ConfigError, match="stores only"):
+        snapea.simulate_layer(arch, graph, "c1", np.full((1, 6, 4, 4), 75, np.int32), stream=sparse)
+
+
+def test_kernels_that_do_not_all_fit_pin_what_fits_and_stream_the_rest():
+    """5 kernels of 60 entries per PE (300 > 256): a 120-entry stream slot, 2 kernels pinned, 3 fetched per step."""
+    arch = make_arch(rows=2, cols=1, lanes=4, io=20480, tile_rows=1)
+    graph = conv_graph(c=15, f=5, h=6, w=4, k=2, pad=0, first=False)  # K = 15 x 2 x 2 = 60, 5 output rows
+    plan = snapea.plan_layer(arch, graph, graph.layer("c1"))
+    assert plan.pinned.tolist() == [True, True, False, False, False] and plan.chunk == 0
+    assert plan.steps == 3 and plan.prologue_bytes == 2 * 60 * 4 and plan.step_weight_bytes == 3 * 60 * 4
+    assert plan.static[("dram", "read", 8)] == 2 * 60 * 4 + 3 * 3 * 60 * 4
+
+
+def test_auto_tiles_fit_the_input_half_balance_the_rows_and_fetch_lenet_conv2_once():
+    arch = load_arch("snapea")
+    lenet = load_workload("lenet")
+    conv2 = snapea.plan_layer(arch, lenet, lenet.layer("conv2"))
+    assert conv2.steps == 1  # its whole input fits one PE's 10 KB half: one step, the kernels read once
+    assert conv2.static[("dram", "read", 8)] == 16 * 150 * 4
+    for net in ("lenet", "alexnet", "resnet20", "vgg16"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers():
+            plan = snapea.plan_layer(arch, graph, layer)
+            ho, r = plan.out_hw[0], plan.tile_rows
+            portion = snapea._portions(layer, graph.in_shapes(layer)[0], ho, r, 16).max()
+            psum = 2 * r * plan.out_hw[1] if plan.kernel_chunk.any() else 0
+            assert r == 1 or portion + psum <= arch.pe.io_buffer_bytes // 2, (net, layer.name)
+            per_row = np.bincount(plan.tile_row, minlength=8)
+            assert per_row.max() - per_row[per_row > 0].min() <= 1  # no row gets much more than another
+            # no fewer steps possible with tiles that fit: steps = ceil(ceil(Ho / r_max) / rows), tiles no bigger
+            bigger = [s for s in range(r + 1, ho + 1)
+                      if snapea._portions(layer, graph.in_shapes(layer)[0], ho, s, 16).max()
+                      + (2 * s * plan.out_hw[1] if plan.kernel_chunk.any() else 0) <= arch.pe.io_buffer_bytes // 2]
+            if bigger:
+                assert -(-(-(-ho // max(bigger))) // 8) == plan.steps, (net, layer.name)
+    fixed = snapea.plan_layer(make_arch(rows=8, cols=8, tile_rows=3), lenet, lenet.layer("conv2"))
+    assert fixed.tile_rows == 3 and fixed.tiles == 4
 
 
 def test_bad_configurations_are_clear_errors():
@@ -207,6 +309,15 @@ def test_bad_configurations_are_clear_errors():
         snapea.SnaPEATiming(make_arch(lane_assignment="diagonal"), graph)
     with pytest.raises(ConfigError, match="tile_rows"):
         snapea.SnaPEATiming(make_arch(tile_rows=0), graph)
+    with pytest.raises(ConfigError, match="'auto' or an integer"):
+        snapea.SnaPEATiming(make_arch(tile_rows="big"), graph)
+    assert snapea.SnaPEAOptions.from_mapping({"tile_rows": "4"}).tile_rows == 4
+    bad = WeightStream(weights=np.zeros((2, 36)), index=np.zeros((2, 36), np.int32), length=np.array([36, 40]),
+                       neg_start=np.zeros(2, np.int32), n_spec=np.zeros(2, np.int32))
+    with pytest.raises(ConfigError, match=r"stream.length must lie in \[0, 36\]"):
+        snapea.simulate_layer(make_arch(), graph, "c1", None, stream=bad)
+    with pytest.raises(ConfigError, match=r"stream.neg_start must hold one integer per kernel"):
+        snapea.simulate_layer(make_arch(), graph, "c1", None, stream=dataclasses.replace(bad, neg_start=np.zeros(3)))
     with pytest.raises(ConfigError, match=r"'c1'.*index_bits = 5.*36 weights"):
         snapea.SnaPEATiming(make_arch(index_bits=5), graph)
     with pytest.raises(ConfigError, match=r"'c1'.*weight buffer \(2 B = 1 entries.*36 weights.*needs 2"):

@@ -1,17 +1,20 @@
 """A cycle-stepped reference of the SnaPEA PE array, in plain Python, for small layers (tests only).
 
 It shares the static plan with the fast model (`snapea.plan_layer`: which tile goes to which PE row, which kernel to
-which column, what each DMA moves) and re-derives everything else one cycle at a time: every cycle each PE's
-controller broadcasts one weight (and its index) to its lanes; a lane whose window still has MACs to do performs one,
-the others are data-gated; a lane group ends when all its lanes are done; a PE row's step ends when all its PEs are
-done and its DMA (a byte counter: latency, then `rate` bytes per cycle) has finished; the layer ends when every row is
-done. The fast model (`snapea.layer_totals`) must give exactly the same totals.
+which column, which kernels stay in the buffers and which stream, what each DMA moves) and re-derives everything else
+one cycle at a time: every cycle each PE's controller broadcasts one weight (and its index) to its lanes; a lane whose
+window still has MACs to do performs one (and the PAU checks it where the stream says so), the others are data-gated;
+a lane group ends when all its lanes are done; a step ends when all its PEs are done and its DMA (a byte counter:
+latency, then `rate` bytes per cycle) has finished. Without streamed kernels every PE row has its own steps and its
+own share of the channel; with them the whole array moves step by step (one weight broadcast per column per step).
+The layer ends when every row is done. The fast model (`snapea.layer_totals`) must give exactly the same totals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -21,11 +24,14 @@ from accelsim.timing.events import LayerTiming
 from accelsim.timing.snapea import TOTAL_KEYS, LayerPlan, layer_totals, plan_layer, timing_from_totals
 
 
+Group = tuple[int, list[int]]  # (kernel, MACs of each lane); kernel -1 for fc neurons
+
+
 @dataclass
 class _Step:
-    """One step of a PE row: per PE a list of lane groups (each a list of per-lane MAC counts) and the DMA bytes."""
+    """One step of a PE row: per PE a list of lane groups and the DMA bytes."""
 
-    groups: dict[int, list[list[int]]]
+    groups: dict[int, list[Group]]
     read_bytes: int  # DRAM -> PEs during the step
     write_bytes: int = 0  # PEs -> DRAM during the step
 
@@ -57,8 +63,12 @@ def _new_dma(plan: LayerPlan, nbytes: int, rows_sharing: int = 1) -> _DMA:
     return _DMA(plan.dma.latency, Fraction(nbytes), plan.dma.rate * rows_sharing)
 
 
-def _conv_windows(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[list[int]]:
+def _conv_windows(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[Group]:
     """The lane groups of kernel f on tile t, built window by window from the lane-assignment rule."""
+    return [(f, g) for g in _lane_split(plan, macs, f, t)]
+
+
+def _lane_split(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[list[int]]:
     lanes, (_, wo) = plan.lanes, plan.out_hw
     r0, r1 = plan.tile_bounds(t)
     raster = [int(macs[f, y, x]) for y in range(r0, r1) for x in range(wo)]
@@ -79,11 +89,11 @@ def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step
     steps: dict[int, list[_Step]] = {}
     if plan.kind == "fc":
         for r in range(plan.rows):
-            groups: dict[int, list[list[int]]] = {}
+            groups: dict[int, list[Group]] = {}
             for c in range(plan.cols):
                 neurons = [n for n in range(plan.kernels) if plan.kernel_pe[n] == r * plan.cols + c]
                 if neurons:
-                    groups[c] = [[plan.kernel_len] * len(neurons[i:i + plan.lanes])
+                    groups[c] = [(-1, [plan.kernel_len] * len(neurons[i:i + plan.lanes]))
                                  for i in range(0, len(neurons), plan.lanes)]
             if groups:
                 steps[r] = [_Step(groups, int(plan.stream_bytes[r])), _Step({}, 0, int(plan.out_bytes[r]))]
@@ -94,36 +104,72 @@ def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step
             continue
         row = [_Step({}, int(plan.in_bytes[seq[0]]))]  # prologue: the first tile's input
         for k, t in enumerate(seq):
-            groups = {}
-            for c in range(plan.cols):
-                kernels = [f for f in range(plan.kernels) if plan.kernel_pe[f] == c]
-                if kernels:
-                    groups[c] = [g for f in kernels for g in _conv_windows(plan, macs, f, t)]
-            read = int(plan.stream_bytes[r])  # the weights (and indices) streamed for this tile, if not resident
+            read = 0
             if k + 1 < len(seq):
                 read += int(plan.in_bytes[seq[k + 1]])  # prefetch of the next tile's input
             write = int(plan.out_bytes[seq[k - 1]]) if k > 0 else 0  # write-back of the previous tile's output
-            row.append(_Step(groups, read, write))
+            row.append(_Step(_tile_groups(plan, macs, t), read, write))
         row.append(_Step({}, 0, int(plan.out_bytes[seq[-1]])))  # epilogue: the last tile's output
         steps[r] = row
     return steps
 
 
+def _tile_groups(plan: LayerPlan, macs: np.ndarray, t: int) -> dict[int, list[Group]]:
+    """Per PE column, the lane groups of all its kernels on tile t, kernel after kernel."""
+    groups = {}
+    for c in range(plan.cols):
+        kernels = [f for f in range(plan.kernels) if plan.kernel_pe[f] == c]
+        if kernels:
+            groups[c] = [g for f in kernels for g in _conv_windows(plan, macs, f, t)]
+    return groups
+
+
 @dataclass
 class _PE:
-    groups: list[list[int]]
+    groups: list[Group]
     gi: int = 0
     done_macs: list[int] = field(default_factory=list)
 
     def skip_empty(self) -> None:
-        while self.gi < len(self.groups) and max(self.groups[self.gi], default=0) == 0:
+        while self.gi < len(self.groups) and max(self.groups[self.gi][1], default=0) == 0:
             self.gi += 1
         if self.gi < len(self.groups):
-            self.done_macs = [0] * len(self.groups[self.gi])
+            self.done_macs = [0] * len(self.groups[self.gi][1])
 
     @property
     def busy(self) -> bool:
         return self.gi < len(self.groups)
+
+
+def _pe_cycle(plan: LayerPlan, pe: _PE, tot: dict[str, int], lanes: int) -> None:
+    """One cycle of a busy PE: one weight broadcast, a MAC (and its PAU checks) on every lane with work left."""
+    f, group = pe.groups[pe.gi]
+    tot["compute_pe"] += 1
+    working = 0
+    chunk = int(plan.kernel_chunk[f]) if f >= 0 else 0
+    neg = int(plan.neg_start[f]) if f >= 0 and plan.neg_start is not None else 0
+    spec = int(plan.n_spec[f]) if f >= 0 and plan.n_spec is not None else 0
+    for j, m in enumerate(group):
+        if pe.done_macs[j] < m:
+            pe.done_macs[j] += 1
+            working += 1
+            n = pe.done_macs[j]  # this lane's n-th MAC, at stream position n - 1
+            if chunk and n > 1 and (n - 1) % chunk == 0:
+                tot["psum_swaps"] += 1  # this MAC opens a new chunk: restore the partial sum
+            if f >= 0:
+                tot["pau_checks"] += (n - 1 >= neg) + (spec > 0 and n == spec)
+    tot["macs"] += working
+    tot["gated"] += lanes - working
+    if f >= 0:  # conv: one weight (and its index) broadcast; one input per working lane
+        tot["weight_reads"] += 1
+        tot["index_reads"] += 1
+        tot["input_reads"] += working
+    else:  # fc: one weight per working lane; one input broadcast
+        tot["weight_reads"] += working
+        tot["input_reads"] += 1
+    if all(d >= m for d, m in zip(pe.done_macs, group)):
+        pe.gi += 1
+        pe.skip_empty()
 
 
 def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
@@ -133,7 +179,6 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
     active = {r: set().union(*(s.groups.keys() for s in row)) for r, row in steps.items()}
     n_active = sum(len(a) for a in active.values())
     n_pes = plan.rows * plan.cols
-    conv = plan.kind == "conv"
     tot["dram_read"] = plan.prologue_bytes
     cycle = 0
     # global prologue: resident weights (and an fc layer's input) at the whole channel's bandwidth
@@ -158,7 +203,7 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
                 finished.add(r)
                 return
             step = steps[r][st["k"]]
-            st["pes"] = {c: _PE([list(g) for g in gs]) for c, gs in step.groups.items()}
+            st["pes"] = {c: _PE(list(gs)) for c, gs in step.groups.items()}
             for p in st["pes"].values():
                 p.skip_empty()
             st["dma"] = _new_dma(plan, step.dma_bytes)
@@ -177,28 +222,7 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
             for c in active[r]:
                 pe = st["pes"].get(c)
                 if pe is not None and pe.busy:
-                    group = pe.groups[pe.gi]
-                    tot["compute_pe"] += 1
-                    working = 0
-                    for j, m in enumerate(group):
-                        if pe.done_macs[j] < m:
-                            pe.done_macs[j] += 1
-                            working += 1
-                            n = pe.done_macs[j]
-                            if plan.chunk and n > 1 and (n - 1) % plan.chunk == 0:
-                                tot["psum_swaps"] += 1  # this MAC opens a new chunk: restore the partial sum
-                    tot["macs"] += working
-                    tot["gated"] += lanes - working
-                    if conv:  # one weight (and its index) broadcast; one input per working lane
-                        tot["weight_reads"] += 1
-                        tot["index_reads"] += 1
-                        tot["input_reads"] += working
-                    else:  # fc: one weight per working lane; one input broadcast
-                        tot["weight_reads"] += working
-                        tot["input_reads"] += 1
-                    if all(d >= m for d, m in zip(pe.done_macs, group)):
-                        pe.gi += 1
-                        pe.skip_empty()
+                    _pe_cycle(plan, pe, tot, lanes)
                 elif computing:
                     tot["barrier_pe"] += 1
                 else:
@@ -214,23 +238,75 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
     return tot
 
 
+def _lockstep_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, int]:
+    """Streamed kernels: the whole array steps together (prologue, one step per tile index, epilogue)."""
+    tot = dict.fromkeys(TOTAL_KEYS, 0)
+    tot["images"] = 1
+    seqs = {r: [t for t in range(plan.tiles) if plan.tile_row[t] == r] for r in range(plan.rows)}
+    seqs = {r: seq for r, seq in seqs.items() if seq}
+    n_steps = max(len(seq) for seq in seqs.values())
+    cols = [c for c in range(plan.cols) if any(plan.kernel_pe[f] == c for f in range(plan.kernels))]
+    n_pes, n_active = plan.rows * plan.cols, len(seqs) * len(cols)
+    # (tiles of each row in this step, DRAM read bytes, DRAM write bytes)
+    steps: list[tuple[dict[int, int], int, int]] = [
+        ({}, plan.prologue_bytes + sum(int(plan.in_bytes[seq[0]]) for seq in seqs.values()), 0)]
+    for k in range(n_steps):
+        read = plan.step_weight_bytes + sum(int(plan.in_bytes[seq[k + 1]]) for seq in seqs.values()
+                                            if k + 1 < len(seq))
+        write = sum(int(plan.out_bytes[seq[k - 1]]) for seq in seqs.values() if 0 < k <= len(seq))
+        steps.append(({r: seq[k] for r, seq in seqs.items() if k < len(seq)}, read, write))
+    steps.append(({}, 0, sum(int(plan.out_bytes[seq[-1]]) for seq in seqs.values() if len(seq) == n_steps)))
+    cycle = 0
+    for i, (tiles, read, write) in enumerate(steps):
+        tot["dram_read"] += read
+        tot["dram_write"] += write
+        dma = _new_dma(plan, read + write, plan.rows)
+        pes = {}
+        for r, t in tiles.items():
+            for c, gs in _tile_groups(plan, macs, t).items():
+                pes[(r, c)] = _PE(list(gs))
+                pes[(r, c)].skip_empty()
+        tile_step = 0 < i < len(steps) - 1
+        while any(p.busy for p in pes.values()) or not dma.done:
+            computing = any(p.busy for p in pes.values())
+            for r in seqs:
+                for c in cols:
+                    pe = pes.get((r, c))
+                    if pe is not None and pe.busy:
+                        _pe_cycle(plan, pe, tot, lanes)
+                    elif tile_step and r not in tiles:
+                        tot["tail_pe"] += 1  # this row has no tile left
+                    elif computing:
+                        tot["barrier_pe"] += 1
+                    else:
+                        tot["dram_pe"] += 1
+            tot["unused_pe"] += n_pes - n_active
+            if not dma.done:
+                dma.tick()
+            cycle += 1
+    tot["cycles"] = cycle
+    return tot
+
+
 def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -> dict[str, int]:
     """Integer totals over the images of `macs` (B, F, Ho, Wo), or one dense image when macs is None."""
     if plan.kind == "eltwise":
         return layer_totals(arch, plan, None, 1 if macs is None else len(macs))
     if macs is None:
         ho, wo = plan.out_hw
-        macs = np.full((1, plan.kernels, ho, wo), plan.kernel_len, np.int32)
+        full = plan.kernel_lengths if plan.kind == "conv" else np.full(plan.kernels, plan.kernel_len)
+        macs = np.broadcast_to(np.asarray(full, np.int32)[None, :, None, None], (1, plan.kernels, ho, wo))
     out = dict.fromkeys(TOTAL_KEYS, 0)
+    simulate = _lockstep_totals if plan.lockstep else _image_totals
     for image in np.asarray(macs):
-        for key, value in _image_totals(plan, image, arch.pe.lanes).items():
+        for key, value in simulate(plan, image, arch.pe.lanes).items():
             out[key] += value
     return out
 
 
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True) -> LayerTiming:
+                   pau: bool = True, stream: Any = None) -> LayerTiming:
     """The reference's LayerTiming for one batch (same meaning as `snapea.simulate_layer`)."""
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream)
     return timing_from_totals(arch, plan, reference_totals(arch, plan, macs))

@@ -1,23 +1,25 @@
 """The SnaPEA PE-array timing model: per-window MAC counts -> cycles and an event log, per layer.
 
-Work mapping (spec A.3, A.7 item 3; docs/timing_snapea.md): a conv layer's output rows are cut into tiles of
-`tile_rows` rows; tiles are dealt to the PE rows (a row shares the tile's input portion, broadcast to it); kernels are
-dealt to the PE columns (a column shares its kernels); a PE runs each of its kernels over the tile's windows, its lanes
-taking lane groups of windows (`lane_assignment`). A group costs its slowest lane (the broadcast weight stream stops
-only when every lane is done); a PE's time on a tile is the sum of its groups; the PEs of a row meet at a barrier
-after every tile. A row's work is a sequence of steps, one per tile, each ending when both the row's compute and the
-row's DMA for that step are done (double buffering: the next tile's spilled input and the previous tile's spilled
-output move during the current tile, streamed weights during the tile that uses them). Fully connected layers put one
-output neuron on each lane (dense). Everything here is vectorised over windows and images (Numba for the lane-group
-reduction); Python loops run over PE rows and columns only. `accelsim.timing.reference` steps the same machine one
-cycle at a time and must agree exactly.
+Work mapping (spec A.3, A.7 items 3 and 4; docs/timing_snapea.md): a conv layer's output rows are cut into tiles of
+`tile_rows` rows (`auto`: the largest band whose input portion fits a PE's input half, balanced over the PE rows);
+tiles are dealt to the PE rows (a row shares the tile's input portion, broadcast to it); kernels are dealt to the PE
+columns (a column shares its kernels); a PE runs each of its kernels over the tile's windows (tiles outer, kernels
+inner), its lanes taking lane groups of windows (`lane_assignment`). A group costs its slowest lane (the broadcast
+weight stream stops only when every lane is done); a PE's time on a tile is the sum of its groups; the PEs of a row
+meet at a barrier after every tile. Kernels that fit a PE's buffers are kept for the layer; the others stream, once
+per tile step, broadcast down the columns, so with streamed kernels all rows advance step by step. Each step ends when
+both the compute and the step's DMA are done (double buffering: the next tile's spilled input and the previous tile's
+spilled output move during the current tile, streamed kernels during the step that uses them). Fully connected layers
+put one output neuron on each lane (dense). Everything here is vectorised over windows and images (Numba for the
+lane-group reduction); Python loops run over PE rows, columns and tile steps only. `accelsim.timing.reference` steps
+the same machine one cycle at a time and must agree exactly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any, Mapping
 
@@ -64,7 +66,8 @@ class SnaPEAOptions:
 
     lane_assignment: str = "row"  # row: adjacent windows of one output row; flat: raster order across row ends
     # of the tile; interleaved: lane j of group g takes window g + j*G (G = groups in the tile)
-    tile_rows: int = 1  # output rows per tile (one input portion broadcast to a PE row)
+    tile_rows: int | str = "auto"  # output rows per tile (one input portion broadcast to a PE row); "auto": the
+    # largest band whose input portion fits a PE's input half of the I/O RAM, balanced over the PE rows
     tile_dealing: str = "round_robin"  # tile t -> PE row t % rows (round_robin) or contiguous blocks of tiles (block)
     kernel_dealing: str = "round_robin"  # kernel f -> PE column f % cols (round_robin) or contiguous blocks (block)
 
@@ -72,8 +75,9 @@ class SnaPEAOptions:
         if self.lane_assignment not in LANE_ASSIGNMENTS:
             raise ConfigError(f"options.lane_assignment must be one of {', '.join(LANE_ASSIGNMENTS)}, "
                               f"got {self.lane_assignment!r}")
-        if isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int) or self.tile_rows < 1:
-            raise ConfigError(f"options.tile_rows must be an integer >= 1, got {self.tile_rows!r}")
+        if self.tile_rows != "auto" and (isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int)
+                                         or self.tile_rows < 1):
+            raise ConfigError(f"options.tile_rows must be 'auto' or an integer >= 1, got {self.tile_rows!r}")
         for key in ("tile_dealing", "kernel_dealing"):
             if getattr(self, key) not in DEALINGS:
                 raise ConfigError(f"options.{key} must be one of {', '.join(DEALINGS)}, got {getattr(self, key)!r}")
@@ -106,9 +110,10 @@ class DMA:
         rate = self.rate * rows_sharing
         return self.latency + -(-nbytes * rate.denominator // rate.numerator)
 
-    def cycles_array(self, nbytes: np.ndarray) -> np.ndarray:
+    def cycles_array(self, nbytes: np.ndarray, rows_sharing: int = 1) -> np.ndarray:
         nbytes = np.asarray(nbytes, dtype=np.int64)
-        num, den = self.rate.numerator, self.rate.denominator
+        rate = self.rate * rows_sharing
+        num, den = rate.numerator, rate.denominator
         return np.where(nbytes > 0, self.latency + (nbytes * den + num - 1) // num, 0)
 
 
@@ -129,8 +134,8 @@ class LayerPlan:
     tile_row: np.ndarray  # (T,) PE row of each tile (conv)
     kernel_pe: np.ndarray  # (F,) PE column of each kernel (conv) or flat PE index r*cols + c of each neuron (fc)
     resident: bool  # every PE's kernels fit its weight (and index) buffer: loaded once per layer
-    chunk: int  # streamed kernels longer than this many entries save/restore partial sums at chunk ends (0: never)
-    stream_bytes: np.ndarray  # (rows,) bytes of weights (+ indices) a row streams from DRAM per tile step
+    chunk: int  # the largest entry of kernel_chunk (conv) / 0: streamed kernels longer than half a buffer
+    stream_bytes: np.ndarray  # fc: (rows,) bytes of weights a row streams from DRAM; conv: zeros (step_weight_bytes)
     prologue_bytes: int  # bytes loaded at full bandwidth before any row starts (resident weights; fc input)
     in_bytes: np.ndarray  # (T,) input bytes of each tile that come from DRAM (conv)
     out_bytes: np.ndarray  # (T,) conv: output bytes of each tile that go to DRAM; fc: (rows,) per PE row
@@ -138,6 +143,27 @@ class LayerPlan:
     pau: bool
     static: Mapping[tuple[str, str, int], int]  # data-independent events per image: (component, event, bits) -> count
     eltwise_cycles: int = 0  # eltwise layers only
+    # conv only (empty for fc / eltwise):
+    # (F,) stored entries per kernel (< K when zero weights are skipped)
+    kernel_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (F,) chunk of a streamed kernel longer than half a buffer (partial sums saved at each chunk start); 0 for
+    # kernels that sit whole in the buffer
+    kernel_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (F,) kernels loaded once per layer (the rest stream every tile step)
+    pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    step_weight_bytes: int = 0  # bytes of the streamed kernels, fetched once per tile step and broadcast down the
+    # columns; > 0 makes the rows advance in lockstep (one step barrier over the whole array)
+    neg_start: np.ndarray | None = None  # (F,) where each kernel's PAU sign checks begin; None: a check per MAC
+    n_spec: np.ndarray | None = None  # (F,) speculation-set size (a check after N MACs when > 0)
+
+    @property
+    def lockstep(self) -> bool:
+        return self.step_weight_bytes > 0
+
+    @property
+    def steps(self) -> int:
+        """Tile steps: the most tiles any PE row takes."""
+        return int(np.bincount(self.tile_row, minlength=self.rows).max()) if self.tiles else 0
 
     @property
     def tiles(self) -> int:
@@ -220,9 +246,93 @@ def dma_of(arch: ArchSpec) -> DMA:
     return DMA(latency=latency, rate=rate)
 
 
+def _stream_arrays(layer: Conv, f_count: int, stream: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(length, neg_start, n_spec) of a WeightStream, checked against the layer; ConfigError names what is wrong."""
+    k = layer.kernel_size
+    out = []
+    for name in ("length", "neg_start", "n_spec"):
+        arr = getattr(stream, name, None)
+        arr = None if arr is None else np.asarray(arr)
+        if arr is None or arr.shape != (f_count,) or arr.dtype.kind not in "iu":
+            raise ConfigError(f"layer '{layer.name}': stream.{name} must hold one integer per kernel, shape "
+                              f"({f_count},); got {None if arr is None else (arr.shape, str(arr.dtype))}")
+        out.append(arr.astype(np.int64))
+    length, neg_start, n_spec = out
+    if length.size and (length.min() < 0 or length.max() > k):
+        raise ConfigError(f"layer '{layer.name}': stream.length must lie in [0, {k}] (the kernel size), got "
+                          f"[{length.min()}, {length.max()}]")
+    for name, arr in (("neg_start", neg_start), ("n_spec", n_spec)):
+        if np.any(arr < 0) or np.any(arr > length):
+            raise ConfigError(f"layer '{layer.name}': stream.{name} must lie in [0, length] for every kernel")
+    return length, neg_start, n_spec
+
+
+def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, cap: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Which kernels a PE keeps for the whole layer (pinned) and the chunk of each streamed one.
+
+    A PE whose kernels fit its `cap` buffer entries keeps them all. Otherwise it reserves a double-buffered stream
+    slot (2 x the longest of its kernels, at most the whole buffer) and pins whole kernels, in processing order, in
+    the rest; the others are fetched again every tile step (they cannot stay: the tile loop is outside the kernel
+    loop). A streamed kernel longer than half the buffer goes through it in chunks of cap // 2 entries.
+    """
+    pinned = np.zeros(len(lengths), bool)
+    chunk = np.zeros(len(lengths), np.int64)
+    half = cap // 2
+    for c in range(cols):
+        idx = np.flatnonzero(kernel_col == c)
+        if int(lengths[idx].sum()) <= cap:
+            pinned[idx] = True
+            continue
+        budget = cap - 2 * min(int(lengths[idx].max()), half)
+        used = 0
+        for f in idx[lengths[idx] <= budget]:  # first fit, in processing order
+            if used + lengths[f] <= budget:
+                pinned[f] = True
+                used += int(lengths[f])
+        chunk[idx] = np.where(~pinned[idx] & (lengths[idx] > half), half, 0)
+    return pinned, chunk
+
+
+def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, word_bits: int) -> np.ndarray:
+    """Bytes of the input portion of every tile: the input rows its windows touch (halo included, padding not)."""
+    c_in, h_in, w_in = in_shape
+    sy, py, kh = layer.stride[0], layer.pad[0], layer.kernel[0]
+    y0 = np.arange(0, ho, tile_rows)
+    y1 = np.minimum(y0 + tile_rows, ho)
+    lo = np.maximum(0, y0 * sy - py)
+    hi = np.minimum(h_in, (y1 - 1) * sy - py + kh)
+    return -(-(c_in * np.maximum(0, hi - lo) * w_in * word_bits) // 8)
+
+
+def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, int], rows: int, cap_bytes: int,
+                   psum_bytes_per_window: int, word_bits: int) -> int:
+    """`tile_rows: auto`: the fewest tile steps whose portions fit a PE's input half, then the smallest even tiles.
+
+    r_max = the largest band whose input portion (halo included) plus the saved partial sums of a chunked kernel's
+    windows fits `cap_bytes` (1 if even one row does not fit); steps = ceil(ceil(Ho / r_max) / rows); the tile is
+    then ceil(Ho / (rows x steps)) rows, so every PE row gets about the same share in the same number of steps.
+    """
+    ho, wo = out_hw
+    r_max = 1
+    for r in range(2, ho + 1):
+        if int(_portions(layer, in_shape, ho, r, word_bits).max()) + r * wo * psum_bytes_per_window > cap_bytes:
+            break
+        r_max = r
+    if r_max == 1 and int(_portions(layer, in_shape, ho, 1, word_bits).max()) + wo * psum_bytes_per_window > cap_bytes:
+        log.debug("layer %s: one output row's input portion exceeds the PE's input half (%d B)", layer.name, cap_bytes)
+    steps = -(-(-(-ho // r_max)) // rows)
+    return -(-ho // (rows * steps))
+
+
 def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOptions | None = None,
-               pau: bool = True) -> LayerPlan:
-    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there)."""
+               pau: bool = True, stream: Any = None) -> LayerPlan:
+    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there).
+
+    `stream` (conv only; an `accelsim.functional.reorder.WeightStream` or anything with `length`, `neg_start` and
+    `n_spec` arrays of shape (F,)) gives each kernel's stored length (buffer footprint and DRAM traffic when zero
+    weights are skipped) and where its PAU checks happen; None = full kernels, one check per MAC.
+    """
     opts = options or SnaPEAOptions.from_mapping(arch.options)
     rows, cols, lanes, wb, ib = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits, arch.pe.index_bits
     pes = rows * cols
@@ -233,7 +343,7 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
     in_total = -(-in_words * wb // 8)
     from_dram = all(b in in_alias for b in layer.inputs)
     common = dict(name=layer.name, rows=rows, cols=cols, lanes=lanes, lane_code=_LANE_CODE[opts.lane_assignment],
-                  tile_rows=opts.tile_rows, dma=dma_of(arch))
+                  dma=dma_of(arch))
     wcap = arch.pe.weight_buffer_bytes * 8 // wb
     icap = arch.pe.index_buffer_bytes * 8 // ib
     static: dict[tuple[str, str, int], int] = {}
@@ -242,6 +352,8 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         if count:
             static[(component, event, bits)] = static.get((component, event, bits), 0) + int(count)
 
+    if stream is not None and not isinstance(layer, Conv):
+        raise ConfigError(f"layer '{layer.name}': a weight stream belongs to a conv layer, not {layer.type_name}")
     if isinstance(layer, Conv):
         f_count, ho, wo = graph.out_shape(layer)
         k = layer.kernel_size
@@ -254,17 +366,25 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
                 raise ConfigError(f"layer '{layer.name}': the {buf} ({nbytes} B = {cap} entries of {bits} bits) is "
                                   f"too small for a kernel of {k} weights: streaming one lane group's kernel needs "
                                   "2 entries (double buffering)")
-        n_tiles = -(-ho // opts.tile_rows)
-        tile_row = _deal(n_tiles, rows, opts.tile_dealing)
+        if stream is None:
+            lengths, neg_start, n_spec = np.full(f_count, k, np.int64), None, None
+        else:
+            lengths, neg_start, n_spec = _stream_arrays(layer, f_count, stream)
         kernel_col = _deal(f_count, cols, opts.kernel_dealing)
-        per_pe = int(np.bincount(kernel_col, minlength=cols).max()) * k
-        resident = per_pe <= min(wcap, icap)
-        chunk = 0 if resident or k <= min(wcap, icap) // 2 else min(wcap, icap) // 2
-        entries = f_count * k
-        entry_bytes = -(-entries * (wb + ib) // 8)
+        pinned, kernel_chunk = _weight_residency(lengths, kernel_col, cols, min(wcap, icap))
+        in_shape = graph.in_shapes(layer)[0]
+        if opts.tile_rows == "auto":
+            psum = -(-wb // 8) if kernel_chunk.any() else 0
+            tile_rows = auto_tile_rows(layer, in_shape, (ho, wo), rows, arch.pe.io_buffer_bytes // 2, psum, wb)
+        else:
+            tile_rows = int(opts.tile_rows)
+        n_tiles = -(-ho // tile_rows)
+        tile_row = _deal(n_tiles, rows, opts.tile_dealing)
         tiles_of_row = np.bincount(tile_row, minlength=rows)
-        stream = np.where(tiles_of_row > 0, 0 if resident else entry_bytes, 0).astype(np.int64)
-        rows_per_tile = np.array([min((t + 1) * opts.tile_rows, ho) - t * opts.tile_rows for t in range(n_tiles)])
+        steps = int(tiles_of_row.max())
+        kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+        kept_bytes, step_bytes = -(-kept * (wb + ib) // 8), -(-streamed * (wb + ib) // 8)
+        rows_per_tile = np.minimum(np.arange(1, n_tiles + 1) * tile_rows, ho) - np.arange(n_tiles) * tile_rows
         in_dram = in_total if from_dram else max(0, in_total - half)
         pool_name = fused.get(layer.name)
         out_shape = graph.out_shape(graph.layer(pool_name)) if pool_name else (f_count, ho, wo)
@@ -272,31 +392,28 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         out_words = math.prod(out_shape)
         out_total = -(-out_words * wb // 8)
         out_dram = out_total if out_blob in out_alias else max(0, out_total - half)
-        # the input portion broadcast to a row per tile: the input rows its windows touch (padding is not sent)
-        c_in, h_in, w_in = graph.in_shapes(layer)[0]
-        sy, py, kh = layer.stride[0], layer.pad[0], layer.kernel[0]
-        portion = 0
-        for t in range(n_tiles):
-            y0, y1 = t * opts.tile_rows, min((t + 1) * opts.tile_rows, ho)
-            lo, hi = max(0, y0 * sy - py), min(h_in, (y1 - 1) * sy - py + kh)
-            portion += c_in * max(0, hi - lo) * w_in
-        n_used_rows = int(np.count_nonzero(tiles_of_row))
-        fills = rows * entries if resident else n_tiles * entries
-        add("noc", "transfer", wb, portion + (entries if resident else n_tiles * entries))
-        add("noc", "index_transfer", ib, entries if resident else n_tiles * entries)
-        add("weight_buffer", "write", wb, fills)
-        add("index_buffer", "write", ib, fills)
+        # the input portion broadcast to a row per tile, in words (padding is not sent)
+        portion = int(_portions(layer, in_shape, ho, tile_rows, 8).sum())
+        fetched = kept + steps * streamed  # entries read from DRAM and broadcast down the columns
+        add("noc", "transfer", wb, portion + fetched)
+        add("noc", "index_transfer", ib, fetched)
+        add("weight_buffer", "write", wb, rows * kept + n_tiles * streamed)
+        add("index_buffer", "write", ib, rows * kept + n_tiles * streamed)
         add("io_buffer", "write", wb, out_words)
         if pool_name:
             add("mac", "pool", wb, f_count * ho * wo)
-        add("dram", "read", 8, (entry_bytes if resident else n_tiles * entry_bytes) + in_dram)
+        add("dram", "read", 8, kept_bytes + steps * step_bytes + in_dram)
         add("dram", "write", 8, out_dram)
-        log.debug("plan %s: %d tiles over %d rows, resident=%s, chunk=%d", layer.name, n_tiles, n_used_rows, resident,
-                  chunk)
-        return LayerPlan(kind="conv", kernel_len=k, kernels=f_count, out_hw=(ho, wo), tile_row=tile_row,
-                         kernel_pe=kernel_col, resident=resident, chunk=chunk, stream_bytes=stream,
-                         prologue_bytes=entry_bytes if resident else 0, in_bytes=_split(in_dram, rows_per_tile),
-                         out_bytes=_split(out_dram, rows_per_tile), pau=pau, static=static, **common)
+        log.debug("plan %s: %d tiles of %d rows over %d rows (%d steps), pinned %d/%d kernels, chunk %d",
+                  layer.name, n_tiles, tile_rows, int(np.count_nonzero(tiles_of_row)), steps, int(pinned.sum()),
+                  f_count, int(kernel_chunk.max(initial=0)))
+        return LayerPlan(kind="conv", kernel_len=k, kernels=f_count, out_hw=(ho, wo), tile_rows=tile_rows,
+                         tile_row=tile_row, kernel_pe=kernel_col, resident=bool(pinned.all()),
+                         chunk=int(kernel_chunk.max(initial=0)), stream_bytes=np.zeros(rows, np.int64),
+                         prologue_bytes=kept_bytes, in_bytes=_split(in_dram, rows_per_tile),
+                         out_bytes=_split(out_dram, rows_per_tile), pau=pau, static=static,
+                         kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned,
+                         step_weight_bytes=step_bytes, neg_start=neg_start, n_spec=n_spec, **common)
 
     if isinstance(layer, FC):
         k, f_count = layer.in_features, layer.out_features
@@ -322,7 +439,8 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         add("io_buffer", "write", wb, f_count)
         add("dram", "read", 8, in_dram + w_bytes)
         add("dram", "write", 8, int(out_row.sum()))
-        return LayerPlan(kind="fc", kernel_len=k, kernels=f_count, out_hw=(1, 1), tile_row=np.zeros(1, np.int64),
+        return LayerPlan(kind="fc", tile_rows=1, kernel_len=k, kernels=f_count, out_hw=(1, 1),
+                         tile_row=np.zeros(1, np.int64),
                          kernel_pe=neuron_pe, resident=resident, chunk=0, stream_bytes=stream.astype(np.int64),
                          prologue_bytes=(w_bytes if resident else 0) + in_dram, in_bytes=np.zeros(1, np.int64),
                          out_bytes=out_row.astype(np.int64), pau=False, static=static, **common)
@@ -332,7 +450,8 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         add("io_buffer", "read", wb, in_words)
         add("io_buffer", "write", wb, out_words)
         add("mac", "add" if isinstance(layer, Add) else "pool", wb, in_words)
-        return LayerPlan(kind="eltwise", kernel_len=0, kernels=0, out_hw=(1, 1), tile_row=np.zeros(0, np.int64),
+        return LayerPlan(kind="eltwise", tile_rows=1, kernel_len=0, kernels=0, out_hw=(1, 1),
+                         tile_row=np.zeros(0, np.int64),
                          kernel_pe=np.zeros(0, np.int64), resident=True, chunk=0, stream_bytes=np.zeros(rows, np.int64),
                          prologue_bytes=0, in_bytes=np.zeros(0, np.int64), out_bytes=np.zeros(0, np.int64), pau=False,
                          static=static, eltwise_cycles=-(-in_words // (pes * lanes)), **common)
@@ -343,7 +462,7 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
 # -- totals -> LayerTiming (shared with the reference simulator) ------------------------------------------------------
 # Integer totals over the images simulated; both models fill the same keys.
 TOTAL_KEYS = ("images", "cycles", "macs", "gated", "weight_reads", "index_reads", "input_reads", "psum_swaps",
-              "compute_pe", "barrier_pe", "dram_pe", "tail_pe", "unused_pe", "dram_read", "dram_write")
+              "pau_checks", "compute_pe", "barrier_pe", "dram_pe", "tail_pe", "unused_pe", "dram_read", "dram_write")
 
 
 def timing_from_totals(arch: ArchSpec, plan: LayerPlan, totals: Mapping[str, int]) -> LayerTiming:
@@ -362,7 +481,7 @@ def timing_from_totals(arch: ArchSpec, plan: LayerPlan, totals: Mapping[str, int
     ev.add("index_buffer", "read", totals["index_reads"], ib)
     ev.add("io_buffer", "read", totals["input_reads"] + totals["psum_swaps"], wb)
     ev.add("io_buffer", "write", totals["psum_swaps"], wb)
-    ev.add("pau", "check", totals["macs"] if plan.pau else 0, wb)
+    ev.add("pau", "check", totals["pau_checks"] if plan.pau else 0, wb)
     ev.add("pe", "barrier_stall_cycle", totals["barrier_pe"], 0)
     ev.add("dram", "stall_cycle", totals["dram_pe"], 0)
     ev.add("lane", "idle_cycle", totals["gated"] + lanes * (totals["barrier_pe"] + totals["dram_pe"]
@@ -392,13 +511,16 @@ def _dram_totals(plan: LayerPlan, images: int) -> tuple[int, int]:
 
 # -- the fast model ---------------------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _lane_groups(macs, lanes, tile_rows, mode, chunk, kt, macs_tot, swaps_tot):  # pragma: no cover - compiled
-    """kt[b, f, t] = sum over the lane groups of kernel f on tile t of the group's slowest lane."""
+def _lane_groups(macs, lanes, tile_rows, mode, chunk, neg_start, n_spec, kt, macs_tot, swaps_tot,
+                 checks_tot):  # pragma: no cover - compiled
+    """kt[b, f, t] = sum over the lane groups of kernel f on tile t of the group's slowest lane; per-image MACs,
+    partial-sum swaps (chunk[f] > 0) and PAU checks (MACs at positions >= neg_start[f], + 1 at N = n_spec[f])."""
     n_img, n_f, ho, wo = macs.shape
     n_t = kt.shape[2]
     for b in range(n_img):
         s = 0
         sw = 0
+        ck = 0
         for f in range(n_f):
             for t in range(n_t):
                 r0 = t * tile_rows
@@ -434,25 +556,40 @@ def _lane_groups(macs, lanes, tile_rows, mode, chunk, kt, macs_tot, swaps_tot): 
                                     mx = m
                         acc += mx
                 kt[b, f, t] = acc
+            c = chunk[f]
+            ns = neg_start[f]
+            nn = n_spec[f]
             for y in range(ho):
                 for x in range(wo):
                     m = macs[b, f, y, x]
                     s += m
-                    if chunk > 0 and m > 0:
-                        sw += (m - 1) // chunk
+                    if c > 0 and m > 0:
+                        sw += (m - 1) // c
+                    if m > ns:
+                        ck += m - ns
+                    if nn > 0 and m >= nn:
+                        ck += 1
         macs_tot[b] = s
         swaps_tot[b] = sw
+        checks_tot[b] = ck
+
+
+def _pau_arrays(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(neg_start, n_spec) per kernel; without a stream every MAC is followed by a check."""
+    if plan.neg_start is None:
+        return np.zeros(plan.kernels, np.int64), np.zeros(plan.kernels, np.int64)
+    return plan.neg_start, plan.n_spec
 
 
 def _dense_kernel_tiles(plan: LayerPlan) -> np.ndarray:
-    """kt for every window at full kernel length, in closed form: K x lane groups of the tile."""
+    """kt for every window at its kernel's full (stored) length, in closed form: length x lane groups of the tile."""
     ho, wo = plan.out_hw
     lanes = plan.lanes
     groups = []
     for t in range(plan.tiles):
         r0, r1 = plan.tile_bounds(t)
         groups.append((r1 - r0) * -(-wo // lanes) if plan.lane_code == 0 else -(-(r1 - r0) * wo // lanes))
-    return np.broadcast_to(np.array(groups, np.int64) * plan.kernel_len, (1, plan.kernels, plan.tiles))
+    return plan.kernel_lengths[None, :, None] * np.array(groups, np.int64)[None, None, :]
 
 
 def _check_macs(plan: LayerPlan, macs: np.ndarray) -> np.ndarray:
@@ -466,23 +603,37 @@ def _check_macs(plan: LayerPlan, macs: np.ndarray) -> np.ndarray:
     if macs.size and (macs.min() < 0 or macs.max() > plan.kernel_len):
         raise ConfigError(f"layer '{plan.name}': per-window MACs must lie in [0, {plan.kernel_len}] (the kernel "
                           f"length), got [{macs.min()}, {macs.max()}]")
+    if macs.size and plan.neg_start is not None:
+        over = macs.max(axis=(0, 2, 3)) > plan.kernel_lengths
+        if over.any():
+            f = int(np.flatnonzero(over)[0])
+            raise ConfigError(f"layer '{plan.name}': kernel {f} performed up to {int(macs[:, f].max())} MACs in a "
+                              f"window but its weight stream stores only {int(plan.kernel_lengths[f])} weights")
     return np.ascontiguousarray(macs, dtype=np.int32)
 
 
 def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
     rows, cols = plan.rows, plan.cols
+    neg_start, n_spec = _pau_arrays(plan)
     if macs is None:
         images = 1
         kt = _dense_kernel_tiles(plan)
-        macs_tot = np.array([plan.kernels * plan.out_hw[0] * plan.out_hw[1] * plan.kernel_len], np.int64)
-        per_window = max(0, (plan.kernel_len - 1) // plan.chunk) if plan.chunk else 0
-        swaps_tot = np.array([plan.kernels * plan.out_hw[0] * plan.out_hw[1] * per_window], np.int64)
+        lengths = plan.kernel_lengths
+        windows = plan.out_hw[0] * plan.out_hw[1]
+        macs_tot = np.array([windows * lengths.sum()], np.int64)
+        per_window = np.where((plan.kernel_chunk > 0) & (lengths > 0),
+                              (lengths - 1) // np.maximum(plan.kernel_chunk, 1), 0)
+        swaps_tot = np.array([windows * per_window.sum()], np.int64)
+        checks = np.maximum(lengths - neg_start, 0) + ((n_spec > 0) & (lengths >= n_spec))
+        checks_tot = np.array([windows * checks.sum()], np.int64)
     else:
         images = macs.shape[0]
         kt = np.empty((images, plan.kernels, plan.tiles), np.int64)
         macs_tot = np.empty(images, np.int64)
         swaps_tot = np.empty(images, np.int64)
-        _lane_groups(macs, lanes, plan.tile_rows, plan.lane_code, plan.chunk, kt, macs_tot, swaps_tot)
+        checks_tot = np.empty(images, np.int64)
+        _lane_groups(macs, lanes, plan.tile_rows, plan.lane_code, plan.kernel_chunk, neg_start, n_spec, kt,
+                     macs_tot, swaps_tot, checks_tot)
     # PE time per (image, column, tile): the sum over the column's kernels
     pt = np.zeros((kt.shape[0], cols, plan.tiles), np.int64)
     for c in range(cols):
@@ -492,11 +643,26 @@ def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[s
     col_active = np.bincount(plan.kernel_pe, minlength=cols) > 0
     n_cols = int(col_active.sum())
     tt = pt.max(1)  # (images, T): the row's time on the tile (barrier)
-    barrier = (tt[:, None, :] - pt)[:, col_active, :].sum((1, 2))
-    dma = plan.dma
+    step = _lockstep_steps if plan.lockstep else _row_steps
+    cycles, barrier, dram_pe, tail, n_active = step(plan, pt, tt, n_cols)
+    kt_sum = kt.sum((1, 2))
+    totals = dict(images=images, cycles=int(cycles.sum()), macs=int(macs_tot.sum()),
+                  gated=int(lanes * kt_sum.sum() - macs_tot.sum()), weight_reads=int(kt_sum.sum()),
+                  index_reads=int(kt_sum.sum()), input_reads=int(macs_tot.sum()), psum_swaps=int(swaps_tot.sum()),
+                  pau_checks=int(checks_tot.sum()), compute_pe=int(pt.sum()), barrier_pe=int(barrier.sum()),
+                  dram_pe=int(dram_pe.sum()), tail_pe=int(tail.sum()),
+                  unused_pe=int((rows * cols - n_active) * cycles.sum()))
+    totals["dram_read"], totals["dram_write"] = _dram_totals(plan, images)
+    return totals
+
+
+def _row_steps(plan: LayerPlan, pt: np.ndarray, tt: np.ndarray, n_cols: int):
+    """Every kernel stays in its PE: the rows run independently, each on its share of the DRAM channel."""
+    rows, dma = plan.rows, plan.dma
+    barrier = (n_cols * tt - pt.sum(1)).sum(1)  # columns without kernels have pt = 0 and are not counted
     glob = dma.cycles(plan.prologue_bytes, rows)
-    row_time = np.zeros((kt.shape[0], rows), np.int64)
-    dram_pe = np.zeros(kt.shape[0], np.int64)
+    row_time = np.zeros((tt.shape[0], rows), np.int64)
+    dram_pe = np.zeros(tt.shape[0], np.int64)
     used_rows = []
     for r in range(rows):
         seq = plan.row_tiles(r)
@@ -504,7 +670,7 @@ def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[s
             continue
         used_rows.append(r)
         ins, outs = plan.in_bytes[seq], plan.out_bytes[seq]
-        step_bytes = np.full(len(seq), plan.stream_bytes[r], np.int64)
+        step_bytes = np.zeros(len(seq), np.int64)
         step_bytes[:-1] += ins[1:]
         step_bytes[1:] += outs[:-1]
         d = np.maximum(tt[:, seq], dma.cycles_array(step_bytes)[None, :])
@@ -512,18 +678,50 @@ def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[s
         row_time[:, r] = edge + d.sum(1)
         dram_pe += n_cols * (edge + (d - tt[:, seq]).sum(1))
     span = row_time.max(1)
-    cycles = glob + span
     n_active = n_cols * len(used_rows)
     tail = n_cols * (span[:, None] - row_time[:, used_rows]).sum(1)
     dram_pe += n_active * glob
-    kt_sum = kt.sum((1, 2))
-    totals = dict(images=images, cycles=int(cycles.sum()), macs=int(macs_tot.sum()),
-                  gated=int(lanes * kt_sum.sum() - macs_tot.sum()), weight_reads=int(kt_sum.sum()),
-                  index_reads=int(kt_sum.sum()), input_reads=int(macs_tot.sum()), psum_swaps=int(swaps_tot.sum()),
-                  compute_pe=int(pt.sum()), barrier_pe=int(barrier.sum()), dram_pe=int(dram_pe.sum()),
-                  tail_pe=int(tail.sum()), unused_pe=int((rows * cols - n_active) * cycles.sum()))
-    totals["dram_read"], totals["dram_write"] = _dram_totals(plan, images)
-    return totals
+    return glob + span, barrier, dram_pe, tail, n_active
+
+
+def _step_table(plan: LayerPlan) -> np.ndarray:
+    """(rows, steps) tile each PE row works on in each tile step, -1 where the row is done."""
+    at = np.full((plan.rows, plan.steps), -1, np.int64)
+    for r in range(plan.rows):
+        seq = plan.row_tiles(r)
+        at[r, :len(seq)] = seq
+    return at
+
+
+def _lockstep_steps(plan: LayerPlan, pt: np.ndarray, tt: np.ndarray, n_cols: int):
+    """Streamed kernels ride one broadcast down each column per tile step, so all rows advance step by step.
+
+    Step k: every row works on its k-th tile; the DMA (whole channel) moves the step's streamed kernels, each row's
+    next input and previous output; the step lasts max(slowest PE of the array, DMA). A prologue (kept kernels,
+    first inputs) and an epilogue (last outputs) stall every PE.
+    """
+    dma, at = plan.dma, _step_table(plan)
+    rows_used = at[:, 0] >= 0
+    has = at >= 0  # (rows, steps)
+    n_img, steps = tt.shape[0], at.shape[1]
+    tk = np.zeros((n_img, steps), np.int64)
+    dma_bytes = np.full(steps, plan.step_weight_bytes, np.int64)
+    for k in range(steps):
+        tk[:, k] = tt[:, at[has[:, k], k]].max(1)
+        if k + 1 < steps:
+            dma_bytes[k] += int(plan.in_bytes[at[has[:, k + 1], k + 1]].sum())
+        if k > 0:
+            dma_bytes[k] += int(plan.out_bytes[at[has[:, k - 1], k - 1]].sum())
+    pro = plan.prologue_bytes + int(plan.in_bytes[at[rows_used, 0]].sum())
+    epi = int(plan.out_bytes[at[has[:, -1], -1]].sum())
+    edge = dma.cycles(pro, plan.rows) + dma.cycles(epi, plan.rows)
+    dk = np.maximum(tk, dma.cycles_array(dma_bytes, plan.rows)[None, :])
+    busy_rows = has.sum(0)  # rows with a tile in each step
+    n_active = n_cols * int(rows_used.sum())
+    barrier = n_cols * (tk * busy_rows).sum(1) - pt.sum((1, 2))
+    dram_pe = n_active * edge + n_cols * ((dk - tk) * busy_rows).sum(1)
+    tail = n_cols * (dk * (int(rows_used.sum()) - busy_rows)).sum(1)
+    return edge + dk.sum(1), barrier, dram_pe, tail, n_active
 
 
 def _fc_totals(plan: LayerPlan, images: int, lanes: int) -> dict[str, int]:
@@ -541,7 +739,7 @@ def _fc_totals(plan: LayerPlan, images: int, lanes: int) -> dict[str, int]:
     n_act = active.sum(1)
     cycles = glob + span
     one = dict(images=1, cycles=cycles, macs=plan.kernels * k, gated=int(lanes * comp.sum()) - plan.kernels * k,
-               weight_reads=plan.kernels * k, index_reads=0, input_reads=int(comp.sum()), psum_swaps=0,
+               weight_reads=plan.kernels * k, index_reads=0, input_reads=int(comp.sum()), psum_swaps=0, pau_checks=0,
                compute_pe=int(comp.sum()), barrier_pe=int(((tt[:, None] - comp) * active).sum()),
                dram_pe=int((n_act * (d - tt + epi)).sum() + active.sum() * glob),
                tail_pe=int((n_act * (span - row_time)).sum()), unused_pe=int((rows * cols - active.sum()) * cycles))
@@ -566,23 +764,34 @@ def layer_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None, image
     return _eltwise_totals(plan, images if macs is None else int(np.shape(macs)[0]))
 
 
+def stream_key(stream: Any) -> tuple[bytes, ...] | None:
+    """A hashable summary of what the timing model reads from a weight stream (None for no stream)."""
+    if stream is None:
+        return None
+    return tuple(np.asarray(getattr(stream, name, np.zeros(0)), np.int64).tobytes()
+                 for name in ("length", "neg_start", "n_spec"))
+
+
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True) -> LayerTiming:
+                   pau: bool = True, stream: Any = None) -> LayerTiming:
     """Time one layer for one batch: `macs` (B, F, Ho, Wo) per window, or None for the dense schedule.
 
-    `pau` says whether the layer runs with early termination (PAU checks are counted, one per MAC); dense layers
-    (macs None) never check.
+    `pau` says whether the layer runs with early termination (PAU checks are counted); dense layers (macs None)
+    never check. `stream` (a `WeightStream` of the conv layer, optional) sizes each kernel by its stored length and
+    counts PAU checks exactly: the MACs at stream positions >= neg_start[f], plus one speculation check where
+    n_spec[f] > 0 and the window reached N MACs. Without it every kernel is full length and every MAC is checked.
+    With a stream, None for `macs` means every window runs its kernel's stored length.
     """
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream)
     return timing_from_totals(arch, plan, layer_totals(arch, plan, macs))
 
 
 class SnaPEATiming:
     """Streams per-window MAC counts batch by batch and returns per-image LayerTiming for every costed layer.
 
-    `observe(layer_name, macs)` once per conv layer and batch; `finish()` times every other costed layer (fc, dense
-    convs never observed, unfused pooling and add layers) on its dense schedule.
+    `observe(layer_name, macs, pau, stream)` once per conv layer and batch; `finish()` times every other costed
+    layer (fc, dense convs never observed, unfused pooling and add layers) on its dense schedule.
     """
 
     def __init__(self, arch: ArchSpec, graph: Graph):
@@ -590,37 +799,48 @@ class SnaPEATiming:
         self.graph = graph
         self.options = SnaPEAOptions.from_mapping(arch.options)
         self._layers = {l.name: l for l in costed_layers(graph)}
-        self._plans: dict[tuple[str, bool], LayerPlan] = {}
+        self._plans: dict[tuple[str, bool, Any], LayerPlan] = {}
         self._totals: dict[str, dict[str, int]] = {}
-        self._pau: dict[str, bool] = {}
+        self._keys: dict[str, tuple[bool, Any]] = {}
         for name in self._layers:  # validate every layer up front: a bad config fails before any image runs
             self._plan(name, False)
 
-    def _plan(self, name: str, pau: bool) -> LayerPlan:
-        key = (name, pau)
-        if key not in self._plans:
-            self._plans[key] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=pau)
-        return self._plans[key]
+    def _plan(self, name: str, pau: bool, stream: Any = None, key: Any = None) -> LayerPlan:
+        full = (name, pau, key)
+        if full not in self._plans:
+            self._plans[full] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=pau,
+                                           stream=stream)
+        return self._plans[full]
 
-    def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True) -> None:
-        """Add one batch of a conv layer; `pau=False` for a layer run dense (no PAU checks)."""
+    def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True, stream: Any = None) -> None:
+        """Add one batch of a conv layer.
+
+        `pau=False` for a layer run dense (no PAU checks). `stream`: the layer's
+        `accelsim.functional.reorder.WeightStream` (fields `length`, `neg_start`, `n_spec`, each (F,)), or None: with
+        it PAU checks are exact and buffer footprint and weight traffic follow each kernel's stored length (shorter
+        when zero weights are skipped); without it kernels are full length and every MAC is checked. Every batch of a
+        layer must come with the same `pau` and the same stream.
+        """
         layer = self._layers.get(layer_name)
         if not isinstance(layer, Conv):
             raise ConfigError(f"observe: '{layer_name}' is not a conv layer of network '{self.graph.name}'")
-        if self._pau.setdefault(layer_name, pau) != pau:
-            raise ConfigError(f"observe: layer '{layer_name}' observed both with and without PAU checks")
-        plan = self._plan(layer_name, pau)
+        key = stream_key(stream)
+        if self._keys.setdefault(layer_name, (pau, key)) != (pau, key):
+            raise ConfigError(f"observe: layer '{layer_name}' observed with different PAU settings or weight streams "
+                              "in different batches (expected the same for every batch)")
+        plan = self._plan(layer_name, pau, stream, key)
         totals = layer_totals(self.arch, plan, macs)
         acc = self._totals.setdefault(layer_name, dict.fromkeys(TOTAL_KEYS, 0))
-        for key, value in totals.items():
-            acc[key] += value
+        for name, value in totals.items():
+            acc[name] += value
 
     def finish(self) -> dict[str, LayerTiming]:
         """Per-image LayerTiming of every costed layer, in network order."""
         out: dict[str, LayerTiming] = {}
         for name in self._layers:
             if name in self._totals:
-                out[name] = timing_from_totals(self.arch, self._plan(name, self._pau[name]), self._totals[name])
+                pau, key = self._keys[name]
+                out[name] = timing_from_totals(self.arch, self._plan(name, pau, None, key), self._totals[name])
             else:
                 plan = self._plan(name, False)
                 out[name] = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
