@@ -157,7 +157,7 @@ class _EyerissTiming:
         self.arch, self.graph = arch, graph
         self.options = eyeriss.EyerissOptions.from_mapping(arch.options)
 
-    def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True) -> None:
+    def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True, stream: Any = None) -> None:
         """Eyeriss is dense: per-window MAC counts do not change its schedule."""
 
     def finish(self, batch: int = 1, input_zero_fraction: Mapping[str, float] | None = None) -> dict[str, LayerTiming]:
@@ -216,21 +216,20 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
         dataset_name = dataset.name
         spec = load_spec(cfg.spec, graph) if cfg.mode == "predictive" else None
         fcfg = cfg.functional()
-        prepared_modes: dict[str, str] = {}
+        streams: dict[str, Any] = {}  # layer -> WeightStream of the layers that run with the PAU
+
+        def on_prepare(prepared: forward.PreparedNetwork) -> None:
+            streams.update({name: plan.stream for name, plan in prepared.convs.items() if plan.stream is not None})
 
         def observe(layer_name: str, res: Any) -> None:
+            stream = streams.get(layer_name)
             for model in models:
-                model.observe(layer_name, res.macs, pau=prepared_modes.get(layer_name, "dense") != "dense")
+                model.observe(layer_name, res.macs, pau=stream is not None, stream=stream)
 
-        # the layer modes are known once the network is prepared; peek at eligibility through a dry plan
-        from accelsim.functional.eligibility import early_termination_eligibility
-
-        for lname, e in early_termination_eligibility(graph).items():
-            prepared_modes[lname] = cfg.mode if e.eligible else "dense"
         log.info("running %s (%s) on %d images of %s in %s mode", network.name, network.source, len(dataset),
                  dataset.name, cfg.mode)
         result = forward.run(network, dataset.iter_batches(fcfg.batch_size), fcfg, spec=spec, observer=observe,
-                             progress=progress)
+                             progress=progress, on_prepare=on_prepare)
         images = result.images
         fl = result.layers.set_index("layer")
         modes = dict(fl["mode"])

@@ -354,11 +354,13 @@ def run(
     calibration: np.ndarray | None = None,
     observer: WindowObserver | None = None,
     progress: Callable[[int], None] | None = None,
+    on_prepare: Callable[[PreparedNetwork], None] | None = None,
 ) -> FunctionalResult:
     """Stream `batches` of (images, labels) through the accelerator's functional model.
 
     Calibration uses `calibration` images if given, else the first `config.calibration_images` images of the stream
     (they are also evaluated: the format only needs their ranges). Memory stays flat in the number of images.
+    `on_prepare` sees the prepared network (formats, layer modes, weight streams) before the first batch runs.
     """
     batches = iter(batches)
     buffered: list[tuple[np.ndarray, np.ndarray]] = []
@@ -373,6 +375,8 @@ def run(
             raise ConfigError("the dataset yielded no images")
         calibration = np.concatenate([b[0] for b in buffered])[: config.calibration_images]
     prepared = prepare(network, config, calibration if calibration is not None else np.zeros((0,)), spec)
+    if on_prepare is not None:
+        on_prepare(prepared)
     float_net = None
     if config.float_reference and config.number_format.is_fixed:
         float_net = _build(network, FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"),
