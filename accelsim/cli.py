@@ -78,12 +78,105 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("optimize", help="Algorithm 1: choose per-kernel speculation parameters (Th, N) under an "
+                                        "accuracy budget, for `accelsim run --mode predictive --spec`")
+    p.add_argument("--net", default="lenet", help="workload name or graph/model file (default lenet)")
+    p.add_argument("--weights", help="weights (as for `accelsim run`)")
+    p.add_argument("--images", help="image set (as for `accelsim run`); default: the network's own data set")
+    p.add_argument("--epsilon", type=float, required=True,
+                   help="accepted top-1 loss as a fraction, absolute (0.01 = one point), against the dense "
+                        "fixed-point network on the same images")
+    p.add_argument("--opt-limit", type=int, dest="opt_limit",
+                   help="optimisation images: the first N of the set (default min(500, half the set))")
+    p.add_argument("--eval-limit", type=int, dest="eval_limit",
+                   help="evaluation images: the N after the optimisation images (default: all the rest)")
+    p.add_argument("--out", required=True, help="spec file to write (.npz); the report goes to <out>.json")
+    p.add_argument("--state", help="state file for resuming (default <out>.state.json)")
+    p.add_argument("--resume", action="store_true", help="continue from the state file of an interrupted run")
+    p.add_argument("--n-fractions", type=_floats, dest="n_fractions",
+                   help="N grid as fractions of the kernel length, comma-separated")
+    p.add_argument("--n-counts", type=_ints, dest="n_counts", help="N grid as absolute MAC counts, comma-separated")
+    p.add_argument("--th-fractions", type=_floats, dest="th_fractions",
+                   help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)")
+    p.add_argument("--levels", type=_floats,
+                   help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
+    p.add_argument("--profile-images", type=int, dest="profile_images",
+                   help="optimisation images kernel profiling looks at (default 256)")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--calibration-images", type=int, dest="calibration_images")
+    p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
+    p.add_argument("--weight-bits", type=int, dest="weight_bits")
+    p.add_argument("--activation-bits", type=int, dest="activation_bits")
+    p.add_argument("--negative-order", choices=["most_negative_first", "least_negative_first", "original"],
+                   dest="negative_order")
+    p.add_argument("--skip-zero-weights", action="store_true", default=None, dest="skip_zero_weights")
+    p.add_argument("--terminate-at-zero", action="store_true", default=None, dest="terminate_at_zero")
+
+
+_OPT_RUN_KEYS = ("batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits",
+                 "negative_order", "skip_zero_weights", "terminate_at_zero")
+_SEARCH_KEYS = ("n_fractions", "n_counts", "th_fractions", "levels", "profile_images")
+
+
+def _progress_printer():
+    """A progress callback that rewrites one line on a terminal, and stays quiet otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}\033[K", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from accelsim import optimize as opt
+    from accelsim import run as run_mod
+    from accelsim.nets.datasets import load_dataset
+    from accelsim.nets.loaders import load_network
+
+    cfg = run_mod.config_from_mapping(
+        {"net": args.net, **{k: getattr(args, k) for k in _OPT_RUN_KEYS if getattr(args, k) is not None}},
+        "command line")
+    settings = opt.SearchSettings(**{k: tuple(v) if isinstance(v, list) else v for k in _SEARCH_KEYS
+                                     if (v := getattr(args, k)) is not None})
+    network = load_network(args.net, args.weights)
+    dataset = load_dataset(args.images, network.graph)
+    state = Path(args.state) if args.state else Path(args.out).with_name(Path(args.out).name + ".state.json")
+    progress = _progress_printer()
+    result = opt.optimize(network, dataset, args.epsilon, config=cfg.functional(), settings=settings,
+                          opt_limit=args.opt_limit, eval_limit=args.eval_limit, state_path=state,
+                          resume=args.resume, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    report = opt.write_outputs(result, network.graph, args.out, dataset.name, network.source)
+    print(opt.format_report(result))
+    print(f"spec: {args.out}  report: {report}  state: {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelsim", description="Cycle-level simulator of CNN accelerators")
     parser.add_argument("--version", action="version", version=f"accelsim {accelsim.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command")
     _add_run_parser(sub)
+    _add_optimize_parser(sub)
     return parser
 
 
@@ -98,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "optimize":
+            return _cmd_optimize(args)
     except AccelsimError as exc:
         print(f"accelsim: error: {exc}", file=sys.stderr)
         return 2

