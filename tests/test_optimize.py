@@ -134,6 +134,18 @@ def test_global_pass_falls_back_to_exact_mode():
     assert final.current["b"].t == EXACT  # candidates exhausted: exact
     assert final.current["a"].t == 1
     assert [h["move"] for h in final.history[1:]] == [["b", EXACT], ["a", 1]]
+    assert final.history[1]["why"] == "candidates exhausted: exact mode"
+
+
+def test_global_pass_on_lenet_iterates_until_the_network_is_within_epsilon(lenet):
+    net, data = lenet
+    aggressive = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(0.0, 0.25, 0.5, 1.0),
+                                levels=(0.5, 0.3, 0.1, 0.0), profile_images=48, eval_batch=64)
+    r = optimize(net, data, 0.02, settings=aggressive, opt_limit=150, eval_limit=20, evaluate_held_out=False)
+    errs = [h["err"] for h in r.global_state.history]
+    assert len(errs) >= 2  # all layers at their most aggressive candidate miss epsilon together
+    assert all(e > 0.02 for e in errs[:-1]) and errs[-1] <= 0.02
+    assert r.global_state.iterations == len(errs) - 1
 
 
 def test_global_pass_stops_at_once_when_the_network_is_within_epsilon():

@@ -242,7 +242,7 @@ def _spec_and_layers(ev: SpeculationEvaluator, state: OptimizeState, final: Glob
         n_spec[name], threshold[name] = s.n_spec.astype(np.int32), s.threshold.astype(np.float64)
         spec_n = s.n_spec[s.n_spec > 0]
         spec_th = s.threshold[s.n_spec > 0]
-        moved_to_exact = any(h.get("move") and h["move"][0] == name and h["move"][1] == EXACT for h in final.history)
+        moved = [h["why"] for h in final.history if h.get("move") and h["move"][0] == name and h["move"][1] == EXACT]
         if cur.t != EXACT:
             mode, fallback = "predictive", None
         elif not param_ls[name]:
@@ -251,7 +251,7 @@ def _spec_and_layers(ev: SpeculationEvaluator, state: OptimizeState, final: Glob
                         if state.local[name] else "no candidates: kernel profiling kept none")
         else:
             mode = "exact"
-            fallback = "candidates exhausted in the global pass" if moved_to_exact else "exact"
+            fallback = f"global pass: {moved[-1]}" if moved else "exact"
         kernels = int(len(s.n_spec))
         layers.append({
             "layer": name, "mode": mode, "fallback": fallback, "t": None if cur.t == EXACT else cur.t,

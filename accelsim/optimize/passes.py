@@ -146,7 +146,12 @@ def global_pass(
         else:
             layer, i = move
             chosen = state.remaining[layer].pop(i)
-            why = "merit"
+            if chosen.t != EXACT:
+                why = "merit"
+            else:
+                why = "candidates exhausted: exact mode" if not state.remaining[layer] and i == 0 else \
+                    "exact mode had the best merit"
+                state.remaining[layer] = []
         state.current[layer] = chosen
         state.iterations += 1
         state.err = float(evaluate(state.current))
