@@ -135,20 +135,19 @@ def _prepare(
 
 @numba.njit(cache=True, nogil=True)
 def _walk(acc, patch, wrow, orow, start, stop):
-    """acc[t] += w_i * patch[o_i + t] for stream positions start..stop-1, in order, four weights per step.
+    """acc[t] += w_i * patch[o_i + t] for stream positions start..stop-1, in order, two weights per step.
 
-    The row views (slices) keep the lane loop free of index wrap-around checks, so it vectorises.
+    The row views (slices) keep the lane loop free of index wrap-around checks, so it vectorises; two weights per
+    step measured faster than one or four (fewer accumulator stores, no register spills).
     """
     i = start
-    while i + 4 <= stop:
-        w0, w1, w2, w3 = wrow[i], wrow[i + 1], wrow[i + 2], wrow[i + 3]
+    while i + 2 <= stop:
+        w0, w1 = wrow[i], wrow[i + 1]
         p0 = patch[orow[i] : orow[i] + TILE]
         p1 = patch[orow[i + 1] : orow[i + 1] + TILE]
-        p2 = patch[orow[i + 2] : orow[i + 2] + TILE]
-        p3 = patch[orow[i + 3] : orow[i + 3] + TILE]
         for t in range(TILE):
-            acc[t] = (((acc[t] + w0 * p0[t]) + w1 * p1[t]) + w2 * p2[t]) + w3 * p3[t]
-        i += 4
+            acc[t] = (acc[t] + w0 * p0[t]) + w1 * p1[t]
+        i += 2
     while i < stop:
         w0 = wrow[i]
         p0 = patch[orow[i] : orow[i] + TILE]
