@@ -170,6 +170,63 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tradeoff_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tradeoff", help="accuracy vs speed of predictive mode: `accelsim optimize` at several "
+                                        "epsilons, each spec run end to end, with exact mode as the reference")
+    p.add_argument("--net", default="lenet", help="workload name or graph/model file (default lenet)")
+    p.add_argument("--weights", help="weights (as for `accelsim run`)")
+    p.add_argument("--images", help="image set (as for `accelsim run`); default: the network's own data set")
+    p.add_argument("--epsilons", type=_floats, default=[0.0, 0.01, 0.02, 0.03],
+                   help="accepted top-1 losses as fractions, comma-separated (default 0,0.01,0.02,0.03)")
+    p.add_argument("--opt-limit", type=int, dest="opt_limit",
+                   help="optimisation images: the first N of the set (default min(500, half the set))")
+    p.add_argument("--eval-limit", type=int, dest="eval_limit",
+                   help="evaluation images: the N after the optimisation images (default: all the rest)")
+    p.add_argument("--arch", default="snapea", help="design under test (default snapea)")
+    p.add_argument("--baseline", default="eyeriss", help="baseline design (default eyeriss); 'none' for none")
+    p.add_argument("--out", required=True, help="folder for the table, the figure and every point's spec and run")
+    p.add_argument("--no-opt-check", action="store_false", dest="check_opt",
+                   help="take top-1 and MACs on the optimisation images from the optimiser instead of a functional "
+                        "run per point (faster on large networks; the MAC figure is then an estimate)")
+    p.add_argument("--n-fractions", type=_floats, dest="n_fractions",
+                   help="N grid as fractions of the kernel length, comma-separated")
+    p.add_argument("--n-counts", type=_ints, dest="n_counts", help="N grid as absolute MAC counts, comma-separated")
+    p.add_argument("--th-fractions", type=_floats, dest="th_fractions",
+                   help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)")
+    p.add_argument("--levels", type=_floats,
+                   help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
+    p.add_argument("--profile-images", type=int, dest="profile_images",
+                   help="optimisation images kernel profiling looks at (default 256)")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--calibration-images", type=int, dest="calibration_images")
+    p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
+    p.add_argument("--weight-bits", type=int, dest="weight_bits")
+    p.add_argument("--activation-bits", type=int, dest="activation_bits")
+
+
+def _cmd_tradeoff(args: argparse.Namespace) -> int:
+    from accelsim import optimize as opt
+    from accelsim import run as run_mod
+    from accelsim.optimize.tradeoff import format_table, tradeoff
+
+    keys = ("batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits")
+    cfg = run_mod.config_from_mapping(
+        {"net": args.net, "weights": args.weights, "images": args.images, "arch": args.arch,
+         "baseline": None if str(args.baseline).lower() == "none" else args.baseline, "float_reference": False,
+         **{k: getattr(args, k) for k in keys if getattr(args, k) is not None}}, "command line")
+    settings = opt.SearchSettings(**{k: tuple(v) if isinstance(v, list) else v for k in _SEARCH_KEYS
+                                     if (v := getattr(args, k)) is not None})
+    progress = _progress_printer()
+    result = tradeoff(cfg, args.epsilons, args.out, settings=settings, opt_limit=args.opt_limit,
+                      eval_limit=args.eval_limit, check_opt=args.check_opt,
+                      progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    print(format_table(result.table))
+    print(f"results: {result.folder}/tradeoff.md, tradeoff.parquet, tradeoff.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelsim", description="Cycle-level simulator of CNN accelerators")
     parser.add_argument("--version", action="version", version=f"accelsim {accelsim.__version__}")
@@ -177,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_run_parser(sub)
     _add_optimize_parser(sub)
+    _add_tradeoff_parser(sub)
     return parser
 
 
@@ -193,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "optimize":
             return _cmd_optimize(args)
+        if args.command == "tradeoff":
+            return _cmd_tradeoff(args)
     except AccelsimError as exc:
         print(f"accelsim: error: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,9 @@ import datetime as _dt
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ class RunConfig:
     weights: str | None = None
     images: str | None = None
     limit: int | None = None
+    skip: int = 0  # images of the set passed over before the run's first one (held-out evaluation slices)
     arch: str = "snapea"
     baseline: str | None = "eyeriss"
     set: tuple[str, ...] = ()  # "key=value" overrides of the design under test
@@ -61,6 +62,8 @@ class RunConfig:
         object.__setattr__(self, "baseline_set", tuple(self.baseline_set))
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit <= 0):
             raise ConfigError(f"limit must be a positive number of images, got {self.limit!r}")
+        if not isinstance(self.skip, int) or isinstance(self.skip, bool) or self.skip < 0:
+            raise ConfigError(f"skip must be a non-negative number of images, got {self.skip!r}")
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch <= 0:
             raise ConfigError(f"batch must be a positive number of images, got {self.batch!r}")
         if self.mode == "predictive" and not self.spec:
@@ -131,6 +134,7 @@ class RunOutcome:
     events: pd.DataFrame
     summary: dict[str, Any]
     functional: FunctionalResult | None
+    config: dict[str, Any] | None = None  # the resolved config (config.yaml of the run folder)
 
 
 def default_out_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
@@ -191,28 +195,88 @@ def _design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, 
 def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
         progress: Callable[[int], None] | None = None) -> RunOutcome:
     """Run `cfg`: functional model (unless shape-only), timing and energy of the design and the baseline."""
-    from accelsim.functional.spec import load_spec
-    from accelsim.nets.datasets import load_dataset
-    from accelsim.nets.loaders import load_network
+    outcome = run_group([cfg], progress=progress)[0]
+    assert isinstance(outcome, RunOutcome)
+    folder = (write_run(out, outcome.config, outcome.layers, outcome.summary, events=outcome.events,
+                        overwrite=overwrite) if out is not None else None)
+    return replace(outcome, folder=folder)
 
-    started = time.perf_counter()
+
+# Run settings that only the timing and energy models read; every other setting shapes the functional pass.
+TIMING_FIELDS = ("arch", "baseline", "set", "baseline_set", "batch")
+
+
+def functional_key(cfg: RunConfig) -> tuple[tuple[str, Any], ...]:
+    """What the functional pass of `cfg` depends on (network, weights, images, mode, spec, number format, ...).
+
+    Configs with equal keys can share one functional pass (`run_group`): they differ only in their designs.
+    """
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.to_dict().items()
+                 if k not in TIMING_FIELDS)
+
+
+@dataclass(frozen=True)
+class _Designs:
+    """One config's design and baseline with their timing models, the observers of the functional pass."""
+
+    cfg: RunConfig
+    arch: ArchSpec
+    baseline: ArchSpec | None
+    names: list[str]
+    models: list[Any]
+
+
+def _designs(cfg: RunConfig, graph: Graph) -> _Designs:
     arch = load_arch(cfg.arch, cfg.set)
     baseline = load_arch(cfg.baseline, cfg.baseline_set) if cfg.baseline else None
     names = [arch.name] + ([baseline.name if baseline.name != arch.name else f"{baseline.name}_baseline"]
                            if baseline else [])
+    models = [_timing_model(arch, graph)] + ([_timing_model(baseline, graph)] if baseline else [])
+    return _Designs(cfg, arch, baseline, names, models)
+
+
+def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None = None,
+              isolate: bool = False) -> list[RunOutcome | Exception]:
+    """Run configs that share one functional pass (equal `functional_key`), each with its own timing models.
+
+    The functional pass, the expensive part, runs once; every config's design and baseline observe its per-window
+    MAC counts. With `isolate`, a config whose designs fail (an override out of range, a buffer that cannot hold a
+    kernel) comes back as its exception and the others go on; without it the first error is raised. Outcomes come
+    in the order of `cfgs`, with `folder` None and `config` what `run` writes as config.yaml.
+    """
+    from accelsim.functional.spec import load_spec
+    from accelsim.nets.datasets import load_dataset
+    from accelsim.nets.loaders import load_network
+
+    if not cfgs:
+        return []
+    cfg = cfgs[0]
+    if any(functional_key(c) != functional_key(cfg) for c in cfgs[1:]):
+        raise ConfigError("run_group: the configs differ in settings of the functional pass; group them by "
+                          f"functional_key (only {', '.join(TIMING_FIELDS)} may differ)")
+    started = time.perf_counter()
+    outcomes: list[RunOutcome | Exception | None] = [None] * len(cfgs)
     network = load_network(cfg.net, cfg.weights, shape_only=cfg.shape_only)
     graph = network.graph
-    models = [_timing_model(arch, graph)] + ([_timing_model(baseline, graph)] if baseline else [])
+    points: dict[int, _Designs] = {}  # the configs still alive, by position
+    for i, c in enumerate(cfgs):
+        try:
+            points[i] = _designs(c, graph)
+        except Exception as exc:
+            if not isolate:
+                raise
+            outcomes[i] = exc
 
     result: FunctionalResult | None = None
     dataset_name = None
     zeros: dict[str, float] = {}
     modes: dict[str, str] = {}
     if cfg.shape_only:
-        images = cfg.batch
         log.info("shape-only run: no values, every window runs to its full length (dense schedules)")
-    else:
-        dataset = load_dataset(cfg.images, graph, limit=cfg.limit)
+    elif points:
+        dataset = load_dataset(cfg.images, graph, limit=cfg.skip + cfg.limit if cfg.limit else None)
+        if cfg.skip >= len(dataset):
+            raise ConfigError(f"skip {cfg.skip} passes over every one of the {len(dataset)} images of {dataset.name}")
         dataset_name = dataset.name
         spec = load_spec(cfg.spec, graph) if cfg.mode == "predictive" else None
         fcfg = cfg.functional()
@@ -223,18 +287,41 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
 
         def observe(layer_name: str, res: Any) -> None:
             stream = streams.get(layer_name)
-            for model in models:
-                model.observe(layer_name, res.macs, pau=stream is not None, stream=stream)
+            for i, point in list(points.items()):
+                try:
+                    for model in point.models:
+                        model.observe(layer_name, res.macs, pau=stream is not None, stream=stream)
+                except Exception as exc:  # this point's designs cannot time the layer; the others go on
+                    if not isolate:
+                        raise
+                    outcomes[i] = exc
+                    del points[i]
 
-        log.info("running %s (%s) on %d images of %s in %s mode", network.name, network.source, len(dataset),
-                 dataset.name, cfg.mode)
-        result = forward.run(network, dataset.iter_batches(fcfg.batch_size), fcfg, spec=spec, observer=observe,
-                             progress=progress, on_prepare=on_prepare)
-        images = result.images
+        log.info("running %s (%s) on %d images of %s in %s mode", network.name, network.source,
+                 len(dataset) - cfg.skip, dataset.name, cfg.mode)
+        result = forward.run(network, _skip_images(dataset.iter_batches(fcfg.batch_size), cfg.skip), fcfg,
+                             spec=spec, observer=observe, progress=progress, on_prepare=on_prepare)
         fl = result.layers.set_index("layer")
         modes = dict(fl["mode"])
         zeros = {k: v for k, v in fl["input_zero_fraction"].items() if not pd.isna(v)}
 
+
+    for i, point in points.items():
+        try:
+            outcomes[i] = _assemble(point, network, result, dataset_name, zeros, modes, started)
+        except Exception as exc:
+            if not isolate:
+                raise
+            outcomes[i] = exc
+    return outcomes  # type: ignore[return-value]
+
+
+def _assemble(point: _Designs, network: Any, result: FunctionalResult | None, dataset_name: str | None,
+              zeros: Mapping[str, float], modes: Mapping[str, str], started: float) -> RunOutcome:
+    """Finish one config's timing models and build its layer table, summary and resolved config."""
+    cfg, arch, baseline, names, models = point.cfg, point.arch, point.baseline, point.names, point.models
+    graph = network.graph
+    images = cfg.batch if result is None else result.images
     rows: list[dict[str, Any]] = []
     event_frames: list[pd.DataFrame] = []
     totals: dict[str, dict[str, float]] = {}
@@ -256,7 +343,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
     layers = pd.DataFrame(rows)
     layers.insert(0, "network", network.name)
     if result is not None:  # the functional statistics belong to the design under test (the rows of names[0])
-        stat_cols = ["neg_fraction", "zero_fraction", "input_zero_fraction", "tn_rate", "tn_rate_any", "fn_rate",
+        stat_cols = ["neg_fraction", "pos_fraction", "zero_fraction", "input_zero_fraction", "tn_rate", "tn_rate_any",
+                     "fn_rate", "fn_small_share", "fn_small_mass_share", "fn_mass_share", "windows",
                      "exact_violations", "eligible", "reason"]
         fl = result.layers.set_index("layer")[stat_cols]
         mine = layers["design"] == names[0]
@@ -298,6 +386,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
             conv_layers=int(len(conv)),
             exact_violations=int(result.layers["exact_violations"].sum()),
         )
+        if cfg.mode == "predictive":
+            summary["predictive"] = predictive_report(layers, names[0], names[1] if baseline else None)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     summary["versions"] = {"accelsim": accelsim.__version__, "numpy": np.__version__,
                            "python": platform.python_version()}
@@ -310,9 +400,72 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
         "formats": {"blob_fractional_length": result.blob_fl if result is not None else {}},
     }
     events = pd.concat(event_frames, ignore_index=True) if event_frames else pd.DataFrame()
-    folder = (write_run(out, resolved, layers, summary, events=events, overwrite=overwrite)
-              if out is not None else None)
-    return RunOutcome(folder=folder, layers=layers, events=events, summary=summary, functional=result)
+    return RunOutcome(folder=None, layers=layers, events=events, summary=summary, functional=result, config=resolved)
+
+
+def _skip_images(batches: Any, skip: int) -> Any:
+    """The batch stream without its first `skip` images."""
+    seen = 0
+    for x, y in batches:
+        lo = min(max(skip - seen, 0), len(x))
+        seen += len(x)
+        if lo < len(x):
+            yield x[lo:], y[lo:]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _weighted(values: pd.Series, weights: pd.Series) -> float | None:
+    ok = values.notna() & weights.notna() & (weights > 0)
+    total = float(weights[ok].sum())
+    return float((values[ok] * weights[ok]).sum()) / total if total else None
+
+
+def predictive_report(layers: pd.DataFrame, design: str, baseline: str | None) -> dict[str, Any]:
+    """Predictive mode per network (issue 4): how many conv layers speculate, what they gain, how they err.
+
+    Speedup and energy reduction are against the baseline, of the predictive layers alone and of the whole network.
+    TN and FN rates (both readings of spec A.7 item 17) and the small-positive shares are aggregated over the
+    predictive layers weighted by windows: tn_* by negative windows, fn_rate by positive windows, the small-positive
+    shares by zeroed positive (FN) windows.
+    """
+    mine = layers[layers["design"] == design]
+    conv = mine[mine["type"] == "conv"]
+    pred = conv[conv["mode"] == "predictive"]
+    neg = pred["windows"] * pred["neg_fraction"]
+    pos = pred["windows"] * pred["pos_fraction"]
+    fn = pos * pred["fn_rate"]
+    out: dict[str, Any] = {
+        "conv_layers": int(len(conv)),
+        "predictive_layers": int(len(pred)),
+        "predictive_layer_share": len(pred) / len(conv) if len(conv) else None,
+        "layers": list(pred["layer"]),
+        "macs_performed": float(pred["macs_performed"].sum()),
+        "macs_dense": float(pred["macs_dense"].sum()),
+        "tn_rate": _weighted(pred["tn_rate"], neg),
+        "tn_rate_any": _weighted(pred["tn_rate_any"], neg),
+        "fn_rate": _weighted(pred["fn_rate"], pos),
+        "fn_small_share": _weighted(pred["fn_small_share"], fn),
+        "fn_small_mass_share": _weighted(pred["fn_small_mass_share"], fn),
+        "fn_mass_share": _weighted(pred["fn_mass_share"], pos),
+        "weighting": "tn_* by negative windows, fn_rate and fn_mass_share by positive windows, fn_small_* by "
+                     "zeroed positive windows, over the predictive layers",
+    }
+    if baseline is not None:
+        base = layers[(layers["design"] == baseline) & layers["layer"].isin(pred["layer"])]
+        out.update(
+            cycles=float(pred["cycles"].sum()), baseline_cycles=float(base["cycles"].sum()),
+            energy_pj=float(pred["energy_pj"].sum()), baseline_energy_pj=float(base["energy_pj"].sum()),
+            speedup=_ratio(float(base["cycles"].sum()), float(pred["cycles"].sum())),
+            energy_reduction=_ratio(float(base["energy_pj"].sum()), float(pred["energy_pj"].sum())),
+            network_speedup=_ratio(float(layers.loc[layers["design"] == baseline, "cycles"].sum()),
+                                   float(mine["cycles"].sum())),
+            network_energy_reduction=_ratio(float(layers.loc[layers["design"] == baseline, "energy_pj"].sum()),
+                                            float(mine["energy_pj"].sum())),
+        )
+    return out
 
 
 def _fmt(v: float, scale: float = 1.0, spec: str = "{:.3f}") -> str:
@@ -363,4 +516,18 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         if "top1_float" in acc:
             line += f"  (float32 reference: top-1 {100 * acc['top1_float']:.2f}%)"
         lines.append(line)
+    pr = summary.get("predictive")
+    if pr:
+        lines.append(f"predictive: {pr['predictive_layers']} of {pr['conv_layers']} conv layers "
+                     f"({100 * (pr['predictive_layer_share'] or 0):.0f}%)"
+                     + (f"; those layers: speedup {_fmt(pr.get('speedup'), 1, '{:.3f}x')}, energy reduction "
+                        f"{_fmt(pr.get('energy_reduction'), 1, '{:.3f}x')}; whole network "
+                        f"{_fmt(pr.get('network_speedup'), 1, '{:.3f}x')}, "
+                        f"{_fmt(pr.get('network_energy_reduction'), 1, '{:.3f}x')}" if "speedup" in pr else ""))
+        lines.append(f"  TN rate {_fmt(pr['tn_rate'], 0.01, '{:.1f}%')} (speculation check; "
+                     f"{_fmt(pr['tn_rate_any'], 0.01, '{:.1f}%')} either check), FN rate "
+                     f"{_fmt(pr['fn_rate'], 0.01, '{:.2f}%')} of positive outputs; of the zeroed positive outputs "
+                     f"{_fmt(pr['fn_small_share'], 0.01, '{:.0f}%')} lie below their layer's median positive output, "
+                     f"carrying {_fmt(pr['fn_small_mass_share'], 0.01, '{:.0f}%')} of the zeroed mass "
+                     f"({_fmt(pr['fn_mass_share'], 0.01, '{:.2f}%')} of all positive mass)")
     return "\n".join(lines)

@@ -139,15 +139,52 @@ class PreparedNetwork:
         """
         graph = self.network.graph
         dtype = np.float64 if self.fixed else np.float32
+        x = self._q(graph.input_blob, x.astype(dtype))
+        return self.forward_from(0, {graph.input_blob: x}, policy, observer, keep, input_zeros)
+
+    def forward_from(
+        self,
+        start: int,
+        blobs: Mapping[str, np.ndarray],
+        policy: bool = True,
+        observer: WindowObserver | None = None,
+        keep: Iterable[str] = (),
+        input_zeros: dict[str, list[int]] | None = None,
+        speculate: Mapping[str, tuple[WeightStream, np.ndarray]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run layers `start`.. of the graph from `blobs`: the values (on their grids) written before layer `start`
+        that it or a later layer reads, e.g. activations cached by a dense pass.
+
+        `speculate` runs the named conv layers in the MAC lanes in predictive mode with the given weight stream and
+        thresholds (accumulator grid) instead of their prepared plan, whatever `policy` says; `observer` sees them.
+        Otherwise as `forward`.
+        """
+        graph = self.network.graph
+        if not 0 <= start < len(graph.layers):
+            raise ConfigError(f"forward_from: layer index {start} is outside 0..{len(graph.layers) - 1}")
+        speculate = speculate or {}
         keep = set(keep) | {graph.output_blob}
-        blobs: dict[str, np.ndarray] = {graph.input_blob: self._q(graph.input_blob, x.astype(dtype))}
-        for i, layer in enumerate(graph.layers):
+        blobs = dict(blobs)
+        for i in range(start, len(graph.layers)):
+            layer = graph.layers[i]
+            missing = [b for b in layer.inputs if b not in blobs]
+            if missing:
+                raise ConfigError(f"forward_from({start}): layer '{layer.name}' reads blob(s) {missing}, "
+                                  f"which were not given")
             ins = [blobs[b] for b in layer.inputs]
             if input_zeros is not None and isinstance(layer, Conv):
                 counts = input_zeros.setdefault(layer.name, [0, 0])
                 counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
                 counts[1] += int(ins[0].size)
-            y = self._layer(layer, ins, policy, observer)
+            if layer.name in speculate:
+                stream, threshold = speculate[layer.name]
+                res = run_lanes(ins[0].astype(np.float64, copy=False), layer, stream, self.convs[layer.name].bias,
+                                "predictive", threshold=threshold, terminate_at_zero=self.config.terminate_at_zero)
+                if observer is not None:
+                    observer(layer.name, res)
+                y = res.output.astype(ins[0].dtype, copy=False)
+            else:
+                y = self._layer(layer, ins, policy, observer)
             if not isinstance(layer, Softmax):
                 y = self._q(layer.output, y)
             blobs[layer.output] = y
@@ -299,6 +336,57 @@ def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], 
     return PreparedNetwork(network=network, config=config, blob_fl=blob_fl, convs=convs, fcs=fcs, last_use=last_use)
 
 
+# Dense positive outputs of predictive layers are histogrammed on a log2 grid of this many bins per octave (relative
+# resolution 1.1%) over 2^-64..2^64, so the layer's median positive output can be found without keeping the values.
+_BINS_PER_OCTAVE = 64
+_OCTAVES = 64
+
+
+def _log_bins(values: np.ndarray) -> np.ndarray:
+    b = np.floor(np.log2(values) * _BINS_PER_OCTAVE).astype(np.int64) + _OCTAVES * _BINS_PER_OCTAVE
+    return np.clip(b, 0, 2 * _OCTAVES * _BINS_PER_OCTAVE - 1)
+
+
+@dataclass
+class SmallPositiveErrors:
+    """Where speculation's errors fall: the dense values of all positive outputs and of the zeroed ones (FN).
+
+    "Small" means below the layer's median positive dense output (pre-ReLU value, accumulator grid), the median taken
+    on the log2 histogram grid; outputs in the median's own bin are not small.
+    """
+
+    positive: np.ndarray = field(default_factory=lambda: np.zeros(2 * _OCTAVES * _BINS_PER_OCTAVE, np.int64))
+    positive_mass: float = 0.0
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(2 * _OCTAVES * _BINS_PER_OCTAVE, np.int64))
+    fn_mass: np.ndarray = field(default_factory=lambda: np.zeros(2 * _OCTAVES * _BINS_PER_OCTAVE))
+
+    def add(self, acc: np.ndarray, pos: np.ndarray, fn: np.ndarray) -> None:
+        values = acc[pos]
+        self.positive += np.bincount(_log_bins(values), minlength=len(self.positive))
+        self.positive_mass += float(values.sum())
+        zeroed = acc[fn]
+        bins = _log_bins(zeroed)
+        self.fn += np.bincount(bins, minlength=len(self.fn))
+        self.fn_mass += np.bincount(bins, weights=zeroed, minlength=len(self.fn_mass))
+
+    def median_bin(self) -> int:
+        """The bin holding the median positive output (lower median)."""
+        total = int(self.positive.sum())
+        return int(np.searchsorted(np.cumsum(self.positive), (total + 1) // 2)) if total else 0
+
+    def shares(self) -> dict[str, float]:
+        """fn_small_share: of the zeroed positive outputs, the share below the median positive output;
+        fn_small_mass_share: the share of the zeroed positive mass those carry; fn_mass_share: the zeroed positive
+        mass over all positive mass (the output mass speculation loses)."""
+        n_fn, mass = int(self.fn.sum()), float(self.fn_mass.sum())
+        m = self.median_bin()
+        return {
+            "fn_small_share": int(self.fn[:m].sum()) / n_fn if n_fn else math.nan,
+            "fn_small_mass_share": float(self.fn_mass[:m].sum()) / mass if mass > 0 else math.nan,
+            "fn_mass_share": mass / self.positive_mass if self.positive_mass > 0 else math.nan,
+        }
+
+
 @dataclass
 class _ConvStats:
     windows: int = 0
@@ -310,12 +398,14 @@ class _ConvStats:
     tn_any: int = 0
     fn: int = 0
     mismatches: int = 0
+    small: SmallPositiveErrors | None = None  # kept for predictive layers only
 
     def add(self, res: LaneResult, terminate_at_zero: bool) -> None:
         acc = res.acc
         neg = acc <= 0 if terminate_at_zero else acc < 0
         pos = acc > 0
         out = res.output
+        fn = res.spec_stop & pos
         self.windows += acc.size
         self.macs_performed += int(res.macs.sum(dtype=np.int64))
         self.neg += int(np.count_nonzero(neg))
@@ -323,9 +413,11 @@ class _ConvStats:
         self.zero_out += int(np.count_nonzero(out == 0))
         self.tn_spec += int(np.count_nonzero(res.spec_stop & neg))
         self.tn_any += int(np.count_nonzero(res.terminated & neg))
-        self.fn += int(np.count_nonzero(res.spec_stop & pos))
+        self.fn += int(np.count_nonzero(fn))
         # Windows cut short without speculation whose dense output is not 0: must never happen.
         self.mismatches += int(np.count_nonzero(res.terminated & ~res.spec_stop & pos))
+        if self.small is not None:
+            self.small.add(acc, pos, fn)
 
 
 @dataclass(frozen=True)
@@ -382,7 +474,8 @@ def run(
         float_net = _build(network, FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"),
                                                      float_reference=False), {}, None)
     graph = network.graph
-    stats = {name: _ConvStats() for name in prepared.convs}
+    stats = {name: _ConvStats(small=SmallPositiveErrors() if plan.mode == "predictive" else None)
+             for name, plan in prepared.convs.items()}
 
     def observe(name: str, res: LaneResult) -> None:
         stats[name].add(res, config.terminate_at_zero)
@@ -446,6 +539,9 @@ def run(
                 tn_rate=st.tn_spec / st.neg if plan.mode == "predictive" and st.neg else math.nan,
                 tn_rate_any=st.tn_any / st.neg if plan.mode != "dense" and st.neg else math.nan,
                 fn_rate=st.fn / st.pos if plan.mode == "predictive" and st.pos else math.nan,
+                pos_fraction=st.pos / st.windows if st.windows else math.nan,
+                **(st.small.shares() if st.small is not None else
+                   {"fn_small_share": math.nan, "fn_small_mass_share": math.nan, "fn_mass_share": math.nan}),
                 exact_violations=st.mismatches,
                 fl_in=prepared.blob_fl.get(layer.inputs[0]), fl_w=plan.fl_w, fl_out=prepared.blob_fl.get(layer.output),
             ))
@@ -459,6 +555,8 @@ def run(
                              macs_performed=float(macs), mac_reduction=1.0, neg_fraction=math.nan,
                              input_zero_fraction=math.nan,
                              zero_fraction=math.nan, tn_rate=math.nan, tn_rate_any=math.nan, fn_rate=math.nan,
+                             pos_fraction=math.nan, fn_small_share=math.nan, fn_small_mass_share=math.nan,
+                             fn_mass_share=math.nan,
                              exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
                              fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),

@@ -18,9 +18,9 @@ import numpy as np
 from accelsim.errors import ConfigError
 from accelsim.functional.fixedpoint import quantize
 from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, prepare
-from accelsim.functional.lanes import run_lanes
+from accelsim.functional.lanes import LaneResult, run_lanes
 from accelsim.functional.reorder import WeightStream, reorder_layer
-from accelsim.nets.graph import Conv, Layer, Softmax
+from accelsim.nets.graph import Conv
 from accelsim.nets.network import Network
 
 log = logging.getLogger(__name__)
@@ -175,37 +175,20 @@ class SpeculationEvaluator:
             plans[name] = (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)),
                            self.quantize_threshold(name, s.threshold))
         first = min(settings, key=self.index.__getitem__)
-        start_layer = self.index[first]
-        graph = self.network.graph
+        output = self.network.graph.output_blob
         macs = {name: 0 for name in settings}
+
+        def count(layer: str, res: LaneResult) -> None:
+            macs[layer] += int(res.macs.sum(dtype=np.int64))
+
         correct = 0
         for start in range(0, self.images, self.eval_batch):
             stop = min(start + self.eval_batch, self.images)
             blobs = {b: self.cached(b, start, stop) for b in self.frontier[first]}
-            for i in range(start_layer, len(graph.layers)):
-                layer = graph.layers[i]
-                ins = [blobs[b] for b in layer.inputs]
-                blobs[layer.output] = self._run_layer(layer, ins, plans.get(layer.name), macs)
-                for b in set(layer.inputs):
-                    if self.prepared.last_use.get(b) == i and b != graph.output_blob:
-                        del blobs[b]
-            pred = self._scores(blobs[graph.output_blob]).argmax(axis=1)
+            # Every layer not speculating runs dense: exact mode gives the same outputs, much slower.
+            out = self.prepared.forward_from(self.index[first], blobs, policy=False, observer=count,
+                                             speculate=plans)[output]
+            pred = self._scores(out).argmax(axis=1)
             correct += int(np.count_nonzero(pred == self.labels[start:stop]))
         top1 = correct / self.images
         return Evaluation(top1=top1, err=self.dense_top1 - top1, macs=macs)
-
-    def _run_layer(self, layer: Layer, ins: list[np.ndarray], plan: tuple[WeightStream, np.ndarray] | None,
-                   macs: dict[str, int]) -> np.ndarray:
-        """One layer as `PreparedNetwork.forward` runs it: the speculating conv in the lanes, others dense."""
-        p = self.prepared
-        if plan is None:
-            y = p._layer(layer, ins, False, None)  # dense execution of the prepared plan (the forward pass's own)
-        else:
-            stream, th = plan
-            res = run_lanes(ins[0].astype(np.float64, copy=False), layer, stream, p.convs[layer.name].bias, "predictive",
-                            threshold=th, terminate_at_zero=self.config.terminate_at_zero)
-            macs[layer.name] += int(res.macs.sum(dtype=np.int64))
-            y = res.output.astype(ins[0].dtype, copy=False)
-        if not isinstance(layer, Softmax):
-            y = p._q(layer.output, y)
-        return y

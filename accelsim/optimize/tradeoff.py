@@ -1,0 +1,304 @@
+"""The accuracy/speed trade-off of predictive mode: Algorithm 1 at several epsilons, each spec run end to end.
+
+Per epsilon the optimiser runs from one saved state (kernel profiling and the local pass happen once; a new epsilon
+redoes only the global pass), then the spec runs through `accelsim.run.run` (functional model, timing, energy,
+against the baseline) on the held-out evaluation images; exact mode on the same images is the reference point.
+Top-1 and MACs on the optimisation images come from `functional.run` with the same formats the optimiser used.
+The table (`tradeoff.parquet`, `tradeoff.md`) is rewritten atomically after every point, the figure
+(`tradeoff.png`, `.svg`) too. This module sits above `accelsim.run` (it calls it), unlike the rest of `optimize/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from accelsim.errors import ConfigError
+from accelsim.functional import forward
+from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
+from accelsim.optimize.algorithm import Split, optimize
+from accelsim.optimize.evaluate import Progress
+from accelsim.optimize.grid import SearchSettings
+from accelsim.optimize.report import take_images, write_outputs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPSILONS = (0.0, 0.01, 0.02, 0.03)
+
+# Columns of tradeoff.md, in order (the parquet holds more).
+_MD_COLUMNS = {
+    "point": "point", "top1_opt": "top-1 opt %", "loss_opt": "loss opt pts", "top1_eval": "top-1 eval %",
+    "loss_eval": "loss eval pts", "mac_reduction_vs_dense": "MAC red. vs dense",
+    "mac_reduction_vs_exact": "MAC red. vs exact", "speedup": "speedup vs base", "energy_reduction": "energy red. vs base",
+    "speedup_vs_exact": "speedup vs exact", "energy_reduction_vs_exact": "energy red. vs exact",
+    "predictive_layer_share": "pred. conv layers", "predictive_speedup": "pred. layers speedup",
+    "fn_rate": "FN rate %", "fn_small_share": "FN small %", "wall_s": "wall s",
+}
+_PERCENT = {"top1_opt", "top1_eval", "loss_opt", "loss_eval", "fn_rate", "fn_small_share"}
+
+
+@dataclass(frozen=True)
+class TradeoffResult:
+    """The trade-off table (one row per point, exact mode first) and where its files are."""
+
+    table: pd.DataFrame
+    folder: Path
+
+
+def _epsilons(values: Iterable[float]) -> list[float]:
+    eps = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise ConfigError(f"epsilons must be top-1 losses between 0 and 1 (0.01 = one point), got {v!r}")
+        eps.append(float(v))
+    if not eps:
+        raise ConfigError("the trade-off needs at least one epsilon")
+    if len(set(eps)) != len(eps):
+        raise ConfigError(f"epsilons {eps} name a value twice")
+    return sorted(eps)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` through a temporary file in the same folder renamed into place (no half-written file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _opt_batches(images: np.ndarray, labels: np.ndarray, size: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    for s in range(0, len(images), size):
+        yield images[s : s + size], labels[s : s + size]
+
+
+def _opt_set(network: Any, images: np.ndarray, labels: np.ndarray, config: FunctionalConfig,
+             spec: PredictiveSpec | None) -> forward.FunctionalResult:
+    """Functional run on the optimisation images, formats calibrated on their first images (as the optimiser)."""
+    mode = "predictive" if spec is not None else "exact"
+    cfg = dataclasses.replace(config, mode=mode, float_reference=False)
+    return forward.run(network, _opt_batches(images, labels, cfg.batch_size), cfg, spec=spec,
+                       calibration=images[: cfg.calibration_images])
+
+
+def _macs(result: forward.FunctionalResult) -> float:
+    return float(result.layers["macs_performed"].sum())
+
+
+def tradeoff(
+    base: Any,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    out: str | Path = "tradeoff",
+    *,
+    settings: SearchSettings | None = None,
+    opt_limit: int | None = None,
+    eval_limit: int | None = None,
+    check_opt: bool = True,
+    progress: Progress | None = None,
+) -> TradeoffResult:
+    """Accuracy vs speed of predictive mode for each epsilon, plus exact mode, written under `out`.
+
+    `base` is an `accelsim.run.RunConfig` giving the network, weights, images, designs and number format (its mode,
+    spec, skip and limit are set here). The optimisation images are the first `opt_limit` of the set, the evaluation
+    images the next `eval_limit` (defaults as `accelsim optimize`). With `check_opt=False` the optimisation-set
+    columns come from the optimiser itself (the global pass's loss, the local pass's MACs per layer) instead of a
+    functional run per point: cheaper for large networks, and the MAC figure is then an estimate.
+    """
+    from accelsim import run as run_mod
+    from accelsim.nets.datasets import load_dataset
+    from accelsim.nets.loaders import load_network
+
+    eps_list = _epsilons(epsilons)
+    if base.shape_only:
+        raise ConfigError("the trade-off needs real weights and images: it cannot run shape-only")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    network = load_network(base.net, base.weights)
+    dataset = load_dataset(base.images, network.graph)
+    split = Split.choose(len(dataset), opt_limit, eval_limit)
+    fcfg = dataclasses.replace(base.functional(), mode="exact")
+    settings = settings or SearchSettings()
+    state = folder / "optimize.state.json"
+    log.info("trade-off of %s: epsilons %s; optimisation images 0..%d, evaluation images %d..%d of %s",
+             network.name, eps_list, split.opt - 1, split.opt, split.opt + split.eval - 1, dataset.name)
+
+    xs, ys = [], []
+    for x, y in take_images(dataset.iter_batches(fcfg.batch_size), 0, split.opt):
+        xs.append(x)
+        ys.append(y)
+    opt_images, opt_labels = np.concatenate(xs), np.concatenate(ys)
+    run_base = dataclasses.replace(base, skip=split.opt, limit=split.eval, spec=None, mode="exact")
+
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    exact_opt = _opt_set(network, opt_images, opt_labels, fcfg, None) if check_opt else None
+    exact_run = run_mod.run(run_base, out=folder / "exact" / "run", overwrite=True)
+    exact = _row("exact", math.nan, split, exact_opt, exact_opt, exact_run, exact_run, None)
+    exact.update(optimize_s=0.0, wall_s=time.perf_counter() - t0)
+    rows.append(exact)
+    _write_table(folder, rows)
+
+    for eps in eps_list:
+        t0 = time.perf_counter()
+        point = folder / f"eps_{100 * eps:g}pt"
+        point.mkdir(exist_ok=True)
+        result = optimize(network, dataset, eps, config=fcfg, settings=settings, opt_limit=split.opt,
+                          eval_limit=split.eval, state_path=state, resume=state.exists(), progress=progress,
+                          evaluate_held_out=False)
+        optimize_s = time.perf_counter() - t0
+        spec_path = point / "spec.npz"
+        write_outputs(result, network.graph, spec_path, dataset.name, network.source)
+        pred_opt = _opt_set(network, opt_images, opt_labels, fcfg, result.spec) if check_opt else None
+        pred_run = run_mod.run(dataclasses.replace(run_base, mode="predictive", spec=str(spec_path)),
+                               out=point / "run", overwrite=True)
+        row = _row(f"eps={100 * eps:g}pt", eps, split, exact_opt, pred_opt, exact_run, pred_run, result)
+        row.update(optimize_s=optimize_s, wall_s=time.perf_counter() - t0)
+        if row["loss_opt"] > eps + 1e-12:
+            log.warning("epsilon %g: the forward pass measures a loss of %.4f on the optimisation images", eps,
+                        row["loss_opt"])
+        rows.append(row)
+        _write_table(folder, rows)
+        log.info("epsilon %g: top-1 eval %.4f, speedup %.3f, %.1f s", eps, row["top1_eval"], row["speedup"],
+                 row["wall_s"])
+    table = pd.DataFrame(rows)
+    _write_figure(folder, table, network.name, base.arch, base.baseline)
+    return TradeoffResult(table=table, folder=folder)
+
+
+def _opt_columns(exact_opt: forward.FunctionalResult | None, opt: forward.FunctionalResult | None,
+                 result: Any) -> dict[str, Any]:
+    """Top-1 and MAC reduction vs exact mode on the optimisation images: measured, or the optimiser's own."""
+    if exact_opt is not None and opt is not None:
+        top1_dense = exact_opt.accuracy["top1"]
+        return {"top1_dense_opt": top1_dense, "top1_opt": opt.accuracy["top1"],
+                "loss_opt": top1_dense - opt.accuracy["top1"], "mac_reduction_opt": _macs(exact_opt) / _macs(opt),
+                "opt_source": "functional.run"}
+    if result is None:
+        return {"top1_dense_opt": math.nan, "top1_opt": math.nan, "loss_opt": 0.0, "mac_reduction_opt": 1.0,
+                "opt_source": "exact mode"}
+    top1_dense, err = result.search["dense_top1_opt"], result.global_state.err
+    exact_ops = sum(l["exact_op"] for l in result.layers)
+    ops = sum(l["local_op"] for l in result.layers)
+    return {"top1_dense_opt": top1_dense, "top1_opt": top1_dense - err, "loss_opt": err,
+            "mac_reduction_opt": exact_ops / ops if ops else math.nan,
+            "opt_source": "optimiser (global-pass loss; local-pass MACs of the eligible conv layers)"}
+
+
+def _row(point: str, eps: float, split: Split, exact_opt: forward.FunctionalResult | None,
+         opt: forward.FunctionalResult | None, exact_run: Any, run: Any, result: Any) -> dict[str, Any]:
+    """One point of the curve, every ratio computed from the runs' own totals."""
+    s, es = run.summary, exact_run.summary
+    design, baseline = s["design"], s.get("baseline")
+    d, ed = s["designs"][design], es["designs"][design]
+    pr = s.get("predictive", {})
+    conv = run.layers[(run.layers["design"] == design) & (run.layers["type"] == "conv")]
+    row: dict[str, Any] = {
+        "point": point, "epsilon": eps, "mode": "exact" if result is None else "predictive",
+        "opt_images": split.opt, "eval_images": split.eval,
+        **_opt_columns(exact_opt, opt, result),
+        "loss_opt_global_pass": math.nan if result is None else result.global_state.err,
+        "top1_dense_eval": es["accuracy"]["top1"], "top1_eval": s["accuracy"]["top1"],
+        "loss_eval": es["accuracy"]["top1"] - s["accuracy"]["top1"],
+        "agreement_eval": s["accuracy"]["agreement"],
+        "mac_reduction_vs_dense": d["macs_dense"] / d["macs_performed"],
+        "mac_reduction_vs_exact": ed["macs_performed"] / d["macs_performed"],
+        "speedup": s.get("speedup", math.nan) if baseline else math.nan,
+        "energy_reduction": s.get("energy_reduction", math.nan) if baseline else math.nan,
+        "speedup_vs_exact": ed["cycles"] / d["cycles"],
+        "energy_reduction_vs_exact": ed["energy_pj"] / d["energy_pj"],
+        "conv_layers": int(len(conv)),
+        "predictive_layers": int((conv["mode"] == "predictive").sum()),
+        "predictive_layer_share": float((conv["mode"] == "predictive").mean()) if len(conv) else math.nan,
+        "predictive_speedup": _num(pr.get("speedup")),
+        "predictive_energy_reduction": _num(pr.get("energy_reduction")),
+        "tn_rate": _num(pr.get("tn_rate")), "tn_rate_any": _num(pr.get("tn_rate_any")),
+        "fn_rate": _num(pr.get("fn_rate")), "fn_small_share": _num(pr.get("fn_small_share")),
+        "fn_small_mass_share": _num(pr.get("fn_small_mass_share")), "fn_mass_share": _num(pr.get("fn_mass_share")),
+        "cycles": d["cycles"], "energy_pj": d["energy_pj"], "macs_performed": d["macs_performed"],
+        "global_iterations": 0 if result is None else result.global_state.iterations,
+        "run_folder": str(Path(run.folder).parent.name) + "/" + str(Path(run.folder).name),
+        "run_s": s.get("elapsed_s", math.nan),
+    }
+    return row
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The Markdown table of tradeoff.md (percentages in points, ratios as x)."""
+    head = list(_MD_COLUMNS.values())
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = []
+        for key in _MD_COLUMNS:
+            v = r.get(key)
+            if key == "point":
+                cells.append(str(v))
+            elif v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("")
+            elif key in _PERCENT:
+                cells.append(f"{100 * v:.2f}")
+            elif key == "predictive_layer_share":
+                cells.append(f"{int(r['predictive_layers'])}/{int(r['conv_layers'])}")
+            elif key == "wall_s":
+                cells.append(f"{v:.0f}")
+            else:
+                cells.append(f"{v:.3f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
+    table = pd.DataFrame(rows)
+    _atomic(folder / "tradeoff.parquet", lambda p: table.to_parquet(p, index=False))
+    first = rows[0]
+    text = (f"# Accuracy vs speed of predictive mode\n\noptimisation images: {first['opt_images']} (the first of the "
+            f"set); evaluation images: {first['eval_images']} (the next ones). 'loss' is dense top-1 minus top-1, in "
+            f"points; speedup and energy reduction are per image, over the whole network, on the evaluation images."
+            f"\n\n{format_table(table)}\n")
+    _atomic(folder / "tradeoff.md", lambda p: p.write_text(text))
+
+
+def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, baseline: str | None) -> None:
+    """Top-1 on the evaluation images against speedup (vs the baseline, or vs exact mode without one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    x_key = "speedup" if baseline and table["speedup"].notna().all() else "speedup_vs_exact"
+    x_label = f"speedup of {Path(arch).stem} over {Path(baseline).stem}" if x_key == "speedup" \
+        else "speedup over exact mode"
+    for ax, key, label in ((axes[0], x_key, x_label), (axes[1], "mac_reduction_vs_exact", "MAC reduction vs exact")):
+        pred = table[table["mode"] == "predictive"]
+        ex = table[table["mode"] == "exact"]
+        ax.plot(pred[key], 100 * pred["top1_eval"], "o-", label="predictive (eval images)")
+        ax.plot(ex[key], 100 * ex["top1_eval"], "s", color="black", label="exact mode")
+        for _, r in pred.iterrows():
+            ax.annotate(f"ε={100 * r['epsilon']:g}", (r[key], 100 * r["top1_eval"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("top-1 on evaluation images (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{network}: accuracy vs speed of predictive mode")
+    for ext in ("png", "svg"):
+        _atomic(folder / f"tradeoff.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120))

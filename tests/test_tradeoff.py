@@ -1,0 +1,174 @@
+"""accelsim tradeoff (accuracy vs speed per epsilon), the predictive report of accelsim run, forward_from."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accelsim.cli import main
+from accelsim.errors import ConfigError
+from accelsim.functional.forward import FunctionalConfig, SmallPositiveErrors, prepare
+from accelsim.functional.reorder import reorder_layer
+from accelsim.nets.datasets import load_dataset
+from accelsim.nets.loaders import load_network
+from accelsim.results import read_run
+from accelsim.run import RunConfig, format_summary, run
+
+EPSILONS = (0.0, 0.02, 0.05)
+OPT, EVAL = 120, 60
+GRID = ["--n-fractions", "0.125,0.5", "--th-fractions=-0.25,0,0.25", "--levels", "0.2,0.05,0",
+        "--profile-images", "32"]
+
+
+@pytest.fixture(scope="module")
+def tradeoff_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tradeoff") / "lenet"
+    rc = main(["tradeoff", "--net", "lenet", "--epsilons", ",".join(map(str, EPSILONS)), "--opt-limit", str(OPT),
+               "--eval-limit", str(EVAL), "--out", str(out), *GRID])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def table(tradeoff_dir):
+    return pd.read_parquet(tradeoff_dir / "tradeoff.parquet")
+
+
+def test_tradeoff_writes_table_figure_and_a_folder_per_point(tradeoff_dir, table):
+    assert list(table["mode"]) == ["exact"] + ["predictive"] * len(EPSILONS)
+    assert list(table["epsilon"].iloc[1:]) == list(EPSILONS) and math.isnan(table["epsilon"].iloc[0])
+    assert (table["opt_images"] == OPT).all() and (table["eval_images"] == EVAL).all()
+    md = (tradeoff_dir / "tradeoff.md").read_text()
+    assert md.count("\n| eps=") == len(EPSILONS) and "| exact |" in md
+    for ext, magic in (("png", b"\x89PNG\r\n\x1a\n"), ("svg", b"<?xml")):
+        data = (tradeoff_dir / f"tradeoff.{ext}").read_bytes()
+        assert data.startswith(magic) and len(data) > 5000
+    assert not list(tradeoff_dir.glob(".tradeoff*"))  # no temporary files left behind
+    for folder in table["run_folder"]:
+        done = read_run(tradeoff_dir / folder)
+        assert done.summary["images"] == EVAL
+    for eps in EPSILONS:
+        point = tradeoff_dir / f"eps_{100 * eps:g}pt"
+        assert (point / "spec.npz").is_file() and (point / "spec.npz.json").is_file()
+        assert read_run(point / "run").summary["mode"] == "predictive"
+
+
+def test_loss_within_epsilon_and_savings_grow_with_epsilon_on_the_optimisation_images(table):
+    pred = table[table["mode"] == "predictive"]
+    assert (pred["loss_opt"] <= pred["epsilon"] + 1e-12).all()
+    # The forward pass and the global pass measure the same loss on the optimisation images.
+    np.testing.assert_allclose(pred["loss_opt"], pred["loss_opt_global_pass"], atol=1e-12)
+    assert (np.diff(pred["mac_reduction_opt"].to_numpy()) >= -1e-12).all()
+    assert pred["mac_reduction_opt"].iloc[-1] > 1.0  # the largest budget speculates somewhere
+    exact = table.iloc[0]
+    assert exact["loss_opt"] == 0 and exact["loss_eval"] == 0 and exact["mac_reduction_vs_exact"] == 1.0
+    assert exact["predictive_layers"] == 0
+    # vs-exact ratios are the ratios of the two runs' totals.
+    for _, r in pred.iterrows():
+        assert r["speedup_vs_exact"] == pytest.approx(exact["cycles"] / r["cycles"])
+        assert r["mac_reduction_vs_exact"] == pytest.approx(exact["macs_performed"] / r["macs_performed"])
+
+
+def test_predictive_summary_fields_follow_from_the_layer_rows(tradeoff_dir, table):
+    eps = EPSILONS[-1]
+    done = read_run(tradeoff_dir / f"eps_{100 * eps:g}pt" / "run")
+    pr, layers = done.summary["predictive"], done.layers
+    design, baseline = done.summary["design"], done.summary["baseline"]
+    mine = layers[(layers["design"] == design) & (layers["type"] == "conv")]
+    pred = mine[mine["mode"] == "predictive"]
+    assert len(pred) > 0
+    assert pr["predictive_layers"] == len(pred) and pr["conv_layers"] == len(mine)
+    assert pr["predictive_layer_share"] == pytest.approx(len(pred) / len(mine))
+    base = layers[(layers["design"] == baseline) & layers["layer"].isin(pred["layer"])]
+    assert pr["speedup"] == pytest.approx(base["cycles"].sum() / pred["cycles"].sum())
+    assert pr["energy_reduction"] == pytest.approx(base["energy_pj"].sum() / pred["energy_pj"].sum())
+    assert pr["network_speedup"] == pytest.approx(done.summary["speedup"])
+    neg = pred["windows"] * pred["neg_fraction"]
+    assert pr["tn_rate"] == pytest.approx((pred["tn_rate"] * neg).sum() / neg.sum())
+    assert pr["tn_rate_any"] >= pr["tn_rate"]
+    pos = pred["windows"] * pred["pos_fraction"]
+    assert pr["fn_rate"] == pytest.approx((pred["fn_rate"] * pos).sum() / pos.sum())
+    for key in ("fn_small_share", "fn_small_mass_share", "fn_mass_share"):
+        assert 0.0 <= pr[key] <= 1.0
+        assert pred[key].between(0, 1).all() and mine.loc[mine["mode"] != "predictive", key].isna().all()
+    # A zeroed small output carries less than a zeroed large one: mass share <= count share.
+    assert pr["fn_small_mass_share"] <= pr["fn_small_share"] + 1e-12
+    row = table[table["epsilon"] == eps].iloc[0]
+    assert row["fn_small_share"] == pytest.approx(pr["fn_small_share"])
+    text = format_summary(done.summary)
+    assert "predictive: " in text and "median positive output" in text
+
+
+def test_small_positive_errors_count_against_the_layer_median():
+    stats = SmallPositiveErrors()
+    acc = np.concatenate([np.arange(1.0, 101.0), [-3.0, 0.0]])
+    pos = acc > 0
+    fn = np.isin(acc, [10.0, 20.0, 60.0, 90.0])
+    stats.add(acc[:50], pos[:50], fn[:50])  # two batches: the histogram accumulates
+    stats.add(acc[50:], pos[50:], fn[50:])
+    shares = stats.shares()
+    # Lower median of 1..100 is 50: 10 and 20 are small, 60 and 90 are not.
+    assert shares["fn_small_share"] == pytest.approx(0.5)
+    assert shares["fn_small_mass_share"] == pytest.approx(30 / 180)
+    assert shares["fn_mass_share"] == pytest.approx(180 / 5050)
+    empty = SmallPositiveErrors().shares()
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def test_forward_from_a_cached_blob_matches_the_full_pass_and_speculates_where_told():
+    net = load_network("lenet")
+    data = load_dataset(None, net.graph, limit=32)
+    x, _ = next(data.iter_batches(32))
+    prepared = prepare(net, FunctionalConfig(mode="exact", float_reference=False), x)
+    graph = net.graph
+    i = next(k for k, l in enumerate(graph.layers) if l.name == "conv2")
+    blob = graph.layers[i].inputs[0]
+    full = prepared.forward(x, policy=False, keep=[blob])
+    out = prepared.forward_from(i, {blob: full[blob]}, policy=False)
+    np.testing.assert_array_equal(out[graph.output_blob], full[graph.output_blob])
+    # Speculating with a threshold above every sum after one MAC zeroes every window of conv2, and is observed.
+    conv = prepared.convs["conv2"]
+    n = np.ones(conv.layer.out_channels, dtype=np.int64)
+    stream = reorder_layer(conv.weight, n, prepared.config.reorder)
+    seen = {}
+    spec = prepared.forward_from(i, {blob: full[blob]}, policy=False, keep=[graph.layers[i].output],
+                                 observer=lambda name, res: seen.setdefault(name, res),
+                                 speculate={"conv2": (stream, np.full(len(n), 1e9))})
+    assert set(seen) == {"conv2"} and seen["conv2"].spec_stop.all()
+    assert not spec[graph.layers[i].output].any()
+    with pytest.raises(ConfigError, match="reads blob"):
+        prepared.forward_from(i, {}, policy=False)
+
+
+def test_run_skip_takes_the_images_after_the_skipped_ones_and_rejects_too_many(tmp_path):
+    cfg = RunConfig(net="lenet", skip=990, limit=50, baseline=None, float_reference=False)
+    outcome = run(cfg)
+    assert outcome.summary["images"] == 10
+    with pytest.raises(ConfigError, match="skip"):
+        RunConfig(net="lenet", skip=-1)
+    with pytest.raises(ConfigError, match="passes over"):
+        run(RunConfig(net="lenet", skip=1000, baseline=None, float_reference=False))
+
+
+def test_tradeoff_rejects_bad_epsilons(tmp_path):
+    from accelsim.optimize.tradeoff import tradeoff
+
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        tradeoff(RunConfig(net="lenet"), [0.01, 1.5], tmp_path)
+    with pytest.raises(ConfigError, match="twice"):
+        tradeoff(RunConfig(net="lenet"), [0.01, 0.01], tmp_path)
+    assert main(["tradeoff", "--epsilons=-0.1", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_without_the_opt_check_the_optimisers_own_numbers_fill_the_columns():
+    from types import SimpleNamespace
+
+    from accelsim.optimize.tradeoff import _opt_columns
+
+    result = SimpleNamespace(search={"dense_top1_opt": 0.9}, global_state=SimpleNamespace(err=0.02),
+                             layers=[{"exact_op": 300, "local_op": 100}, {"exact_op": 100, "local_op": 100}])
+    cols = _opt_columns(None, None, result)
+    assert cols["top1_opt"] == pytest.approx(0.88) and cols["loss_opt"] == 0.02
+    assert cols["mac_reduction_opt"] == pytest.approx(2.0) and cols["opt_source"].startswith("optimiser")
