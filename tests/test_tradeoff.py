@@ -1,6 +1,5 @@
 """accelsim tradeoff (accuracy vs speed per epsilon), the predictive report of accelsim run, forward_from."""
 
-import json
 import math
 
 import numpy as np

@@ -292,13 +292,15 @@ def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, ba
         ex = table[table["mode"] == "exact"]
         ax.plot(pred[key], 100 * pred["top1_eval"], "o-", label="predictive (eval images)")
         ax.plot(ex[key], 100 * ex["top1_eval"], "s", color="black", label="exact mode")
+        labels: dict[tuple[float, float], list[str]] = {}  # points that coincide share one label
         for _, r in pred.iterrows():
-            ax.annotate(f"ε={100 * r['epsilon']:g}", (r[key], 100 * r["top1_eval"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+            labels.setdefault((r[key], 100 * r["top1_eval"]), []).append(f"{100 * r['epsilon']:g}")
+        for xy, eps in labels.items():
+            ax.annotate("ε=" + ",".join(eps), xy, textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 on evaluation images (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{network}: accuracy vs speed of predictive mode")
+    fig.suptitle(f"{network}: accuracy vs speed of predictive mode (ε in top-1 points)")
     for ext in ("png", "svg"):
         _atomic(folder / f"tradeoff.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120))
