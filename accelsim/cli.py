@@ -70,7 +70,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if overrides:
         cfg = run_mod.config_from_mapping({**cfg.to_dict(), **overrides}, "command line")
     out = Path(args.out) if args.out else run_mod.default_out_dir(cfg)
-    outcome = run_mod.run(cfg, out=out, overwrite=args.overwrite)
+    bar, update = _progress_bar("image", cfg.limit)  # quiet unless stderr is a terminal
+    try:
+        outcome = run_mod.run(cfg, out=out, overwrite=args.overwrite, progress=update)
+    finally:
+        bar.close()
     print(run_mod.format_table(outcome.layers, outcome.summary))
     print()
     print(run_mod.format_summary(outcome.summary))
@@ -227,6 +231,107 @@ def _cmd_tradeoff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(unit: str, total: int | None = None):
+    """A tqdm bar on stderr that stays quiet when stderr is not a terminal; returns (bar, update callback)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, disable=None, file=sys.stderr, leave=False, dynamic_ncols=True)
+    return bar, bar.update
+
+
+_SWEEP_RUN_FLAGS = (  # the run options a sweep takes as fixed settings of every point: (flag, dest, kwargs)
+    ("--weights", "weights", {"help": "weights (as for `accelsim run`)"}),
+    ("--images", "images", {"help": "image set (as for `accelsim run`)"}),
+    ("--limit", "limit", {"type": int, "help": "use only the first N images"}),
+    ("--mode", "mode", {"choices": ["dense", "exact", "predictive"], "help": "SnaPEA mode (default exact)"}),
+    ("--spec", "spec", {"help": "predictive mode: speculation parameters (.npz from `accelsim optimize`)"}),
+    ("--baseline", "baseline", {"help": "baseline design (default eyeriss); 'none' for no baseline"}),
+    ("--batch", "batch", {"type": int, "help": "images the baseline maps together; images simulated with "
+                                               "--shape-only (default 1)"}),
+    ("--batch-size", "batch_size", {"type": int}),
+    ("--calibration-images", "calibration_images", {"type": int}),
+    ("--number-format", "number_format", {"choices": ["dynamic_fixed", "float32"]}),
+    ("--weight-bits", "weight_bits", {"type": int}),
+    ("--activation-bits", "activation_bits", {"type": int}),
+    ("--negative-order", "negative_order", {"choices": ["most_negative_first", "least_negative_first", "original"]}),
+)
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of settings (resumable; local processes or a Dask cluster) into one results table",
+        description="Sweep any architecture key (--set pe.lanes=1,2,4,8,16), baseline key (--set "
+                    "baseline.pe.lanes=...) or run setting (--set run.negative_order=most_negative_first,"
+                    "least_negative_first). Points that differ only in their designs share one functional pass. "
+                    "Re-running the same command resumes: finished points are not recomputed.")
+    p.add_argument("--arch", default="snapea", help="design under test (default snapea)")
+    p.add_argument("--net", default="lenet", help="workload name or graph/model file (default lenet)")
+    p.add_argument("--set", action="append", dest="set", default=[], metavar="KEY=V1,V2,...",
+                   help="a swept key and its values (one value: a fixed setting); KEY is an arch key (pe.lanes), "
+                        "baseline.<arch key>, or run.<setting> (run.mode, run.negative_order, run.spec, ...)")
+    p.add_argument("--baseline-set", action="append", dest="baseline_set", default=[], metavar="KEY=V1,V2,...",
+                   help="the same as --set baseline.KEY=V1,V2,...")
+    combine = p.add_mutually_exclusive_group()
+    combine.add_argument("--grid", action="store_const", const="grid", dest="combine",
+                         help="every combination of the swept values (default)")
+    combine.add_argument("--zip", action="store_const", const="zip", dest="combine",
+                         help="the i-th values of every swept key together (equal numbers of values)")
+    for flag, dest, kwargs in _SWEEP_RUN_FLAGS:
+        p.add_argument(flag, dest=dest, **kwargs)
+    p.add_argument("--shape-only", action="store_true", default=None, dest="shape_only",
+                   help="no weights or images: dense schedules from the layer shapes alone")
+    p.add_argument("--skip-zero-weights", action="store_true", default=None, dest="skip_zero_weights")
+    p.add_argument("--terminate-at-zero", action="store_true", default=None, dest="terminate_at_zero")
+    p.add_argument("--no-float-reference", action="store_false", default=None, dest="float_reference",
+                   help="skip the float32 reference pass")
+    p.add_argument("--out", required=True, help="sweep folder (re-run the same command with it to resume)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--scheduler", help="run on a Dask cluster: tcp://host:port of its scheduler, or a scheduler "
+                                       "file (needs the dask extra)")
+    p.add_argument("--points-per-pass", type=int, dest="points_per_pass",
+                   help="at most N points per functional pass (default: all points of a group share one pass; "
+                        "smaller spreads one group over more workers at the cost of more passes)")
+    p.add_argument("--force", action="store_true",
+                   help="discard the results of a different sweep already in --out")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from accelsim import sweep as sweep_mod
+
+    base = {"net": args.net, "arch": args.arch,
+            **{dest: getattr(args, dest) for _, dest, _ in _SWEEP_RUN_FLAGS if getattr(args, dest) is not None},
+            **{k: getattr(args, k) for k in ("shape_only", "skip_zero_weights", "terminate_at_zero",
+                                               "float_reference") if getattr(args, k) is not None}}
+    if str(base.get("baseline", "")).lower() == "none":
+        base["baseline"] = None
+    axes = sweep_mod.parse_sets([*args.set, *(f"baseline.{item}" for item in args.baseline_set)])
+    spec = sweep_mod.SweepSpec(base=base, axes=tuple(axes), combine=args.combine or "grid")
+    bar, _ = _progress_bar("point")
+
+    def progress(done: int, total: int) -> None:  # points arrive seconds apart: show every one
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = sweep_mod.sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                                 points_per_pass=args.points_per_pass, force=args.force, progress=progress)
+    finally:
+        bar.close()
+    print(f"{result.points} point(s): {result.skipped} finished earlier, {result.ran} run now "
+          f"({result.tasks} task(s), {result.functional_passes} functional pass(es), {result.executor}, "
+          f"{result.workers} worker(s), {result.wall_s:.1f} s)")
+    if result.failed:
+        print(f"{len(result.failed)} point(s) failed (recorded in totals.parquet; a re-run tries them again):")
+        for point, error in result.failed.items():
+            print(f"  {point}: {error}")
+    print(f"results: {Path(args.out) / 'results.parquet'} (per point, design and layer), "
+          f"{Path(args.out) / 'totals.parquet'} (per point and design)")
+    if result.failed and len(result.failed) == result.points:
+        return 2
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelsim", description="Cycle-level simulator of CNN accelerators")
     parser.add_argument("--version", action="version", version=f"accelsim {accelsim.__version__}")
@@ -235,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     _add_optimize_parser(sub)
     _add_tradeoff_parser(sub)
+    _add_sweep_parser(sub)
     return parser
 
 
@@ -253,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_optimize(args)
         if args.command == "tradeoff":
             return _cmd_tradeoff(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
     except AccelsimError as exc:
         print(f"accelsim: error: {exc}", file=sys.stderr)
         return 2
