@@ -1,0 +1,130 @@
+"""`accelsim report`: a folder's tables -> figures/ (PNG and SVG) and report.html, each file written atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from accelsim.errors import ConfigError
+from accelsim.report import figures as F
+from accelsim.report import html as H
+from accelsim.report import tables as T
+from accelsim.report.source import ReportSource, load_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where a report went: the HTML page, the figure files written, and the figures skipped with their reason."""
+
+    html: Path
+    figures: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` through a temporary file in its folder renamed into place: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _title(src: ReportSource) -> tuple[str, list[str]]:
+    sub = [f"folder: {src.path.resolve()}"]
+    if src.run is not None:
+        s = src.run.summary
+        title = f"accelsim report: {s.get('network', '?')}, {s.get('design', '?')}"
+        title += f" vs {s['baseline']}" if s.get("baseline") else ""
+        sub.append(f"{s.get('images', '?')} image(s)" + (f" of {s['dataset']}" if s.get("dataset") else "")
+                   + f", mode {s.get('mode', '?')}; weights {s.get('weights', '?')}")
+        if s.get("speedup") is not None:
+            sub.append(f"speedup {s['speedup']:.3f}×, energy reduction {s.get('energy_reduction') or float('nan'):.3f}× "
+                       f"(per image, whole network)")
+    elif src.sweep is not None:
+        networks = ", ".join(map(str, dict.fromkeys(src.sweep["network"]))) if "network" in src.sweep else "?"
+        title = f"accelsim sweep report: {networks}"
+        sub.append(f"swept keys: {', '.join(src.sweep_keys) or 'none found'}; {len(src.sweep)} rows in results.parquet")
+    else:
+        title = "accelsim trade-off report"
+        sub.append(f"{len(src.tradeoff)} points in tradeoff.parquet")
+    return title, sub
+
+
+def _sections(src: ReportSource, rendered: list[F.RenderedFigure]) -> list[tuple[str, str, str]]:
+    sections: list[tuple[str, str, str]] = []
+    run = src.run
+    if run is not None:
+        cards = [T.ratios_table(run), T.accuracy_table(run)]
+        sections.append(("summary", "Summary", H.render_table(T.totals_table(run)) + '<div class="cards">'
+                         + "".join(H.render_table(t) for t in cards if t is not None) + "</div>"))
+    sections.append(("figures", "Figures", H.render_figures(rendered)))
+    blocks = []
+    if run is not None:
+        blocks.append(H.render_table(T.layer_table(run)))
+    if src.sweep is not None:
+        blocks.append(H.render_table(T.sweep_table(src.sweep, src.sweep_keys, src.sweep_totals)))
+    if src.tradeoff is not None:
+        blocks.append(H.render_table(T.tradeoff_table(src.tradeoff)))
+    if run is not None:
+        blocks.append("<details><summary>Every column of layers.parquet</summary>"
+                      + H.render_table(T.raw_layers_table(run)) + "</details>")
+    sections.append(("tables", "Tables", "".join(blocks)))
+    if run is not None:
+        config = T.config_tables(run.config)
+        if config:
+            sections.append(("configuration", "Configuration", '<div class="cards">'
+                             + "".join(H.render_table(t) for t in config) + "</div>"))
+    elif src.sweep_meta:
+        meta = {k: v for k, v in src.sweep_meta.items() if k not in ("points", "tables")}  # points: the table above
+        if isinstance(meta.get("axes"), list):
+            meta["axes"] = {str(a.get("key")): a.get("values") for a in meta["axes"] if isinstance(a, dict)}
+        flat = T.flatten(meta)
+        table = T.Table("config-sweep", "Sweep definition (sweep.yaml, sweep.json)",
+                        pd.DataFrame({"key": list(flat), "value": ["" if v is None else str(v) for v in flat.values()]}),
+                        {"key": "text", "value": "text"})
+        sections.append(("configuration", "Configuration", H.render_table(table)))
+    return sections
+
+
+def write_report(folder: str | Path, out: str | Path | None = None) -> Report:
+    """Write the figures (`figures/<name>.png`, `.svg`) and `report.html` of a run, sweep or trade-off folder.
+
+    `out` defaults to the folder itself. A figure whose data is absent is skipped, and the page says why; files of
+    a skipped figure left by an earlier report are removed so `figures/` always matches the page.
+    """
+    src = load_source(folder)
+    out_dir = Path(out) if out is not None else src.path
+    try:
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"report: cannot create the output folder {out_dir}/figures: {exc}") from None
+    rendered = F.render(src)
+    written, skipped = [], {}
+    for fig in rendered:
+        stem = out_dir / "figures" / fig.spec.name
+        if fig.png is None:
+            skipped[fig.spec.name] = fig.skipped or ""
+            for ext in (".png", ".svg"):
+                stem.with_suffix(ext).unlink(missing_ok=True)
+            log.info("figure %s skipped: %s", fig.spec.name, fig.skipped)
+            continue
+        for ext, data in ((".png", fig.png), (".svg", fig.svg)):
+            write_atomic(stem.with_suffix(ext), data)
+            written.append(stem.with_suffix(ext))
+    title, sub = _title(src)
+    page = H.render_page(title, sub, _sections(src, rendered))
+    html_path = out_dir / "report.html"
+    write_atomic(html_path, page.encode("utf-8"))
+    return Report(html=html_path, figures=written, skipped=skipped)

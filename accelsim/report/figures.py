@@ -1,0 +1,419 @@
+"""The report's figures, drawn with matplotlib's Agg canvas from the tables a run or sweep wrote (nothing recomputed).
+
+Every figure is a function of a `ReportSource` that returns a matplotlib `Figure` or raises `SkipFigure` saying what
+data it lacks, so a report always lists the same figures and says why one is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from accelsim.report import tables as T
+from accelsim.report.source import ReportSource
+
+LANES_KEY = "pe.lanes"
+_DESIGN_COLORS = ("#2F6DB5", "#C8553D")  # design under test, baseline
+_CYCLE_COLORS = {"busy": "#2F6DB5", "idle_lane": "#F2A541", "barrier": "#C8553D", "dram_stall": "#6C4E97",
+                 "tail": "#8E7B61", "unused_pe": "#C9C9C9", "fill": "#7FB7BE", "gbuf_stall": "#D98CB3"}
+_ENERGY_COLORS = ("#2F6DB5", "#7FB7BE", "#F2A541", "#3C9D5D", "#D98CB3", "#8E7B61", "#C8553D", "#6C4E97",
+                  "#C9C9C9", "#4D4D4D")
+_BASELINE_HATCH = "///"
+_RC = {"svg.hashsalt": "accelsim-report", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
+       "axes.spines.top": False, "axes.spines.right": False, "hatch.color": "#FFFFFF", "hatch.linewidth": 0.8}
+
+
+class SkipFigure(Exception):
+    """A figure's data is absent from the folder; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the report: file stem, title, caption and the function drawing it."""
+
+    name: str
+    title: str
+    caption: str
+    draw: Callable[[ReportSource], Figure]
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    """A drawn figure as PNG and SVG bytes, or the reason it was skipped."""
+
+    spec: FigureSpec
+    png: bytes | None = None
+    svg: bytes | None = None
+    skipped: str | None = None
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def _need_run(src: ReportSource, what: str):
+    if src.run is None:
+        raise SkipFigure(f"{what} is drawn for one run (a run folder: layers.parquet, summary.json); {src.path} is "
+                         f"a {src.kind} folder")
+    return src.run
+
+
+def _run_designs(src: ReportSource) -> tuple[pd.DataFrame, str, str | None, list[str]]:
+    run = src.run
+    layers = run.layers
+    design = run.summary.get("design") or str(layers["design"].iloc[0])
+    baseline = run.summary.get("baseline")
+    if baseline is not None and not (layers["design"] == baseline).any():
+        baseline = None
+    order = list(dict.fromkeys(layers.loc[layers["design"] == design, "layer"]))
+    return layers, design, baseline, order
+
+
+def _by_layer(layers: pd.DataFrame, design: str, order: Sequence[str], column: str) -> np.ndarray:
+    rows = layers[layers["design"] == design].set_index("layer")
+    if column not in rows.columns:
+        return np.full(len(order), np.nan)
+    return np.array([float(rows.at[l, column]) if l in rows.index else np.nan for l in order], dtype=float)
+
+
+def _width(n_groups: int, per_group: float = 0.45, minimum: float = 7.0) -> float:
+    return min(max(minimum, 1.6 + per_group * n_groups), 24.0)
+
+
+def _layer_axis(ax: Any, order: Sequence[str]) -> None:
+    ax.set_xticks(np.arange(len(order)))
+    rotate = len(order) > 8 or max((len(l) for l in order), default=0) > 8
+    ax.set_xticklabels(order, rotation=60 if rotate else 0, ha="right" if rotate else "center",
+                       rotation_mode="anchor")
+    ax.set_xlim(-0.6, len(order) - 0.4)
+
+
+def _new_figure(width: float, height: float, ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, **kw)
+    return fig, axes
+
+
+def _design_legend(design: str, baseline: str | None) -> list[Patch]:
+    handles = [Patch(facecolor="#808080", label=f"{design} (solid)")]
+    if baseline:
+        handles.append(Patch(facecolor="#808080", hatch=_BASELINE_HATCH, edgecolor="white",
+                             label=f"{baseline} (hatched)"))
+    return handles
+
+
+# --- run figures ----------------------------------------------------------------------------------------------
+
+
+def draw_speedup_energy(src: ReportSource) -> Figure:
+    """Per-layer speedup and energy reduction of the design over the baseline, and the network's from summary.json."""
+    run = _need_run(src, "per-layer speedup and energy reduction")
+    layers, design, baseline, order = _run_designs(src)
+    if baseline is None or "speedup" not in layers.columns:
+        raise SkipFigure("the run has no baseline (run without --baseline none for speedup and energy reduction)")
+    speed = _by_layer(layers, design, order, "speedup")
+    energy = _by_layer(layers, design, order, "energy_reduction")
+    if np.isnan(speed).all():
+        raise SkipFigure("layers.parquet has no per-layer speedup values")
+    labels = [*order, "network"]
+    speed = np.append(speed, run.summary.get("speedup") or np.nan)
+    energy = np.append(energy, run.summary.get("energy_reduction") or np.nan)
+    x = np.arange(len(labels))
+    fig, ax = _new_figure(_width(len(labels), 0.55), 3.6)
+    w = 0.38
+    bars_s = ax.bar(x - w / 2, speed, w, color=_DESIGN_COLORS[0], label="speedup (cycles)")
+    bars_e = ax.bar(x + w / 2, energy, w, color="#3C9D5D", label="energy reduction")
+    for bars in (bars_s[-1:], bars_e[-1:]):
+        for b in bars:
+            b.set_edgecolor("black")
+            b.set_linewidth(1.0)
+    if len(labels) <= 24:
+        for bars, values in ((bars_s, speed), (bars_e, energy)):
+            for b, v in zip(bars, values):
+                if np.isfinite(v):
+                    ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.axvline(len(order) - 0.5, color="#808080", linewidth=0.6)
+    _layer_axis(ax, labels)
+    top = np.nanmax(np.concatenate([speed, energy]))
+    ax.set_ylim(0, max(1.2, top * 1.15))
+    ax.set_ylabel(f"{baseline} / {design}  (×)")
+    ax.set_title(f"{run.summary.get('network', '')}: speedup and energy reduction of {design} over {baseline}")
+    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _stacked_pairs(ax: Any, layers: pd.DataFrame, design: str, baseline: str | None, order: Sequence[str],
+                   columns: Sequence[str], colors: Sequence[str], scale: float) -> None:
+    designs = [design] + ([baseline] if baseline else [])
+    w = 0.8 / len(designs)
+    x = np.arange(len(order))
+    for i, who in enumerate(designs):
+        offset = (i - (len(designs) - 1) / 2) * w
+        bottom = np.zeros(len(order))
+        for col, color in zip(columns, colors):
+            values = np.nan_to_num(_by_layer(layers, who, order, col)) * scale
+            ax.bar(x + offset, values, w * 0.95, bottom=bottom, color=color, edgecolor="white" if i else color,
+                   linewidth=0.0, hatch=_BASELINE_HATCH if i else None)
+            bottom += values
+
+
+def draw_energy_breakdown(src: ReportSource) -> Figure:
+    """Energy per class (µJ per image): network totals from summary.json, then per layer, both designs."""
+    run = _need_run(src, "the energy breakdown")
+    layers, design, baseline, order = _run_designs(src)
+    designs = [design] + ([baseline] if baseline else [])
+    classes = [c for c in T.energy_classes(layers)
+               if layers.loc[layers["design"].isin(designs), c].fillna(0).abs().sum() > 0]
+    if not classes:
+        raise SkipFigure("layers.parquet has no energy_<class>_pj columns with energy in them")
+    colors = [_ENERGY_COLORS[i % len(_ENERGY_COLORS)] for i in range(len(classes))]
+    fig, (tot, ax) = _new_figure(_width(len(order), 0.7, 9.0), 4.0, ncols=2,
+                                 gridspec_kw={"width_ratios": [1.1, max(2.0, 0.55 * len(order))]})
+    totals = run.summary.get("designs", {})
+    for i, who in enumerate(designs):
+        bottom = 0.0
+        for col, color in zip(classes, colors):
+            v = float(totals.get(who, {}).get(col) or 0.0) * 1e-6
+            tot.bar(i, v, 0.7, bottom=bottom, color=color, edgecolor="white" if i else color, linewidth=0.0,
+                    hatch=_BASELINE_HATCH if i else None)
+            bottom += v
+    tot.set_xticks(range(len(designs)))
+    tot.set_xticklabels(designs)
+    tot.set_ylabel("energy per image (µJ)")
+    tot.set_title("network (summary.json)")
+    tot.grid(axis="y", alpha=0.3)
+    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1e-6)
+    _layer_axis(ax, order)
+    ax.set_title("per layer")
+    ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(facecolor=c, label=T.energy_label(k)) for k, c in zip(classes, colors)]
+    handles += _design_legend(design, baseline)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(f"{run.summary.get('network', '')}: energy by component class")
+    return fig
+
+
+def draw_neg_fraction(src: ReportSource) -> Figure:
+    """Fraction of negative outputs (pre-ReLU) per layer of the design under test."""
+    run = _need_run(src, "the negative-output fraction")
+    layers, design, _, order = _run_designs(src)
+    neg = _by_layer(layers, design, order, "neg_fraction")
+    keep = [i for i, v in enumerate(neg) if np.isfinite(v)]
+    if not keep:
+        raise SkipFigure("layers.parquet has no neg_fraction values (a shape-only run measures no outputs)")
+    names = [order[i] for i in keep]
+    modes = layers[layers["design"] == design].set_index("layer")["mode"]
+    mode_colors = {"exact": _DESIGN_COLORS[0], "predictive": "#3C9D5D", "dense": "#C9C9C9"}
+    colors = [mode_colors.get(str(modes.get(n)), "#808080") for n in names]
+    fig, ax = _new_figure(_width(len(names), 0.5, 6.0), 3.4)
+    bars = ax.bar(np.arange(len(names)), 100 * neg[keep], 0.6, color=colors)
+    for b, v in zip(bars, neg[keep]):
+        ax.annotate(f"{100 * v:.0f}%", (b.get_x() + b.get_width() / 2, 100 * v), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    _layer_axis(ax, names)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("negative outputs (%)")
+    ax.set_title(f"{run.summary.get('network', '')}: outputs that are negative before ReLU ({design})")
+    present = dict.fromkeys(str(modes.get(n)) for n in names)
+    ax.legend(handles=[Patch(facecolor=mode_colors.get(m, "#808080"), label=f"{m} mode") for m in present],
+              fontsize=8, frameon=False, loc="upper left", ncols=len(present))
+    ax.grid(axis="y", alpha=0.3)
+    omitted = [l for l in order if l not in names]
+    if omitted:
+        fig.text(0.01, 0.005, f"no value for {', '.join(omitted)}", fontsize=7, color="#606060")
+    return fig
+
+
+def draw_cycle_breakdown(src: ReportSource) -> Figure:
+    """Cycles per layer split into the timing models' classes (busy, idle lane, barrier, DRAM stall, ...)."""
+    run = _need_run(src, "the cycle breakdown")
+    layers, design, baseline, order = _run_designs(src)
+    designs = [design] + ([baseline] if baseline else [])
+    classes = [c for c in T.cycle_classes(layers)
+               if layers.loc[layers["design"].isin(designs), c].fillna(0).abs().sum() > 0]
+    if not classes:
+        raise SkipFigure("layers.parquet has no cycles_<class> columns")
+    colors = [_CYCLE_COLORS.get(c[len("cycles_"):], _ENERGY_COLORS[i % len(_ENERGY_COLORS)])
+              for i, c in enumerate(classes)]
+    fig, ax = _new_figure(_width(len(order), 0.7, 7.5), 4.0)
+    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1.0)
+    _layer_axis(ax, order)
+    ax.set_ylabel("cycles per image")
+    ax.set_title(f"{run.summary.get('network', '')}: where the cycles go, per layer")
+    ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(facecolor=c, label=T.cycle_label(k)) for k, c in zip(classes, colors)]
+    handles += _design_legend(design, baseline)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+# --- sweep figures --------------------------------------------------------------------------------------------
+
+
+def _series(points: pd.DataFrame, x_key: str, keys: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Lines of a sensitivity plot: one per combination of the other swept keys that vary independently of x.
+
+    A key that takes one value per x (a zip sweep, such as array columns shrinking as lanes grow to hold MAC units
+    fixed) rides along with x and makes no line of its own.
+    """
+    free = [k for k in keys if k != x_key and k in points.columns
+            and points.groupby(x_key, dropna=False)[k].nunique(dropna=False).max() > 1]
+    if not free:
+        return [("", points)]
+    out = []
+    for values, group in points.groupby(free, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        out.append((", ".join(f"{k}={v}" for k, v in zip(free, values)), group))
+    return out
+
+
+def draw_lane_sensitivity(src: ReportSource) -> Figure:
+    """Speedup and cycles per image against lanes per PE, from a sweep over `pe.lanes`."""
+    if src.sweep is None:
+        raise SkipFigure(f"lane-count sensitivity needs a sweep folder (results.parquet from `accelsim sweep --set "
+                         f"{LANES_KEY}=1,2,4,8,16`); {src.path} is a {src.kind} folder")
+    if LANES_KEY not in src.sweep.columns:
+        raise SkipFigure(f"the sweep does not vary {LANES_KEY} (swept keys: {', '.join(src.sweep_keys) or 'none'})")
+    keys = src.sweep_keys if LANES_KEY in src.sweep_keys else (LANES_KEY, *src.sweep_keys)
+    points = T.sweep_points(src.sweep, keys, src.sweep_totals)
+    design, baseline = T.sweep_designs(src.sweep, src.sweep_totals)
+    points = points[points[f"{design} cycles"].notna()] if design else points
+    if points[LANES_KEY].nunique() < 2:
+        raise SkipFigure(f"the sweep has fewer than two finished points with different {LANES_KEY}")
+    riders = [k for k in keys if k != LANES_KEY and k in points.columns
+              and points.groupby(LANES_KEY)[k].nunique().max() <= 1 and points[k].nunique() > 1]
+    lines = _series(points, LANES_KEY, keys)
+    has_speedup = "speedup" in points.columns and points["speedup"].notna().any()
+    fig, axes = _new_figure(10.0 if has_speedup else 5.5, 3.8, ncols=2 if has_speedup else 1)
+    axes = list(np.atleast_1d(axes))
+    cyc_ax = axes[-1]
+    markers = "osD^v<>"
+    for i, (label, group) in enumerate(lines):
+        group = group.sort_values(LANES_KEY)
+        x = group[LANES_KEY].astype(float)
+        suffix = f" ({label})" if label else ""
+        if has_speedup:
+            axes[0].plot(x, group["speedup"], marker=markers[i % len(markers)], label=label or design)
+        cyc_ax.plot(x, group[f"{design} cycles"], marker=markers[i % len(markers)], color=f"C{i}",
+                    label=f"{design}{suffix}")
+        if baseline and f"{baseline} cycles" in group:
+            cyc_ax.plot(x, group[f"{baseline} cycles"], linestyle="--", color=f"C{i}", alpha=0.7,
+                        label=f"{baseline}{suffix}")
+    lanes = sorted(points[LANES_KEY].astype(float).unique())
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lanes)
+        ax.set_xticklabels([f"{v:g}" for v in lanes])
+        ax.set_xlabel("lanes per PE (pe.lanes)" + (f"; with {', '.join(riders)} as swept" if riders else ""))
+        ax.grid(alpha=0.3)
+    if has_speedup:
+        axes[0].set_ylabel(f"speedup over {baseline} (×)")
+        axes[0].axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        axes[0].set_title("network speedup")
+        if any(label for label, _ in lines):
+            axes[0].legend(fontsize=8, frameon=False)
+    cyc_ax.set_ylabel("cycles per image")
+    cyc_ax.set_title("network cycles")
+    cyc_ax.legend(fontsize=8, frameon=False)
+    network = ", ".join(map(str, dict.fromkeys(src.sweep["network"]))) if "network" in src.sweep else ""
+    fig.suptitle(f"{network}: sensitivity to the lane count".strip(": "))
+    return fig
+
+
+def _accuracy_points(src: ReportSource) -> tuple[pd.DataFrame, str, str, str]:
+    """(table, x column, y column, x label) for the accuracy-vs-speedup figure."""
+    if src.tradeoff is not None and {"top1_eval"} <= set(src.tradeoff.columns):
+        t = src.tradeoff
+        x = "speedup" if "speedup" in t and t["speedup"].notna().all() else "speedup_vs_exact"
+        if x in t.columns and t[x].notna().any():
+            return t, x, "top1_eval", "speedup over the baseline (×)" if x == "speedup" else "speedup over exact mode (×)"
+    if src.sweep is not None and "top1" in (*src.sweep.columns, *(() if src.sweep_totals is None
+                                                                    else src.sweep_totals.columns)):
+        points = T.sweep_points(src.sweep, src.sweep_keys, src.sweep_totals)
+        if "speedup" in points.columns and points[["speedup", "top1"]].notna().all(axis=1).any():
+            return points, "speedup", "top1", "speedup over the baseline (×)"
+    raise SkipFigure("accuracy vs speedup needs accuracy and speedup per point: a trade-off folder "
+                     "(tradeoff.parquet from `accelsim tradeoff`) or a sweep whose points carry top1")
+
+
+def draw_accuracy_speedup(src: ReportSource) -> Figure:
+    """Top-1 accuracy against speedup, one marker per trade-off or sweep point."""
+    table, x, y, x_label = _accuracy_points(src)
+    table = table[table[[x, y]].notna().all(axis=1)]
+    fig, ax = _new_figure(6.0, 4.0)
+    if "epsilon" in table.columns and "mode" in table.columns:  # a trade-off: predictive points and exact mode
+        pred, exact = table[table["mode"] != "exact"], table[table["mode"] == "exact"]
+        ax.plot(pred[x], 100 * pred[y], "o-", color=_DESIGN_COLORS[0], label="predictive")
+        ax.plot(exact[x], 100 * exact[y], "s", color="black", label="exact")
+        labelled = pred
+    else:
+        ax.plot(table[x], 100 * table[y], "o", color=_DESIGN_COLORS[0], label="sweep points")
+        labelled = table
+    for _, r in labelled.iterrows():
+        if "epsilon" in r and isinstance(r["epsilon"], float) and math.isfinite(r["epsilon"]):
+            text = f"ε={100 * r['epsilon']:g}pt"
+        else:
+            text = ", ".join(f"{k}={r[k]}" for k in src.sweep_keys if k in r)
+        if text:
+            ax.annotate(text, (r[x], 100 * r[y]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    lo, hi = 100 * float(table[y].min()), 100 * float(table[y].max())
+    pad = max(1.0, 0.1 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(100.0 + pad / 2, hi + pad))  # accuracy never shows above 100%
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("top-1 (%)" + (" on evaluation images" if y == "top1_eval" else ""))
+    ax.set_title("accuracy vs speedup")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("speedup_energy", "Speedup and energy reduction per layer",
+               "Baseline cycles (energy) over the design's, per layer, from layers.parquet; the outlined bars on the "
+               "right are the network's, from summary.json. Above the dashed line the design wins.",
+               draw_speedup_energy),
+    FigureSpec("energy_breakdown", "Energy by component class",
+               "Energy per image in µJ, stacked by energy class (classes with no energy in either design are left "
+               "out); left: network totals from summary.json, right: per layer, design solid, baseline hatched.",
+               draw_energy_breakdown),
+    FigureSpec("neg_fraction", "Negative-output fraction per layer",
+               "Share of each layer's outputs that are negative before the ReLU (what early termination can skip), "
+               "coloured by the layer's mode.", draw_neg_fraction),
+    FigureSpec("cycle_breakdown", "Cycle breakdown per layer",
+               "Cycles per image split into the timing models' classes (busy, idle lane, barrier, DRAM stall, and "
+               "the others a model reports); a class a design does not model is absent from its bar. Design solid, "
+               "baseline hatched; each bar totals the layer's cycles.", draw_cycle_breakdown),
+    FigureSpec("lane_sensitivity", "Lane-count sensitivity",
+               "Network speedup and cycles per image against lanes per PE, one point per sweep point (log2 axis).",
+               draw_lane_sensitivity),
+    FigureSpec("accuracy_speedup", "Accuracy vs speedup",
+               "Top-1 accuracy against speedup, one marker per point of the trade-off or sweep.",
+               draw_accuracy_speedup),
+)
+
+
+def render(src: ReportSource, specs: Sequence[FigureSpec] = FIGURES, dpi: int = 150) -> list[RenderedFigure]:
+    """Draw every figure that the folder's tables allow, as PNG and SVG bytes (deterministic SVG ids and no dates)."""
+    out = []
+    with rc_context(_RC):
+        for spec in specs:
+            try:
+                fig = spec.draw(src)
+            except SkipFigure as exc:
+                out.append(RenderedFigure(spec, skipped=str(exc)))
+                continue
+            png, svg = io.BytesIO(), io.BytesIO()
+            fig.savefig(png, format="png", dpi=dpi, facecolor="white", metadata={"Software": None})
+            fig.savefig(svg, format="svg", facecolor="white", metadata={"Date": None})
+            out.append(RenderedFigure(spec, png=png.getvalue(), svg=svg.getvalue()))
+    return out
