@@ -50,6 +50,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip the float32 reference pass")
     p.add_argument("--out", help="run folder to write (default runs/<net>-<mode>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--report", action="store_true", help="also write figures/ and report.html into the run folder")
 
 
 _RUN_KEYS = ("net", "arch", "baseline", "set", "baseline_set", "shape_only", "batch", "weights", "images", "limit", "mode", "spec", "batch_size", "calibration_images", "number_format",
@@ -79,6 +80,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print()
     print(run_mod.format_summary(outcome.summary))
     print(f"results: {outcome.folder}")
+    if args.report:
+        from accelsim.report import write_report
+
+        print(f"report: {write_report(outcome.folder).html}")
     return 0
 
 
@@ -332,6 +337,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="figures (PNG and SVG) and a self-contained report.html from a run, sweep or "
+                                      "trade-off folder")
+    p.add_argument("folder", help="a folder written by `accelsim run`, `accelsim sweep` or `accelsim tradeoff`")
+    p.add_argument("--out", help="where to write report.html and figures/ (default: inside the folder)")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from accelsim.report import write_report
+
+    report = write_report(args.folder, args.out)
+    for name, reason in report.skipped.items():
+        print(f"figure {name} not drawn: {reason}")
+    print(f"report: {report.html}  figures: {len(report.figures) // 2} in {report.html.parent / 'figures'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelsim", description="Cycle-level simulator of CNN accelerators")
     parser.add_argument("--version", action="version", version=f"accelsim {accelsim.__version__}")
@@ -341,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize_parser(sub)
     _add_tradeoff_parser(sub)
     _add_sweep_parser(sub)
+    _add_report_parser(sub)
     return parser
 
 
@@ -359,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_optimize(args)
         if args.command == "tradeoff":
             return _cmd_tradeoff(args)
+        if args.command == "report":
+            return _cmd_report(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
     except AccelsimError as exc:
