@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import struct
 from typing import Any, Sequence
 
@@ -95,7 +96,7 @@ def render_table(table: Table) -> str:
             kind = table.kind(i, col)
             text = format_value(value, kind)
             attrs = f' data-col="{_e(col)}"'
-            if _is_number(value) and kind != "text":
+            if _is_number(value) and kind != "text" and not math.isnan(float(value)):
                 attrs = f' class="num"{attrs} data-value="{_e(repr(float(value)))}"'
             if table.row_sources and col != frame.columns[0]:
                 attrs += f' data-source="{_e(table.source(i, col))}"'

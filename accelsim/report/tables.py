@@ -27,7 +27,8 @@ FORMATS: dict[str, tuple[float, str]] = {
     "ratio": (1.0, "{:.3f}×"),
     "pct": (100.0, "{:.1f}%"),
     "pct2": (100.0, "{:.2f}%"),
-    "num": (1.0, "{:.4g}"),
+    "num": (1.0, "{:.6g}"),
+    "raw": (1.0, "{:.10g}"),  # the layers.parquet dump: close to the stored value
 }
 
 
@@ -248,7 +249,7 @@ def cycle_classes(layers: pd.DataFrame) -> list[str]:
 def raw_layers_table(run: RunFolder) -> Table:
     """Every column of layers.parquet, row for row (for readers who want the exact numbers)."""
     frame = run.layers.copy()
-    formats = {c: ("text" if frame[c].dtype == object or frame[c].dtype == bool else "num") for c in frame.columns}
+    formats = {c: ("text" if frame[c].dtype == object or frame[c].dtype == bool else "raw") for c in frame.columns}
     return Table("layers-raw", "layers.parquet, every column", frame, formats,
                  {c: f"row:{c}" for c in frame.columns}, note="Per image; NaN shows as an empty cell.")
 

@@ -1,0 +1,325 @@
+"""accelsim report: figures (PNG and SVG) and a self-contained report.html from run, sweep and trade-off folders,
+checked against the tables they come from and rendered in headless Chromium where one is installed."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accelsim.cli import main
+from accelsim.errors import ConfigError
+from accelsim.report import FIGURES, load_source, write_report
+from accelsim.report import figures as F
+from accelsim.report import tables as T
+from accelsim.report.browser import check_in_browser, find_browser
+
+RUN_FIGURES = ("speedup_energy", "energy_breakdown", "neg_fraction", "cycle_breakdown")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """Tables (id -> rows of {column: (text, data-value)}), every src/href, and the figure images of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict[str, tuple[str, str | None]]]] = {}
+        self.links: list[tuple[str, str, str]] = []
+        self.images: list[str] = []
+        self.skipped: list[str] = []
+        self._table = self._row = self._cell = None
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("src", "href", "xlink:href", "action", "poster", "srcset"):
+            if key in a:
+                self.links.append((tag, key, a[key] or ""))
+        if tag == "img" and "data-figure" in a:
+            self.images.append(a["data-figure"])
+        if "data-skipped" in a:
+            self.skipped.append(a["data-skipped"])
+        if tag == "table":
+            self._table = a["id"].removeprefix("table-")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self._row = {}
+        elif tag == "td" and self._row is not None:
+            self._cell, self._text = (a.get("data-col"), a.get("data-value")), ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            col, value = self._cell
+            self._row[col] = (self._text, value)
+            self._cell = None
+        elif tag == "tr" and self._row:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+
+def _page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def _shown(text: str) -> float:
+    """The number a cell shows ('1,234.5', '1.362×', '100.00%')."""
+    return float(text.replace(",", "").rstrip("×%"))
+
+
+def _decimals(text: str) -> int:
+    m = re.search(r"\.(\d+)", text)
+    return len(m.group(1)) if m else 0
+
+
+def _check_cell(cell: tuple[str, str | None], value: float, scale: float = 1.0) -> None:
+    """The cell carries exactly `value` and shows value x scale rounded to the digits it shows."""
+    text, raw = cell
+    assert raw is not None and float(raw) == pytest.approx(value, rel=0, abs=0)
+    assert _shown(text) == pytest.approx(value * scale, abs=0.51 * 10 ** -_decimals(text))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "lenet-run"
+    assert main(["run", "--limit", "8", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_dir) -> Path:
+    assert main(["report", str(run_dir)]) == 0  # default: inside the run folder
+    return run_dir / "report.html"
+
+
+def test_run_report_writes_every_run_figure_as_png_and_svg(run_dir, report):
+    figures = run_dir / "figures"
+    for name in RUN_FIGURES:
+        png, svg = (figures / f"{name}.png").read_bytes(), (figures / f"{name}.svg").read_bytes()
+        assert png.startswith(PNG) and len(png) > 5000
+        assert svg.startswith(b"<?xml") and b"<svg" in svg[:2000] and len(svg) > 5000
+    # A run has no lane sweep and no accuracy/speed points: those figures are skipped, and the page says why.
+    assert not (figures / "lane_sensitivity.png").exists() and not (figures / "accuracy_speedup.svg").exists()
+    page = _page(report)
+    assert sorted(page.images) == sorted(RUN_FIGURES)
+    assert sorted(page.skipped) == ["accuracy_speedup", "lane_sensitivity"]
+    assert "Not drawn" in report.read_text() and "needs a sweep folder" in report.read_text()
+    assert not list(run_dir.glob(".*.tmp")) and not list(figures.glob(".*.tmp"))  # atomic writes left nothing
+
+
+def test_report_html_is_self_contained(report):
+    text = report.read_text(encoding="utf-8")
+    page = _page(report)
+    for tag, attr, value in page.links:
+        assert value.startswith("data:") if attr == "src" else value.startswith("#"), (tag, attr, value[:80])
+    assert all(v.startswith("data:image/png;base64,") for t, a, v in page.links if t == "img")
+    assert "http://" not in text and "https://" not in text and "<link" not in text and "@import" not in text
+    assert "url(" not in text and "file:" not in text
+
+
+def test_table_values_match_the_run_tables(run_dir, report):
+    layers = pd.read_parquet(run_dir / "layers.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    design, baseline = summary["design"], summary["baseline"]
+    page = _page(report)
+    rows = {r["layer"][0]: r for r in page.tables["layers"]}
+    assert list(rows) == list(layers.loc[layers["design"] == design, "layer"])
+    for _, r in layers.iterrows():
+        row = rows[r["layer"]]
+        _check_cell(row[f"{r['design']} cycles"], r["cycles"])
+        _check_cell(row[f"{r['design']} energy µJ"], r["energy_pj"], 1e-6)
+        if r["design"] == design:
+            _check_cell(row["speedup"], r["speedup"])
+            _check_cell(row["energy reduction"], r["energy_reduction"])
+            assert row["mode"][0] == r["mode"]
+            if not math.isnan(r["neg_fraction"]):
+                _check_cell(row["negative outputs"], r["neg_fraction"], 100)
+            else:
+                assert row["negative outputs"] == ("", None)
+    totals = {r["quantity"][0]: r for r in page.tables["totals"]}
+    for name in (design, baseline):
+        _check_cell(totals["cycles"][name], summary["designs"][name]["cycles"])
+        _check_cell(totals["energy µJ"][name], summary["designs"][name]["energy_pj"], 1e-6)
+        _check_cell(totals["energy: DRAM µJ"][name], summary["designs"][name]["energy_dram_pj"], 1e-6)
+    network = {r["quantity"][0]: r["value"] for r in page.tables["network"]}
+    _check_cell(network["speedup (cycles)"], summary["speedup"])
+    _check_cell(network["energy reduction"], summary["energy_reduction"])
+    accuracy = {r["quantity"][0]: r["value"] for r in page.tables["accuracy"]}
+    _check_cell(accuracy["top-1"], summary["accuracy"]["top1"], 100)
+    assert accuracy["images"][0] == "8"
+    # Every column of layers.parquet, row for row.
+    raw = page.tables["layers-raw"]
+    assert len(raw) == len(layers)
+    for i in (0, len(layers) - 1):
+        _check_cell(raw[i]["macs_performed"], layers["macs_performed"].iloc[i])
+        assert raw[i]["design"][0] == layers["design"].iloc[i]
+    config = {r["key"][0]: r["value"][0] for r in page.tables["config-arch"]}
+    assert config["pe.lanes"] == "4" and config["name"] == design
+
+
+def test_figures_draw_the_table_values(run_dir):
+    """The stacked cycle bars reach each layer's cycles; the speedup bars are the table's speedups."""
+    src = load_source(run_dir)
+    layers = src.run.layers
+    design = src.run.summary["design"]
+    mine = layers[layers["design"] == design]
+    fig = F.draw_speedup_energy(src)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    n = len(mine)
+    assert heights[:n] == pytest.approx(list(mine["speedup"]))
+    assert heights[n] == pytest.approx(src.run.summary["speedup"])
+    fig = F.draw_cycle_breakdown(src)
+    tops = {}
+    for p in fig.axes[0].patches:
+        key = round(p.get_x() + p.get_width() / 2, 6)
+        tops[key] = max(tops.get(key, 0.0), p.get_y() + p.get_height())
+    expected = sorted(layers["cycles"])
+    assert sorted(tops.values()) == pytest.approx(expected)
+
+
+def test_svg_output_is_reproducible(run_dir):
+    src = load_source(run_dir)
+    spec = [s for s in FIGURES if s.name == "neg_fraction"]
+    first, second = F.render(src, spec)[0], F.render(src, spec)[0]
+    assert first.svg == second.svg and first.png == second.png
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = find_browser()
+    if path is None:
+        pytest.skip("no Chromium installed (apt-get install chromium); the browser check needs one")
+    return path
+
+
+def test_report_renders_in_headless_chromium(report, browser, tmp_path):
+    from PIL import Image
+
+    check = check_in_browser(report, tmp_path / "shot.png", browser=browser)
+    assert sorted(check.expected) == sorted(RUN_FIGURES)
+    assert sorted(check.loaded) == sorted(RUN_FIGURES), f"figures not decoded: {set(RUN_FIGURES) - set(check.loaded)}"
+    assert not check.blank and check.ok
+    with Image.open(check.screenshot) as img:
+        assert img.size == (1400, 3000)
+        pixels = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)
+    # The figures' bar blue (#2F6DB5) is painted: the images are on screen, not just in the DOM.
+    blue = (np.abs(pixels - [0x2F, 0x6D, 0xB5]).sum(axis=1) < 30).sum()
+    assert blue > 5000
+
+
+def test_browser_check_catches_a_figure_that_does_not_decode(report, browser, tmp_path):
+    broken = tmp_path / "broken.html"
+    text = report.read_text(encoding="utf-8")
+    start = text.index('data-figure="neg_fraction"')
+    src = text.index("base64,", start) + len("base64,")
+    broken.write_text(text[:src] + "bm90IGEgcG5n" + text[text.index('"', src):], encoding="utf-8")
+    check = check_in_browser(broken, tmp_path / "broken.png", browser=browser)
+    assert "neg_fraction" in check.expected and "neg_fraction" not in check.loaded and not check.ok
+
+
+def test_cli_report_to_another_folder_and_stale_figures_removed(run_dir, tmp_path):
+    out = tmp_path / "elsewhere"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "lane_sensitivity.png").write_bytes(b"stale")  # from an earlier report of another folder
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert (out / "report.html").is_file() and (out / "figures" / "cycle_breakdown.svg").is_file()
+    assert not (out / "figures" / "lane_sensitivity.png").exists()
+
+
+def test_shape_only_run_without_baseline_skips_what_it_lacks(tmp_path):
+    run = tmp_path / "shape"
+    assert main(["run", "--shape-only", "--baseline", "none", "--out", str(run)]) == 0
+    rep = write_report(run)
+    assert set(rep.skipped) == {"speedup_energy", "neg_fraction", "lane_sensitivity", "accuracy_speedup"}
+    assert "no baseline" in rep.skipped["speedup_energy"] and "shape-only" in rep.skipped["neg_fraction"]
+    assert sorted(p.name for p in rep.figures) == ["cycle_breakdown.png", "cycle_breakdown.svg",
+                                                   "energy_breakdown.png", "energy_breakdown.svg"]
+    page = _page(rep.html)
+    assert sorted(page.skipped) == sorted(rep.skipped) and "accuracy" not in page.tables
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("accelsim.sweep")
+    out = tmp_path_factory.mktemp("report") / "lanes"
+    assert main(["sweep", "--net", "lenet", "--set", "pe.lanes=1,2,4,8", "--limit", "8", "--workers", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_sweep_report_draws_lane_sensitivity_from_the_sweep_totals(sweep_dir, tmp_path):
+    rep = write_report(sweep_dir, tmp_path / "rep")
+    assert (tmp_path / "rep" / "figures" / "lane_sensitivity.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "rep" / "figures" / "lane_sensitivity.svg").stat().st_size > 5000
+    assert "lane_sensitivity" not in rep.skipped and "accuracy_speedup" not in rep.skipped  # points carry top1
+    assert set(RUN_FIGURES) <= set(rep.skipped)
+    totals = pd.read_parquet(sweep_dir / "totals.parquet")
+    mine = totals[totals["role"] == "design"].set_index("pe.lanes")
+    rows = {int(r["pe.lanes"][0]): r for r in _page(rep.html).tables["sweep-points"]}
+    assert sorted(rows) == [1, 2, 4, 8]
+    for lanes, row in rows.items():
+        _check_cell(row["speedup"], mine.at[lanes, "speedup"])
+        _check_cell(row[f"{mine.at[lanes, 'design']} cycles"], mine.at[lanes, "cycles"])
+    fig = F.draw_lane_sensitivity(load_source(sweep_dir))
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == [1, 2, 4, 8] and list(y) == pytest.approx(list(mine.loc[[1, 2, 4, 8], "speedup"]))
+
+
+def test_results_table_alone_is_enough_for_the_lane_figure(sweep_dir, tmp_path):
+    """The sweep contract is results.parquet (point, design, layer rows, swept keys as columns); without the
+    sweep's totals the network totals are the layer sums, and they agree with the totals the sweep recorded."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(sweep_dir / "results.parquet", bare / "results.parquet")
+    src = load_source(bare)
+    assert src.sweep_keys == ("pe.lanes",) and src.sweep_totals is None
+    points = T.sweep_points(src.sweep, src.sweep_keys).set_index("pe.lanes")
+    totals = pd.read_parquet(sweep_dir / "totals.parquet")
+    recorded = totals[totals["role"] == "design"].set_index("pe.lanes")
+    assert list(points["speedup"]) == pytest.approx(list(recorded.loc[points.index, "speedup"]), rel=1e-9)
+    rep = write_report(bare)
+    assert "lane_sensitivity" not in rep.skipped and (bare / "figures" / "lane_sensitivity.png").is_file()
+    assert "accuracy_speedup" in rep.skipped  # results.parquet carries no top-1
+
+
+def test_tradeoff_table_draws_accuracy_vs_speedup(tmp_path):
+    table = pd.DataFrame({"point": ["exact", "eps=0pt", "eps=2pt"], "epsilon": [math.nan, 0.0, 0.02],
+                          "mode": ["exact", "predictive", "predictive"], "top1_eval": [0.99, 0.99, 0.975],
+                          "speedup": [1.3, 1.35, 1.6], "speedup_vs_exact": [1.0, 1.04, 1.23]})
+    table.to_parquet(tmp_path / "tradeoff.parquet", index=False)
+    rep = write_report(tmp_path)
+    assert "accuracy_speedup" not in rep.skipped and (tmp_path / "figures" / "accuracy_speedup.svg").is_file()
+    fig = F.draw_accuracy_speedup(load_source(tmp_path))
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == [1.35, 1.6] and list(y) == pytest.approx([99.0, 97.5])
+    rows = _page(rep.html).tables["tradeoff"]
+    _check_cell(rows[2]["top1_eval"], 0.975, 100)
+
+
+def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="not a finished accelsim run folder.*results.parquet.*tradeoff.parquet"):
+        write_report(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    half = tmp_path / "half"
+    half.mkdir()
+    pd.DataFrame({"layer": ["conv1"]}).to_parquet(half / "layers.parquet")
+    with pytest.raises(ConfigError, match="config.yaml is missing"):
+        write_report(half)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "accelsim: error: report:" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
