@@ -323,3 +323,19 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "accelsim: error: report:" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_deep_networks_get_horizontal_per_layer_figures(run_dir, monkeypatch):
+    """Past MAX_VERTICAL_LAYERS the layers run down the figure; the stacked bars still end at each layer's cycles."""
+    monkeypatch.setattr(F, "MAX_VERTICAL_LAYERS", 3)
+    src = load_source(run_dir)
+    fig = F.draw_cycle_breakdown(src)
+    ends = {}
+    for p in fig.axes[0].patches:
+        key = round(p.get_y() + p.get_height() / 2, 6)
+        ends[key] = max(ends.get(key, 0.0), p.get_x() + p.get_width())
+    assert sorted(ends.values()) == pytest.approx(sorted(src.run.layers["cycles"]))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(
+        src.run.layers.loc[src.run.layers["design"] == src.run.summary["design"], "layer"])
+    for draw in (F.draw_speedup_energy, F.draw_energy_breakdown, F.draw_neg_fraction):
+        draw(src)  # every per-layer figure has a horizontal form

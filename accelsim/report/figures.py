@@ -83,11 +83,35 @@ def _by_layer(layers: pd.DataFrame, design: str, order: Sequence[str], column: s
     return np.array([float(rows.at[l, column]) if l in rows.index else np.nan for l in order], dtype=float)
 
 
-def _width(n_groups: int, per_group: float = 0.45, minimum: float = 7.0) -> float:
-    return min(max(minimum, 1.6 + per_group * n_groups), 24.0)
+# Above this many layers the per-layer figures turn horizontal (layers down the page), which stays legible in a
+# column of text where 60+ vertical bars would not.
+MAX_VERTICAL_LAYERS = 28
 
 
-def _layer_axis(ax: Any, order: Sequence[str]) -> None:
+def _horizontal(n_layers: int) -> bool:
+    return n_layers > MAX_VERTICAL_LAYERS
+
+
+def _size(n_groups: int, per_group: float, minimum: float, height: float, bars_per_group: int = 1) -> tuple[float, float]:
+    """Figure size of a per-layer figure: wider with more layers, or taller when horizontal."""
+    if _horizontal(n_groups):
+        return 9.0, 1.6 + 0.13 * n_groups * max(1, bars_per_group)
+    return min(max(minimum, 1.6 + per_group * n_groups), 24.0), height
+
+
+def _bar(ax: Any, horizontal: bool, pos: Any, length: Any, thickness: float, base: Any = None, **kw: Any) -> Any:
+    """ax.bar, or ax.barh with the same meaning of its arguments when the figure is horizontal."""
+    if horizontal:
+        return ax.barh(pos, length, thickness, left=base, **kw)
+    return ax.bar(pos, length, thickness, bottom=base, **kw)
+
+
+def _layer_axis(ax: Any, order: Sequence[str], horizontal: bool = False) -> None:
+    if horizontal:
+        ax.set_yticks(np.arange(len(order)))
+        ax.set_yticklabels(order, fontsize=7)
+        ax.set_ylim(len(order) - 0.4, -0.6)  # first layer on top
+        return
     ax.set_xticks(np.arange(len(order)))
     rotate = len(order) > 8 or max((len(l) for l in order), default=0) > 8
     ax.set_xticklabels(order, rotation=60 if rotate else 0, ha="right" if rotate else "center",
@@ -95,9 +119,17 @@ def _layer_axis(ax: Any, order: Sequence[str]) -> None:
     ax.set_xlim(-0.6, len(order) - 0.4)
 
 
-def _new_figure(width: float, height: float, ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, ncols, **kw)
+def _value_axis(ax: Any, horizontal: bool, label: str, lim: tuple[float, float] | None = None) -> None:
+    """Label (and limit) the axis that carries the values, and grid along it."""
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(label)
+    if lim is not None:
+        (ax.set_xlim if horizontal else ax.set_ylim)(*lim)
+    ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+
+
+def _new_figure(size: tuple[float, float], nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, **kw)
     return fig, axes
 
 
@@ -126,45 +158,47 @@ def draw_speedup_energy(src: ReportSource) -> Figure:
     speed = np.append(speed, run.summary.get("speedup") or np.nan)
     energy = np.append(energy, run.summary.get("energy_reduction") or np.nan)
     x = np.arange(len(labels))
-    fig, ax = _new_figure(_width(len(labels), 0.55), 3.6)
+    horizontal = _horizontal(len(labels))
+    fig, ax = _new_figure(_size(len(labels), 0.55, 7.0, 3.6, 2))
     w = 0.38
-    bars_s = ax.bar(x - w / 2, speed, w, color=_DESIGN_COLORS[0], label="speedup (cycles)")
-    bars_e = ax.bar(x + w / 2, energy, w, color="#3C9D5D", label="energy reduction")
-    for bars in (bars_s[-1:], bars_e[-1:]):
-        for b in bars:
-            b.set_edgecolor("black")
-            b.set_linewidth(1.0)
-    if len(labels) <= 24:
+    bars_s = _bar(ax, horizontal, x - w / 2, speed, w, color=_DESIGN_COLORS[0], label="speedup (cycles)")
+    bars_e = _bar(ax, horizontal, x + w / 2, energy, w, color="#3C9D5D", label="energy reduction")
+    for b in (bars_s[-1], bars_e[-1]):  # the network's bars, outlined
+        b.set_edgecolor("black")
+        b.set_linewidth(1.0)
+    if not horizontal and len(labels) <= 24:
         for bars, values in ((bars_s, speed), (bars_e, energy)):
             for b, v in zip(bars, values):
                 if np.isfinite(v):
                     ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2),
                                 textcoords="offset points", ha="center", va="bottom", fontsize=7)
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.axvline(len(order) - 0.5, color="#808080", linewidth=0.6)
-    _layer_axis(ax, labels)
+    (ax.axvline if horizontal else ax.axhline)(1.0, color="black", linewidth=0.8, linestyle="--")
+    (ax.axhline if horizontal else ax.axvline)(len(order) - 0.5, color="#808080", linewidth=0.6)
+    _layer_axis(ax, labels, horizontal)
     top = np.nanmax(np.concatenate([speed, energy]))
-    ax.set_ylim(0, max(1.2, top * 1.15))
-    ax.set_ylabel(f"{baseline} / {design}  (×)")
+    _value_axis(ax, horizontal, f"{baseline} / {design}  (×)", (0, max(1.2, top * 1.15)))
     ax.set_title(f"{run.summary.get('network', '')}: speedup and energy reduction of {design} over {baseline}")
-    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=2)
-    ax.grid(axis="y", alpha=0.3)
+    if horizontal:  # the bars run under any corner of a tall figure: the legend goes above it
+        fig.legend(handles=[bars_s, bars_e], loc="outside upper center", fontsize=8, frameon=False, ncols=2)
+    else:
+        ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=2)
     return fig
 
 
 def _stacked_pairs(ax: Any, layers: pd.DataFrame, design: str, baseline: str | None, order: Sequence[str],
-                   columns: Sequence[str], colors: Sequence[str], scale: float) -> None:
+                   columns: Sequence[str], colors: Sequence[str], scale: float, horizontal: bool = False) -> None:
+    """Per layer one stacked bar per design (the baseline's hatched), a segment per column."""
     designs = [design] + ([baseline] if baseline else [])
     w = 0.8 / len(designs)
     x = np.arange(len(order))
     for i, who in enumerate(designs):
         offset = (i - (len(designs) - 1) / 2) * w
-        bottom = np.zeros(len(order))
+        base = np.zeros(len(order))
         for col, color in zip(columns, colors):
             values = np.nan_to_num(_by_layer(layers, who, order, col)) * scale
-            ax.bar(x + offset, values, w * 0.95, bottom=bottom, color=color, edgecolor="white" if i else color,
-                   linewidth=0.0, hatch=_BASELINE_HATCH if i else None)
-            bottom += values
+            _bar(ax, horizontal, x + offset, values, w * 0.95, base, color=color, edgecolor="white" if i else color,
+                 linewidth=0.0, hatch=_BASELINE_HATCH if i else None)
+            base += values
 
 
 def draw_energy_breakdown(src: ReportSource) -> Figure:
@@ -177,25 +211,29 @@ def draw_energy_breakdown(src: ReportSource) -> Figure:
     if not classes:
         raise SkipFigure("layers.parquet has no energy_<class>_pj columns with energy in them")
     colors = [_ENERGY_COLORS[i % len(_ENERGY_COLORS)] for i in range(len(classes))]
-    fig, (tot, ax) = _new_figure(_width(len(order), 0.7, 9.0), 4.0, ncols=2,
-                                 gridspec_kw={"width_ratios": [1.1, max(2.0, 0.55 * len(order))]})
+    horizontal = _horizontal(len(order))
+    if horizontal:  # network totals above, layers below
+        width, height = _size(len(order), 0.7, 9.0, 4.0, len(designs))
+        fig, (tot, ax) = _new_figure((width, height + 1.2), nrows=2,
+                                     gridspec_kw={"height_ratios": [1.2, height]})
+    else:
+        fig, (tot, ax) = _new_figure(_size(len(order), 0.7, 9.0, 4.0), ncols=2,
+                                     gridspec_kw={"width_ratios": [1.1, max(2.0, 0.55 * len(order))]})
     totals = run.summary.get("designs", {})
     for i, who in enumerate(designs):
-        bottom = 0.0
+        base = 0.0
         for col, color in zip(classes, colors):
             v = float(totals.get(who, {}).get(col) or 0.0) * 1e-6
-            tot.bar(i, v, 0.7, bottom=bottom, color=color, edgecolor="white" if i else color, linewidth=0.0,
-                    hatch=_BASELINE_HATCH if i else None)
-            bottom += v
-    tot.set_xticks(range(len(designs)))
-    tot.set_xticklabels(designs)
-    tot.set_ylabel("energy per image (µJ)")
+            _bar(tot, horizontal, i, v, 0.7, base, color=color, edgecolor="white" if i else color, linewidth=0.0,
+                 hatch=_BASELINE_HATCH if i else None)
+            base += v
+    _layer_axis(tot, designs, horizontal)
+    _value_axis(tot, horizontal, "energy per image (µJ)")
     tot.set_title("network (summary.json)")
-    tot.grid(axis="y", alpha=0.3)
-    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1e-6)
-    _layer_axis(ax, order)
+    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1e-6, horizontal)
+    _layer_axis(ax, order, horizontal)
+    _value_axis(ax, horizontal, "energy per image (µJ)" if horizontal else "")
     ax.set_title("per layer")
-    ax.grid(axis="y", alpha=0.3)
     handles = [Patch(facecolor=c, label=T.energy_label(k)) for k, c in zip(classes, colors)]
     handles += _design_legend(design, baseline)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
@@ -215,19 +253,22 @@ def draw_neg_fraction(src: ReportSource) -> Figure:
     modes = layers[layers["design"] == design].set_index("layer")["mode"]
     mode_colors = {"exact": _DESIGN_COLORS[0], "predictive": "#3C9D5D", "dense": "#C9C9C9"}
     colors = [mode_colors.get(str(modes.get(n)), "#808080") for n in names]
-    fig, ax = _new_figure(_width(len(names), 0.5, 6.0), 3.4)
-    bars = ax.bar(np.arange(len(names)), 100 * neg[keep], 0.6, color=colors)
+    horizontal = _horizontal(len(names))
+    fig, ax = _new_figure(_size(len(names), 0.5, 6.0, 3.4))
+    bars = _bar(ax, horizontal, np.arange(len(names)), 100 * neg[keep], 0.6, color=colors)
     for b, v in zip(bars, neg[keep]):
-        ax.annotate(f"{100 * v:.0f}%", (b.get_x() + b.get_width() / 2, 100 * v), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
-    _layer_axis(ax, names)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("negative outputs (%)")
+        if horizontal:
+            ax.annotate(f"{100 * v:.0f}%", (100 * v, b.get_y() + b.get_height() / 2), xytext=(2, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize=6)
+        else:
+            ax.annotate(f"{100 * v:.0f}%", (b.get_x() + b.get_width() / 2, 100 * v), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    _layer_axis(ax, names, horizontal)
+    _value_axis(ax, horizontal, "negative outputs (%)", (0, 105))
     ax.set_title(f"{run.summary.get('network', '')}: outputs that are negative before ReLU ({design})")
     present = dict.fromkeys(str(modes.get(n)) for n in names)
     ax.legend(handles=[Patch(facecolor=mode_colors.get(m, "#808080"), label=f"{m} mode") for m in present],
-              fontsize=8, frameon=False, loc="upper left", ncols=len(present))
-    ax.grid(axis="y", alpha=0.3)
+              fontsize=8, frameon=False, loc="lower right" if horizontal else "upper left", ncols=len(present))
     omitted = [l for l in order if l not in names]
     if omitted:
         fig.text(0.01, 0.005, f"no value for {', '.join(omitted)}", fontsize=7, color="#606060")
@@ -245,12 +286,12 @@ def draw_cycle_breakdown(src: ReportSource) -> Figure:
         raise SkipFigure("layers.parquet has no cycles_<class> columns")
     colors = [_CYCLE_COLORS.get(c[len("cycles_"):], _ENERGY_COLORS[i % len(_ENERGY_COLORS)])
               for i, c in enumerate(classes)]
-    fig, ax = _new_figure(_width(len(order), 0.7, 7.5), 4.0)
-    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1.0)
-    _layer_axis(ax, order)
-    ax.set_ylabel("cycles per image")
+    horizontal = _horizontal(len(order))
+    fig, ax = _new_figure(_size(len(order), 0.7, 7.5, 4.0, len(designs)))
+    _stacked_pairs(ax, layers, design, baseline, order, classes, colors, 1.0, horizontal)
+    _layer_axis(ax, order, horizontal)
+    _value_axis(ax, horizontal, "cycles per image")
     ax.set_title(f"{run.summary.get('network', '')}: where the cycles go, per layer")
-    ax.grid(axis="y", alpha=0.3)
     handles = [Patch(facecolor=c, label=T.cycle_label(k)) for k, c in zip(classes, colors)]
     handles += _design_legend(design, baseline)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
@@ -294,7 +335,7 @@ def draw_lane_sensitivity(src: ReportSource) -> Figure:
               and points.groupby(LANES_KEY)[k].nunique().max() <= 1 and points[k].nunique() > 1]
     lines = _series(points, LANES_KEY, keys)
     has_speedup = "speedup" in points.columns and points["speedup"].notna().any()
-    fig, axes = _new_figure(10.0 if has_speedup else 5.5, 3.8, ncols=2 if has_speedup else 1)
+    fig, axes = _new_figure((10.0 if has_speedup else 5.5, 3.8), ncols=2 if has_speedup else 1)
     axes = list(np.atleast_1d(axes))
     cyc_ax = axes[-1]
     markers = "osD^v<>"
@@ -350,7 +391,7 @@ def draw_accuracy_speedup(src: ReportSource) -> Figure:
     """Top-1 accuracy against speedup, one marker per trade-off or sweep point."""
     table, x, y, x_label = _accuracy_points(src)
     table = table[table[[x, y]].notna().all(axis=1)]
-    fig, ax = _new_figure(6.0, 4.0)
+    fig, ax = _new_figure((6.0, 4.0))
     if "epsilon" in table.columns and "mode" in table.columns:  # a trade-off: predictive points and exact mode
         pred, exact = table[table["mode"] != "exact"], table[table["mode"] == "exact"]
         ax.plot(pred[x], 100 * pred[y], "o-", color=_DESIGN_COLORS[0], label="predictive")
