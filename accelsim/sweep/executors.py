@@ -46,14 +46,24 @@ class InlineExecutor:
         pass
 
 
+def _share_cores(threads: int) -> None:
+    """Worker start-up: the functional pass's Numba kernels run `threads` threads, so workers do not oversubscribe."""
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
 class ProcessExecutor:
-    """Local worker processes (spawned, so no thread or Numba state of this process is inherited)."""
+    """Local worker processes (spawned, so no thread or Numba state of this process is inherited), sharing the
+    cores: each worker's parallel kernels get cores / workers threads."""
 
     name = "processes"
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_share_cores, initargs=(threads,))
 
     def submit_all(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Outcome]:
         futures: dict[Future, int] = {self._pool.submit(fn, task): i for i, task in enumerate(tasks)}
