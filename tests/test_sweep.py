@@ -170,6 +170,12 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stderr", term)
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert "2/2" in term.getvalue() and "point" in term.getvalue()
+    # accelsim run counts images the same way
+    term.seek(0)
+    term.truncate()
+    assert main(["run", "--limit", "5", "--baseline", "none", "--no-float-reference", "--out",
+                 str(tmp_path / "run")]) == 0
+    assert "5/5" in term.getvalue() and "image" in term.getvalue()
 
 
 # -- resume after a kill ----------------------------------------------------------------------------------------------
@@ -206,15 +212,15 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
 # -- executors ---------------------------------------------------------------------------------------------------------
 def test_dask_local_cluster_gives_the_local_table(tmp_path):
     pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     spec = SweepSpec(base={"net": "lenet", "limit": 8, "float_reference": False},
                      axes=tuple(parse_sets(["pe.lanes=2,8", "run.negative_order=most_negative_first,original"])))
     local = sweep(spec, tmp_path / "local", workers=1)
     assert local.functional_passes == 2 and local.tasks == 2
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        remote = sweep(spec, tmp_path / "dask", scheduler=client)
+                      dashboard_address=None) as cluster:
+        remote = sweep(spec, tmp_path / "dask", scheduler=cluster.scheduler_address)  # as --scheduler tcp://...
     assert remote.executor == "dask" and remote.workers == 2 and remote.functional_passes == 2
     pd.testing.assert_frame_equal(local.results, remote.results)
     pd.testing.assert_frame_equal(local.totals, remote.totals)

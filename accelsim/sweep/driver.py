@@ -123,6 +123,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
         executor = make_executor(workers, scheduler, tasks=len(tasks))
         executor_name, n_workers = executor.name, executor.workers
         log.info("running %d task(s) on %s (%d worker(s))", len(tasks), executor.name, executor.workers)
+        interrupted = True
         try:
             for i, outcome in executor.submit_all(run_task, tasks):
                 if isinstance(outcome, BaseException):  # the worker itself was lost: its points fail, not the sweep
@@ -132,8 +133,9 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
                     passes += any(r.functional_pass for r in records)
                 for rec in records:
                     record(rec)
+            interrupted = False
         finally:
-            executor.close()
+            executor.close(wait=not interrupted)
     results, totals = store.rebuild(points, spec.keys)
     failed = {}  # every point whose latest record is a failure, from this invocation or an earlier one
     for p in points:

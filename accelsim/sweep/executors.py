@@ -26,7 +26,8 @@ class Executor(Protocol):
 
     def submit_all(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Outcome]: ...
 
-    def close(self) -> None: ...
+    def close(self, wait: bool = True) -> None:
+        """Release the workers; `wait=False` (after an interruption) does not wait for running tasks."""
 
 
 class InlineExecutor:
@@ -42,7 +43,7 @@ class InlineExecutor:
             except Exception as exc:  # the task function records point failures itself; this is a crash
                 yield i, exc
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         pass
 
 
@@ -78,8 +79,8 @@ class ProcessExecutor:
             for fut in pending:
                 fut.cancel()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class DaskExecutor:
@@ -117,15 +118,17 @@ class DaskExecutor:
         futures = {self.client.submit(fn, task, pure=False): i for i, task in enumerate(tasks)}
         try:
             for fut in as_completed(list(futures)):
-                if fut.status == "error":
-                    yield futures[fut], fut.exception()
-                else:
+                if fut.status == "finished":
                     yield futures[fut], fut.result()
+                elif fut.status == "error":
+                    yield futures[fut], fut.exception()
+                else:  # cancelled or lost with its worker
+                    yield futures[fut], RuntimeError(f"the task was {fut.status} on the Dask cluster")
         finally:
             for fut in futures:
                 fut.release()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self._own:
             self.client.close()
 

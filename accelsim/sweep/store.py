@@ -36,7 +36,7 @@ RESULTS = "results.parquet"
 TOTALS = "totals.parquet"
 META = "sweep.json"
 POINTS = "points"
-_OWNED = (DEFINITION, RESULTS, TOTALS, META, POINTS)
+_OWNED = (DEFINITION, RESULTS, TOTALS, META, POINTS, "figures", "report.html")  # report: made from the tables
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
