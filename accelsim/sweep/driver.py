@@ -106,7 +106,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
         nonlocal recorded
         store.record(by_id[rec.point], rec)
         if rec.status != "ok":
-            log.warning("point %s %s failed: %s", rec.point, by_id[rec.point].values, rec.error)
+            log.info("point %s %s failed: %s", rec.point, by_id[rec.point].values, rec.error)
         recorded += 1
         if progress is not None:
             progress(recorded, total)
