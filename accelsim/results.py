@@ -34,15 +34,16 @@ class RunFolder:
     events: pd.DataFrame | None = None
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` with NaN/inf as None and NumPy scalars as Python ones, so JSON and YAML writers accept it."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):  # numpy scalar
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -59,12 +60,12 @@ def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         with open(tmp / "config.yaml", "w") as fh:
-            yaml.safe_dump(_json_safe(dict(config)), fh, sort_keys=False)
+            yaml.safe_dump(json_safe(dict(config)), fh, sort_keys=False)
         layers.to_parquet(tmp / "layers.parquet", index=False)
         if events is not None:
             events.to_parquet(tmp / "events.parquet", index=False)
         with open(tmp / "summary.json", "w") as fh:
-            json.dump(_json_safe(dict(summary)), fh, indent=2)
+            json.dump(json_safe(dict(summary)), fh, indent=2)
             fh.write("\n")
         if out.exists():
             shutil.rmtree(out)

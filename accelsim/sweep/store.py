@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from accelsim.errors import ConfigError
-from accelsim.results import _json_safe
+from accelsim.results import json_safe
 from accelsim.sweep.grid import Point
 from accelsim.sweep.runner import PointRecord
 
@@ -54,7 +54,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w") as fh:
-            json.dump(_json_safe(dict(doc)), fh, indent=1)
+            json.dump(json_safe(dict(doc)), fh, indent=1)
             fh.write("\n")
 
     _atomic(path, write)
@@ -89,7 +89,7 @@ class SweepStore:
 
     def open(self, definition: Mapping[str, Any], force: bool = False) -> None:
         """Create the folder, or check that it holds this same sweep; `force` discards another sweep's records."""
-        definition = yaml.safe_load(yaml.safe_dump(_json_safe(dict(definition)), sort_keys=False))
+        definition = yaml.safe_load(yaml.safe_dump(json_safe(dict(definition)), sort_keys=False))
         path = self.folder / DEFINITION
         if path.is_file():
             with open(path) as fh:
