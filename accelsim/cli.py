@@ -101,6 +101,24 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    """The (Th, N) grid and number-format options shared by `optimize` and `tradeoff`."""
+    p.add_argument("--n-fractions", type=_floats, dest="n_fractions",
+                   help="N grid as fractions of the kernel length, comma-separated")
+    p.add_argument("--n-counts", type=_ints, dest="n_counts", help="N grid as absolute MAC counts, comma-separated")
+    p.add_argument("--th-fractions", type=_floats, dest="th_fractions",
+                   help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)")
+    p.add_argument("--levels", type=_floats,
+                   help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
+    p.add_argument("--profile-images", type=int, dest="profile_images",
+                   help="optimisation images kernel profiling looks at (default 256)")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--calibration-images", type=int, dest="calibration_images")
+    p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
+    p.add_argument("--weight-bits", type=int, dest="weight_bits")
+    p.add_argument("--activation-bits", type=int, dest="activation_bits")
+
+
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="Algorithm 1: choose per-kernel speculation parameters (Th, N) under an "
                                         "accuracy budget, for `accelsim run --mode predictive --spec`")
@@ -117,20 +135,7 @@ def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="spec file to write (.npz); the report goes to <out>.json")
     p.add_argument("--state", help="state file for resuming (default <out>.state.json)")
     p.add_argument("--resume", action="store_true", help="continue from the state file of an interrupted run")
-    p.add_argument("--n-fractions", type=_floats, dest="n_fractions",
-                   help="N grid as fractions of the kernel length, comma-separated")
-    p.add_argument("--n-counts", type=_ints, dest="n_counts", help="N grid as absolute MAC counts, comma-separated")
-    p.add_argument("--th-fractions", type=_floats, dest="th_fractions",
-                   help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)")
-    p.add_argument("--levels", type=_floats,
-                   help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
-    p.add_argument("--profile-images", type=int, dest="profile_images",
-                   help="optimisation images kernel profiling looks at (default 256)")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--calibration-images", type=int, dest="calibration_images")
-    p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
-    p.add_argument("--weight-bits", type=int, dest="weight_bits")
-    p.add_argument("--activation-bits", type=int, dest="activation_bits")
+    _add_search_args(p)
     p.add_argument("--negative-order", choices=["most_negative_first", "least_negative_first", "original"],
                    dest="negative_order")
     p.add_argument("--skip-zero-weights", action="store_true", default=None, dest="skip_zero_weights")
@@ -197,20 +202,7 @@ def _add_tradeoff_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-opt-check", action="store_false", dest="check_opt",
                    help="take top-1 and MACs on the optimisation images from the optimiser instead of a functional "
                         "run per point (faster on large networks; the MAC figure is then an estimate)")
-    p.add_argument("--n-fractions", type=_floats, dest="n_fractions",
-                   help="N grid as fractions of the kernel length, comma-separated")
-    p.add_argument("--n-counts", type=_ints, dest="n_counts", help="N grid as absolute MAC counts, comma-separated")
-    p.add_argument("--th-fractions", type=_floats, dest="th_fractions",
-                   help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)")
-    p.add_argument("--levels", type=_floats,
-                   help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
-    p.add_argument("--profile-images", type=int, dest="profile_images",
-                   help="optimisation images kernel profiling looks at (default 256)")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--calibration-images", type=int, dest="calibration_images")
-    p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
-    p.add_argument("--weight-bits", type=int, dest="weight_bits")
-    p.add_argument("--activation-bits", type=int, dest="activation_bits")
+    _add_search_args(p)
 
 
 def _cmd_tradeoff(args: argparse.Namespace) -> int:
