@@ -171,3 +171,19 @@ def test_without_the_opt_check_the_optimisers_own_numbers_fill_the_columns():
     cols = _opt_columns(None, None, result)
     assert cols["top1_opt"] == pytest.approx(0.88) and cols["loss_opt"] == 0.02
     assert cols["mac_reduction_opt"] == pytest.approx(2.0) and cols["opt_source"].startswith("optimiser")
+
+
+def test_a_layer_whose_kernels_all_run_exact_counts_as_exact_not_predictive():
+    from accelsim.functional import forward
+    from accelsim.functional.forward import PredictiveSpec
+
+    net = load_network("lenet")
+    data = load_dataset(None, net.graph, limit=16)
+    f1, f2 = net.graph.layer("conv1").out_channels, net.graph.layer("conv2").out_channels
+    spec = PredictiveSpec({"conv1": np.zeros(f1, np.int32), "conv2": np.full(f2, 4, np.int32)},
+                          {"conv1": np.zeros(f1), "conv2": np.zeros(f2)})
+    res = forward.run(net, data.iter_batches(16), FunctionalConfig(mode="predictive", float_reference=False), spec=spec)
+    modes = dict(zip(res.layers["layer"], res.layers["mode"]))
+    assert modes["conv1"] == "exact" and modes["conv2"] == "predictive"
+    conv1 = res.layers.set_index("layer").loc["conv1"]
+    assert math.isnan(conv1["fn_rate"]) and math.isnan(conv1["fn_small_share"])

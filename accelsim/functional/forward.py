@@ -322,7 +322,7 @@ def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], 
             if mode == "predictive":
                 assert spec is not None
                 got = spec.for_layer(layer)
-                if got is None:
+                if got is None or not np.any(got[0]):  # no kernel speculates: exactly exact mode
                     plan.mode = "exact"
                 else:
                     n_spec, th = got
