@@ -273,6 +273,17 @@ ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components")
 _TABLES = ("pj_per_bit", "pj_per_event", "components")
 
 
+def parse_scalar(text: str, what: str) -> Any:
+    """A `--set` value: one YAML scalar (8, 0.5, true, name); a mapping, a list or bad YAML is a ConfigError."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: the value is not a valid YAML scalar ({exc})") from None
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{what}: the value must be a single scalar, got {value!r}")
+    return value
+
+
 def find_arch(name_or_path: str | Path) -> Path:
     """`snapea` (a file of arch_configs/) or a path such as `arch_configs/snapea.yaml` -> the arch file's path."""
     path = Path(name_or_path)
@@ -478,12 +489,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], lines: dict[
             raise ConfigError(f"{where}: --set {text!r}: expected key=value, e.g. pe.lanes=8")
         key, _, value_text = text.partition("=")
         key = key.strip()
-        try:
-            value = yaml.safe_load(value_text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: --set {text}: the value is not a valid YAML scalar ({exc})") from None
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where}: --set {text}: the value must be a single scalar, got {value!r}")
+        value = parse_scalar(value_text, f"{where}: --set {text}")
         path = _override_path(key, raw)
         if path is None:
             raise ConfigError(f"{where}: --set {text}: unknown key '{key}'; valid keys: {', '.join(override_keys(raw))}")

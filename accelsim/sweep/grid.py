@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from accelsim.arch import parse_scalar
 from accelsim.errors import ConfigError
 
 RUN_PREFIX = "run."
@@ -63,13 +64,7 @@ class Point:
 
 
 def _scalar(key: str, text: str) -> Any:
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}={text}: the value is not a valid YAML scalar ({exc})") from None
-    if isinstance(value, (dict, list)):
-        raise ConfigError(f"--set {key}={text}: each value must be a single scalar, got {value!r}")
-    return value
+    return parse_scalar(text, f"--set {key}={text}")
 
 
 def parse_sets(items: Sequence[str]) -> list[Axis]:
