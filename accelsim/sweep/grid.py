@@ -19,7 +19,6 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
-import yaml
 
 from accelsim.arch import parse_scalar
 from accelsim.errors import ConfigError
