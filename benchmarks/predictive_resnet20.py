@@ -1,12 +1,13 @@
 """Accuracy vs speed of SnaPEA's predictive mode on ResNet-20 (CIFAR-10): `accelsim tradeoff` on real data.
 
-Optimisation images: the first --opt-limit test images of the CIFAR-10 set; evaluation images: the next --eval-limit
-(disjoint). Prints the trade-off table, the per-stage times and where the run folders are; the recorded output is in
-predictive_resnet20.md.
+Optimisation images: the first --opt-limit images of the CIFAR-10 test set in --image-order (a seeded shuffle by
+default: the npz is sorted by class); evaluation images: the next --eval-limit (disjoint). Prints the trade-off
+table, the per-stage times and where the run folders are; the recorded output is in predictive_resnet20.md.
 
     python benchmarks/predictive_resnet20.py [--model ../shared/data/models/resnet20_cifar10.npz]
         [--images ../shared/data/cifar10/cifar10_test_jpegq75.npz] [--opt-limit 300] [--eval-limit 500]
-        [--epsilons 0,0.01,0.02,0.03] [--profile-images 128] [--levels ...] [--out /tmp/tradeoff_resnet20]
+        [--epsilons 0,0.01,0.02,0.03] [--profile-images 128] [--levels ...] [--image-order shuffled|file]
+        [--out /tmp/tradeoff_resnet20]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
     ap.add_argument("--profile-images", type=int, default=profile_images)
     ap.add_argument("--levels", default=levels, help="local-pass proxy-loss levels (default: SearchSettings')")
     ap.add_argument("--out", default=out)
+    ap.add_argument("--image-order", choices=["shuffled", "file"], default="shuffled",
+                    help="which images the first/next N are: a seeded shuffle of the set (default) or file order")
     ap.add_argument("--check-opt", action=argparse.BooleanOptionalAction, default=check_opt,
                     help="measure top-1/MACs on the optimisation images with a functional run per point")
     args = ap.parse_args(argv)
@@ -49,10 +52,10 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
     search = {"profile_images": args.profile_images}
     if args.levels:
         search["levels"] = tuple(float(v) for v in args.levels.split(","))
-    cfg = RunConfig(net=args.model, images=args.images, float_reference=False)
+    cfg = RunConfig(net=args.model, images=args.images, image_order=args.image_order, float_reference=False)
     print(f"{Path(args.model).name} on {Path(args.images).name}: optimisation images 0..{args.opt_limit - 1}, "
           f"evaluation images {args.opt_limit}..{args.opt_limit + args.eval_limit - 1}; epsilons {args.epsilons}; "
-          f"search {search}; check_opt {args.check_opt}; nproc {os.cpu_count()}, python {platform.python_version()}", flush=True)
+          f"image order {args.image_order}; search {search}; check_opt {args.check_opt}; nproc {os.cpu_count()}, python {platform.python_version()}", flush=True)
     t0 = time.perf_counter()
     result = tradeoff(cfg, [float(v) for v in args.epsilons.split(",")], args.out, settings=SearchSettings(**search),
                       opt_limit=args.opt_limit, eval_limit=args.eval_limit, check_opt=args.check_opt)
