@@ -222,3 +222,30 @@ def test_dense_gemm_path_matches_the_walk(monkeypatch):
     monkeypatch.setattr(lanes, "_sums_are_exact", lambda *a: False)
     assert_same(fast, run_lanes(x, layer, stream, bias, "dense"))
     assert_same(fast, run_lanes_reference(x, layer, stream, bias, "dense"))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), at_zero=st.booleans(), signed=st.booleans(), off_grid=st.booleans())
+def test_predictive_outputs_equal_the_lanes_output(case, at_zero, signed, off_grid):
+    """The optimiser's GEMM shortcut gives the lanes' predictive outputs bit for bit, also where it must walk."""
+    layer, x, stream, bias, threshold = case
+    if signed:
+        x = x - 1.0
+    if off_grid:
+        x = x * (1.0 + np.random.default_rng(int(x.size)).random(x.shape) * 1e-3)
+    got = lanes.predictive_outputs(x, layer, stream, bias, threshold, at_zero)
+    want = run_lanes(x, layer, stream, bias, "predictive", threshold, at_zero).output
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_predictive_outputs_take_the_gemm_path_on_the_grid(monkeypatch):
+    rng = np.random.default_rng(5)
+    layer = conv(4, 6, (3, 3), (1, 1), (1, 1), groups=2)
+    w = rng.integers(-8, 8, (6, 2, 3, 3)) / 8.0
+    x = np.maximum(rng.integers(-4, 8, (2, 4, 7, 7)), 0) / 4.0
+    stream = reorder_layer(w, np.array([0, 1, 3, 0, 2, 18]))
+    bias, threshold = rng.integers(-4, 4, 6) / 8.0, rng.integers(-8, 8, 6) / 8.0
+    want = run_lanes(x, layer, stream, bias, "predictive", threshold).output
+    monkeypatch.setattr(lanes, "run_lanes", lambda *a, **k: pytest.fail("walked the lanes on exact sums"))
+    assert np.array_equal(lanes.predictive_outputs(x, layer, stream, bias, threshold), want)

@@ -19,7 +19,7 @@ from accelsim.errors import ConfigError
 from accelsim.functional import ops
 from accelsim.functional.eligibility import Eligibility, early_termination_eligibility
 from accelsim.functional.fixedpoint import NumberFormat, fractional_length, quantize
-from accelsim.functional.lanes import LaneResult, run_lanes
+from accelsim.functional.lanes import LaneResult, predictive_outputs, run_lanes
 from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
 from accelsim.nets.graph import (
     FC,
@@ -151,12 +151,14 @@ class PreparedNetwork:
         keep: Iterable[str] = (),
         input_zeros: dict[str, list[int]] | None = None,
         speculate: Mapping[str, tuple[WeightStream, np.ndarray]] | None = None,
+        outputs_only: bool = False,
     ) -> dict[str, np.ndarray]:
         """Run layers `start`.. of the graph from `blobs`: the values (on their grids) written before layer `start`
         that it or a later layer reads, e.g. activations cached by a dense pass.
 
         `speculate` runs the named conv layers in the MAC lanes in predictive mode with the given weight stream and
         thresholds (accumulator grid) instead of their prepared plan, whatever `policy` says; `observer` sees them.
+        With `outputs_only` they give the same outputs by `predictive_outputs` (no MAC counts, no observer).
         Otherwise as `forward`.
         """
         graph = self.network.graph
@@ -176,7 +178,12 @@ class PreparedNetwork:
                 counts = input_zeros.setdefault(layer.name, [0, 0])
                 counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
                 counts[1] += int(ins[0].size)
-            if layer.name in speculate:
+            if layer.name in speculate and outputs_only:
+                stream, threshold = speculate[layer.name]
+                y = predictive_outputs(ins[0].astype(np.float64, copy=False), layer, stream,
+                                       self.convs[layer.name].bias, threshold,
+                                       self.config.terminate_at_zero).astype(ins[0].dtype, copy=False)
+            elif layer.name in speculate:
                 stream, threshold = speculate[layer.name]
                 res = run_lanes(ins[0].astype(np.float64, copy=False), layer, stream, self.convs[layer.name].bias,
                                 "predictive", threshold=threshold, terminate_at_zero=self.config.terminate_at_zero)

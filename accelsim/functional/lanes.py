@@ -16,6 +16,7 @@ does, so results are bit-identical to it whatever the data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -307,11 +308,21 @@ def _grid_unit(v: np.ndarray) -> int | None:
     if top == 0.0:
         return 0
     e = int(np.frexp(top)[1])  # top < 2**e
+    flat = np.ravel(v)
     for bits in (16, 24, 32, 40, 53):
-        scaled = np.ldexp(v, bits - e)  # exact: a power-of-two scaling of finite values
-        if np.array_equal(np.rint(scaled), scaled):
+        if _all_integer_multiples(flat, math.ldexp(1.0, bits - e)):  # exact: a power-of-two scaling
             return e - bits
     return None
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_integer_multiples(flat, scale):
+    """True when every value times `scale` is an integer (one pass, stops at the first that is not)."""
+    for i in range(flat.size):
+        y = flat[i] * scale
+        if y != np.floor(y):
+            return False
+    return True
 
 
 def _sums_are_exact(x: np.ndarray, wts: np.ndarray, bias: np.ndarray) -> bool:
@@ -428,3 +439,54 @@ def run_lanes(
     return LaneResult(
         acc=acc.reshape(shape), macs=macs.reshape(shape), terminated=term.reshape(shape), spec_stop=spec.reshape(shape)
     )
+
+
+def _gemm_rows(x: np.ndarray, layer: Conv, rows: np.ndarray, row_group: np.ndarray, ho: int, wo: int) -> np.ndarray:
+    """(R, B*Ho*Wo) products of each (K,) row of `rows` with every window of its group, by a float64 GEMM per group."""
+    (py, px) = layer.pad
+    xpad = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
+    npix = x.shape[0] * ho * wo
+    out = np.empty((rows.shape[0], npix))
+    for g in range(layer.groups):
+        sel = np.flatnonzero(row_group == g)
+        if sel.size:
+            out[sel] = rows[sel] @ _im2col(xpad, layer, ho, wo, g, npix)
+    return out
+
+
+def predictive_outputs(
+    x: np.ndarray,
+    layer: Conv,
+    stream: WeightStream,
+    bias: np.ndarray,
+    threshold: np.ndarray,
+    terminate_at_zero: bool = False,
+) -> np.ndarray:
+    """`run_lanes(..., "predictive", threshold).output` without walking the lanes (so without MAC counts).
+
+    Where the exact-mode stop is the sign of the full sum (inputs >= 0, only negative weights after `neg_start`) and
+    every sum is exact (`_sums_are_exact`), a window's output is 0 when the speculation check stops it (bias + the
+    first N products < Th) and ReLU(full sum) otherwise: one GEMM with the kernels and one with their speculation
+    sets give it, bit for bit. Otherwise this runs the lanes. The optimiser's global pass needs only these values.
+    """
+    p = _prepare(x, layer, stream, bias, "predictive", threshold)
+    b, f_count, ho, wo = p.out_shape
+    pos = np.arange(np.asarray(stream.weights).shape[1])[None, :]
+    stored = pos < p.length[:, None]
+    wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
+    index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
+    neg_seg = stored & (pos >= p.neg_start[:, None])
+    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias):
+        return run_lanes(x, layer, stream, bias, "predictive", threshold, terminate_at_zero).output
+    k = layer.kernel_size
+    spec = np.flatnonzero(p.n_spec > 0)
+    rows = np.concatenate([_dense_kernels(wts, index, p.length, k),
+                           _dense_kernels(wts[spec], index[spec], p.n_spec[spec], k)])
+    kernel_group = np.arange(f_count) // (f_count // layer.groups)
+    sums = _gemm_rows(p.x, layer, rows, np.concatenate([kernel_group, kernel_group[spec]]), ho, wo)
+    sums += np.concatenate([p.bias, p.bias[spec]])[:, None]
+    out = np.maximum(sums[:f_count], 0.0)
+    stop = sums[f_count:] < p.threshold[spec, None]
+    out[spec] = np.where(stop, 0.0, out[spec])
+    return np.ascontiguousarray(out.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3))

@@ -200,7 +200,7 @@ def optimize(
 
     def evaluate(current: Mapping[str, Candidate]) -> float:
         settings_now = {l: _setting(state.profiles[l], c.t) for l, c in current.items() if c.t != EXACT}
-        return ev.evaluate(settings_now).err
+        return ev.accuracy(settings_now).err
 
     def on_iteration(g: GlobalState) -> None:
         save("global", str(g.iterations))

@@ -5,11 +5,17 @@ it (its input, plus e.g. a residual shortcut); exact mode is bit-identical to de
 setting that speculates only from that layer on sees. An evaluation re-runs the network from the earliest speculating
 layer's cached blobs: that layer and those after it run in the MAC lanes with their (N, Th) per kernel, every other
 layer runs dense (same outputs as exact, much faster).
+
+The global pass needs only the top-1 of each setting, and each of its moves changes one layer: `accuracy` keeps the
+blobs of the last setting it ran and re-runs from the first layer whose setting changed, with the speculating layers'
+outputs from two exact GEMMs (`predictive_outputs`) instead of the lanes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -26,6 +32,7 @@ from accelsim.nets.network import Network
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+_STREAM_CACHE = 256  # weight streams kept (the passes revisit a layer's few candidates many times)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,14 @@ class LayerSetting:
 
     n_spec: np.ndarray
     threshold: np.ndarray
+
+    @property
+    def speculates(self) -> bool:
+        return bool(np.any(np.asarray(self.n_spec) > 0))
+
+    def same_as(self, other: "LayerSetting | None") -> bool:
+        return other is not None and np.array_equal(self.n_spec, other.n_spec) and \
+            np.array_equal(self.threshold, other.threshold)
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,13 @@ class SpeculationEvaluator:
         self._code_dtype = (np.int16 if nf.activation_bits <= 16 else np.int32) if self.prepared.fixed else np.float32
         cached = sorted({b for bs in self.frontier.values() for b in bs})
         self._cache: dict[str, np.ndarray] = {}
+        self._writer = {graph.input_blob: -1, **{l.output: i for i, l in enumerate(graph.layers)}}
+        self._streams: OrderedDict[tuple[str, bytes], WeightStream] = OrderedDict()
+        # `accuracy`'s memory: the last setting it ran, the cached blobs under it that differ from dense, its top-1.
+        self._last: dict[str, LayerSetting] = {}
+        self._last_blobs: dict[str, np.ndarray] = {}
+        self._last_top1 = None
+        self.last_predictions: np.ndarray | None = None  # `accuracy`'s top-1 class of every image, last setting
         preds = []
         n = len(images)
         for start in range(0, n, eval_batch):
@@ -104,15 +126,19 @@ class SpeculationEvaluator:
     def _store(self, blob: str, value: np.ndarray, start: int, n: int) -> None:
         if blob not in self._cache:
             self._cache[blob] = np.empty((n, *value.shape[1:]), dtype=self._code_dtype)
-        if self.prepared.fixed:
-            value = np.rint(np.ldexp(value, self.prepared.blob_fl[blob]))
-        self._cache[blob][start : start + len(value)] = value
+        self._cache[blob][start : start + len(value)] = self._codes(blob, value)
+
+    def _codes(self, blob: str, value: np.ndarray) -> np.ndarray:
+        # Exact: values on the blob's grid times a power of two are the integer codes.
+        return value * math.ldexp(1.0, self.prepared.blob_fl[blob]) if self.prepared.fixed else value
 
     def cached(self, blob: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Cached blob values of images start..stop, as the forward pass holds them (float64 on the fixed grid)."""
-        codes = self._cache[blob][start:stop]
+        return self._decode(blob, self._cache[blob][start:stop])
+
+    def _decode(self, blob: str, codes: np.ndarray) -> np.ndarray:
         if self.prepared.fixed:
-            return np.ldexp(codes.astype(np.float64), -self.prepared.blob_fl[blob])
+            return codes * math.ldexp(1.0, -self.prepared.blob_fl[blob])  # float64, exact
         return codes.astype(np.float32)
 
     def layer_input(self, layer: str, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -147,7 +173,17 @@ class SpeculationEvaluator:
         return quantize(th, self.prepared.blob_fl[plan.layer.inputs[0]] + plan.fl_w, 62, nf.rounding)
 
     def stream(self, layer: str, n_spec: np.ndarray | None) -> WeightStream:
-        return reorder_layer(self.weights(layer), n_spec, self.config.reorder)
+        """The layer's weight stream for `n_spec` (None: exact mode), built once and kept for the next requests."""
+        key = (layer, b"" if n_spec is None else np.asarray(n_spec, dtype=np.int64).tobytes())
+        got = self._streams.get(key)
+        if got is None:
+            got = reorder_layer(self.weights(layer), n_spec, self.config.reorder)
+            self._streams[key] = got
+            if len(self._streams) > _STREAM_CACHE:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(key)
+        return got
 
     def exact_macs(self, layer: str) -> int:
         """MACs of the layer in exact mode over all optimisation images."""
@@ -163,17 +199,18 @@ class SpeculationEvaluator:
     def _scores(self, out: np.ndarray) -> np.ndarray:
         return out.reshape(len(out), -1)
 
+    def _plans(self, settings: Mapping[str, LayerSetting]) -> dict[str, tuple[WeightStream, np.ndarray]]:
+        unknown = [l for l in settings if l not in self.frontier]
+        if unknown:
+            raise ConfigError(f"speculation settings name layer(s) {unknown} that are not eligible conv layers")
+        return {name: (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)), self.quantize_threshold(name, s.threshold))
+                for name, s in settings.items()}
+
     def evaluate(self, settings: Mapping[str, LayerSetting]) -> Evaluation:
         """Top-1 and per-layer MACs with the named layers speculating and every other layer exact."""
         if not settings:
             return Evaluation(top1=self.dense_top1, err=0.0, macs={})
-        unknown = [l for l in settings if l not in self.frontier]
-        if unknown:
-            raise ConfigError(f"speculation settings name layer(s) {unknown} that are not eligible conv layers")
-        plans = {}
-        for name, s in settings.items():
-            plans[name] = (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)),
-                           self.quantize_threshold(name, s.threshold))
+        plans = self._plans(settings)
         first = min(settings, key=self.index.__getitem__)
         output = self.network.graph.output_blob
         macs = {name: 0 for name in settings}
@@ -192,3 +229,46 @@ class SpeculationEvaluator:
             correct += int(np.count_nonzero(pred == self.labels[start:stop]))
         top1 = correct / self.images
         return Evaluation(top1=top1, err=self.dense_top1 - top1, macs=macs)
+
+    def accuracy(self, settings: Mapping[str, LayerSetting]) -> Evaluation:
+        """Top-1 of a setting (no MAC counts), equal to `evaluate(settings).top1`, re-running only from the first
+        layer whose setting differs from the previous call's."""
+        settings = {l: s for l, s in settings.items() if s.speculates}
+        plans = self._plans(settings)
+        changed = [l for l in set(settings) | set(self._last)
+                   if l not in settings or not settings[l].same_as(self._last.get(l))]
+        if not changed and self._last_top1 is not None:
+            top1 = self._last_top1
+        elif not settings and not self._last_blobs:
+            top1 = self.dense_top1
+            self.last_predictions = self.dense_pred
+        else:
+            first = min(changed, key=self.index.__getitem__) if changed else min(settings, key=self.index.__getitem__)
+            top1 = self._rerun_from(first, settings, plans)
+        self._last = dict(settings)
+        self._last_top1 = top1
+        return Evaluation(top1=top1, err=self.dense_top1 - top1, macs={})
+
+    def _rerun_from(self, first: str, settings: Mapping[str, LayerSetting],
+                    plans: Mapping[str, tuple[WeightStream, np.ndarray]]) -> float:
+        start_layer = self.index[first]
+        redo = [b for b in self._cache if self._writer[b] >= start_layer]
+        output = self.network.graph.output_blob
+        preds = np.empty(self.images, dtype=np.int64)
+        for start in range(0, self.images, self.eval_batch):
+            stop = min(start + self.eval_batch, self.images)
+            blobs = {b: self._last_value(b, start, stop) for b in self.frontier[first]}
+            got = self.prepared.forward_from(start_layer, blobs, policy=False, keep=redo, speculate=plans,
+                                             outputs_only=True)
+            for b in redo:
+                if b not in self._last_blobs:
+                    self._last_blobs[b] = self._cache[b].copy()
+                self._last_blobs[b][start:stop] = self._codes(b, got[b])
+            preds[start:stop] = self._scores(got[output]).argmax(axis=1)
+        if not settings:  # back to dense everywhere
+            self._last_blobs.clear()
+        self.last_predictions = preds
+        return float(np.mean(preds == self.labels))
+
+    def _last_value(self, blob: str, start: int, stop: int) -> np.ndarray:
+        return self._decode(blob, self._last_blobs.get(blob, self._cache[blob])[start:stop])
