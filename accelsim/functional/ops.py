@@ -1,11 +1,14 @@
 """Dense NumPy implementations of the layer operations (batch-first NCHW), used by the forward pass.
 
 Convolutions are im2col + BLAS GEMM: on fixed-point-grid values in float64 they are exact, so a dense conv layer
-gives the same accumulator values as the MAC lanes would.
+gives the same accumulator values as the MAC lanes would. Max pooling is a direct Numba loop (the NumPy reduction
+over a window view was the forward pass's slowest step); average pooling stays on NumPy, whose summation order
+inside a window depends on its iterator's choices and could not be matched bit for bit.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -61,8 +64,77 @@ def _pool_windows(x: np.ndarray, layer: MaxPool | AvgPool, out_hw: tuple[int, in
     return win[:, :, :ho, :wo]
 
 
+# Below this much work (window elements) a parallel region costs more than it saves on a shared 2-core machine.
+_PARALLEL_MIN_WORK = 1 << 20
+
+
 def maxpool(x: np.ndarray, layer: MaxPool, out_hw: tuple[int, int]) -> np.ndarray:
-    return _pool_windows(x, layer, out_hw, -np.inf).max(axis=(4, 5))
+    """Max over each window, in the dtype of `x`; window parts past the input (padding, ceil mode) count as -inf.
+
+    The Numba loop gives NumPy's bits, ties between 0 and -0 and the first NaN included, for the layout it takes
+    (C-contiguous float input, output width above 1); other layouts keep the NumPy reduction, whose tie order differs.
+    """
+    ho, wo = out_hw
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous or wo <= 1 or x.size == 0:
+        return _pool_windows(x, layer, out_hw, -np.inf).max(axis=(4, 5))
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.pad
+    out = np.empty((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
+    planes = x.reshape(-1, x.shape[2], x.shape[3])
+    run = _maxpool_parallel if out.size * kh * kw >= _PARALLEL_MIN_WORK else _maxpool_serial
+    run(planes, kh, kw, sh, sw, ph, pw, out.reshape(-1, ho, wo))
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _maxpool_parallel(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - compiled
+    """`_maxpool_serial` with chunks of planes shared out between threads."""
+    n = x.shape[0]
+    chunk = 16
+    for first in numba.prange((n + chunk - 1) // chunk):
+        scratch = np.empty((x.shape[1], out.shape[2]), dtype=x.dtype)
+        for p in range(first * chunk, min(n, (first + 1) * chunk)):
+            _maxpool_plane(x[p], kh, kw, sh, sw, ph, pw, scratch, out[p])
+
+
+@numba.njit(cache=True)
+def _maxpool_serial(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - compiled
+    """Max pooling of planes (N, H, W) into (N, Ho, Wo)."""
+    scratch = np.empty((x.shape[1], out.shape[2]), dtype=x.dtype)
+    for p in range(x.shape[0]):
+        _maxpool_plane(x[p], kh, kw, sh, sw, ph, pw, scratch, out[p])
+
+
+@numba.njit(cache=True)
+def _maxpool_plane(x, kh, kw, sh, sw, ph, pw, rowmax, out):  # pragma: no cover - compiled
+    """One (H, W) plane: the max over each window's part of every input row, then over the window's rows.
+
+    Padding (-inf) never beats an input value, so it is skipped. `_take` keeps NumPy's choices: of equal values
+    the later in row-major order, of NaNs the first; splitting by rows does not change which element that is.
+    """
+    h, w = x.shape
+    ho, wo = out.shape
+    for y in range(h):
+        row = x[y]
+        for ox in range(wo):
+            x0 = ox * sw - pw
+            m = -np.inf
+            for xx in range(max(x0, 0), min(x0 + kw, w)):
+                m = _take(row[xx], m)
+            rowmax[y, ox] = m
+    for oy in range(ho):
+        y0 = oy * sh - ph
+        o = out[oy]
+        o[:] = -np.inf
+        for y in range(max(y0, 0), min(y0 + kh, h)):
+            r = rowmax[y]
+            for ox in range(wo):
+                o[ox] = _take(r[ox], o[ox])
+
+
+@numba.njit(inline="always")
+def _take(v, m):  # pragma: no cover - compiled
+    """max(m, v) with NumPy's tie and NaN choices, written as a select so the loops stay branch free."""
+    return v if (v >= m) | ((v != v) & (m == m)) else m
 
 
 def avgpool(x: np.ndarray, layer: AvgPool, out_hw: tuple[int, int]) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
@@ -111,7 +112,11 @@ def reorder_kernel(
 def reorder_layer(
     weights: np.ndarray, n_spec: np.ndarray | None = None, options: ReorderOptions = ReorderOptions()
 ) -> WeightStream:
-    """Weight and index buffer contents for a conv layer with weights (F, C/groups, kh, kw)."""
+    """Weight and index buffer contents for a conv layer with weights (F, C/groups, kh, kw).
+
+    Kernel f's stream is `reorder_kernel(weights[f], n_spec[f], options)`; all kernels are sorted in one NumPy call
+    and walked by a compiled loop, because the optimiser rebuilds the streams for every candidate N.
+    """
     weights = np.asarray(weights)
     if weights.ndim != 4:
         raise ConfigError(f"reorder_layer: expected conv weights of shape (F, C/groups, kh, kw), got {weights.shape}")
@@ -126,22 +131,129 @@ def reorder_layer(
                 f"got shape {n_spec_arr.shape} dtype {n_spec_arr.dtype}"
             )
     kernels = weights.reshape(f_count, -1)
-    orders = []
-    neg_start = np.zeros(f_count, dtype=np.int32)
-    for f in range(f_count):
-        try:
-            pos, ns = reorder_kernel(kernels[f], int(n_spec_arr[f]), options)
-        except ConfigError as exc:
-            raise ConfigError(f"reorder_layer: kernel {f}: {exc}") from None
-        orders.append(pos)
-        neg_start[f] = ns
-    length = np.asarray([len(p) for p in orders], dtype=np.int32)
-    width = int(length.max()) if f_count else 0
+    flat, stored = _checked_kernels(kernels, n_spec_arr, options)
+    width = int(stored.max()) if f_count else 0
     w_out = np.zeros((f_count, width), dtype=np.float64)
     i_out = np.full((f_count, width), -1, dtype=np.int32)
-    for f, pos in enumerate(orders):
-        w_out[f, : len(pos)] = kernels[f, pos]
-        i_out[f, : len(pos)] = pos
+    neg_start = np.zeros(f_count, dtype=np.int32)
+    if f_count and flat.shape[1]:
+        ascending = np.argsort(flat, axis=1)  # the fast unstable sort; `_fill_streams` orders ties by position
+        _fill_streams(flat, ascending, n_spec_arr.astype(np.int64), bool(options.skip_zero_weights),
+                      NEGATIVE_ORDERS.index(options.negative_order), w_out, i_out, neg_start)
     return WeightStream(
-        weights=w_out, index=i_out, length=length, neg_start=neg_start, n_spec=n_spec_arr.astype(np.int32)
+        weights=w_out, index=i_out, length=stored.astype(np.int32), neg_start=neg_start,
+        n_spec=n_spec_arr.astype(np.int32),
     )
+
+
+def _checked_kernels(
+    kernels: np.ndarray, n_spec: np.ndarray, options: ReorderOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernels (F, K) as float64 rows and their stored-weight counts.
+
+    The first bad kernel raises exactly what `reorder_kernel` raises for it, as the per-kernel loop did.
+    """
+    f_count = kernels.shape[0]
+    if kernels.dtype.kind not in "fiu":
+        bad = np.ones(f_count, dtype=bool)
+        flat, stored = np.zeros(kernels.shape), np.zeros(f_count, dtype=np.int64)
+    else:
+        flat = kernels.astype(np.float64, copy=False)
+        stored = np.count_nonzero(flat, axis=1) if options.skip_zero_weights else np.full(f_count, flat.shape[1])
+        bad = ~np.isfinite(flat).all(axis=1) | (n_spec < 0) | (n_spec > stored)
+    if bad.any():
+        f = int(np.argmax(bad))
+        try:
+            reorder_kernel(kernels[f], int(n_spec[f]), options)
+        except ConfigError as exc:
+            raise ConfigError(f"reorder_layer: kernel {f}: {exc}") from None
+        raise AssertionError(f"reorder_layer: kernel {f} failed the layer's checks but not reorder_kernel's")
+    return flat, stored.astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _fill_streams(flat, ascending, n_spec, skip_zero, negative_order, w_out, i_out, neg_start):  # pragma: no cover
+    """`reorder_kernel` for every row of `flat`, written into the buffers: speculation set, non-negative, negative.
+
+    `ascending` sorts each row but may order equal weights either way; putting each run of equal weights in position
+    order gives the stable sort `reorder_kernel` uses. `negative_order` indexes NEGATIVE_ORDERS.
+    """
+    f_count, k = flat.shape
+    order = np.empty(k, dtype=np.int64)  # the row's stable signed ascending order
+    stored_order = np.empty(k, dtype=np.int64)  # the same restricted to stored weights
+    taken = np.zeros(k, dtype=np.bool_)
+    for f in range(f_count):
+        row = flat[f]
+        order[:] = ascending[f]
+        start = 0
+        while start < k:
+            end = start + 1
+            while end < k and row[order[end]] == row[order[start]]:
+                end += 1
+            if end - start > 32:
+                order[start:end] = np.sort(order[start:end])
+            else:
+                for j in range(start + 1, end):  # insertion sort: runs of equal weights are mostly short
+                    p = order[j]
+                    i = j - 1
+                    while i >= start and order[i] > p:
+                        order[i + 1] = order[i]
+                        i -= 1
+                    order[i + 1] = p
+            start = end
+        m = 0
+        for j in range(k):
+            if not skip_zero or row[order[j]] != 0:
+                stored_order[m] = order[j]
+                m += 1
+        taken[:] = False
+        pos = 0
+        n = n_spec[f]
+        if n > 0:  # np.array_split into n groups (the first m % n one longer); largest |w| of each, first on ties
+            q, r = m // n, m % n
+            start = 0
+            for g in range(n):
+                size = q + 1 if g < r else q
+                best = stored_order[start]
+                best_abs = abs(row[best])
+                for j in range(start + 1, start + size):
+                    a = abs(row[stored_order[j]])
+                    if a > best_abs:
+                        best, best_abs = stored_order[j], a
+                w_out[f, pos] = row[best]
+                i_out[f, pos] = best
+                taken[best] = True
+                pos += 1
+                start += size
+        for p in range(k):  # the non-negative segment keeps the original order
+            if not taken[p] and row[p] >= 0 and (not skip_zero or row[p] != 0):
+                w_out[f, pos] = row[p]
+                i_out[f, pos] = p
+                pos += 1
+        neg_start[f] = pos
+        if negative_order == 0:  # most negative first: ascending, equal weights in position order
+            for j in range(k):
+                p = order[j]
+                if not taken[p] and row[p] < 0:
+                    w_out[f, pos] = row[p]
+                    i_out[f, pos] = p
+                    pos += 1
+        elif negative_order == 1:  # least negative first: runs of equal weights descending, each in position order
+            end = k
+            while end > 0:
+                start = end - 1
+                while start > 0 and row[order[start - 1]] == row[order[end - 1]]:
+                    start -= 1
+                for j in range(start, end):
+                    p = order[j]
+                    if not taken[p] and row[p] < 0:
+                        w_out[f, pos] = row[p]
+                        i_out[f, pos] = p
+                        pos += 1
+                end = start
+        else:  # original order
+            for p in range(k):
+                if not taken[p] and row[p] < 0:
+                    w_out[f, pos] = row[p]
+                    i_out[f, pos] = p
+                    pos += 1
