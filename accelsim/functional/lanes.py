@@ -385,6 +385,19 @@ def _gemm_sums(p: _Prepared, layer: Conv, dense_w: np.ndarray) -> np.ndarray:
     return sums
 
 
+def _stored_stream(p: _Prepared, stream: WeightStream) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Stream weights (float64) and indices with unstored positions zeroed, and whether the partial sum can only
+    fall in the negative segment (inputs >= 0, only negative weights there): then a window stops in exact mode
+    exactly when its full sum is negative, and termination can be found by checkpoints."""
+    pos = np.arange(np.asarray(stream.weights).shape[1])[None, :]
+    stored = pos < p.length[:, None]
+    wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
+    index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
+    neg_seg = stored & (pos >= p.neg_start[:, None])
+    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    return wts, index, monotone
+
+
 def run_lanes(
     x: np.ndarray,
     layer: Conv,
@@ -406,13 +419,7 @@ def run_lanes(
     fg = layer.out_channels // layer.groups
     kh, kw = layer.kernel
     sy, sx = layer.stride
-    pos = np.arange(np.asarray(stream.weights).shape[1])[None, :]
-    stored = pos < p.length[:, None]
-    wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
-    index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
-    # Termination by checkpoints needs a partial sum that can only fall in the negative segment.
-    neg_seg = stored & (pos >= p.neg_start[:, None])
-    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    wts, index, monotone = _stored_stream(p, stream)
     size = b * f_count * ho * wo
     shape = p.out_shape
     # On the fixed-point grid a float64 GEMM is exact in any order: it gives dense mode outright. (Starting the walk
@@ -471,12 +478,7 @@ def predictive_outputs(
     """
     p = _prepare(x, layer, stream, bias, "predictive", threshold)
     b, f_count, ho, wo = p.out_shape
-    pos = np.arange(np.asarray(stream.weights).shape[1])[None, :]
-    stored = pos < p.length[:, None]
-    wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
-    index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
-    neg_seg = stored & (pos >= p.neg_start[:, None])
-    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    wts, index, monotone = _stored_stream(p, stream)
     if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias):
         return run_lanes(x, layer, stream, bias, "predictive", threshold, terminate_at_zero).output
     k = layer.kernel_size
