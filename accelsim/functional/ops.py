@@ -1,9 +1,10 @@
 """Dense NumPy implementations of the layer operations (batch-first NCHW), used by the forward pass.
 
 Convolutions are im2col + BLAS GEMM: on fixed-point-grid values in float64 they are exact, so a dense conv layer
-gives the same accumulator values as the MAC lanes would. Max pooling is a direct Numba loop (the NumPy reduction
-over a window view was the forward pass's slowest step); average pooling stays on NumPy, whose summation order
-inside a window depends on its iterator's choices and could not be matched bit for bit.
+gives the same accumulator values as the MAC lanes would, in any GEMM layout: float64 takes the cheaper
+(K, images*Ho*Wo) columns, float32 keeps the (B*Ho*Wo, K) rows, whose rounding it has always had. Max pooling is a
+direct Numba loop (the NumPy reduction over a window view was the forward pass's slowest step); average pooling stays
+on NumPy, whose summation order inside a window depends on its iterator's choices and could not be matched bit for bit.
 """
 
 from __future__ import annotations
@@ -24,8 +25,77 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad:
     return win.transpose(0, 2, 3, 1, 4, 5)
 
 
+# A chunk's column matrix and GEMM result each stay under this many bytes (VGG-16's conv1_2 columns: 231 MB an image).
+_COLS_BYTES = 256 << 20
+
+
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Conv) -> np.ndarray:
-    """Dense convolution (B, C, H, W) -> (B, F, Ho, Wo) in the dtype of `x`."""
+    """Dense convolution (B, C, H, W) -> (B, F, Ho, Wo) in the dtype of `x`.
+
+    float64 (the fixed-point path, where every sum is exact in any order, so any GEMM layout gives the same bits) takes
+    `_conv2d_planes`; float32 keeps the (B*Ho*Wo, K) im2col GEMM, since its rounding depends on the summation order.
+    """
+    if x.dtype != np.float64:
+        return _conv2d_windows(x, weight, bias, layer)
+    return _conv2d_planes(x, weight, bias, layer)
+
+
+def _conv2d_planes(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Conv, chunk_bytes: int = _COLS_BYTES,
+) -> np.ndarray:
+    """One GEMM per chunk of images and group, weight (fg, K) @ columns (K, n*Ho*Wo) -> (fg, n, Ho*Wo).
+
+    A chunk holds as many images as keep its columns and result under `chunk_bytes` each (at least one). Columns
+    are built with one strided copy per kernel position and the result goes to NCHW by whole planes (runs of
+    Ho*Wo), both far cheaper than the (B*Ho*Wo, K) rows and the per-element transpose of `_conv2d_windows`. A chunk
+    of one image needs neither copy of a 1x1 stride-1 unpadded conv, and writes its GEMM into the output directly.
+    One GEMM per image would save the plane copy, and is the fastest layout with single-threaded BLAS, but with two
+    BLAS threads on a busy 2-core machine each call waits for both threads: SqueezeNet's convs took 2.5x longer.
+    """
+    b, c, h, w = x.shape
+    f, g = layer.out_channels, layer.groups
+    cg, fg = c // g, f // g
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.pad
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"{layer.name}: kernel {layer.kernel} larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
+    k, npix = cg * kh * kw, ho * wo
+    out = np.empty((b, f, ho, wo), dtype=x.dtype)
+    planes = out.reshape(b, f, npix)
+    wmat = weight.reshape(f, -1).astype(x.dtype, copy=False)
+    pointwise = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
+    step = max(1, min(b, chunk_bytes // (max(k, fg) * npix * x.itemsize)))
+    cols = np.empty((k, step * npix), dtype=x.dtype) if step > 1 or not pointwise else None
+    y = np.empty((fg, step * npix), dtype=x.dtype) if step > 1 else None
+    for s in range(0, b, step):
+        n = min(step, b - s)
+        xp = x[s:s + n]
+        if ph or pw:
+            xp = np.pad(xp, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        for gi in range(g):
+            src = xp[:, gi * cg:(gi + 1) * cg]
+            if n == 1 and pointwise:
+                gcols = src.reshape(cg, npix)
+            else:
+                gcols = cols[:, :n * npix]
+                view = gcols.reshape(cg, kh, kw, n, ho, wo)
+                src = src.transpose(1, 0, 2, 3)
+                for ky in range(kh):
+                    for kx in range(kw):
+                        view[:, ky, kx] = src[:, :, ky:ky + sh * (ho - 1) + 1:sh, kx:kx + sw * (wo - 1) + 1:sw]
+            wg = wmat[gi * fg:(gi + 1) * fg]
+            if n == 1:
+                np.matmul(wg, gcols, out=planes[s, gi * fg:(gi + 1) * fg])
+            else:
+                np.matmul(wg, gcols, out=y[:, :n * npix])
+                planes[s:s + n, gi * fg:(gi + 1) * fg] = y[:, :n * npix].reshape(fg, n, npix).transpose(1, 0, 2)
+    if bias is not None:
+        out += bias.astype(x.dtype, copy=False)[None, :, None, None]
+    return out
+
+
+def _conv2d_windows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Conv) -> np.ndarray:
+    """im2col as (B*Ho*Wo, K) rows, one GEMM per group, transposed back to NCHW."""
     b = x.shape[0]
     f = layer.out_channels
     g = layer.groups
