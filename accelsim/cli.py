@@ -37,6 +37,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                         "of class-sorted sets) or the set's own order")
     p.add_argument("--mode", choices=["dense", "exact", "predictive"], help="SnaPEA mode (default exact)")
     p.add_argument("--spec", help="predictive mode: speculation parameters (.npz from `accelsim optimize`)")
+    p.add_argument("--no-refine", action="store_false", default=None, dest="refine",
+                   help="stop when the global pass meets epsilon (Algorithm 1 as printed) instead of stepping layers "
+                        "forward again while the network stays within epsilon")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--calibration-images", type=int, dest="calibration_images",
                    help="images used to choose the dynamic fixed-point formats (default 32)")
@@ -116,6 +119,9 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
                    help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)")
     p.add_argument("--profile-images", type=int, dest="profile_images",
                    help="optimisation images kernel profiling looks at (default 256)")
+    p.add_argument("--no-refine", action="store_false", default=None, dest="refine",
+                   help="stop when the global pass meets epsilon (Algorithm 1 as printed) instead of stepping layers "
+                        "forward again while the network stays within epsilon")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--calibration-images", type=int, dest="calibration_images")
     p.add_argument("--number-format", choices=["dynamic_fixed", "float32"], dest="number_format")
@@ -150,7 +156,7 @@ def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
 
 _OPT_RUN_KEYS = ("image_order", "batch_size", "calibration_images", "number_format", "weight_bits", "activation_bits",
                  "negative_order", "skip_zero_weights", "terminate_at_zero")
-_SEARCH_KEYS = ("n_fractions", "n_counts", "th_fractions", "levels", "profile_images")
+_SEARCH_KEYS = ("n_fractions", "n_counts", "th_fractions", "levels", "profile_images", "refine")
 
 
 def _progress_printer():

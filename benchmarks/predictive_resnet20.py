@@ -43,13 +43,15 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
                     help="which images the first/next N are: a seeded shuffle of the set (default) or file order")
     ap.add_argument("--check-opt", action=argparse.BooleanOptionalAction, default=check_opt,
                     help="measure top-1/MACs on the optimisation images with a functional run per point")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                    help="refinement after the global pass (default on; --no-refine: Algorithm 1 as printed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("accelsim.timing", "accelsim.nets", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not Path(args.model).exists() or not Path(args.images).exists():
         raise SystemExit(f"data not found: {args.model} / {args.images} (set ACCELSIM_SHARED_DATA or pass paths)")
-    search = {"profile_images": args.profile_images}
+    search = {"profile_images": args.profile_images, "refine": args.refine}
     if args.levels:
         search["levels"] = tuple(float(v) for v in args.levels.split(","))
     cfg = RunConfig(net=args.model, images=args.images, image_order=args.image_order, float_reference=False)
@@ -62,11 +64,12 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
     print(format_table(result.table))
     t = result.table
     print("\npoint          optimise s  run s  wall s  global iters  TN spec  TN any  FN rate  FN small  "
-          "FN small mass  pred. layers energy red.")
+          "FN small mass  pred. layers energy red.  refine kept/tried")
     for _, r in t.iterrows():
         print(f"{r['point']:<14} {r['optimize_s']:>10.1f} {r['run_s']:>6.1f} {r['wall_s']:>7.1f} "
               f"{r['global_iterations']:>13d} {r['tn_rate']:>8.3f} {r['tn_rate_any']:>7.3f} {r['fn_rate']:>8.4f} "
-              f"{r['fn_small_share']:>9.3f} {r['fn_small_mass_share']:>14.3f} {r['predictive_energy_reduction']:>10.3f}")
+              f"{r['fn_small_share']:>9.3f} {r['fn_small_mass_share']:>14.3f} {r['predictive_energy_reduction']:>10.3f}"
+              f"  {r['refine_kept']}/{r['refine_trials']}")
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s; results in {result.folder}")
     return 0
 

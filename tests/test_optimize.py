@@ -1,5 +1,6 @@
 """Algorithm 1 (accelsim optimize): the budget holds on held-out images, resume, merit/fall-back rules, CLI, proxy."""
 
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,7 @@ from accelsim.optimize import (
     EXACT, Candidate, SearchSettings, Split, adjust_param, global_pass, initial_state, merit, optimize, write_outputs,
 )
 from accelsim.optimize.evaluate import SpeculationEvaluator
-from accelsim.optimize.passes import LocalEvaluation, param_l
+from accelsim.optimize.passes import GlobalState, LocalEvaluation, param_l
 from accelsim.optimize.profiling import profile_layer
 
 SMALL = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(-0.25, 0.0, 0.25, 0.5),
@@ -142,10 +143,44 @@ def test_global_pass_on_lenet_iterates_until_the_network_is_within_epsilon(lenet
     aggressive = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(0.0, 0.25, 0.5, 1.0),
                                 levels=(0.5, 0.3, 0.1, 0.0), profile_images=48, eval_batch=64)
     r = optimize(net, data, 0.02, settings=aggressive, opt_limit=150, eval_limit=20, evaluate_held_out=False)
-    errs = [h["err"] for h in r.global_state.history]
+    greedy = [h for h in r.global_state.history if not h.get("why", "").startswith("refine")]
+    errs = [h["err"] for h in greedy]
     assert len(errs) >= 2  # all layers at their most aggressive candidate miss epsilon together
     assert all(e > 0.02 for e in errs[:-1]) and errs[-1] <= 0.02
     assert r.global_state.iterations == len(errs) - 1
+    refined = r.global_state.history[len(greedy):]
+    assert len(refined) == r.global_state.refine_trials and r.global_state.refine_trials > 0
+    assert all(h["err"] <= 0.02 + 1e-12 for h in refined if h["why"] == "refine: kept")
+    assert r.global_state.err <= 0.02 + 1e-12
+
+    paper = optimize(net, data, 0.02, settings=dataclasses.replace(aggressive, refine=False), opt_limit=150,
+                     eval_limit=20, evaluate_held_out=False)
+    assert paper.global_state.refine_trials == 0 and paper.global_state.history == greedy  # the same greedy pass
+    ops = lambda res: sum(c.op for c in res.global_state.current.values())  # noqa: E731
+    assert ops(r) <= ops(paper)  # refinement only ever takes cheaper steps
+    assert (ops(r) < ops(paper)) == (r.global_state.refine_kept > 0)
+
+
+def test_refinement_steps_forward_what_the_greedy_pass_gave_up_needlessly():
+    exact_ops = {"a": 100, "b": 200}
+    pl = {"a": [Candidate(0, 40, 0.0), Candidate(1, 60, 0.0)], "b": [Candidate(0, 100, 0.0), Candidate(1, 150, 0.0)]}
+
+    def err(current):  # only b's most aggressive setting hurts; the local merits cannot tell, so 'a' backs off first
+        return 0.03 * (current["b"].t == 0) + 0.004 * (current["a"].t == 0)
+
+    paper = global_pass(initial_state(pl, exact_ops, epsilon=0.01), err)
+    assert [h["move"] for h in paper.history[1:]] == [["a", 1], ["a", EXACT], ["b", 1]]  # a over-corrected
+    states = []
+    state = initial_state(pl, exact_ops, epsilon=0.01, refine=True)
+    final = global_pass(state, err, lambda s: states.append(GlobalState.from_dict(s.to_dict())))
+    assert final.done and final.err == pytest.approx(0.004) and final.refine_kept == 2
+    assert final.current["a"].t == 0 and final.current["b"].t == 1  # b's t0 (most MACs saved) undone; a: exact->t1->t0
+    assert [h["why"] for h in final.history[4:]] == ["refine: over epsilon, undone", "refine: kept", "refine: kept"]
+    assert final.refine_trials == 3 and final.refine_pending == []
+    # resumed from any saved state (mid-greedy or mid-refinement), it ends in the same place
+    for saved in states[:-1]:
+        again = global_pass(GlobalState.from_dict(saved.to_dict()), err)
+        assert again.current == final.current and again.history == final.history
 
 
 def test_global_pass_stops_at_once_when_the_network_is_within_epsilon():
@@ -210,6 +245,12 @@ def test_cli_writes_spec_and_report_that_run_uses(tmp_path, capsys):
     assert main(["run", "--mode", "predictive", "--spec", str(tmp_path / "other.npz"), "--limit", "4",
                  "--out", str(tmp_path / "run2")]) == 2
     assert "made for network 'resnet20', not 'lenet'" in capsys.readouterr().err
+    # --no-refine: the algorithm as printed, from the same state (refine is not in its fingerprint)
+    assert main([*argv, "--no-refine", "--resume"]) == 0
+    assert "refinement off" in capsys.readouterr().out
+    report = json.loads((tmp_path / "spec.npz.json").read_text())
+    assert report["search"]["refine"] is False and report["search"]["refine_trials"] == 0
+    assert not any(h.get("why", "").startswith("refine") for h in report["global_history"])
 
 
 def test_bad_budgets_and_splits_are_clear_errors(lenet):
@@ -223,3 +264,5 @@ def test_bad_budgets_and_splits_are_clear_errors(lenet):
     assert Split.choose(1000, None, None) == Split(500, 500)
     with pytest.raises(ConfigError, match="decreasing"):
         SearchSettings(levels=(0.0, 0.1))
+    with pytest.raises(ConfigError, match="'refine' must be true or false"):
+        SearchSettings(refine="yes")

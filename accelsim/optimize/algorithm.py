@@ -194,8 +194,8 @@ def optimize(
     # Global pass: all layers together, greedy by merit until the error is within epsilon.
     t0 = time.perf_counter()
     param_ls = {name: param_l(state.local[name], state.exact_ops[name], epsilon) for name in ev.eligible}
-    if state.global_ is None or state.global_.epsilon != epsilon:
-        state.global_ = initial_state(param_ls, state.exact_ops, epsilon)
+    if state.global_ is None or state.global_.epsilon != epsilon or state.global_.refine != settings.refine:
+        state.global_ = initial_state(param_ls, state.exact_ops, epsilon, settings.refine)
     budget = sum(len(v) for v in state.global_.remaining.values())
 
     def evaluate(current: Mapping[str, Candidate]) -> float:
@@ -203,9 +203,14 @@ def optimize(
         return ev.accuracy(settings_now).err
 
     def on_iteration(g: GlobalState) -> None:
-        save("global", str(g.iterations))
-        if progress is not None:
-            progress("global pass", g.iterations, budget)
+        if g.refine_pending is None:
+            save("global", str(g.iterations))
+            if progress is not None:
+                progress("global pass", g.iterations, budget)
+        else:
+            save("refine", str(g.refine_trials))
+            if progress is not None:
+                progress("refinement", g.refine_trials, g.refine_trials + len(g.refine_pending))
 
     final = global_pass(state.global_, evaluate, on_iteration)
     save("global", "done")
@@ -217,7 +222,8 @@ def optimize(
         timings=timings,
         search={"settings": settings.to_dict(), "T": settings.T, "profile_images": n_prof,
                 "local_evaluations": sum(len(v) for v in state.local.values()),
-                "global_iterations": final.iterations, "global_err": final.err,
+                "global_iterations": final.iterations, "global_err": final.err, "refine": final.refine,
+                "refine_trials": final.refine_trials, "refine_kept": final.refine_kept,
                 "dense_top1_opt": ev.dense_top1},
     )
     if evaluate_held_out:

@@ -41,6 +41,7 @@ class SearchSettings:
     levels: tuple[float, ...] = DEFAULT_LEVELS  # proxy-loss bounds of the T local-pass configurations (T = len)
     profile_images: int = 256  # optimisation images kernel profiling looks at (the first ones)
     eval_batch: int = 128  # images per batch when the passes evaluate the network (values do not depend on it)
+    refine: bool = True  # after the global pass, step layers forward again while within epsilon (not in the paper)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_fractions", _floats(self.n_fractions, "n_fractions"))
@@ -62,6 +63,8 @@ class SearchSettings:
             raise ConfigError(f"search setting 'levels' must be shares in [0, 1], got {self.levels!r}")
         if list(self.levels) != sorted(self.levels, reverse=True):
             raise ConfigError(f"search setting 'levels' must be decreasing (most aggressive first), got {self.levels!r}")
+        if not isinstance(self.refine, bool):
+            raise ConfigError(f"search setting 'refine' must be true or false, got {self.refine!r}")
         for key in ("profile_images", "eval_batch"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -90,7 +93,9 @@ class SearchSettings:
 
 
 def fingerprint_fields(settings: SearchSettings) -> dict[str, Any]:
-    """The settings that decide the profiling and local-pass results (all of them; eval_batch does not matter)."""
+    """The settings that decide the profiling and local-pass results (eval_batch does not matter; refine only
+    changes the global pass, which is redone when it differs)."""
     d = settings.to_dict()
     d.pop("eval_batch")
+    d.pop("refine")
     return d

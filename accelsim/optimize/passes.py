@@ -6,6 +6,11 @@ those within epsilon that save MACs over exact mode (ParamL). The global pass st
 aggressive kept candidate and, while the whole network misses epsilon, moves one layer to the candidate of best
 merit -d_err/d_op (spec A.7 item 11: d_op <= 0 is skipped unless it also lowers the error, which is then taken
 first; each layer's last candidate is exact mode, so an exhausted layer falls back to it).
+
+The refinement pass is ours, not the papers': the global pass backs off one layer at a time by the local-pass merit,
+which knows nothing of how layers interact, so its last move can take the error far below epsilon and leave the
+earlier back-offs unneeded. Refinement walks each layer forward again, one candidate at a time, keeping a step only
+while the whole network stays within epsilon (docs/model.md; `SearchSettings.refine`).
 """
 
 from __future__ import annotations
@@ -84,6 +89,11 @@ class GlobalState:
     iterations: int = 0
     history: list[dict] = field(default_factory=list)
     done: bool = False
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)  # ParamL of every layer, as first given
+    refine: bool = False  # whether the refinement pass follows the greedy one
+    refine_pending: list[str] | None = None  # layers refinement has still to try (None: not started)
+    refine_trials: int = 0
+    refine_kept: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -91,6 +101,9 @@ class GlobalState:
             "current": {l: asdict(c) for l, c in self.current.items()},
             "remaining": {l: [asdict(c) for c in cs] for l, cs in self.remaining.items()},
             "err": self.err, "iterations": self.iterations, "history": self.history, "done": self.done,
+            "candidates": {l: [asdict(c) for c in cs] for l, cs in self.candidates.items()},
+            "refine": self.refine, "refine_pending": None if self.refine_pending is None else list(self.refine_pending), "refine_trials": self.refine_trials,
+            "refine_kept": self.refine_kept,
         }
 
     @classmethod
@@ -100,11 +113,14 @@ class GlobalState:
             current={l: Candidate(**c) for l, c in d["current"].items()},
             remaining={l: [Candidate(**c) for c in cs] for l, cs in d["remaining"].items()},
             err=d["err"], iterations=int(d["iterations"]), history=list(d["history"]), done=bool(d["done"]),
+            candidates={l: [Candidate(**c) for c in cs] for l, cs in d.get("candidates", {}).items()},
+            refine=bool(d.get("refine", False)), refine_pending=None if d.get("refine_pending") is None else list(d["refine_pending"]),
+            refine_trials=int(d.get("refine_trials", 0)), refine_kept=int(d.get("refine_kept", 0)),
         )
 
 
-def initial_state(param_ls: Mapping[str, Sequence[Candidate]], exact_ops: Mapping[str, float], epsilon: float
-                  ) -> GlobalState:
+def initial_state(param_ls: Mapping[str, Sequence[Candidate]], exact_ops: Mapping[str, float], epsilon: float,
+                  refine: bool = False) -> GlobalState:
     """ParamCNN[l] = ParamL[l][0] (exact mode where ParamL[l] is empty); the rest, then exact mode, remain."""
     current, remaining = {}, {}
     for layer, cands in param_ls.items():
@@ -115,7 +131,8 @@ def initial_state(param_ls: Mapping[str, Sequence[Candidate]], exact_ops: Mappin
         else:
             current[layer] = exact
             remaining[layer] = []
-    return GlobalState(epsilon=epsilon, current=current, remaining=remaining)
+    return GlobalState(epsilon=epsilon, current=current, remaining=remaining,
+                       candidates={l: list(c) for l, c in param_ls.items()}, refine=refine)
 
 
 def global_pass(
@@ -134,7 +151,7 @@ def global_pass(
         state.history.append({"iteration": 0, "err": state.err, "move": None})
         if on_iteration is not None:
             on_iteration(state)
-    while state.err > state.epsilon + 1e-12:
+    while not state.done and state.err > state.epsilon + 1e-12:
         move = adjust_param(state.current, state.remaining)
         if move is None:
             layer = next((l for l, c in state.current.items() if c.t != EXACT), None)
@@ -156,6 +173,55 @@ def global_pass(
         state.iterations += 1
         state.err = float(evaluate(state.current))
         state.history.append({"iteration": state.iterations, "err": state.err, "move": [layer, chosen.t], "why": why})
+        if on_iteration is not None:
+            on_iteration(state)
+    if state.refine and state.err <= state.epsilon + 1e-12:
+        return refine_pass(state, evaluate, on_iteration)
+    state.done = True
+    return state
+
+
+def _next_step(cands: Sequence[Candidate], current: Candidate) -> Candidate | None:
+    """The least aggressive candidate that still saves MACs over `current` (None: current is the most aggressive)."""
+    cheaper = [c for c in cands if c.op < current.op]
+    return max(cheaper, key=lambda c: (c.op, -c.err, c.t)) if cheaper else None
+
+
+def refine_pass(
+    state: GlobalState,
+    evaluate: Callable[[Mapping[str, Candidate]], float],
+    on_iteration: Callable[[GlobalState], None] | None = None,
+) -> GlobalState:
+    """Give back what the greedy pass over-corrected: step layers forward while the network stays within epsilon.
+
+    Layers are tried in order of the MACs their next step saves (most first). A layer steps to its next cheaper
+    candidate of ParamL (all of them, also those the global pass dropped); a step that keeps the error within
+    epsilon is kept and the layer tries its next one, a step that does not is undone and the layer is finished.
+    One evaluation per trial, so it costs at most one per candidate.
+    """
+    if state.refine_pending is None:
+        steps = {l: _next_step(state.candidates.get(l, []), c) for l, c in state.current.items()}
+        state.refine_pending = sorted((l for l, s in steps.items() if s is not None),
+                                      key=lambda l: (-(state.current[l].op - steps[l].op), l))
+    while state.refine_pending:
+        layer = state.refine_pending[0]
+        before = state.current[layer]
+        step = _next_step(state.candidates.get(layer, []), before)
+        if step is None:
+            state.refine_pending.pop(0)
+            continue
+        state.current[layer] = step
+        err = float(evaluate(state.current))
+        state.refine_trials += 1
+        kept = err <= state.epsilon + 1e-12
+        if kept:
+            state.err = err
+            state.refine_kept += 1
+        else:
+            state.current[layer] = before
+            state.refine_pending.pop(0)
+        state.history.append({"iteration": state.iterations, "err": err, "move": [layer, step.t],
+                              "why": "refine: kept" if kept else "refine: over epsilon, undone"})
         if on_iteration is not None:
             on_iteration(state)
     state.done = True

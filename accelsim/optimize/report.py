@@ -156,6 +156,9 @@ def format_report(result: Any) -> str:
             f"(loss {100 * r['top1_loss']:.2f} points); MACs/image {m['predictive'] / 1e3:.1f}k "
             f"(exact {m['exact'] / 1e3:.1f}k, dense {m['dense'] / 1e3:.1f}k): "
             f"{r['mac_reduction_vs_dense']:.2f}x vs dense, {r['mac_reduction_vs_exact']:.2f}x vs exact")
-    lines.append(f"global pass: {result.global_state.iterations} iteration(s); wall time "
+    g = result.global_state
+    refined = (f"; refinement: {g.refine_kept} of {g.refine_trials} step(s) kept" if g.refine
+               else "; refinement off")
+    lines.append(f"global pass: {g.iterations} iteration(s){refined}; wall time "
                  f"{result.timings.get('total_s', 0):.1f} s")
     return "\n".join(lines)

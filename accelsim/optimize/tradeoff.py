@@ -230,6 +230,8 @@ def _row(point: str, eps: float, split: Split, exact_opt: forward.FunctionalResu
         "fn_small_mass_share": _num(pr.get("fn_small_mass_share")), "fn_mass_share": _num(pr.get("fn_mass_share")),
         "cycles": d["cycles"], "energy_pj": d["energy_pj"], "macs_performed": d["macs_performed"],
         "global_iterations": 0 if result is None else result.global_state.iterations,
+        "refine_trials": 0 if result is None else result.global_state.refine_trials,
+        "refine_kept": 0 if result is None else result.global_state.refine_kept,
         "run_folder": str(Path(run.folder).parent.name) + "/" + str(Path(run.folder).name),
         "run_s": s.get("elapsed_s", math.nan),
     }
