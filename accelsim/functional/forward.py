@@ -213,11 +213,12 @@ class PreparedNetwork:
             acc = ops.conv2d(x, plan.weight, plan.bias, layer)
             if observer is not None and policy:
                 observer(layer.name, _dense_lane_result(acc, layer))
-            return np.maximum(acc, 0) if layer.relu else acc
+                return np.maximum(acc, 0) if layer.relu else acc  # the observer may keep acc: a new array
+            return np.maximum(acc, 0, out=acc) if layer.relu else acc  # acc is conv2d's own: ReLU in place
         if isinstance(layer, FC):
             w, b = self.fcs[layer.name]
             y = ops.fc(x, w, b)
-            return np.maximum(y, 0) if layer.relu else y
+            return np.maximum(y, 0, out=y) if layer.relu else y
         if isinstance(layer, ReLU):
             return np.maximum(x, 0)
         if isinstance(layer, MaxPool):
@@ -232,7 +233,7 @@ class PreparedNetwork:
             return np.concatenate(ins, axis=1)
         if isinstance(layer, Add):
             y = ins[0] + sum(ins[1:])
-            return np.maximum(y, 0) if layer.relu else y
+            return np.maximum(y, 0, out=y) if layer.relu else y
         if isinstance(layer, Flatten):
             return x.reshape(x.shape[0], -1)
         if isinstance(layer, Softmax):
