@@ -96,6 +96,14 @@ def test_resume_after_an_interruption_gives_the_same_spec(lenet, tmp_path):
     with pytest.raises(ConfigError, match="different settings"):
         optimize(net, data, 0.02, state_path=state, resume=True,
                  **{**kw, "settings": SearchSettings(levels=(0.1, 0.0), profile_images=48)})
+    # Weights are known by their content, not their file: changed values refuse the state, a copy elsewhere resumes.
+    changed = dict(net.weights)
+    changed["conv2.weight"] = changed["conv2.weight"] * 1.5
+    with pytest.raises(ConfigError, match="weights_digest differ"):
+        optimize(dataclasses.replace(net, weights=changed), data, 0.02, state_path=state, resume=True, **kw)
+    moved = optimize(dataclasses.replace(net, source="/elsewhere/lenet.npz"), data, 0.02, state_path=state,
+                     resume=True, checkpoint=lambda stage, what: resumed_stages.append(stage), **kw)
+    np.testing.assert_array_equal(moved.spec.n_spec["conv2"], whole.spec.n_spec["conv2"])
 
 
 # -- the merit and fall-back rules on hand-made ParamL lists ------------------------------------------------------------

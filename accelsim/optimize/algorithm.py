@@ -90,8 +90,14 @@ def _fingerprint(network: Network, dataset: Dataset, config: FunctionalConfig, s
     cfg = dataclasses.asdict(config)
     for k in ("mode", "batch_size", "float_reference"):
         cfg.pop(k)
+    weights = hashlib.blake2b(digest_size=16)  # by content: the same weights resume from anywhere, changed ones do not
+    for key in sorted(network.weights):
+        w = np.ascontiguousarray(network.weights[key])
+        weights.update(f"{key}:{w.dtype.str}:{w.shape}".encode())
+        weights.update(w.tobytes())
     fp = {
-        "network": network.name, "weights": network.source, "dataset": dataset.name, "opt_images": len(images),
+        "network": network.name, "weights_digest": weights.hexdigest(), "dataset": dataset.name,
+        "opt_images": len(images),
         "images_digest": digest.hexdigest(), "functional": cfg, "search": fingerprint_fields(settings),
     }
     return json.loads(json.dumps(fp))  # as the JSON state file gives it back
