@@ -18,7 +18,7 @@ from accelsim.errors import ConfigError
 from accelsim.optimize.passes import GlobalState, LocalEvaluation
 from accelsim.optimize.profiling import LayerProfile
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: weights fingerprinted by content; global pass with refinement
 
 
 @dataclass
