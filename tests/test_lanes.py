@@ -196,7 +196,8 @@ def test_off_grid_values_match_reference_bit_for_bit(case, mode, at_zero):
     layer, x, stream, bias, threshold = case
     rng = np.random.default_rng(int(x.size))
     x = x * (1.0 + rng.random(x.shape) * 1e-3) + np.pi * 1e-7 * (x > 0)
-    assert not lanes._sums_are_exact(x, stream.weights, bias) or not x.any()
+    # (all-zero weights or inputs make every sum exact whatever the values: the walk is still compared)
+    assert not lanes._sums_are_exact(x, stream.weights, bias) or not x.any() or not stream.weights.any()
     assert_same(
         run_lanes(x, layer, stream, bias, mode, threshold, at_zero),
         run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero),

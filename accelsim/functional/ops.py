@@ -141,8 +141,9 @@ _PARALLEL_MIN_WORK = 1 << 20
 def maxpool(x: np.ndarray, layer: MaxPool, out_hw: tuple[int, int]) -> np.ndarray:
     """Max over each window, in the dtype of `x`; window parts past the input (padding, ceil mode) count as -inf.
 
-    The Numba loop gives NumPy's bits, ties between 0 and -0 and the first NaN included, for the layout it takes
-    (C-contiguous float input, output width above 1); other layouts keep the NumPy reduction, whose tie order differs.
+    The Numba loop gives NumPy's values, NaNs included, for the layout it takes (C-contiguous float input, output
+    width above 1); other layouts keep the NumPy reduction. Of a tie between 0 and -0 either may come out (NumPy's
+    own choice depends on its SIMD path); a zero's sign changes nothing downstream.
     """
     ho, wo = out_hw
     if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous or wo <= 1 or x.size == 0:
