@@ -79,14 +79,22 @@ class PredictiveSpec:
     def for_layer(self, layer: Conv) -> tuple[np.ndarray, np.ndarray] | None:
         if layer.name not in self.n_spec:
             return None
-        n = np.asarray(self.n_spec[layer.name], dtype=np.int32)
-        th = np.asarray(self.threshold[layer.name], dtype=np.float64)
-        if n.shape != (layer.out_channels,) or th.shape != (layer.out_channels,):
+        n_raw = np.asarray(self.n_spec[layer.name])
+        th_raw = np.asarray(self.threshold[layer.name])
+        if n_raw.shape != (layer.out_channels,) or th_raw.shape != (layer.out_channels,):
             raise ConfigError(
-                f"predictive spec for layer '{layer.name}' has {n.shape} N values and {th.shape} thresholds; "
+                f"predictive spec for layer '{layer.name}' has {n_raw.shape} N values and {th_raw.shape} thresholds; "
                 f"the layer has {layer.out_channels} kernels"
             )
-        if (n < 0).any() or (n > layer.kernel_size).any():
+        # A cast would silently truncate N = 2.5 or pass a NaN threshold (which no partial sum is below).
+        if n_raw.dtype.kind not in "iu" and not (n_raw.dtype.kind == "f" and np.all(n_raw == np.round(n_raw))):
+            raise ConfigError(f"predictive spec for layer '{layer.name}': N must be whole numbers, got {n_raw.dtype} "
+                              f"values such as {n_raw.ravel()[:3].tolist()}")
+        if th_raw.dtype.kind not in "iuf" or not np.all(np.isfinite(th_raw)):
+            raise ConfigError(f"predictive spec for layer '{layer.name}': thresholds must be finite numbers")
+        n = n_raw.astype(np.int32)
+        th = th_raw.astype(np.float64)
+        if (n_raw < 0).any() or (n_raw > layer.kernel_size).any():
             raise ConfigError(f"predictive spec for layer '{layer.name}': N must lie in [0, {layer.kernel_size}]")
         return n, th
 
