@@ -5,13 +5,16 @@ The replaced implementation is kept here, privately, as the reference.
 """
 
 import tracemalloc
+from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from accelsim.functional import ops
+from accelsim.functional.fixedpoint import quantize
 from accelsim.nets.graph import Conv
 
 
@@ -77,8 +80,15 @@ def _cases(draw):
     weight_dtype=st.sampled_from([np.float64, np.float32]),
     layout=st.sampled_from(["contiguous", "channel_slice", "fortran"]),
     chunk_images=st.integers(0, 6),
+    relu=st.booleans(),
+    grid=st.one_of(st.none(), st.builds(ops.OutputGrid, fl=st.integers(2, 14), bits=st.integers(4, 16),
+                                        rounding=st.sampled_from(["nearest", "floor"]))),
+    parallel=st.booleans(),
 )
-def test_float64_matches_im2col_bits(case, seed, pointwise, with_bias, relu_like, weight_dtype, layout, chunk_images):
+def test_float64_matches_im2col_bits(case, seed, pointwise, with_bias, relu_like, weight_dtype, layout, chunk_images,
+                                     relu, grid, parallel):
+    """The GEMM layouts, chunks, and the epilogue (bias, ReLU, rounding onto the output grid, serial or parallel)
+    give the bits of the old conv followed by np.maximum and fixedpoint.quantize."""
     layer, b, h, w = case
     if pointwise:  # the no-copy 1x1 stride-1 unpadded case, drawn often
         layer = Conv("c", ("x",), "y", in_channels=layer.in_channels, out_channels=layer.out_channels,
@@ -99,8 +109,25 @@ def test_float64_matches_im2col_bits(case, seed, pointwise, with_bias, relu_like
     per_image *= ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
     chunk_bytes = max(1, chunk_images * per_image + chunk_images)  # chunks of 1 to 6 images, remainders included
     expected = _conv2d_reference(x, weight, bias, layer)
-    assert _same_bits(ops._conv2d_planes(x, weight, bias, layer, chunk_bytes=chunk_bytes), expected)
-    assert _same_bits(ops.conv2d(x, weight, bias, layer), expected)
+    with mock.patch.object(ops, "_PARALLEL_MIN_WORK", 0 if parallel else 1 << 62):
+        assert _same_bits(ops._conv2d_planes(x, weight, bias, layer, chunk_bytes=chunk_bytes), expected)
+        assert _same_bits(ops.conv2d(x, weight, bias, layer), expected)
+        if relu:
+            expected = np.maximum(expected, 0)
+        if grid is not None:
+            expected = quantize(expected, grid.fl, grid.bits, grid.rounding)
+        got = ops._conv2d_planes(x, weight, bias, layer, chunk_bytes=chunk_bytes, relu=relu, grid=grid)
+        assert _same_bits(got, expected)
+        assert _same_bits(ops.conv2d(x, weight, bias, layer, relu=relu, grid=grid), expected)
+
+
+def test_rounding_onto_a_grid_needs_float64():
+    layer = Conv("c", ("x",), "y", in_channels=1, out_channels=1)
+    x = np.ones((1, 1, 2, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="needs float64"):
+        ops.conv2d(x, np.ones((1, 1, 1, 1), np.float32), None, layer, grid=ops.OutputGrid(4, 8))
+    relu = ops.conv2d(-x, np.ones((1, 1, 1, 1), np.float32), None, layer, relu=True)
+    assert relu.dtype == np.float32 and (relu == 0).all()
 
 
 @settings(max_examples=30, deadline=None)

@@ -186,6 +186,7 @@ class PreparedNetwork:
                 counts = input_zeros.setdefault(layer.name, [0, 0])
                 counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
                 counts[1] += int(ins[0].size)
+            on_grid = False  # whether y is already rounded onto the output blob's grid
             if layer.name in speculate and outputs_only:
                 stream, threshold = speculate[layer.name]
                 y = predictive_outputs(ins[0].astype(np.float64, copy=False), layer, stream,
@@ -198,15 +199,32 @@ class PreparedNetwork:
                 if observer is not None:
                     observer(layer.name, res)
                 y = res.output.astype(ins[0].dtype, copy=False)
+            elif self._fused_conv(layer, policy, observer):
+                y = self._dense_conv_on_grid(layer, ins[0])
+                on_grid = True
             else:
                 y = self._layer(layer, ins, policy, observer)
-            if not isinstance(layer, Softmax):
+            if not (on_grid or isinstance(layer, Softmax)):
                 y = self._q(layer.output, y)
             blobs[layer.output] = y
             for b in set(layer.inputs):
                 if self.last_use.get(b) == i and b not in keep:
                     del blobs[b]
         return blobs
+
+    def _fused_conv(self, layer: Layer, policy: bool, observer: WindowObserver | None) -> bool:
+        """Whether `layer` is a dense fixed-point conv whose ReLU and rounding `ops.conv2d` does in its own pass
+        (not when the lanes run it or an observer must see its accumulator values)."""
+        if not (self.fixed and isinstance(layer, Conv)):
+            return False
+        plan = self.convs[layer.name]
+        return not (policy and (plan.stream is not None or observer is not None))
+
+    def _dense_conv_on_grid(self, layer: Conv, x: np.ndarray) -> np.ndarray:
+        plan = self.convs[layer.name]
+        nf = self.config.number_format
+        grid = ops.OutputGrid(self.blob_fl[layer.output], nf.activation_bits, nf.rounding)
+        return ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu, grid=grid)
 
     def _layer(self, layer: Layer, ins: list[np.ndarray], policy: bool, observer: WindowObserver | None) -> np.ndarray:
         x = ins[0]
