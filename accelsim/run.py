@@ -347,11 +347,11 @@ def _assemble(point: _Designs, network: Any, result: FunctionalResult | None, da
     if result is not None:  # the functional statistics belong to the design under test (the rows of names[0])
         stat_cols = ["neg_fraction", "pos_fraction", "zero_fraction", "input_zero_fraction", "tn_rate", "tn_rate_any",
                      "fn_rate", "fn_small_share", "fn_small_mass_share", "fn_mass_share", "windows",
-                     "exact_violations", "eligible", "reason"]
+                     "exact_violations", "eligible", "reason", "relu"]
         fl = result.layers.set_index("layer")[stat_cols]
         mine = layers["design"] == names[0]
         for col in stat_cols:
-            layers[col] = np.nan if col not in ("eligible", "reason", "exact_violations") else None
+            layers[col] = np.nan if col not in ("eligible", "reason", "exact_violations", "relu") else None
             layers.loc[mine, col] = layers.loc[mine, "layer"].map(fl[col])
     else:
         for col in ("neg_fraction", "tn_rate", "fn_rate"):
@@ -429,9 +429,12 @@ def predictive_report(layers: pd.DataFrame, design: str, baseline: str | None) -
     """Predictive mode per network (issue 4): how many conv layers speculate, what they gain, how they err.
 
     Speedup and energy reduction are against the baseline, of the predictive layers alone and of the whole network.
-    TN and FN rates (both readings of spec A.7 item 17) and the small-positive shares are aggregated over the
-    predictive layers weighted by windows: tn_* by negative windows, fn_rate by positive windows, the small-positive
-    shares by zeroed positive (FN) windows.
+    TN and FN rates (spec A.7 item 17: caught at the speculation check or at either check) and the small-positive
+    shares are aggregated over the predictive layers weighted by windows: tn_* by negative windows, fn_rate by
+    positive windows, the small-positive shares by zeroed positive (FN) windows. The `*_all_layers` rates are the
+    item's other reading of which layers count: every conv layer followed by a ReLU, where a layer that does not
+    speculate catches no negative at the speculation check and zeroes no positive output, and a dense one catches
+    no negative at all.
     """
     mine = layers[layers["design"] == design]
     conv = mine[mine["type"] == "conv"]
@@ -452,8 +455,10 @@ def predictive_report(layers: pd.DataFrame, design: str, baseline: str | None) -
         "fn_small_share": _weighted(pred["fn_small_share"], fn),
         "fn_small_mass_share": _weighted(pred["fn_small_mass_share"], fn),
         "fn_mass_share": _weighted(pred["fn_mass_share"], pos),
+        **_all_layer_rates(conv),
         "weighting": "tn_* by negative windows, fn_rate and fn_mass_share by positive windows, fn_small_* by "
-                     "zeroed positive windows, over the predictive layers",
+                     "zeroed positive windows, over the predictive layers (*_all_layers: over every conv layer "
+                     "followed by a ReLU)",
     }
     if baseline is not None:
         base = layers[(layers["design"] == baseline) & layers["layer"].isin(pred["layer"])]
@@ -468,6 +473,25 @@ def predictive_report(layers: pd.DataFrame, design: str, baseline: str | None) -
                                             float(mine["energy_pj"].sum())),
         )
     return out
+
+
+def _all_layer_rates(conv: pd.DataFrame) -> dict[str, float | None]:
+    """TN/FN rates with every conv+ReLU layer counted (the other reading of spec A.7 item 17)."""
+    if "relu" not in conv or conv["neg_fraction"].isna().all():
+        return {"tn_rate_all_layers": None, "tn_rate_any_all_layers": None, "fn_rate_all_layers": None}
+    relu = conv[conv["relu"].fillna(False).astype(bool)]
+    neg = (relu["windows"] * relu["neg_fraction"]).fillna(0.0)
+    pos = (relu["windows"] * relu["pos_fraction"]).fillna(0.0)
+    pred = relu["mode"] == "predictive"
+    caught_spec = float((relu.loc[pred, "tn_rate"] * neg[pred]).sum())
+    checked = relu["mode"] != "dense"
+    caught_any = float((relu.loc[checked, "tn_rate_any"].fillna(0.0) * neg[checked]).sum())
+    zeroed = float((relu.loc[pred, "fn_rate"] * pos[pred]).sum())
+    return {
+        "tn_rate_all_layers": _ratio(caught_spec, float(neg.sum())),
+        "tn_rate_any_all_layers": _ratio(caught_any, float(neg.sum())),
+        "fn_rate_all_layers": _ratio(zeroed, float(pos.sum())),
+    }
 
 
 def _fmt(v: float, scale: float = 1.0, spec: str = "{:.3f}") -> str:
@@ -528,7 +552,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                         f"{_fmt(pr.get('network_energy_reduction'), 1, '{:.3f}x')}" if "speedup" in pr else ""))
         lines.append(f"  TN rate {_fmt(pr['tn_rate'], 0.01, '{:.1f}%')} (speculation check; "
                      f"{_fmt(pr['tn_rate_any'], 0.01, '{:.1f}%')} either check), FN rate "
-                     f"{_fmt(pr['fn_rate'], 0.01, '{:.2f}%')} of positive outputs; of the zeroed positive outputs "
+                     f"{_fmt(pr['fn_rate'], 0.01, '{:.2f}%')} of positive outputs (every conv+ReLU layer counted: "
+                     f"TN {_fmt(pr.get('tn_rate_all_layers'), 0.01, '{:.1f}%')} / "
+                     f"{_fmt(pr.get('tn_rate_any_all_layers'), 0.01, '{:.1f}%')}, FN "
+                     f"{_fmt(pr.get('fn_rate_all_layers'), 0.01, '{:.2f}%')}); of the zeroed positive outputs "
                      f"{_fmt(pr['fn_small_share'], 0.01, '{:.0f}%')} lie below their layer's median positive output, "
                      f"carrying {_fmt(pr['fn_small_mass_share'], 0.01, '{:.0f}%')} of the zeroed mass "
                      f"({_fmt(pr['fn_mass_share'], 0.01, '{:.2f}%')} of all positive mass)")

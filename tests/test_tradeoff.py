@@ -13,7 +13,7 @@ from accelsim.functional.reorder import reorder_layer
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.loaders import load_network
 from accelsim.results import read_run
-from accelsim.run import RunConfig, format_summary, run
+from accelsim.run import RunConfig, format_summary, predictive_report, run
 
 EPSILONS = (0.0, 0.02, 0.05)
 OPT, EVAL = 120, 60
@@ -91,6 +91,17 @@ def test_predictive_summary_fields_follow_from_the_layer_rows(tradeoff_dir, tabl
     assert pr["tn_rate_any"] >= pr["tn_rate"]
     pos = pred["windows"] * pred["pos_fraction"]
     assert pr["fn_rate"] == pytest.approx((pred["fn_rate"] * pos).sum() / pos.sum())
+    # The other reading of A.7 item 17: every conv+ReLU layer counts (LeNet: both convs, so neither rate changes
+    # unless a conv runs exact); exact layers catch every negative at the sign check, none at the speculation check.
+    relu = mine[mine["relu"].astype(bool)]
+    neg_all = (relu["windows"] * relu["neg_fraction"]).sum()
+    assert pr["tn_rate_all_layers"] == pytest.approx((pred["tn_rate"] * neg).sum() / neg_all)
+    checked = relu[relu["mode"] != "dense"]
+    assert pr["tn_rate_any_all_layers"] == pytest.approx(
+        (checked["tn_rate_any"] * checked["windows"] * checked["neg_fraction"]).sum() / neg_all)
+    assert pr["fn_rate_all_layers"] == pytest.approx(
+        (pred["fn_rate"] * pos).sum() / (relu["windows"] * relu["pos_fraction"]).sum())
+    assert pr["tn_rate_all_layers"] <= pr["tn_rate"] + 1e-12 and pr["fn_rate_all_layers"] <= pr["fn_rate"] + 1e-12
     for key in ("fn_small_share", "fn_small_mass_share", "fn_mass_share"):
         assert 0.0 <= pr[key] <= 1.0
         assert pred[key].between(0, 1).all() and mine.loc[mine["mode"] != "predictive", key].isna().all()
@@ -189,3 +200,25 @@ def test_a_layer_whose_kernels_all_run_exact_counts_as_exact_not_predictive():
     assert modes["conv1"] == "exact" and modes["conv2"] == "predictive"
     conv1 = res.layers.set_index("layer").loc["conv1"]
     assert math.isnan(conv1["fn_rate"]) and math.isnan(conv1["fn_small_share"])
+
+
+def test_all_layer_rates_count_every_conv_relu_layer():
+    """A.7 item 17's second reading on hand-made rows: a dense layer catches no negative, an exact one catches all
+    at the sign check and none at the speculation check, a layer without a ReLU does not count."""
+    rows = pd.DataFrame([
+        # layer, mode, relu, windows, neg, pos, tn_spec, tn_any, fn
+        ("c1", "dense", True, 100.0, 0.5, 0.5, np.nan, np.nan, np.nan),
+        ("c2", "exact", True, 100.0, 0.4, 0.6, np.nan, 1.0, np.nan),
+        ("c3", "predictive", True, 200.0, 0.5, 0.5, 0.6, 1.0, 0.1),
+        ("c4", "dense", False, 100.0, 0.5, 0.5, np.nan, np.nan, np.nan),
+    ], columns=["layer", "mode", "relu", "windows", "neg_fraction", "pos_fraction", "tn_rate", "tn_rate_any",
+                "fn_rate"])
+    rows["design"], rows["type"] = "snapea", "conv"
+    for col in ("fn_small_share", "fn_small_mass_share", "fn_mass_share", "macs_performed", "macs_dense"):
+        rows[col] = 0.5
+    pr = predictive_report(rows, "snapea", None)
+    assert pr["tn_rate"] == pytest.approx(0.6) and pr["fn_rate"] == pytest.approx(0.1)
+    neg_all = 50 + 40 + 100  # c1, c2, c3 (c4 has no ReLU)
+    assert pr["tn_rate_all_layers"] == pytest.approx(0.6 * 100 / neg_all)
+    assert pr["tn_rate_any_all_layers"] == pytest.approx((40 + 100) / neg_all)
+    assert pr["fn_rate_all_layers"] == pytest.approx(0.1 * 100 / (50 + 60 + 100))

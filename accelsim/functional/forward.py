@@ -563,7 +563,7 @@ def run(
             windows = st.windows / n_images
             macs_dense = graph.macs(layer)
             rows.append(dict(
-                layer=layer.name, type="conv", mode=plan.mode, eligible=plan.eligibility.eligible,
+                layer=layer.name, type="conv", mode=plan.mode, relu=layer.relu, eligible=plan.eligibility.eligible,
                 reason=plan.eligibility.reason, images=n_images, windows=windows, kernel_size=layer.kernel_size,
                 macs_dense=float(macs_dense), macs_performed=st.macs_performed / n_images,
                 mac_reduction=macs_dense * n_images / st.macs_performed if st.macs_performed else math.nan,
@@ -583,7 +583,7 @@ def run(
                 log.error("layer %s: %d windows were cut short although their sum was positive", layer.name, st.mismatches)
         elif isinstance(layer, FC):
             macs = graph.macs(layer)
-            rows.append(dict(layer=layer.name, type="fc", mode="dense", eligible=False,
+            rows.append(dict(layer=layer.name, type="fc", mode="dense", relu=layer.relu, eligible=False,
                              reason="fully connected layers run dense (spec A.7 item 12)", images=n_images,
                              windows=float(layer.out_features), kernel_size=layer.in_features, macs_dense=float(macs),
                              macs_performed=float(macs), mac_reduction=1.0, neg_fraction=math.nan,
