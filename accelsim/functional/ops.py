@@ -70,8 +70,9 @@ def _conv2d_planes(
     of one image needs neither copy of a 1x1 stride-1 unpadded conv, and writes its GEMM into the output directly.
     One GEMM per image would save the plane copy, and is the fastest layout with single-threaded BLAS, but with two
     BLAS threads on a busy 2-core machine each call waits for both threads: SqueezeNet's convs took 2.5x longer.
-    The plane copy is `_epilogue`, which also adds the bias, applies the ReLU and rounds onto `grid`: one pass over
-    the output instead of four (copy, bias, ReLU, quantize), which were as slow as the GEMMs themselves.
+    The plane copy is the epilogue (`_epilogue_serial` / `_epilogue_parallel`), which also adds the bias, applies
+    the ReLU and rounds onto `grid`: one pass over the output instead of four (copy, bias, ReLU, quantize); see
+    benchmarks/dense_forward.md.
     """
     b, c, h, w = x.shape
     f, g = layer.out_channels, layer.groups
