@@ -91,8 +91,8 @@ def test_predictive_summary_fields_follow_from_the_layer_rows(tradeoff_dir, tabl
     assert pr["tn_rate_any"] >= pr["tn_rate"]
     pos = pred["windows"] * pred["pos_fraction"]
     assert pr["fn_rate"] == pytest.approx((pred["fn_rate"] * pos).sum() / pos.sum())
-    # The other reading of A.7 item 17: every conv+ReLU layer counts (LeNet: both convs, so neither rate changes
-    # unless a conv runs exact); exact layers catch every negative at the sign check, none at the speculation check.
+    # The other reading of A.7 item 17: every conv+ReLU layer counts; a layer that does not speculate catches no
+    # negative at the speculation check (mixed cases: test_all_layer_rates_count_every_conv_relu_layer).
     relu = mine[mine["relu"].astype(bool)]
     neg_all = (relu["windows"] * relu["neg_fraction"]).sum()
     assert pr["tn_rate_all_layers"] == pytest.approx((pred["tn_rate"] * neg).sum() / neg_all)

@@ -78,8 +78,7 @@ def quantize(x: np.ndarray, fl: int, bits: int, rounding: str = "nearest") -> np
     (the forward pass quantises every blob, and the four NumPy passes were a third of its time); anything else the
     NumPy expression, which defines the result.
     """
-    scale = math.ldexp(1.0, fl)
-    hi = float(2 ** (bits - 1) - 1)
+    scale, lo, hi = grid_constants(fl, bits)
     if (
         type(x) is np.ndarray
         and x.dtype in (np.float64, np.float32)
@@ -87,9 +86,15 @@ def quantize(x: np.ndarray, fl: int, bits: int, rounding: str = "nearest") -> np
         and x.flags.c_contiguous
     ):
         out = np.empty(x.shape, dtype=np.float64)
-        _quantize_flat(x.reshape(-1), out.reshape(-1), scale, -hi - 1.0, hi, rounding == "nearest")
+        _quantize_flat(x.reshape(-1), out.reshape(-1), scale, lo, hi, rounding == "nearest")
         return out
     return _quantize_numpy(x, scale, hi, rounding)
+
+
+def grid_constants(fl: int, bits: int) -> tuple[float, float, float]:
+    """(scale, lowest code, highest code) of the grid 2**-fl with `bits`-wide two's complement codes."""
+    hi = float(2 ** (bits - 1) - 1)
+    return math.ldexp(1.0, fl), -hi - 1.0, hi
 
 
 def _quantize_numpy(x: np.ndarray, scale: float, hi: float, rounding: str) -> np.ndarray:
@@ -107,13 +112,19 @@ def _quantize_flat(x, out, scale, lo, hi, nearest):  # pragma: no cover - compil
     waits for a busy core).
     """
     for i in range(x.size):
-        c = np.float64(x[i]) * scale
-        c = np.floor(c + 0.5) if nearest else np.floor(c)
-        if c > hi:  # comparisons are false for NaN, which passes through as in np.clip
-            c = hi
-        elif c < lo:
-            c = lo
-        out[i] = c / scale
+        out[i] = round_onto_grid(np.float64(x[i]), scale, lo, hi, nearest)
+
+
+@numba.njit(inline="always")
+def round_onto_grid(v, scale, lo, hi, nearest):  # pragma: no cover - compiled
+    """One value of `_quantize_numpy`, in its IEEE operations and order; for compiled loops (also ops' conv)."""
+    c = v * scale
+    c = np.floor(c + 0.5) if nearest else np.floor(c)
+    if c > hi:  # comparisons are false for NaN, which passes through as in np.clip
+        c = hi
+    elif c < lo:
+        c = lo
+    return c / scale
 
 
 def saturation_fraction(x: np.ndarray, fl: int, bits: int) -> float:

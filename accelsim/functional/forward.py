@@ -126,11 +126,16 @@ class PreparedNetwork:
     def fixed(self) -> bool:
         return self.config.number_format.is_fixed
 
+    def _grid(self, blob: str) -> ops.OutputGrid:
+        """The fixed-point grid `blob` is stored on (fixed-point formats only)."""
+        nf = self.config.number_format
+        return ops.OutputGrid(self.blob_fl[blob], nf.activation_bits, nf.rounding)
+
     def _q(self, blob: str, x: np.ndarray) -> np.ndarray:
         if not self.fixed:
             return x
-        nf = self.config.number_format
-        return quantize(x, self.blob_fl[blob], nf.activation_bits, nf.rounding)
+        g = self._grid(blob)
+        return quantize(x, g.fl, g.bits, g.rounding)
 
     def forward(
         self,
@@ -222,9 +227,7 @@ class PreparedNetwork:
 
     def _dense_conv_on_grid(self, layer: Conv, x: np.ndarray) -> np.ndarray:
         plan = self.convs[layer.name]
-        nf = self.config.number_format
-        grid = ops.OutputGrid(self.blob_fl[layer.output], nf.activation_bits, nf.rounding)
-        return ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu, grid=grid)
+        return ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu, grid=self._grid(layer.output))
 
     def _layer(self, layer: Layer, ins: list[np.ndarray], policy: bool, observer: WindowObserver | None) -> np.ndarray:
         x = ins[0]
@@ -236,11 +239,12 @@ class PreparedNetwork:
                 if observer is not None:
                     observer(layer.name, res)
                 return res.output.astype(x.dtype, copy=False)
-            acc = ops.conv2d(x, plan.weight, plan.bias, layer)
-            if observer is not None and policy:
+            observing = observer is not None and policy
+            acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and not observing)
+            if observing:
                 observer(layer.name, _dense_lane_result(acc, layer))
                 return np.maximum(acc, 0) if layer.relu else acc  # the observer may keep acc: a new array
-            return np.maximum(acc, 0, out=acc) if layer.relu else acc  # acc is conv2d's own: ReLU in place
+            return acc
         if isinstance(layer, FC):
             w, b = self.fcs[layer.name]
             y = ops.fc(x, w, b)

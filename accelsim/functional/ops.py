@@ -9,13 +9,13 @@ on NumPy, whose summation order inside a window depends on its iterator's choice
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from accelsim.functional.fixedpoint import grid_constants, round_onto_grid
 from accelsim.nets.graph import LRN, AvgPool, Conv, MaxPool, ShortcutSubsamplePad
 
 
@@ -92,8 +92,7 @@ def _conv2d_planes(
     has_bias = bias is not None
     bvec = bias.astype(x.dtype, copy=False).reshape(f) if has_bias else np.zeros(f, dtype=x.dtype)
     quant = grid is not None
-    scale = math.ldexp(1.0, grid.fl) if quant else 1.0
-    hi = float(2 ** (grid.bits - 1) - 1) if quant else 0.0
+    scale, lo, hi = grid_constants(grid.fl, grid.bits) if quant else (1.0, 0.0, 0.0)
     nearest = quant and grid.rounding == "nearest"
     for s in range(0, b, step):
         n = min(step, b - s)
@@ -122,48 +121,36 @@ def _conv2d_planes(
                 np.matmul(wg, gcols, out=src)
             if has_bias or relu or quant or n > 1:
                 run = _epilogue_parallel if src.size >= _PARALLEL_MIN_WORK else _epilogue_serial
-                run(src, dst, bvec[fs], has_bias, relu, quant, scale, -hi - 1.0, hi, nearest)
+                run(src, dst, bvec[fs], has_bias, relu, quant, scale, lo, hi, nearest)
     return out
-
-
-@numba.njit(inline="always")
-def _epilogue_value(c, b, has_bias, relu, quant, scale, lo, hi, nearest):  # pragma: no cover - compiled
-    """`c + b`, then `np.maximum(., 0)`, then `fixedpoint._quantize_flat`'s operations, in that order."""
-    if has_bias:
-        c = c + b
-    if relu and not (c >= 0.0 or c != c):  # np.maximum: NaN propagates; of c and 0 the first when equal
-        c = 0.0
-    if quant:
-        c = c * scale
-        c = np.floor(c + 0.5) if nearest else np.floor(c)
-        if c > hi:
-            c = hi
-        elif c < lo:
-            c = lo
-        c = c / scale
-    return c
 
 
 @numba.njit(cache=True)
 def _epilogue_serial(src, dst, bias, has_bias, relu, quant, scale, lo, hi, nearest):  # pragma: no cover - compiled
     """GEMM result `src` (fg, n*npix) -> output planes `dst` (n, fg, npix), with bias, ReLU and rounding."""
-    n, fg, npix = dst.shape
-    for f in range(fg):
-        b = bias[f]
-        for i in range(n):
-            for p in range(npix):
-                dst[i, f, p] = _epilogue_value(src[f, i * npix + p], b, has_bias, relu, quant, scale, lo, hi, nearest)
+    for f in range(dst.shape[1]):
+        _epilogue_channel(src, dst, f, bias[f], has_bias, relu, quant, scale, lo, hi, nearest)
 
 
 @numba.njit(cache=True, parallel=True)
 def _epilogue_parallel(src, dst, bias, has_bias, relu, quant, scale, lo, hi, nearest):  # pragma: no cover - compiled
     """`_epilogue_serial` with the output channels shared out between threads."""
-    n, fg, npix = dst.shape
-    for f in numba.prange(fg):
-        b = bias[f]
-        for i in range(n):
-            for p in range(npix):
-                dst[i, f, p] = _epilogue_value(src[f, i * npix + p], b, has_bias, relu, quant, scale, lo, hi, nearest)
+    for f in numba.prange(dst.shape[1]):
+        _epilogue_channel(src, dst, f, bias[f], has_bias, relu, quant, scale, lo, hi, nearest)
+
+
+@numba.njit(inline="always")
+def _epilogue_channel(src, dst, f, b, has_bias, relu, quant, scale, lo, hi, nearest):  # pragma: no cover - compiled
+    """Channel f of every image: `c + b`, then `np.maximum(., 0)`, then `fixedpoint.quantize`'s rounding."""
+    n, _, npix = dst.shape
+    for i in range(n):
+        for p in range(npix):
+            c = src[f, i * npix + p]
+            if has_bias:
+                c = c + b
+            if relu and not (c >= 0.0 or c != c):  # np.maximum: NaN propagates; of c and 0 the first when equal
+                c = 0.0
+            dst[i, f, p] = round_onto_grid(c, scale, lo, hi, nearest) if quant else c
 
 
 def _conv2d_windows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Conv) -> np.ndarray:
