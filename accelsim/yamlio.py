@@ -8,13 +8,17 @@ from typing import Any
 import yaml
 
 
+# libyaml's loader when PyYAML was built with it: the same nodes, marks and errors, ~20x faster on the long workloads.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def compose_yaml(text: str, path: Path | str, error: type[Exception], what: str) -> tuple[yaml.Node, Any]:
     """Parse one YAML document into (node tree, data).
 
     Malformed YAML, an empty document and a key given twice in one mapping (YAML would silently keep the last) raise
     `error` with the file, line and column. The node tree lets callers map keys back to their lines.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _SAFE_LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -8,7 +8,9 @@ typing for the long, regular ones and keeps them consistent. Re-running it rewri
 Layer and blob names follow the source model ('/' in Caffe names becomes '.'), so weights converted from the source
 keep their keys `<layer>.weight` / `<layer>.bias`. Caffe's in-place ReLUs are written as the `relu: true` flag of the
 conv / fc they follow; ResNets keep standalone `batchnorm` and `relu` layers, as in the PyTorch model, and are folded and
-fused at load time (`accelsim.nets.transforms`).
+fused at load time (`accelsim.nets.transforms`). The `*_torchvision` workloads are torchvision's ImageNet models, named by
+their module paths so that a torchvision state dict loads by name; each says which Caffe workload it is a variant of
+(`variant_of`) and which `torchvision.models` builder writes its weights (`torchvision_model`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ Layer = dict[str, Any]
 
 CAFFE_IMAGENET_BGR_MEAN = [104.0, 117.0, 123.0]  # per-channel mean of the ILSVRC-2012 mean image, B, G, R
 VGG_BGR_MEAN = [103.939, 116.779, 123.68]
+TORCHVISION_MEAN = [0.485, 0.456, 0.406]  # torchvision's ImageNet normalisation (RGB, pixels in [0, 1])
+TORCHVISION_STD = [0.229, 0.224, 0.225]
 
 
 # -- layer builders --------------------------------------------------------------------------------------------------
@@ -59,6 +63,13 @@ def caffe_imagenet_input(size: int, mean: list[float], resize: Any) -> dict[str,
     return {"blob": "data", "shape": [3, size, size],
             "preprocess": {"color_order": "BGR", "pixel_range": [0, 255], "mean": mean, "std": None,
                            "resize": resize, "crop": [size, size]}}
+
+
+def torchvision_imagenet_input(mean: list[float], std: list[float]) -> dict[str, Any]:
+    """torchvision's ImageClassification(crop_size=224): short side to 256, center crop 224, RGB in [0, 1], mean/std."""
+    return {"blob": "data", "shape": [3, 224, 224],
+            "preprocess": {"color_order": "RGB", "pixel_range": [0, 1], "mean": mean, "std": std,
+                           "resize": 256, "crop": [224, 224]}}
 
 
 # -- networks ----------------------------------------------------------------------------------------------------------
@@ -224,6 +235,151 @@ def googlenet() -> dict[str, Any]:
     }
 
 
+# -- torchvision's ImageNet models: what `torchvision.models.<name>(weights="DEFAULT").state_dict()` holds ---------------
+def _torchvision_note(builder: str) -> str:
+    return (f"Layer names are torchvision's module paths, so the tensors of "
+            f"torchvision.models.{builder}(weights='DEFAULT').state_dict() load by name. ")
+
+
+def alexnet_torchvision() -> dict[str, Any]:
+    """torchvision.models.alexnet: the 'one weird trick' AlexNet (64/192/384/256/256 channels, no groups, no LRN)."""
+    L = [
+        conv("features.0", "data", 3, 64, 11, s=4, p=2),
+        pool("features.2", "features.0", "maxpool", 3, 2),
+        conv("features.3", "features.2", 64, 192, 5, p=2),
+        pool("features.5", "features.3", "maxpool", 3, 2),
+        conv("features.6", "features.5", 192, 384, 3, p=1),
+        conv("features.8", "features.6", 384, 256, 3, p=1),
+        conv("features.10", "features.8", 256, 256, 3, p=1),
+        pool("features.12", "features.10", "maxpool", 3, 2),
+        simple("flatten", "flatten", "features.12"),
+        simple("classifier.0", "dropout", "flatten"),
+        fc("classifier.1", "classifier.0", 9216, 4096, relu=True),
+        simple("classifier.3", "dropout", "classifier.1"),
+        fc("classifier.4", "classifier.3", 4096, 4096, relu=True),
+        fc("classifier.6", "classifier.4", 4096, 1000, relu=False),
+    ]
+    return {
+        "name": "alexnet_torchvision",
+        "description": "AlexNet as torchvision.models.alexnet (Krizhevsky 2014 'one weird trick' variant: "
+                       "64/192/384/256/256 channels, no groups, no LRN).",
+        "dataset_name": "imagenet",
+        "num_classes": 1000,
+        "input": torchvision_imagenet_input(TORCHVISION_MEAN, TORCHVISION_STD),
+        "layers": L,
+        "output": "classifier.6",
+        "variant_of": "alexnet",
+        "torchvision_model": "alexnet",
+        "source": "pytorch/vision torchvision/models/alexnet.py",
+        "notes": _torchvision_note("alexnet") + "Max pools are 3/2 with floor rounding (55 -> 27 -> 13 -> 6); the "
+                 "AdaptiveAvgPool2d((6, 6)) is the identity on the 6x6 map of a 224x224 input and is left out. "
+                 "Output: logits (no softmax). Preprocessing: torchvision's ImageClassification(crop_size=224).",
+    }
+
+
+def vgg16_torchvision() -> dict[str, Any]:
+    """torchvision.models.vgg16: the same layer shapes as the Caffe VGG-16, torchvision's names and preprocessing."""
+    L: list[Layer] = []
+    blob, cin, i = "data", 3, 0
+    for n, cout in [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]:
+        for _ in range(n):
+            L.append(conv(f"features.{i}", blob, cin, cout, 3, p=1))
+            blob, cin, i = f"features.{i}", cout, i + 2  # features.{i+1} is the ReLU (the relu flag)
+        L.append(pool(f"features.{i}", blob, "maxpool", 2, 2))
+        blob, i = f"features.{i}", i + 1
+    L += [
+        simple("flatten", "flatten", blob),
+        fc("classifier.0", "flatten", 25088, 4096, relu=True),
+        simple("classifier.2", "dropout", "classifier.0"),
+        fc("classifier.3", "classifier.2", 4096, 4096, relu=True),
+        simple("classifier.5", "dropout", "classifier.3"),
+        fc("classifier.6", "classifier.5", 4096, 1000, relu=False),
+    ]
+    return {
+        "name": "vgg16_torchvision",
+        "description": "VGG-16 (configuration D) as torchvision.models.vgg16: the layer shapes of the Caffe vgg16, "
+                       "torchvision's tensor names and RGB mean/std preprocessing.",
+        "dataset_name": "imagenet",
+        "num_classes": 1000,
+        "input": torchvision_imagenet_input(TORCHVISION_MEAN, TORCHVISION_STD),
+        "layers": L,
+        "output": "classifier.6",
+        "variant_of": "vgg16",
+        "torchvision_model": "vgg16",
+        "source": "pytorch/vision torchvision/models/vgg.py (cfg 'D', batch_norm=False)",
+        "notes": _torchvision_note("vgg16") + "Max pools 2/2 floor; the AdaptiveAvgPool2d((7, 7)) is the identity "
+                 "on the 7x7 map of a 224x224 input and is left out. Output: logits (no softmax). Preprocessing: "
+                 "torchvision's ImageClassification(crop_size=224), unlike the Caffe vgg16's BGR mean subtraction.",
+    }
+
+
+def googlenet_torchvision() -> dict[str, Any]:
+    """torchvision.models.googlenet: BasicConv2d = conv (no bias) + BatchNorm2d(eps=0.001) + ReLU, 3x3 "5x5" branch."""
+    def basic(name: str, bottom: str, cin: int, cout: int, k: int, s: int = 1, p: int = 0) -> list[Layer]:
+        return [conv(f"{name}.conv", bottom, cin, cout, k, s=s, p=p, relu=False, bias=False),
+                simple(f"{name}.bn", "batchnorm", f"{name}.conv", channels=cout, eps=0.001),
+                simple(f"{name}.relu", "relu", f"{name}.bn")]
+
+    L = [
+        *basic("conv1", "data", 3, 64, 7, s=2, p=3),
+        pool("maxpool1", "conv1.relu", "maxpool", 3, 2, ceil=True),
+        *basic("conv2", "maxpool1", 64, 64, 1),
+        *basic("conv3", "conv2.relu", 64, 192, 3, p=1),
+        pool("maxpool2", "conv3.relu", "maxpool", 3, 2, ceil=True),
+    ]
+    blob, cin = "maxpool2", 192
+    pools = {"pool3": ("maxpool3", 3), "pool4": ("maxpool4", 2)}  # torchvision's maxpool4 is 2/2, Caffe's 3/2
+    for spec in GOOGLENET_INCEPTION:
+        if spec[1] is None:
+            name, k = pools[spec[0]]
+            L.append(pool(name, blob, "maxpool", k, 2, ceil=True))
+            blob = name
+            continue
+        m = spec[0].replace("_", "")  # inception_3a -> inception3a
+        _, c1, c3r, c3, c5r, c5, cp = spec  # type: ignore[misc]
+        L += [
+            *basic(f"{m}.branch1", blob, cin, c1, 1),
+            *basic(f"{m}.branch2.0", blob, cin, c3r, 1),
+            *basic(f"{m}.branch2.1", f"{m}.branch2.0.relu", c3r, c3, 3, p=1),
+            *basic(f"{m}.branch3.0", blob, cin, c5r, 1),
+            *basic(f"{m}.branch3.1", f"{m}.branch3.0.relu", c5r, c5, 3, p=1),  # 3x3, torchvision issue #906
+            pool(f"{m}.branch4.0", blob, "maxpool", 3, 1, p=1, ceil=True),
+            *basic(f"{m}.branch4.1", f"{m}.branch4.0", cin, cp, 1),
+            multi(f"{m}.output", "concat", [f"{m}.branch1.relu", f"{m}.branch2.1.relu", f"{m}.branch3.1.relu",
+                                            f"{m}.branch4.1.relu"], axis="channel"),
+        ]
+        blob, cin = f"{m}.output", c1 + c3 + c5 + cp
+    L += [
+        simple("avgpool", "global_avgpool", blob),
+        simple("flatten", "flatten", "avgpool"),
+        simple("dropout", "dropout", "flatten"),
+        fc("fc", "dropout", 1024, 1000, relu=False),
+    ]
+    return {
+        "name": "googlenet_torchvision",
+        "description": "GoogLeNet (Inception v1) as torchvision.models.googlenet: batch-norm after every conv, "
+                       "3x3 kernels in the '5x5' branch, no LRN, auxiliary classifiers not simulated.",
+        "dataset_name": "imagenet",
+        "num_classes": 1000,
+        "input": torchvision_imagenet_input([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+        "layers": L,
+        "output": "fc",
+        "variant_of": "googlenet",
+        "torchvision_model": "googlenet",
+        "unused_tensors": ["aux1.*", "aux2.*"],
+        "source": "pytorch/vision torchvision/models/googlenet.py",
+        "notes": _torchvision_note("googlenet") + "Each BasicConv2d is a conv without bias, a batchnorm (eps 0.001, "
+                 "folded into the conv at load time) and a ReLU. The '5x5' branch (branch3.1) has 3x3 kernels, as in "
+                 "torchvision (its issue #906). maxpool4 is 2/2 (Caffe: 3/2; both give 7x7). The auxiliary "
+                 "classifiers aux1/aux2 only train: their tensors, present in torchvision's downloaded file but not "
+                 "in googlenet(weights='DEFAULT').state_dict(), are ignored. Preprocessing: torchvision's "
+                 "ImageClassification(crop_size=224) followed by the model's transform_input (on by default with "
+                 "pretrained weights), which together are (x / 255 - 0.5) / 0.5 per channel; a model built with "
+                 "transform_input=False needs mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225] instead "
+                 "(copy this file and change the preprocess).",
+    }
+
+
 def squeezenet(version: str) -> dict[str, Any]:
     """DeepScale SqueezeNet v1.0 or v1.1 (forresti/SqueezeNet deploy.prototxt)."""
     if version == "1.0":
@@ -346,7 +502,7 @@ def to_yaml(d: dict[str, Any]) -> str:
     out.append("layers:")
     out += [f"  - {_flow(layer)}" for layer in d["layers"]]
     out.append(f"output: {_flow(d['output'])}")
-    for key in ("weights", "source", "notes"):
+    for key in ("weights", "variant_of", "torchvision_model", "unused_tensors", "source", "notes"):
         if key in d:
             out.append(f"{key}: {_flow(d[key])}")
     return "\n".join(out) + "\n"
@@ -354,7 +510,8 @@ def to_yaml(d: dict[str, Any]) -> str:
 
 def all_workloads() -> list[dict[str, Any]]:
     return [lenet(), alexnet(), vgg16(), googlenet(), squeezenet("1.0"), squeezenet("1.1"),
-            *(resnet_cifar(d) for d in (20, 32, 44, 56))]
+            *(resnet_cifar(d) for d in (20, 32, 44, 56)),
+            alexnet_torchvision(), vgg16_torchvision(), googlenet_torchvision()]
 
 
 def main() -> None:

@@ -210,12 +210,16 @@ def test_unknown_layer_type_names_layer_and_file(tmp_path):
 
 
 # -- load_network ---------------------------------------------------------------------------------------------------
-def test_load_network_weights_json_wins_and_plain_npz_maps_onto_graph(tmp_path, caplog):
+def test_load_network_weights_for_another_network_is_an_error_naming_both(tmp_path):
+    """A built-in name with weights whose own graph is another network: an error, not a silent switch (issue 11)."""
     path = _write_native(tmp_path / "own", stem="mine")
-    with caplog.at_level("INFO", logger="accelsim.nets.loaders"):
-        net = load_network("lenet", weights=path)
-    assert net.graph.name == "mine" and "instead of network 'lenet'" in caplog.text
-    # The same tensors without a JSON beside them are mapped onto the graph the net names.
+    with pytest.raises(WeightError, match=r"--net lenet and --weights .*mine\.npz disagree: 'lenet' is network "
+                                          r"'lenet' \(2 conv \+ 3 fc layers, input 1x28x28\), the file holds "
+                                          r"network 'mine' from mine\.json \(1 conv \+ 1 fc layers, input 3x6x6\)"
+                                          r"\. Give --net .*mine\.npz to run the graph"):
+        load_network("lenet", weights=path)
+    # A file given as --net is the network: the same tensors without a JSON beside them are mapped onto it.
+    net = load_network(str(path))
     lone = tmp_path / "lone" / "w.npz"
     lone.parent.mkdir()
     shutil.copy(path, lone)

@@ -300,7 +300,7 @@ def test_other_mistakes(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_available() -> None:
-    with pytest.raises(NetworkError, match="unknown workload 'resnet18'.*available workloads: alexnet, googlenet"):
+    with pytest.raises(NetworkError, match="unknown workload 'resnet18'.*available workloads: alexnet, alexnet_torchvision, googlenet"):
         load_workload("resnet18")
     with pytest.raises(NetworkError, match="not found"):
         load_workload("no/such/net.yaml")

@@ -1,50 +1,46 @@
-"""Weight loaders: native npz + JSON graph, PyTorch state dicts, ONNX models -> a folded, fused `Network`.
+"""Networks with weights: which graph a `--net` / `--weights` pair means, and the folded, fused `Network` it builds.
 
-Every loader checks each tensor against the graph (names and shapes) and ends the same way: batch-norm is folded
-into the convolution before it and standalone ReLUs are fused into the layer they follow, so the rest of the
-program sees conv/fc layers whose `relu` flag says whether early termination may apply.
-`load_network` is the one entry point the rest of the program uses.
+`plan_network` decides, reading only names and shapes (`accelsim.nets.weightfiles`): which graph runs, where each of
+its tensors comes from, and whether the pair makes sense at all. A built-in workload named with weights for another
+network is an error naming both; torchvision's state dicts for AlexNet, VGG-16 and GoogLeNet run as the
+`*_torchvision` workloads (docs/networks.md says why they switch rather than stop). `load_network` carries the plan
+out: it reads the values, checks each tensor against the graph, folds batch-norm into the convolution before it and
+fuses standalone ReLUs into the layer they follow, so the rest of the program sees conv/fc layers whose `relu` flag
+says whether early termination may apply. It is the one entry point the rest of the program uses.
 """
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import logging
-import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from accelsim.errors import NetworkError, WeightError, require
-from accelsim.nets.graph import (
-    LRN,
-    Add,
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dropout,
-    FC,
-    Flatten,
-    GlobalAvgPool,
-    Graph,
-    Layer,
-    MaxPool,
-    Preprocess,
-    ReLU,
-    Softmax,
-    graph_from_dict,
+from accelsim.errors import AccelsimError, WeightError
+from accelsim.nets.graph import Graph, Shape
+from accelsim.nets.network import Network, check_weights, shape_problems
+from accelsim.nets.onnx_import import read_onnx
+from accelsim.nets.weightfiles import (
+    RAW_PREFIX,
+    TORCH_SUFFIXES,
+    WeightFile,
+    describe_graph,
+    open_weights,
+    read_graph_json,
+    read_npz_tensors,
+    read_torch_state_dict,
 )
-from accelsim.nets.network import Network, check_weights
+
+__all__ = [
+    "NetworkPlan", "RAW_PREFIX", "TORCH_SUFFIXES", "load_native", "load_network", "load_onnx", "load_torch",
+    "map_tensors", "match_tensors", "plan_network", "read_graph_json", "read_npz_tensors", "read_onnx",
+    "read_torch_state_dict",
+]
 
 log = logging.getLogger(__name__)
-
-RAW_PREFIX = "raw."  # unfolded tensors the ResNet files keep for reference; not part of the graph
-TORCH_SUFFIXES = (".pth", ".th", ".pt")
-GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
-_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
 # -- shared ending ----------------------------------------------------------------------------------------------------
@@ -59,54 +55,341 @@ def _finish(graph: Graph, weights: Mapping[str, np.ndarray], source: str) -> Net
     return Network(graph, weights, source)
 
 
-def _as_float32(key: str, value: Any, source: str) -> np.ndarray:
-    arr = np.asarray(value)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise WeightError(f"{source}: tensor '{key}' has dtype {arr.dtype}, expected float32 numbers")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+def _shape_only(graph: Graph) -> Network:
+    from accelsim.nets import transforms
+
+    folded, _ = transforms.fold_batchnorm(graph, {})
+    return Network(transforms.fuse_relu(folded), {}, "shape-only")
 
 
-# -- native: npz + JSON -----------------------------------------------------------------------------------------------
-def read_graph_json(path: str | Path) -> Graph:
-    """The JSON graph of a native model (the schema of ../shared/data/models/*.json)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WeightError(f"cannot read the network graph {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise WeightError(f"the network graph {path} is not valid JSON: {exc}") from None
-    return graph_from_dict(data, str(path))
+# -- mapping a file's tensors onto a graph ----------------------------------------------------------------------------
+def _describe(shapes: Mapping[str, Shape]) -> str:
+    return "{" + ", ".join(f"{k}: {list(v)}" for k, v in shapes.items()) + "}"
 
 
-def read_npz_tensors(path: str | Path) -> dict[str, np.ndarray]:
-    """All tensors of an npz in file order, float32; `raw.*` keys skipped. Unreadable files name the file/tensor."""
-    path = Path(path)
+def _group_by_module(keys: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """`a.b.weight`, `a.b.bias` -> ('a.b', {weight: key, bias: key}), in the order the modules first appear."""
+    groups: dict[str, dict[str, str]] = {}
+    for key in keys:
+        prefix, _, suffix = key.rpartition(".")
+        groups.setdefault(prefix, {})[suffix] = key
+    return list(groups.items())
+
+
+def match_tensors(graph: Graph, shapes: Mapping[str, Shape], source: str) -> dict[str, str]:
+    """Which file tensor each of `graph`'s tensors is: by name when every name matches, else by layer order.
+
+    Returns graph key -> file key (by name, file keys the graph lacks map to themselves, for the shape check to
+    report). Order matching pairs the graph's parametrised layers (conv, fc, batchnorm) with the file's tensor groups
+    (`<module>.<weight|bias|running_mean|...>`) in order, checking that each pair holds the same tensors with the same
+    shapes; the error names the first layer that cannot be matched.
+    """
+    expected = graph.weight_shapes()
+    if all(k in shapes for k in expected):
+        log.debug("%s: tensors matched to '%s' by name", source, graph.name)
+        return {k: k for k in shapes}
+    layers = [l for l in graph.layers if l.weight_shapes()]
+    groups = _group_by_module(list(shapes))
+    matched_by_name = sum(k in shapes for k in expected)
+    head = (
+        f"{source}: cannot map its tensors onto network '{graph.name}': only {matched_by_name} of {len(expected)} "
+        f"tensor names match, and by layer order:"
+    )
+    out: dict[str, str] = {}
+    for i, layer in enumerate(layers):
+        want = {k.rpartition(".")[2]: s for k, s in layer.weight_shapes().items()}
+        if i >= len(groups):
+            raise WeightError(
+                f"{head} graph layer #{i} '{layer.name}' ({layer.type_name}, {_describe(want)}) has no counterpart: "
+                f"the file holds {len(groups)} parametrised modules, the graph {len(layers)}"
+            )
+        prefix, got = groups[i]
+        got_shapes = {s: tuple(shapes[k]) for s, k in got.items()}
+        if got_shapes != want:
+            hint = ""
+            if set(got_shapes) - set(want) == {"bias"}:
+                hint = " (the file has a bias the graph's layer lacks: set bias true in the graph)"
+            elif set(want) - set(got_shapes) == {"bias"}:
+                hint = " (the graph's layer has a bias the file lacks: set bias false in the graph)"
+            raise WeightError(
+                f"{head} graph layer #{i} '{layer.name}' ({layer.type_name}) could not be matched: it expects "
+                f"{_describe(want)}, the file's module #{i} '{prefix}' holds {_describe(got_shapes)}{hint}"
+            )
+        for suffix, key in got.items():
+            out[f"{layer.name}.{suffix}"] = key
+    if len(groups) > len(layers):
+        extra = [p for p, _ in groups[len(layers):]]
+        raise WeightError(f"{head} the file has modules the graph lacks after its last layer: {', '.join(extra)}")
+    log.debug("%s: names differ from network '%s'; tensors matched by layer order", source, graph.name)
+    return out
+
+
+def map_tensors(graph: Graph, tensors: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """Assign foreign tensors to the graph's tensors (see `match_tensors`); extras by name are kept for the check."""
+    mapping = match_tensors(graph, {k: tuple(np.shape(v)) for k, v in tensors.items()}, source)
+    return {gk: tensors[fk] for gk, fk in mapping.items()}
+
+
+def _fit(graph: Graph, shapes: Mapping[str, Shape], source: str, by_order: bool = True) -> dict[str, str]:
+    """`match_tensors` plus the shape check: the mapping when the file's tensors are exactly this graph's weights."""
+    if not by_order and not all(k in shapes for k in graph.weight_shapes()):
+        raise WeightError(f"{source}: its tensor names are not those of network '{graph.name}'")
+    mapping = match_tensors(graph, shapes, source)
+    problems = shape_problems(graph, {gk: shapes[fk] for gk, fk in mapping.items()})
+    if problems:
+        raise WeightError(f"weights from {source} do not match network '{graph.name}': " + "; ".join(problems))
+    return mapping
+
+
+def _signature(graph: Graph) -> tuple:
+    """What two graphs must share for one's weights to serve the other: input and folded weight shapes, in order."""
+    from accelsim.nets.transforms import fold_and_fuse
+
+    folded, _ = fold_and_fuse(graph, {})
+    return tuple(graph.input_shape), tuple(
+        shape for l in folded.layers for k, shape in l.weight_shapes().items() if k.endswith(".weight")
+    )
+
+
+def _without_unused(shapes: Mapping[str, Shape], patterns: tuple[str, ...]) -> tuple[dict[str, Shape], list[str]]:
+    """The file's tensors minus those a workload declares unused (e.g. torchvision GoogLeNet's aux classifiers)."""
+    dropped = [k for k in shapes if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+    return {k: s for k, s in shapes.items() if k not in dropped}, dropped
+
+
+# -- the plan ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What `load_network` will build, decided from names and shapes only.
+
+    `graph` is the graph that runs (unfolded; it may be a variant of the workload `requested` names, or the graph that
+    came with the weights); `mapping` says which file tensor each graph tensor is; `notes` are (logging level,
+    message) pairs worth telling the user, the variant switch among them.
+    """
+
+    requested: str
+    graph: Graph
+    weights: WeightFile | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The network that runs (e.g. 'alexnet_torchvision' for `--net alexnet` with torchvision weights)."""
+        return self.graph.name
+
+    @property
+    def shape_only(self) -> bool:
+        return self.weights is None
+
+    def load(self) -> Network:
+        """Read the values and build the folded, fused network."""
+        if self.weights is None:
+            return _shape_only(self.graph)
+        values = self.weights.read()
+        tensors = {gk: values[fk] for gk, fk in self.mapping.items()}
+        return _finish(self.graph, tensors, str(self.weights.path))
+
+
+def _net_file(net: str) -> tuple[Graph, WeightFile | None]:
+    """A model file given as --net: its graph, and the file itself when it brings its weights (.onnx, .npz)."""
+    path = Path(net).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        own = open_weights(path)
+        assert own.graph is not None
+        return own.graph, own
+    json_path = path.with_suffix(".json")
     if not path.is_file():
-        raise WeightError(f"weight file {path} does not exist")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise WeightError(f"weight file {path} is not a readable npz archive (truncated or corrupt?): {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        npz_type = type(npz).__name__
-        raise WeightError(f"weight file {path} holds a single array ({npz_type}), expected an npz of named tensors")
-    tensors: dict[str, np.ndarray] = {}
-    with npz:
-        for key in npz.files:
-            if key.startswith(RAW_PREFIX):
-                log.debug("%s: ignoring '%s' (unfolded reference tensor)", path, key)
+        raise WeightError(f"model file {path} does not exist")
+    if not json_path.is_file():
+        raise WeightError(f"model file {path} has no graph: expected {json_path.name} beside it")
+    own = open_weights(path)
+    assert own.graph is not None
+    return own.graph, own
+
+
+def plan_network(net: str, weights: str | Path | None = None, shape_only: bool = False) -> NetworkPlan:
+    """Decide which network `net` with `weights` means; every inconsistency is a WeightError / NetworkError.
+
+    `net`: a built-in workload name (or alias), a workload file (.yaml / .json), or a model file (.onnx, or a native
+    .npz with its .json). A file given as `net` is the network: the weights must fit it. A built-in name with weights:
+    the weights must be that network's (by tensor names, else by layer order), or a declared variant's (torchvision's
+    layouts; a warning says which graph runs); weights for any other network are an error naming both. Without
+    weights: the workload's embedded default, else shape-only when `shape_only`, else an error giving both ways on.
+    """
+    from accelsim.nets.workload import load_workload, workload_info, workload_weights
+
+    suffix = Path(net).suffix.lower()
+    own: WeightFile | None = None
+    info = None
+    if suffix in (".onnx", ".npz"):
+        graph, own = _net_file(net)
+    else:
+        graph = load_workload(net)
+        info = workload_info(net)
+    notes: list[tuple[int, str]] = []
+    if weights is None:
+        if own is not None:
+            return NetworkPlan(net, graph, own, {k: k for k in own.shapes})
+        default = workload_weights(net)  # a workload's `weights:` in accelsim/data, or a native JSON's weights_file
+        if default is not None:
+            notes.append((logging.INFO, f"network '{graph.name}': using its embedded default weights {default}"))
+            weights = default
+        elif shape_only:
+            return NetworkPlan(net, graph, notes=((logging.INFO, f"network '{graph.name}': no weights, shape-only "
+                                                                 "(dense timing only)"),))
+        else:
+            raise WeightError(missing_weights_message(net))
+    wf = open_weights(weights)
+    source = str(wf.path)
+    if info is None or not info.builtin:  # a file named as --net is the network: the weights must fit it
+        what = f"--net {net}"
+        try:
+            shapes, dropped = _without_unused(wf.shapes, info.unused_tensors if info else ())
+            mapping = _fit(graph, shapes, source)
+        except WeightError as exc:
+            raise WeightError(f"{exc} ({what} is the network; the weights must be its own)") from None
+        return NetworkPlan(net, graph, wf, mapping, tuple(notes) + _dropped_note(source, dropped))
+    # A built-in workload: the weights must be its own, or a declared variant's.
+    if wf.graph is not None and wf.kind == "native":  # the graph beside the weights says what they are
+        theirs = _signature(wf.graph)
+        for candidate in (info.name, *_variants(info.name)):
+            if theirs == _signature(load_workload(candidate)):
+                if candidate != info.name:
+                    notes.append((logging.WARNING, _switch_message(net, candidate, wf)))
+                elif wf.graph.name != graph.name:
+                    notes.append((logging.INFO, f"using the graph {wf.graph_path} that accompanies the weights "
+                                                f"{wf.path} (the same layer shapes as network '{graph.name}')"))
+                return NetworkPlan(net, wf.graph, wf, _fit(wf.graph, wf.shapes, source), tuple(notes))
+        raise WeightError(_conflict_message(net, graph, wf))
+    candidates = [(graph, info.unused_tensors, False)]
+    candidates += [(load_workload(v), workload_info(v).unused_tensors, True) for v in _variants(info.name)]
+    for by_order in (False, True):  # a variant that fits by name beats the named graph by order (vgg16's shapes)
+        for g, unused, is_variant in candidates:
+            if by_order and is_variant:
                 continue
+            shapes, dropped = _without_unused(wf.shapes, unused)
             try:
-                value = npz[key]
-            except Exception as exc:  # zlib / CRC / truncated-member errors all mean the same to a user
-                raise WeightError(f"weight file {path}: tensor '{key}' cannot be read (truncated or corrupt?): {exc}") from None
-            tensors[key] = _as_float32(key, value, str(path))
-    return tensors
+                mapping = _fit(g, shapes, source, by_order=by_order)
+            except WeightError as exc:
+                if g is graph and by_order:
+                    raise WeightError(_conflict_message(net, graph, wf, str(exc))) from None
+                continue
+            if is_variant:
+                notes.append((logging.WARNING, _switch_message(net, g.name, wf)))
+            if by_order:
+                notes.append((logging.INFO, f"{source}: names differ from network '{g.name}'; tensors matched by "
+                                            "layer order"))
+            return NetworkPlan(net, g, wf, mapping, tuple(notes) + _dropped_note(source, dropped))
+    raise AssertionError("unreachable: the named graph by order either fits or raises")  # pragma: no cover
 
 
+def _variants(name: str) -> list[str]:
+    from accelsim.nets.workload import variants_of
+
+    return variants_of(name)
+
+
+def _dropped_note(source: str, dropped: list[str]) -> tuple[tuple[int, str], ...]:
+    if not dropped:
+        return ()
+    return ((logging.INFO, f"{source}: ignoring {len(dropped)} tensor(s) the network does not use "
+                           f"({dropped[0]} ... {dropped[-1]})"),)
+
+
+def _switch_message(net: str, variant: str, wf: WeightFile) -> str:
+    from accelsim.nets.workload import load_workload, read_workload, resolve_workload
+
+    d = read_workload(resolve_workload(variant))
+    return (f"--net {net}: the weights {wf.path.name} are {d.get('description') or variant}; simulating workload "
+            f"'{variant}' ({describe_graph(load_workload(variant))}, its own preprocessing) instead of '{net}'. "
+            f"Give --net {variant} to say so and silence this warning.")
+
+
+def identify(wf: WeightFile) -> list[str]:
+    """The built-in workloads whose weights the file holds (by its own graph's shapes, else by names, else order)."""
+    from accelsim.nets.workload import list_workloads, load_workload, workload_info
+
+    found: list[str] = []
+    graphs = {}
+    for name in list_workloads():
+        try:
+            graphs[name] = load_workload(name)
+        except AccelsimError:  # pragma: no cover - the shipped workloads load (tests/test_workloads.py)
+            continue
+    if wf.graph is not None and wf.kind == "native":
+        theirs = _signature(wf.graph)
+        return [n for n, g in graphs.items() if _signature(g) == theirs]
+    for by_order in (False, True):
+        for name, g in graphs.items():
+            shapes, _ = _without_unused(wf.shapes, workload_info(name).unused_tensors)
+            try:
+                _fit(g, shapes, str(wf.path), by_order=by_order)
+            except WeightError:
+                continue
+            found.append(name)
+        if found:
+            return found
+    return found
+
+
+def _conflict_message(net: str, graph: Graph, wf: WeightFile, detail: str | None = None) -> str:
+    """`--net X --weights <another network's file>`: name both, and what to type instead."""
+    matches = identify(wf)
+    head = (f"--net {net} and --weights {wf.path} disagree: '{net}' is network '{graph.name}' "
+            f"({describe_graph(graph)}), the file holds {wf.describe()}")
+    if matches:
+        also = f", or --net {wf.path} to run the graph that comes with the file" if wf.graph is not None else ""
+        fix = f"These are the weights of built-in workload '{matches[0]}': give --net {matches[0]}{also}"
+    elif wf.graph is not None:
+        fix = f"Give --net {wf.path} to run the graph that comes with the file, or weights for '{net}'"
+    else:
+        fix = (f"They fit no built-in workload: give weights for '{net}', or describe their network in a workload "
+               "file (.yaml / .json) and give that as --net")
+    if detail and detail.startswith(str(wf.path)) and ": " in detail:
+        detail = detail.split(": ", 1)[1]
+    return f"{head}. {fix}." + (f" (Against '{graph.name}': {detail})" if detail else "")
+
+
+def missing_weights_message(net: str) -> str:
+    """One message with both ways forward for a network that has no weights: --weights FILE or --shape-only."""
+    from accelsim.nets.workload import variants_of, workload_info
+
+    info = workload_info(net)
+    tv = [info.name] if info.torchvision_model else []
+    if info.builtin:
+        tv += [v for v in variants_of(info.name) if workload_info(v).torchvision_model]
+    lines = [f"network '{net}' needs weights and accelsim ships none for it. Either:",
+             f"  --weights FILE   a weight file for it: a native .npz (with its .json), a PyTorch state dict "
+             f"({', '.join(TORCH_SUFFIXES)}) or an .onnx model."]
+    for name in tv:
+        builder = workload_info(name).torchvision_model
+        runs = f" (it runs as workload '{name}')" if name != info.name else ""
+        lines.append(f"                   torchvision's pretrained {builder} works{runs}; write it on a machine with "
+                     "internet access (pip install torch torchvision) with")
+        lines.append(f"                   python -c \"import torch, torchvision; torch.save(torchvision.models."
+                     f"{builder}(weights='DEFAULT').state_dict(), '{builder}.pth')\"")
+        lines.append(f"                   then give --weights {builder}.pth")
+    lines.append("  --shape-only     simulate the layer shapes without values (dense timing; no accuracy, no early "
+                 "termination)")
+    return "\n".join(lines)
+
+
+# -- the entry point --------------------------------------------------------------------------------------------------
+def load_network(net: str, weights: str | Path | None = None, shape_only: bool = False) -> Network:
+    """The network the simulator runs: a workload name or file, or a model file (.onnx / native .npz), with weights.
+
+    See `plan_network` for what `net` and `weights` may be and which combinations are errors. The result is always
+    folded and fused; the plan's notes (the variant switch, a graph that came with the weights) are logged.
+    """
+    plan = plan_network(net, weights, shape_only)
+    for level, message in plan.notes:
+        log.log(level, "%s", message)
+    return plan.load()
+
+
+# -- single-format loaders (the Python API; the CLI goes through load_network) -----------------------------------------
 def load_native(path: str | Path, graph: Graph | None = None) -> Network:
     """An npz of float32 tensors plus its graph (the same-stem `.json` beside it unless `graph` is given)."""
     path = Path(path)
@@ -120,373 +403,10 @@ def load_native(path: str | Path, graph: Graph | None = None) -> Network:
     return _finish(graph, read_npz_tensors(path), str(path))
 
 
-# -- mapping foreign tensors onto a graph -----------------------------------------------------------------------------
-def _describe(shapes: Mapping[str, tuple[int, ...]]) -> str:
-    return "{" + ", ".join(f"{k}: {list(v)}" for k, v in shapes.items()) + "}"
-
-
-def _group_by_module(tensors: Mapping[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """`a.b.weight`, `a.b.bias` -> ('a.b', {weight, bias}), in the order the modules first appear."""
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in tensors.items():
-        prefix, _, suffix = key.rpartition(".")
-        groups.setdefault(prefix, {})[suffix] = value
-    return list(groups.items())
-
-
-def map_tensors(graph: Graph, tensors: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    """Assign foreign tensors to the graph's tensors: by name when every name matches, else by layer order.
-
-    Order matching pairs the graph's parametrised layers (conv, fc, batchnorm) with the tensor groups
-    (`<module>.<weight|bias|running_mean|...>`) in order, checking that each pair holds the same tensors with the
-    same shapes; the error names the first layer that cannot be matched.
-    """
-    expected = graph.weight_shapes()
-    if all(k in tensors for k in expected):
-        log.debug("%s: tensors matched to '%s' by name", source, graph.name)
-        return {k: tensors[k] for k in tensors}  # extras are reported by check_weights
-    layers = [l for l in graph.layers if l.weight_shapes()]
-    groups = _group_by_module(tensors)
-    matched_by_name = sum(k in tensors for k in expected)
-    head = (
-        f"{source}: cannot map its tensors onto network '{graph.name}': only {matched_by_name} of {len(expected)} "
-        f"tensor names match, and by layer order:"
-    )
-    out: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(layers):
-        want = {k.rpartition(".")[2]: s for k, s in layer.weight_shapes().items()}
-        if i >= len(groups):
-            raise WeightError(
-                f"{head} graph layer #{i} '{layer.name}' ({layer.type_name}, {_describe(want)}) has no counterpart: "
-                f"the file holds {len(groups)} parametrised modules, the graph {len(layers)}"
-            )
-        prefix, got = groups[i]
-        got_shapes = {s: tuple(v.shape) for s, v in got.items()}
-        if got_shapes != want:
-            hint = ""
-            if set(got_shapes) - set(want) == {"bias"}:
-                hint = " (the file has a bias the graph's layer lacks: set bias true in the graph)"
-            elif set(want) - set(got_shapes) == {"bias"}:
-                hint = " (the graph's layer has a bias the file lacks: set bias false in the graph)"
-            raise WeightError(
-                f"{head} graph layer #{i} '{layer.name}' ({layer.type_name}) could not be matched: it expects "
-                f"{_describe(want)}, the file's module #{i} '{prefix}' holds {_describe(got_shapes)}{hint}"
-            )
-        for suffix, value in got.items():
-            out[f"{layer.name}.{suffix}"] = value
-    if len(groups) > len(layers):
-        extra = [p for p, _ in groups[len(layers):]]
-        raise WeightError(f"{head} the file has modules the graph lacks after its last layer: {', '.join(extra)}")
-    log.info("%s: names differ from network '%s'; tensors matched by layer order", source, graph.name)
-    return out
-
-
-# -- PyTorch ----------------------------------------------------------------------------------------------------------
-def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """A state dict (or a checkpoint holding one under 'state_dict' / 'model') as float32 arrays, `module.` stripped."""
-    torch = require("torch", "torch", "loading PyTorch state dicts")
-    path = Path(path)
-    if not path.is_file():
-        raise WeightError(f"weight file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling, zip and EOF errors: all mean "not a loadable state dict"
-        raise WeightError(
-            f"weight file {path} cannot be loaded as a PyTorch state dict (truncated, corrupt, or a pickled model "
-            f"object rather than model.state_dict()?): {exc}"
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            log.debug("%s: unwrapping checkpoint key '%s'", path, key)
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise WeightError(f"weight file {path} holds a {type(obj).__name__}, expected a state dict (name -> tensor)")
-    tensors: dict[str, np.ndarray] = {}
-    for key, value in obj.items():
-        key = str(key)
-        if key.startswith("module."):
-            key = key[len("module."):]
-        if key.endswith("num_batches_tracked"):
-            continue
-        if not isinstance(value, torch.Tensor):
-            log.debug("%s: skipping non-tensor entry '%s'", path, key)
-            continue
-        tensors[key] = _as_float32(key, value.detach().cpu().float().numpy(), str(path))
-    if not tensors:
-        raise WeightError(f"weight file {path} holds no tensors")
-    return tensors
-
-
 def load_torch(path: str | Path, graph: Graph) -> Network:
     """A PyTorch state dict mapped onto `graph` (by name, else by layer order), then BN folded and ReLUs fused."""
     tensors = read_torch_state_dict(path)
     return _finish(graph, map_tensors(graph, tensors, str(path)), str(path))
-
-
-# -- ONNX -------------------------------------------------------------------------------------------------------------
-class _OnnxBuilder:
-    """Walks an ONNX graph's nodes (topologically sorted by the standard) and emits IR layers and their tensors."""
-
-    def __init__(self, model: Any, path: Path) -> None:
-        from onnx import numpy_helper
-
-        self.numpy_helper = numpy_helper
-        self.path = path
-        self.g = model.graph
-        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in self.g.initializer}
-        self.alias: dict[str, str] = {}
-        self.layers: list[Layer] = []
-        self.weights: dict[str, np.ndarray] = {}
-        self.names: set[str] = set()
-        self.uses: dict[str, int] = {}
-        for node in self.g.node:
-            for i in node.input:
-                self.uses[i] = self.uses.get(i, 0) + 1
-        self.matmul_fc: dict[str, int] = {}  # blob written by a MatMul-made fc -> index in self.layers
-
-    # helpers
-    def where(self, node: Any) -> str:
-        return f"{self.path}: node '{node.name or node.output[0]}' ({node.op_type})"
-
-    def blob(self, name: str) -> str:
-        return self.alias.get(name, name)
-
-    def const(self, node: Any, name: str, what: str) -> np.ndarray:
-        if name not in self.consts:
-            raise NetworkError(f"{self.where(node)}: its {what} '{name}' must be a constant (initializer), it is computed")
-        return self.consts[name]
-
-    @staticmethod
-    def attrs(node: Any) -> dict[str, Any]:
-        from onnx import helper
-
-        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-    def layer_name(self, node: Any, weight_name: str | None = None) -> str:
-        if weight_name and weight_name.endswith(".weight"):
-            base = weight_name[: -len(".weight")]
-        else:  # PyTorch names nodes '/features/features.0/Conv': the module path is the part before the op
-            parts = [p for p in node.name.replace(":", "_").split("/") if p]
-            if len(parts) >= 2 and parts[-1].split("_")[0] == node.op_type:
-                base = parts[-2]
-            else:
-                base = ".".join(parts) or f"{node.op_type.lower()}_{len(self.layers)}"
-        name, n = base, 2
-        while name in self.names:
-            name, n = f"{base}_{n}", n + 1
-        self.names.add(name)
-        return name
-
-    def emit(self, layer: Layer, tensors: Mapping[str, np.ndarray] | None = None) -> None:
-        self.layers.append(layer)
-        for suffix, value in (tensors or {}).items():
-            self.weights[f"{layer.name}.{suffix}"] = _as_float32(f"{layer.name}.{suffix}", value, str(self.path))
-
-    def spatial(self, node: Any, a: dict[str, Any], kernel: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(stride, symmetric pad) of a 2-D window op; asymmetric or automatic padding is not representable."""
-        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
-            raise NetworkError(f"{self.where(node)}: auto_pad={a['auto_pad']!r} is not supported; export with explicit pads")
-        if any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise NetworkError(f"{self.where(node)}: dilations {list(a['dilations'])} are not supported")
-        stride = tuple(a.get("strides", [1, 1]))
-        pads = list(a.get("pads", [0, 0, 0, 0]))
-        if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4:
-            raise NetworkError(f"{self.where(node)}: only 2-D windows are supported (kernel {list(kernel)})")
-        if pads[:2] != pads[2:]:
-            raise NetworkError(f"{self.where(node)}: asymmetric padding {pads} is not supported (begin must equal end)")
-        return (int(stride[0]), int(stride[1])), (int(pads[0]), int(pads[1]))
-
-    # the walk
-    def build(self) -> tuple[Graph, dict[str, np.ndarray]]:
-        inputs = [v for v in self.g.input if v.name not in self.consts]
-        if not inputs:
-            raise NetworkError(f"{self.path}: the ONNX graph has no data input")
-        data = inputs[0]
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in data.type.tensor_type.shape.dim]
-        if len(dims) != 4 or any(not d for d in dims[1:]):
-            raise NetworkError(
-                f"{self.path}: input '{data.name}' has shape {dims}, expected [N, C, H, W] with fixed C, H, W"
-            )
-        input_shape = (int(dims[1]), int(dims[2]), int(dims[3]))
-        for node in self.g.node:
-            handler = getattr(self, f"op_{node.op_type}", None)
-            if handler is None or node.domain not in ("", "ai.onnx"):
-                supported = sorted(n[3:] for n in dir(self) if n.startswith("op_"))
-                raise NetworkError(
-                    f"{self.path}: node '{node.name or node.output[0]}' has unsupported op type '{node.op_type}'"
-                    f"{' (domain ' + node.domain + ')' if node.domain else ''}; supported: {', '.join(supported)}"
-                )
-            handler(node)
-        if not self.g.output:
-            raise NetworkError(f"{self.path}: the ONNX graph declares no output")
-        name = self.g.name or self.path.stem
-        try:
-            graph = Graph(
-                name=name,
-                input_blob=data.name,
-                input_shape=input_shape,
-                layers=tuple(self.layers),
-                output_blob=self.blob(self.g.output[0].name),
-                preprocess=Preprocess.from_dict(None, input_shape),
-            )
-        except NetworkError as exc:
-            raise NetworkError(f"{self.path}: {exc}") from None
-        return graph, self.weights
-
-    def op_Constant(self, node: Any) -> None:
-        a = self.attrs(node)
-        if "value" not in a:
-            raise NetworkError(f"{self.where(node)}: only Constant nodes with a tensor 'value' are supported")
-        self.consts[node.output[0]] = self.numpy_helper.to_array(a["value"])
-
-    def op_Identity(self, node: Any) -> None:
-        if node.input[0] in self.consts:
-            self.consts[node.output[0]] = self.consts[node.input[0]]
-        else:
-            self.alias[node.output[0]] = self.blob(node.input[0])
-
-    def op_Conv(self, node: Any) -> None:
-        a = self.attrs(node)
-        w = self.const(node, node.input[1], "weight")
-        if w.ndim != 4:
-            raise NetworkError(f"{self.where(node)}: only 2-D convolutions are supported (weight shape {list(w.shape)})")
-        groups = int(a.get("group", 1))
-        kernel = tuple(int(k) for k in a.get("kernel_shape", w.shape[2:]))
-        stride, pad = self.spatial(node, a, kernel)
-        has_bias = len(node.input) > 2 and bool(node.input[2])
-        tensors = {"weight": w}
-        if has_bias:
-            tensors["bias"] = self.const(node, node.input[2], "bias")
-        layer = Conv(
-            name=self.layer_name(node, node.input[1]), inputs=(self.blob(node.input[0]),), output=node.output[0],
-            in_channels=int(w.shape[1]) * groups, out_channels=int(w.shape[0]), kernel=kernel, stride=stride,
-            pad=pad, groups=groups, bias=has_bias,
-        )
-        self.emit(layer, tensors)
-
-    def op_Gemm(self, node: Any) -> None:
-        a = self.attrs(node)
-        if a.get("transA", 0):
-            raise NetworkError(f"{self.where(node)}: transA=1 is not supported")
-        b = self.const(node, node.input[1], "weight (B)")
-        weight = b if a.get("transB", 0) else b.T  # IR fc weight is (out_features, in_features)
-        weight = weight * float(a.get("alpha", 1.0))
-        tensors = {"weight": weight}
-        has_bias = len(node.input) > 2 and bool(node.input[2])
-        if has_bias:
-            c = self.const(node, node.input[2], "bias (C)") * float(a.get("beta", 1.0))
-            tensors["bias"] = np.broadcast_to(c.reshape(-1), (weight.shape[0],)).copy()
-        layer = FC(
-            name=self.layer_name(node, node.input[1]), inputs=(self.blob(node.input[0]),), output=node.output[0],
-            in_features=int(weight.shape[1]), out_features=int(weight.shape[0]), bias=has_bias,
-        )
-        self.emit(layer, tensors)
-
-    def op_MatMul(self, node: Any) -> None:
-        b = self.const(node, node.input[1], "weight (B)")
-        if b.ndim != 2:
-            raise NetworkError(f"{self.where(node)}: only MatMul by a 2-D constant is supported (shape {list(b.shape)})")
-        layer = FC(
-            name=self.layer_name(node, node.input[1]), inputs=(self.blob(node.input[0]),), output=node.output[0],
-            in_features=int(b.shape[0]), out_features=int(b.shape[1]), bias=False,
-        )
-        self.matmul_fc[node.output[0]] = len(self.layers)
-        self.emit(layer, {"weight": b.T})
-
-    def op_Add(self, node: Any) -> None:
-        x, y = node.input[0], node.input[1]
-        if x in self.consts or y in self.consts:
-            blob, bias = (y, self.consts[x]) if x in self.consts else (x, self.consts[y])
-            idx = self.matmul_fc.get(blob)
-            if idx is None or self.uses.get(blob, 0) != 1 or bias.size != self.layers[idx].out_features:  # type: ignore[attr-defined]
-                raise NetworkError(
-                    f"{self.where(node)}: adding a constant is supported only as the bias of a MatMul (fc) layer"
-                )
-            fc = self.layers[idx]
-            self.layers[idx] = replace(fc, output=node.output[0], bias=True)
-            self.weights[f"{fc.name}.bias"] = _as_float32(f"{fc.name}.bias", bias.reshape(-1), str(self.path))
-            return
-        self.emit(Add(name=self.layer_name(node), inputs=(self.blob(x), self.blob(y)), output=node.output[0]))
-
-    def op_Relu(self, node: Any) -> None:
-        self.emit(ReLU(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def _pool(self, node: Any, cls: type, **extra: Any) -> None:
-        a = self.attrs(node)
-        kernel = tuple(int(k) for k in a["kernel_shape"])
-        stride, pad = self.spatial(node, a, kernel)
-        self.emit(cls(
-            name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0],
-            kernel=kernel, stride=stride, pad=pad, ceil_mode=bool(a.get("ceil_mode", 0)), **extra,
-        ))
-
-    def op_MaxPool(self, node: Any) -> None:
-        if len(node.output) > 1 and node.output[1]:
-            raise NetworkError(f"{self.where(node)}: MaxPool with an Indices output is not supported")
-        self._pool(node, MaxPool)
-
-    def op_AveragePool(self, node: Any) -> None:
-        self._pool(node, AvgPool, count_include_pad=bool(self.attrs(node).get("count_include_pad", 0)))
-
-    def op_GlobalAveragePool(self, node: Any) -> None:
-        self.emit(GlobalAvgPool(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def op_Concat(self, node: Any) -> None:
-        axis = int(self.attrs(node).get("axis", 1))
-        if axis != 1:
-            raise NetworkError(f"{self.where(node)}: only channel concatenation (axis 1) is supported, got axis {axis}")
-        self.emit(Concat(name=self.layer_name(node), inputs=tuple(self.blob(i) for i in node.input), output=node.output[0]))
-
-    def op_Flatten(self, node: Any) -> None:
-        axis = int(self.attrs(node).get("axis", 1))
-        if axis != 1:
-            raise NetworkError(f"{self.where(node)}: only Flatten with axis 1 (keep the batch) is supported, got {axis}")
-        self.emit(Flatten(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def op_Reshape(self, node: Any) -> None:
-        target = [int(v) for v in self.const(node, node.input[1], "target shape").reshape(-1)]
-        if len(target) != 2 or target[0] not in (0, 1, -1) or (target[1] <= 0 and target[1] != -1):
-            raise NetworkError(
-                f"{self.where(node)}: only a reshape to a vector per image ([N, -1]) is supported, got {target}"
-            )
-        self.emit(Flatten(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def op_BatchNormalization(self, node: Any) -> None:
-        a = self.attrs(node)
-        scale, bias, mean, var = (self.const(node, n, what) for n, what in zip(
-            node.input[1:5], ("scale", "bias", "mean", "variance")))
-        self.emit(
-            BatchNorm(name=self.layer_name(node, node.input[1]), inputs=(self.blob(node.input[0]),),
-                      output=node.output[0], channels=int(scale.shape[0]), eps=float(a.get("epsilon", 1e-5))),
-            dict(zip(_BN_TENSORS, (scale, bias, mean, var))),
-        )
-
-    def op_Dropout(self, node: Any) -> None:
-        self.emit(Dropout(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def op_Softmax(self, node: Any) -> None:
-        self.emit(Softmax(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
-
-    def op_LRN(self, node: Any) -> None:
-        a = self.attrs(node)
-        self.emit(LRN(
-            name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0], size=int(a["size"]),
-            alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)), k=float(a.get("bias", 1.0)),
-        ))
-
-
-def read_onnx(path: str | Path) -> tuple[Graph, dict[str, np.ndarray]]:
-    """The graph and unfolded tensors an ONNX model describes (batch-norm still separate)."""
-    onnx = require("onnx", "onnx", "loading ONNX models")
-    path = Path(path)
-    if not path.is_file():
-        raise WeightError(f"ONNX model {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise WeightError(f"{path} is not a readable ONNX model (truncated or corrupt?): {exc}") from None
-    return _OnnxBuilder(model, path).build()
 
 
 def load_onnx(path: str | Path) -> Network:
@@ -494,77 +414,3 @@ def load_onnx(path: str | Path) -> Network:
     graph, weights = read_onnx(path)
     return _finish(graph, weights, str(path))
 
-
-# -- the entry point --------------------------------------------------------------------------------------------------
-def _weights_onto(graph: Graph, weights: Path) -> Network:
-    """Load a weight file of any supported format for `graph`; a native npz with its own JSON brings its graph."""
-    suffix = weights.suffix.lower()
-    if suffix == ".npz":
-        own = weights.with_suffix(".json")
-        if own.is_file():
-            network = load_native(weights)
-            if network.graph.name != graph.name:
-                log.info("using the graph %s that accompanies the weights %s instead of network '%s'",
-                         own, weights, graph.name)
-            return network
-        return load_native(weights, graph)
-    if suffix in TORCH_SUFFIXES:
-        return load_torch(weights, graph)
-    if suffix == ".onnx":
-        onnx_graph, onnx_weights = read_onnx(weights)
-        ordered = {k: onnx_weights[k] for l in onnx_graph.layers for k in l.weight_shapes() if k in onnx_weights}
-        return _finish(graph, map_tensors(graph, ordered, str(weights)), str(weights))
-    raise WeightError(
-        f"weight file {weights} has an unknown format '{weights.suffix}'; expected .npz (native), "
-        f"{', '.join(TORCH_SUFFIXES)} (PyTorch state dict) or .onnx"
-    )
-
-
-def _shape_only(graph: Graph) -> Network:
-    from accelsim.nets import transforms
-
-    folded, _ = transforms.fold_batchnorm(graph, {})
-    return Network(transforms.fuse_relu(folded), {}, "shape-only")
-
-
-def load_network(net: str, weights: str | Path | None = None, shape_only: bool = False) -> Network:
-    """The network the simulator runs: a workload name or file, or a model file (.onnx / native .npz), with weights.
-
-    `weights` may be a native .npz (a JSON graph beside it wins over `net`'s), a PyTorch state dict or an ONNX model.
-    Without weights, a workload's embedded default weights are used; failing those, the network is shape-only when
-    `shape_only` is set, and otherwise a WeightError says that weights are needed. The result is always folded and fused.
-    """
-    from accelsim.nets.workload import load_workload, workload_weights
-
-    path = Path(net)
-    suffix = path.suffix.lower()
-    own: Network | None = None
-    if suffix == ".onnx":
-        own = load_onnx(path) if weights is None else None
-        graph = own.graph if own is not None else read_onnx(path)[0]
-    elif suffix == ".npz":
-        if weights is None:
-            own = load_native(path)
-            graph = own.graph
-        else:
-            json_path = path.with_suffix(".json")
-            if not json_path.is_file():
-                raise WeightError(f"model file {path} has no graph: expected {json_path.name} beside it")
-            graph = read_graph_json(json_path)
-    else:
-        graph = load_workload(net)
-    if weights is not None:
-        return _weights_onto(graph, Path(weights))
-    if own is not None:
-        return own
-    default = workload_weights(net)  # a workload's `weights:` in accelsim/data, or a native JSON's weights_file
-    if default is not None:
-        log.info("network '%s': using its embedded default weights %s", graph.name, default)
-        return _weights_onto(graph, Path(default))
-    if shape_only:
-        log.info("network '%s': no weights, shape-only (dense timing only)", graph.name)
-        return _shape_only(graph)
-    raise WeightError(
-        f"network '{net}' needs weights: it declares no default weights; give a weight file (.npz, "
-        f"{', '.join(TORCH_SUFFIXES)} or .onnx), or use --shape-only to simulate layer shapes without values"
-    )

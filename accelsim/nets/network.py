@@ -40,18 +40,24 @@ class Network:
 
 def check_weights(graph: Graph, weights: Mapping[str, np.ndarray], source: str) -> None:
     """Every tensor the graph needs is present with its exact shape, and nothing else is; errors name the tensor."""
+    problems = shape_problems(graph, {k: tuple(np.shape(v)) for k, v in weights.items()})
+    problems += [f"tensor '{k}' holds NaN or infinite values" for k, shape in graph.weight_shapes().items()
+                 if k in weights and tuple(np.shape(weights[k])) == tuple(shape) and not np.all(np.isfinite(weights[k]))]
+    if problems:
+        raise WeightError(f"weights from {source} do not match network '{graph.name}': " + "; ".join(problems))
+
+
+def shape_problems(graph: Graph, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """What keeps tensors of these names and shapes from being `graph`'s weights (empty when they fit exactly)."""
     expected = graph.weight_shapes()
-    missing = [k for k in expected if k not in weights]
-    extra = [k for k in weights if k not in expected]
+    missing = [k for k in expected if k not in shapes]
+    extra = [k for k in shapes if k not in expected]
     problems = []
     if missing:
         problems.append(f"missing tensor(s): {', '.join(missing)}")
     if extra:
         problems.append(f"unexpected tensor(s) not used by any layer: {', '.join(extra)}")
     for k, shape in expected.items():
-        if k in weights and tuple(np.shape(weights[k])) != tuple(shape):
-            problems.append(f"tensor '{k}' has shape {list(np.shape(weights[k]))}, the graph expects {list(shape)}")
-        elif k in weights and not np.all(np.isfinite(weights[k])):
-            problems.append(f"tensor '{k}' holds NaN or infinite values")
-    if problems:
-        raise WeightError(f"weights from {source} do not match network '{graph.name}': " + "; ".join(problems))
+        if k in shapes and tuple(shapes[k]) != tuple(shape):
+            problems.append(f"tensor '{k}' has shape {list(shapes[k])}, the graph expects {list(shape)}")
+    return problems

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,7 +37,7 @@ ALIASES: Mapping[str, str] = {
 }
 
 WORKLOAD_KEYS = ("name", "description", "dataset_name", "num_classes", "input", "layers", "output", "weights",
-                 "source", "notes")
+                 "variant_of", "torchvision_model", "unused_tensors", "source", "notes")
 # Keys the native model JSONs (../shared/data/models/*.json) carry to describe, not define, the network.
 JSON_INFO_KEYS = ("dataset", "default_dataset", "weights_file", "format", "conv_macs_per_image", "num_params",
                   "num_params_folded", "nonzero_weights", "source_best_prec1", "weights_precision_note")
@@ -53,6 +54,38 @@ def load_workload(name_or_path: str | Path) -> Graph:
     path = resolve_workload(name_or_path)
     data, lines = _parse(path)
     return _graph_from_file(path, data, lines)
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """What a workload file says about itself besides its graph (see `WORKLOAD_KEYS`)."""
+
+    name: str
+    path: Path
+    builtin: bool  # a file of WORKLOAD_DIR (named by the user by name, alias or file name)
+    variant_of: str | None = None  # the built-in workload this one is a variant of (alexnet_torchvision -> alexnet)
+    torchvision_model: str | None = None  # the torchvision.models builder whose state dict fits this graph
+    unused_tensors: tuple[str, ...] = ()  # fnmatch patterns of tensors weight files may hold that no layer uses
+
+
+def workload_info(name_or_path: str | Path) -> WorkloadInfo:
+    """The descriptive keys of the workload `name_or_path` resolves to (a NetworkError if it does not resolve)."""
+    path = resolve_workload(name_or_path)
+    d = read_workload(path)
+    return WorkloadInfo(
+        name=str(d["name"]), path=path, builtin=path.parent.resolve() == WORKLOAD_DIR.resolve(),
+        variant_of=d.get("variant_of"), torchvision_model=d.get("torchvision_model"),
+        unused_tensors=tuple(d.get("unused_tensors") or ()),
+    )
+
+
+def variants_of(name: str) -> list[str]:
+    """Built-in workloads that declare themselves a variant of built-in workload `name`, sorted."""
+    out = []
+    for other in list_workloads():
+        if other != name and read_workload(WORKLOAD_DIR / f"{other}.yaml").get("variant_of") == name:
+            out.append(other)
+    return out
 
 
 def workload_weights(graph_or_name: Graph | str | Path) -> Path | None:
@@ -148,7 +181,8 @@ def _check_top_level(d: Mapping[str, Any], path: Path) -> None:
     for key in ("name", "input", "layers", "output"):
         if key not in d:
             raise NetworkError(f"{path}: missing required key '{key}'")
-    for key in ("name", "output", "description", "dataset_name", "source", "notes", "weights"):
+    for key in ("name", "output", "description", "dataset_name", "source", "notes", "weights", "variant_of",
+                "torchvision_model"):
         if key in d and d[key] is not None and not isinstance(d[key], str):
             raise NetworkError(f"{path}: '{key}' must be a string, got {d[key]!r}")
     if not d["name"]:
@@ -159,6 +193,10 @@ def _check_top_level(d: Mapping[str, Any], path: Path) -> None:
     weights = d.get("weights")
     if weights is not None and (Path(weights).name != weights or weights in ("", ".", "..")):
         raise NetworkError(f"{path}: 'weights' must be a plain file name inside accelsim/data/, got {weights!r}")
+    unused = d.get("unused_tensors")
+    if unused is not None and (not isinstance(unused, list) or not all(isinstance(p, str) and p for p in unused)):
+        raise NetworkError(f"{path}: 'unused_tensors' must be a list of tensor-name patterns (e.g. 'aux1.*'), "
+                           f"got {unused!r}")
     if not isinstance(d["input"], Mapping):
         raise NetworkError(f"{path}: 'input' must be a mapping with 'blob', 'shape' [C, H, W] and 'preprocess'")
     if not isinstance(d["layers"], list) or not d["layers"]:
