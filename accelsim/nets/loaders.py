@@ -302,7 +302,8 @@ def _switch_message(net: str, variant: str, wf: WeightFile) -> str:
     from accelsim.nets.workload import load_workload, read_workload, resolve_workload
 
     d = read_workload(resolve_workload(variant))
-    return (f"--net {net}: the weights {wf.path.name} are {d.get('description') or variant}; simulating workload "
+    what = str(d.get("description") or variant).rstrip(".")
+    return (f"--net {net}: the weights {wf.path.name} are {what}; simulating workload "
             f"'{variant}' ({describe_graph(load_workload(variant))}, its own preprocessing) instead of '{net}'. "
             f"Give --net {variant} to say so and silence this warning.")
 

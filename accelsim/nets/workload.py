@@ -71,7 +71,7 @@ class WorkloadInfo:
 def workload_info(name_or_path: str | Path) -> WorkloadInfo:
     """The descriptive keys of the workload `name_or_path` resolves to (a NetworkError if it does not resolve)."""
     path = resolve_workload(name_or_path)
-    d = read_workload(path)
+    d = _header(path)
     return WorkloadInfo(
         name=str(d["name"]), path=path, builtin=path.parent.resolve() == WORKLOAD_DIR.resolve(),
         variant_of=d.get("variant_of"), torchvision_model=d.get("torchvision_model"),
@@ -83,7 +83,7 @@ def variants_of(name: str) -> list[str]:
     """Built-in workloads that declare themselves a variant of built-in workload `name`, sorted."""
     out = []
     for other in list_workloads():
-        if other != name and read_workload(WORKLOAD_DIR / f"{other}.yaml").get("variant_of") == name:
+        if other != name and _header(WORKLOAD_DIR / f"{other}.yaml").get("variant_of") == name:
             out.append(other)
     return out
 
@@ -101,7 +101,7 @@ def workload_weights(graph_or_name: Graph | str | Path) -> Path | None:
             return None
         graph_or_name = key
     path = resolve_workload(graph_or_name)
-    d = read_workload(path)
+    d = _header(path)
     if path.suffix == ".json" and "weights" not in d:
         wf = d.get("weights_file")
         return path.parent / wf if isinstance(wf, str) and wf else None
@@ -140,6 +140,33 @@ def read_workload(path: Path) -> dict[str, Any]:
 
 
 # -- internals ---------------------------------------------------------------------------------------------------------
+def _header(path: Path) -> dict[str, Any]:
+    """The top-level keys of a workload file except its layers, checked like `read_workload` but without building
+    the layer list (the slow part of parsing a long workload: asking every built-in which network it varies)."""
+    if path.suffix.lower() == ".json":
+        return read_workload(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+        try:
+            node = loader.get_single_node()
+            if not isinstance(node, yaml.MappingNode):
+                return read_workload(path)  # not a mapping: let the full parse say what is wrong
+            data = {k.value: ([] if k.value == "layers" else loader.construct_object(v, deep=True))
+                    for k, v in node.value}
+        finally:
+            loader.dispose()
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return read_workload(path)  # the full parse names the file, line and problem
+    if "layers" in data:
+        data["layers"] = [{}]  # present; its contents are checked when the graph is built
+    unknown = [k for k in data if k not in WORKLOAD_KEYS]
+    if unknown:
+        return read_workload(path)
+    _check_top_level(data, path)
+    return data
+
+
 def _parse(path: Path) -> tuple[dict[str, Any], list[int | None]]:
     """The file's mapping and, per layer, the line it starts on (None where unknown, as in JSON)."""
     try:
