@@ -290,8 +290,12 @@ def find_arch(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     text = str(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.name == text and (ARCH_DIR / text).is_file():
+        return ARCH_DIR / text  # a built-in file by its file name: `--arch snapea.yaml`
     if path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
-        raise ConfigError(f"architecture file {path} does not exist")
+        known = sorted(p.name for p in ARCH_DIR.glob("*.yaml") if not p.stem.startswith("energy"))
+        raise ConfigError(f"architecture file {path} does not exist; built-in architectures: {', '.join(known)} "
+                          f"(by name, e.g. --arch snapea, or file name, e.g. --arch snapea.yaml)")
     if not ARCH_DIR.is_dir():
         raise ConfigError(
             f"architecture '{text}' is not a file, and the built-in folder arch_configs/ was not found in the "
