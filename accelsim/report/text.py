@@ -7,8 +7,14 @@ from typing import Any, Mapping
 import pandas as pd
 
 
-def _fmt(v: float, scale: float = 1.0, spec: str = "{:.3f}") -> str:
-    return "" if v is None or pd.isna(v) else spec.format(v / scale)
+def _fmt(v: float | None, scale: float = 1.0, spec: str = "{:.3f}") -> str:
+    """`v / scale` in `spec`; a ratio too small for its digits keeps three significant ones (never "0.000x")."""
+    if v is None or pd.isna(v):
+        return ""
+    text = spec.format(v / scale)
+    if spec.endswith("x") and v != 0 and float(text[:-1]) == 0:
+        return f"{v / scale:.3g}x"
+    return text
 
 
 def format_table(layers: pd.DataFrame, summary: Mapping[str, Any]) -> str:
@@ -46,8 +52,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     if baseline:
         b = summary["designs"][baseline]
         lines.append(f"{baseline}: {b['cycles'] / 1e3:.1f} kcycles, {b['energy_pj'] / 1e6:.2f} uJ per image")
-        lines.append(f"speedup {summary['speedup']:.3f}x (cycles; {summary['time_speedup']:.3f}x in time), "
-                     f"energy reduction {summary['energy_reduction']:.3f}x of {design} over {baseline}")
+        lines.append(f"speedup {_fmt(summary['speedup'], 1, '{:.3f}x')} (cycles; "
+                     f"{_fmt(summary['time_speedup'], 1, '{:.3f}x')} in time), energy reduction "
+                     f"{_fmt(summary['energy_reduction'], 1, '{:.3f}x')} of {design} over {baseline}")
     acc = summary.get("accuracy")
     if acc:
         line = (f"top-1 {100 * acc['top1']:.2f}%  top-5 {100 * acc['top5']:.2f}%  "
