@@ -19,7 +19,7 @@ from accelsim.errors import ConfigError
 from accelsim.report import FIGURES, load_source, write_report
 from accelsim.report import figures as F
 from accelsim.report import tables as T
-from accelsim.report.browser import check_in_browser, find_browser
+from browser import check_in_browser, find_browser
 
 RUN_FIGURES = ("speedup_energy", "energy_breakdown", "neg_fraction", "cycle_breakdown")
 PNG = b"\x89PNG\r\n\x1a\n"
