@@ -204,3 +204,13 @@ def test_config_yaml_holds_every_setting_and_replays(tmp_path):
     cfg = load_run_config(out / "config.yaml")
     assert set(cfg.to_dict()) == set(settings_of(RunConfig))
     assert cfg.functional.reorder.negative_order == "least_negative_first" and cfg.seed == 5
+
+
+def test_the_settings_page_is_generated_from_the_declarations():
+    import runpy
+
+    from conftest import REPO
+
+    gen = runpy.run_path(str(REPO / "scripts" / "gen_settings_doc.py"))
+    assert (REPO / "docs" / "settings.md").read_text(encoding="utf-8") == gen["render"](), (
+        "docs/settings.md is out of date: run python scripts/gen_settings_doc.py")
