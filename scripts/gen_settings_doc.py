@@ -28,7 +28,7 @@ def _default(info: SettingInfo) -> str:
 
 def _type(info: SettingInfo) -> str:
     if info.choices:
-        return " \\| ".join(str(c) for c in info.choices)
+        return " | ".join(str(c) for c in info.choices)
     base = info.base_type
     if info.is_list:
         return f"list of {getattr(base.__args__[0], '__name__', base.__args__[0])}"
