@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from accelsim.errors import ConfigError
 
@@ -25,6 +26,7 @@ def write_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a result file is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -35,6 +37,13 @@ def write_file(path: str | Path, write: Callable[[Path], None]) -> Path:
 def write_text(path: str | Path, text: str) -> Path:
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
+
+    return write_file(path, write)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
 
     return write_file(path, write)
 
@@ -55,6 +64,7 @@ def write_folder(out: str | Path, fill: Callable[[Path], None], *, overwrite: bo
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700)
         fill(tmp)
         if overwrite and out.exists():
             shutil.rmtree(out)

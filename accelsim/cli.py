@@ -11,8 +11,9 @@ import argparse
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import accelsim
 from accelsim import settings
@@ -48,7 +49,7 @@ def _run_config(args: argparse.Namespace, command: str, base: dict[str, Any] | N
     return config_from_mapping({**base, **given, **(fixed or {})}, "command line", label=settings.flag_label)
 
 
-# -- run ----------------------------------------------------------------------------------------------------------------
+# -- run ---------------------------------------------------------------------------------------------------------------
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a network on images through the design and the baseline (the main job)")
     p.add_argument("--config", help="repeat a run: the config.yaml of an earlier run folder (other flags override it)")
@@ -81,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- optimize / tradeoff ------------------------------------------------------------------------------------------------
+# -- optimize / tradeoff -----------------------------------------------------------------------------------------------
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-limit", type=int, dest="opt_limit",
                    help="optimisation images: the first N of the set (default min(500, half the set))")
@@ -167,7 +168,7 @@ def _cmd_tradeoff(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- sweep --------------------------------------------------------------------------------------------------------------
+# -- sweep -------------------------------------------------------------------------------------------------------------
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="run a grid of settings (resumable; local processes or a Dask cluster) into one results table",
@@ -234,7 +235,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-# -- report -------------------------------------------------------------------------------------------------------------
+# -- report ------------------------------------------------------------------------------------------------------------
 def _add_report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="figures (PNG and SVG) and a self-contained report.html from a run, sweep or "
                                       "trade-off folder")
@@ -252,7 +253,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- plumbing -----------------------------------------------------------------------------------------------------------
+# -- plumbing ----------------------------------------------------------------------------------------------------------
 def _progress_printer() -> Callable[[str, int, int], None] | None:
     """A progress callback that rewrites one line on a terminal, and stays quiet otherwise."""
     if not sys.stderr.isatty():

@@ -6,8 +6,9 @@ A run folder's `config.yaml` holds these settings flat under `run:` (plus the re
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import field_validator
@@ -15,13 +16,13 @@ from pydantic import field_validator
 from accelsim.errors import ConfigError
 from accelsim.functional.forward import FunctionalConfig
 from accelsim.settings import (
+    Problems,
     build,
     check_modes,
     declared,
     flag_label,
     flatten,
     group,
-    Problems,
     non_default,
     setting,
     settings_of,
@@ -37,12 +38,12 @@ class RunConfig:
 
     net: str = setting("lenet", "workload name (lenet, alexnet, vgg16, googlenet, squeezenet1_0, squeezenet1_1, "
                        "resnet20..56) or a graph/model file (.yaml, .json, .onnx)", stage="input", example="resnet20")
-    weights: Optional[str] = setting(None, "weights: native .npz (its .json beside it), PyTorch .pth/.th/.pt, or "
+    weights: str | None = setting(None, "weights: native .npz (its .json beside it), PyTorch .pth/.th/.pt, or "
                                      ".onnx; default: the embedded ones of the embedded network", stage="input",
                                      metavar="FILE")
-    images: Optional[str] = setting(None, "image folder, .npz of images and labels, MNIST idx folder; default: "
+    images: str | None = setting(None, "image folder, .npz of images and labels, MNIST idx folder; default: "
                                     "the network's own data set", stage="input", metavar="SOURCE")
-    limit: Optional[int] = setting(None, "use only N images (the first N of --image-order)", gt=0, stage="input",
+    limit: int | None = setting(None, "use only N images (the first N of --image-order)", gt=0, stage="input",
                                    commands=_RUNS, metavar="N", example=20)
     image_order: Literal["shuffled", "file"] = setting(
         "shuffled", "order the images are taken in: a seeded shuffle of the whole set (a fair sample of class-sorted "
@@ -55,7 +56,7 @@ class RunConfig:
     arch: str = setting("snapea", "design under test: a built-in architecture (snapea, eyeriss, eyeriss_chip; "
                         "'snapea.yaml' works too) or an architecture YAML file", stage="timing", commands=_DESIGNS,
                         example="eyeriss")
-    baseline: Optional[str] = setting("eyeriss", "baseline design, as --arch; 'none' for no baseline",
+    baseline: str | None = setting("eyeriss", "baseline design, as --arch; 'none' for no baseline",
                                       stage="timing", commands=_DESIGNS, example="none")
     set: tuple[str, ...] = setting((), "override a key of the design's architecture, e.g. pe.lanes=8", strict=False,
                                    stage="timing", commands=("run", "tradeoff"), example=("pe.lanes=8",))
@@ -64,7 +65,7 @@ class RunConfig:
                                             example=("array.rows=8",))
     batch: int = setting(1, "images the baseline maps together (Eyeriss batch); images simulated with --shape-only",
                          gt=0, stage="timing", commands=_DESIGNS, metavar="N", example=4)
-    spec: Optional[str] = setting(None, "speculation parameters per kernel (.npz from `accelsim optimize`)",
+    spec: str | None = setting(None, "speculation parameters per kernel (.npz from `accelsim optimize`)",
                                   modes=("predictive",), commands=_RUNS, metavar="FILE")
     functional: FunctionalConfig = group(FunctionalConfig)
 
@@ -94,11 +95,11 @@ class RunConfig:
         return self.functional.mode
 
     @classmethod
-    def of(cls, **settings: Any) -> "RunConfig":
+    def of(cls, **settings: Any) -> RunConfig:
         """A RunConfig from flat settings (`RunConfig.of(net="lenet", limit=20, weight_bits=8)`)."""
         return build(cls, settings, "run settings")
 
-    def replace(self, **settings: Any) -> "RunConfig":
+    def replace(self, **settings: Any) -> RunConfig:
         """A copy with some flat settings changed."""
         return build(RunConfig, {**self.to_dict(), **settings}, "run settings")
 

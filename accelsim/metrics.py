@@ -5,7 +5,8 @@ Everything here is a function of timing-model outputs and functional statistics;
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

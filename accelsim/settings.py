@@ -17,8 +17,9 @@ import difflib
 import functools
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -104,6 +105,7 @@ def group(cls: type, help: str = "") -> Any:
     return Field(default_factory=cls, description=help, json_schema_extra={_META: {"group": True}})
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(Field, setting, group))
 def declared(cls: type[T]) -> type[T]:
     """Make `cls` a frozen, validated settings declaration whose construction errors are `ConfigError`s.
 
@@ -135,7 +137,7 @@ def _strip_optional(annotation: Any) -> Any:
         annotation = typing.get_args(annotation)[0]
     if _is_optional(annotation):
         rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        annotation = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007 - built at run time
     if typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     return annotation
@@ -327,7 +329,7 @@ def check_modes(obj: Any, mode: str, label: Callable[[str], str] = flag_label) -
             for k in non_default(obj) if infos[k].modes and mode not in (infos[k].modes or ())]
 
 
-# -- command line --------------------------------------------------------------------------------------------------------
+# -- command line ------------------------------------------------------------------------------------------------------
 def parse_list(text: str, item: Any) -> list[Any]:
     """A comma-separated command-line list of YAML scalars (`0.1,0.2`)."""
     return [parse_value(t, item) for t in text.split(",") if t.strip()]

@@ -25,7 +25,7 @@ def _fails(argv: list[str], capsys, *needles: str, written: Path | None = None) 
     return err
 
 
-# -- output locations ---------------------------------------------------------------------------------------------------
+# -- output locations --------------------------------------------------------------------------------------------------
 def test_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "f"
     f.write_text("x")
@@ -58,17 +58,19 @@ def test_existing_run_folder_is_found_before_the_simulation(tmp_path, capsys, mo
 
 
 def test_default_run_folders_never_collide(tmp_path, monkeypatch):
-    """Two runs in the same second with the default --out get two folders."""
+    """Two runs that get the same default folder name (the same second) write two folders."""
+    from accelsim import run as run_mod
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_mod, "default_out_dir", lambda cfg: Path("runs") / "lenet-snapea-exact-20260101-000000")
     assert main(["run", "--limit", "4", "--baseline", "none"]) == 0
     assert main(["run", "--limit", "4", "--baseline", "none"]) == 0
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert len(folders) == 2
-    if folders[0].rsplit("-", 1)[0] == folders[1].rsplit("-", 1)[0]:  # the same second: the second got -2
-        assert folders[1].endswith("-2")
+    assert folders == ["lenet-snapea-exact-20260101-000000", "lenet-snapea-exact-20260101-000000-2"]
+    assert not list((tmp_path / "runs").glob(".*"))  # no temporary folder left behind
 
 
-# -- settings and files ---------------------------------------------------------------------------------------------------
+# -- settings and files ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, needles", [
     (["--arch", "nosuch"], ["unknown architecture 'nosuch'", "snapea"]),
     (["--arch", "nosuch.yaml"], ["does not exist", "snapea.yaml"]),
@@ -116,7 +118,7 @@ def test_random_bytes_as_a_config(tmp_path, capsys):
     _fails(["run", "--config", str(junk), "--out", str(tmp_path / "x")], capsys, str(junk))
 
 
-# -- sweeps ---------------------------------------------------------------------------------------------------------------
+# -- sweeps ------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("axes, needles", [
     (["--set", "run.nosuch=1,2"], ["unknown run setting 'nosuch'"]),
     (["--set", "run.mode=dense,fast"], ["run.mode: must be one of 'dense', 'exact', 'predictive', got 'fast'"]),

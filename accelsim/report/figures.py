@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,8 @@ def _horizontal(n_layers: int) -> bool:
     return n_layers > MAX_VERTICAL_LAYERS
 
 
-def _size(n_groups: int, per_group: float, minimum: float, height: float, bars_per_group: int = 1) -> tuple[float, float]:
+def _size(n_groups: int, per_group: float, minimum: float, height: float,
+          bars_per_group: int = 1) -> tuple[float, float]:
     """Figure size of a per-layer figure: wider with more layers, or taller when horizontal."""
     if _horizontal(n_groups):
         return 9.0, 1.6 + 0.13 * n_groups * max(1, bars_per_group)
@@ -377,7 +379,8 @@ def _accuracy_points(src: ReportSource) -> tuple[pd.DataFrame, str, str, str]:
         t = src.tradeoff
         x = "speedup" if "speedup" in t and t["speedup"].notna().all() else "speedup_vs_exact"
         if x in t.columns and t[x].notna().any():
-            return t, x, "top1_eval", "speedup over the baseline (×)" if x == "speedup" else "speedup over exact mode (×)"
+            label = "speedup over the baseline (×)" if x == "speedup" else "speedup over exact mode (×)"
+            return t, x, "top1_eval", label
     if src.sweep is not None and "top1" in (*src.sweep.columns, *(() if src.sweep_totals is None
                                                                     else src.sweep_totals.columns)):
         points = T.sweep_points(src.sweep, src.sweep_keys, src.sweep_totals)

@@ -11,7 +11,8 @@ import base64
 import html
 import math
 import struct
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import accelsim
 from accelsim.report.figures import RenderedFigure

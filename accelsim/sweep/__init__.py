@@ -4,7 +4,7 @@ Points that differ only in their designs (architecture, energy table, baseline) 
 driver groups them by `accelsim.config.functional_key` and each group runs as one task with a timing model per point.
 """
 
-from accelsim.sweep.driver import SweepResult, SweepDefinition, plan_tasks, sweep
+from accelsim.sweep.driver import SweepDefinition, SweepResult, plan_tasks, sweep
 from accelsim.sweep.grid import Axis, Point, expand, make_points, parse_sets
 from accelsim.sweep.store import SweepStore
 

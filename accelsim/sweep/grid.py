@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
+from typing import Any
 
 from accelsim.arch import parse_scalar
 from accelsim.errors import ConfigError

@@ -8,8 +8,9 @@ the pass for zero gating.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class TimingModel(Protocol):
     arch: ArchSpec
 
     def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True,
-                stream: "WeightStream | None" = None) -> None:
+                stream: WeightStream | None = None) -> None:
         """Add one batch of per-window MAC counts (images, kernels, Ho, Wo) of a conv layer.
 
         `pau`: the layer ran with early termination; `stream`: its weight and index buffer contents (stored length
