@@ -88,16 +88,32 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _int(value: Any, key: str, minimum: int) -> None:
+def _int(value: Any, key: str, minimum: int, maximum: int) -> None:
     kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     if not _is_int(value) or value < minimum:
         raise _FieldError(key, f"must be {kind}, got {value!r}")
+    if value > maximum:
+        raise _FieldError(key, f"must be at most {maximum} (a bound on plausible hardware), got {value!r}")
 
 
-def _number(value: Any, key: str, positive: bool) -> None:
+def _number(value: Any, key: str, positive: bool, maximum: float) -> None:
     if not _is_number(value) or value < 0 or (positive and value == 0):
         kind = "a positive number" if positive else "a number >= 0"
         raise _FieldError(key, f"must be {kind}, got {value!r}")
+    if value > maximum:
+        raise _FieldError(key, f"must be at most {maximum:g} (a bound on plausible hardware), got {value!r}")
+
+
+# Upper bounds on plausible hardware: far beyond any design the papers discuss, low enough that a typo (an extra
+# zero or three) is an error instead of a run whose numbers mean nothing.
+_MAX_ARRAY_SIDE = 1024  # PEs per array row or column
+_MAX_LANES = 1024
+_MAX_BYTES = 1 << 30  # any one buffer
+_MAX_BITS = 64
+_MAX_CLOCK_MHZ = 10_000.0
+_MAX_DRAM_GBPS = 10_000.0
+_MAX_LATENCY_NS = 1e6
+_MAX_PJ = 1e6
 
 
 # -- the spec ----------------------------------------------------------------------------------------------------------
@@ -109,8 +125,8 @@ class ArraySpec:
     cols: int
 
     def __post_init__(self) -> None:
-        _int(self.rows, "array.rows", 1)
-        _int(self.cols, "array.cols", 1)
+        _int(self.rows, "array.rows", 1, _MAX_ARRAY_SIDE)
+        _int(self.cols, "array.cols", 1, _MAX_ARRAY_SIDE)
 
 
 @dataclass(frozen=True)
@@ -126,11 +142,11 @@ class PESpec:
     index_bits: int = 16
 
     def __post_init__(self) -> None:
-        _int(self.lanes, "pe.lanes", 1)
-        _int(self.weight_buffer_bytes, "pe.weight_buffer_bytes", 1)
+        _int(self.lanes, "pe.lanes", 1, _MAX_LANES)
+        _int(self.weight_buffer_bytes, "pe.weight_buffer_bytes", 1, _MAX_BYTES)
         for name in ("index_buffer_bytes", "io_buffer_bytes", "psum_register_bytes", "input_register_bytes"):
-            _int(getattr(self, name), f"pe.{name}", 0)
-        _int(self.index_bits, "pe.index_bits", 1)
+            _int(getattr(self, name), f"pe.{name}", 0, _MAX_BYTES)
+        _int(self.index_bits, "pe.index_bits", 1, _MAX_BITS)
 
 
 @dataclass(frozen=True)
@@ -141,8 +157,9 @@ class GlobalBufferSpec:
     bandwidth_words_per_cycle: float = 0
 
     def __post_init__(self) -> None:
-        _int(self.bytes, "global_buffer.bytes", 0)
-        _number(self.bandwidth_words_per_cycle, "global_buffer.bandwidth_words_per_cycle", positive=False)
+        _int(self.bytes, "global_buffer.bytes", 0, _MAX_BYTES)
+        _number(self.bandwidth_words_per_cycle, "global_buffer.bandwidth_words_per_cycle", positive=False,
+                maximum=_MAX_ARRAY_SIDE**2)
         if self.bytes > 0 and self.bandwidth_words_per_cycle == 0:
             raise _FieldError("global_buffer.bandwidth_words_per_cycle",
                               f"must be positive when global_buffer.bytes = {self.bytes} (a buffer needs a port)")
@@ -156,8 +173,8 @@ class DRAMSpec:
     latency_ns: float
 
     def __post_init__(self) -> None:
-        _number(self.bandwidth_gbps, "dram.bandwidth_gbps", positive=True)
-        _number(self.latency_ns, "dram.latency_ns", positive=False)
+        _number(self.bandwidth_gbps, "dram.bandwidth_gbps", positive=True, maximum=_MAX_DRAM_GBPS)
+        _number(self.latency_ns, "dram.latency_ns", positive=False, maximum=_MAX_LATENCY_NS)
 
 
 @dataclass(frozen=True)
@@ -185,12 +202,12 @@ class EnergyTable:
             if not isinstance(cls, str) or not _NAME.match(cls):
                 raise _FieldError("energy.pj_per_bit", f"has class name {cls!r}; expected lower-case letters, "
                                   "digits and '_' (it becomes the column energy_<class>_pj)")
-            _number(cost, f"energy.pj_per_bit.{cls}", positive=False)
+            _number(cost, f"energy.pj_per_bit.{cls}", positive=False, maximum=_MAX_PJ)
         for cls, cost in self.pj_per_event.items():
             if cls not in self.pj_per_bit:
                 raise _FieldError(f"energy.pj_per_event.{cls}", f"names an energy class not in energy.pj_per_bit "
                                   f"(known classes: {', '.join(self.pj_per_bit)})")
-            _number(cost, f"energy.pj_per_event.{cls}", positive=False)
+            _number(cost, f"energy.pj_per_event.{cls}", positive=False, maximum=_MAX_PJ)
         for comp, cls in self.components.items():
             if not isinstance(comp, str) or not _COMPONENT.match(comp):
                 raise _FieldError("energy.components", f"has key {comp!r}; expected a component name or "
@@ -236,8 +253,8 @@ class ArchSpec:
             raise _FieldError("name", f"must be a non-empty string, got {self.name!r}")
         if self.dataflow not in DATAFLOWS:
             raise _FieldError("dataflow", f"must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
-        _number(self.clock_mhz, "clock_mhz", positive=True)
-        _int(self.word_bits, "word_bits", 1)
+        _number(self.clock_mhz, "clock_mhz", positive=True, maximum=_MAX_CLOCK_MHZ)
+        _int(self.word_bits, "word_bits", 1, _MAX_BITS)
         for key, cls in (("array", ArraySpec), ("pe", PESpec), ("global_buffer", GlobalBufferSpec),
                          ("dram", DRAMSpec), ("energy", EnergyTable)):
             if not isinstance(getattr(self, key), cls):
@@ -290,8 +307,12 @@ def find_arch(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     text = str(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.name == text and (ARCH_DIR / text).is_file():
+        return ARCH_DIR / text  # a built-in file by its file name: `--arch snapea.yaml`
     if path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
-        raise ConfigError(f"architecture file {path} does not exist")
+        known = sorted(p.name for p in ARCH_DIR.glob("*.yaml") if not p.stem.startswith("energy"))
+        raise ConfigError(f"architecture file {path} does not exist; built-in architectures: {', '.join(known)} "
+                          f"(by name, e.g. --arch snapea, or file name, e.g. --arch snapea.yaml)")
     if not ARCH_DIR.is_dir():
         raise ConfigError(
             f"architecture '{text}' is not a file, and the built-in folder arch_configs/ was not found in the "

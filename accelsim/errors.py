@@ -21,6 +21,10 @@ class DatasetError(AccelsimError, ValueError):
     """An image set is empty, unreadable or does not match the network's input."""
 
 
+class InternalError(Exception):
+    """A broken internal contract: a bug in accelsim, not a user error (the CLI prints its traceback)."""
+
+
 class MissingDependencyError(AccelsimError, ImportError):
     """An optional dependency (torch, onnx, dask) is needed for this feature but not installed."""
 

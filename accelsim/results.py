@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import yaml
 
-from accelsim.errors import ConfigError
+from accelsim.atomic import write_folder
+from accelsim.errors import ConfigError, InternalError
 
 LAYER_COLUMNS = ("network", "design", "layer", "mode", "images", "macs_dense", "macs_performed")
 
@@ -48,17 +47,16 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, summary: Mapping[str, Any],
-              events: pd.DataFrame | None = None, overwrite: bool = False) -> Path:
-    """Write config.yaml, layers.parquet, events.parquet and summary.json to `out` atomically; returns the folder."""
-    out = Path(out)
+              events: pd.DataFrame | None = None, overwrite: bool = False, unique: bool = False) -> Path:
+    """Write config.yaml, layers.parquet, events.parquet and summary.json to `out` atomically; returns the folder.
+
+    `unique`: `out` is a default name; if it is taken (another run in the same second), `out-2`, ... is used.
+    """
     missing = [c for c in LAYER_COLUMNS if c not in layers.columns]
     if missing:
-        raise ValueError(f"layers table lacks required column(s) {missing}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {out} already exists and is not empty; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+        raise InternalError(f"layers table lacks required column(s) {missing}")
+
+    def fill(tmp: Path) -> None:
         with open(tmp / "config.yaml", "w") as fh:
             yaml.safe_dump(json_safe(dict(config)), fh, sort_keys=False)
         layers.to_parquet(tmp / "layers.parquet", index=False)
@@ -67,13 +65,8 @@ def write_run(out: str | Path, config: Mapping[str, Any], layers: pd.DataFrame, 
         with open(tmp / "summary.json", "w") as fh:
             json.dump(json_safe(dict(summary)), fh, indent=2)
             fh.write("\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_folder(out, fill, overwrite=overwrite, unique=unique)
 
 
 def read_run(path: str | Path) -> RunFolder:

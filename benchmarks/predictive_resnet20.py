@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
          check_opt: bool = True) -> int:
     from accelsim.optimize import SearchSettings
     from accelsim.optimize.tradeoff import format_table, tradeoff
-    from accelsim.run import RunConfig
+    from accelsim.config import RunConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(model))
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
     search = {"profile_images": args.profile_images, "refine": args.refine}
     if args.levels:
         search["levels"] = tuple(float(v) for v in args.levels.split(","))
-    cfg = RunConfig(net=args.model, images=args.images, image_order=args.image_order, float_reference=False)
+    cfg = RunConfig.of(net=args.model, images=args.images, image_order=args.image_order, float_reference=False)
     print(f"{Path(args.model).name} on {Path(args.images).name}: optimisation images 0..{args.opt_limit - 1}, "
           f"evaluation images {args.opt_limit}..{args.opt_limit + args.eval_limit - 1}; epsilons {args.epsilons}; "
           f"image order {args.image_order}; search {search}; check_opt {args.check_opt}; nproc {os.cpu_count()}, python {platform.python_version()}", flush=True)

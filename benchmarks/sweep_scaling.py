@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim.sweep import SweepSpec, parse_sets, sweep
+from accelsim.sweep import SweepDefinition, parse_sets, sweep
 
 SETS = ["pe.lanes=1,2,4,8,16", "dram.bandwidth_gbps=9.6,19.2",
         "run.negative_order=most_negative_first,least_negative_first"]
@@ -29,11 +29,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200, help="images per point (default 200)")
     ap.add_argument("--workers", default="1,2", help="worker counts, comma-separated (default 1,2)")
     args = ap.parse_args()
-    spec = SweepSpec(base={"net": "lenet", "limit": args.limit}, axes=tuple(parse_sets(SETS)))
+    spec = SweepDefinition(base={"net": "lenet", "limit": args.limit}, axes=tuple(parse_sets(SETS)))
     assert len(spec.points()) == 20
     rows, tables = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        sweep(SweepSpec(base={"net": "lenet", "limit": 4}, axes=()), Path(tmp) / "warm", workers=1)  # JIT caches
+        sweep(SweepDefinition(base={"net": "lenet", "limit": 4}, axes=()), Path(tmp) / "warm", workers=1)  # JIT caches
         for per_pass in (None, 1):
             for workers in (int(w) for w in args.workers.split(",")):
                 load = os.getloadavg()[0]

@@ -43,7 +43,7 @@ def test_fractional_length_of_layer_outputs():
 
 
 def test_number_format_validation():
-    with pytest.raises(ConfigError, match="number format"):
+    with pytest.raises(ConfigError, match="number_format: must be one of 'dynamic_fixed', 'float32', got 'posit'"):
         NumberFormat(kind="posit")
     with pytest.raises(ConfigError, match="weight_bits"):
         NumberFormat(weight_bits=1)

@@ -272,5 +272,5 @@ def test_bad_budgets_and_splits_are_clear_errors(lenet):
     assert Split.choose(1000, None, None) == Split(500, 500)
     with pytest.raises(ConfigError, match="decreasing"):
         SearchSettings(levels=(0.0, 0.1))
-    with pytest.raises(ConfigError, match="'refine' must be true or false"):
+    with pytest.raises(ConfigError, match="refine: must be true or false, got 'yes'"):
         SearchSettings(refine="yes")

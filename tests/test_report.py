@@ -19,7 +19,7 @@ from accelsim.errors import ConfigError
 from accelsim.report import FIGURES, load_source, write_report
 from accelsim.report import figures as F
 from accelsim.report import tables as T
-from accelsim.report.browser import check_in_browser, find_browser
+from browser import check_in_browser, find_browser
 
 RUN_FIGURES = ("speedup_energy", "energy_breakdown", "neg_fraction", "cycle_breakdown")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -116,7 +116,7 @@ def test_run_report_writes_every_run_figure_as_png_and_svg(run_dir, report):
     assert not (figures / "lane_sensitivity.png").exists() and not (figures / "accuracy_speedup.svg").exists()
     page = _page(report)
     assert sorted(page.images) == sorted(RUN_FIGURES)
-    assert sorted(page.skipped) == ["accuracy_speedup", "lane_sensitivity"]
+    assert sorted(page.skipped) == ["accuracy_speedup", "lane_sensitivity", "sweep_layers"]
     assert "Not drawn" in report.read_text() and "needs a sweep folder" in report.read_text()
     assert not list(run_dir.glob(".*.tmp")) and not list(figures.glob(".*.tmp"))  # atomic writes left nothing
 
@@ -244,7 +244,8 @@ def test_shape_only_run_without_baseline_skips_what_it_lacks(tmp_path):
     run = tmp_path / "shape"
     assert main(["run", "--shape-only", "--baseline", "none", "--out", str(run)]) == 0
     rep = write_report(run)
-    assert set(rep.skipped) == {"speedup_energy", "neg_fraction", "lane_sensitivity", "accuracy_speedup"}
+    assert set(rep.skipped) == {"speedup_energy", "neg_fraction", "lane_sensitivity", "accuracy_speedup",
+                                "sweep_layers"}
     assert "no baseline" in rep.skipped["speedup_energy"] and "shape-only" in rep.skipped["neg_fraction"]
     assert sorted(p.name for p in rep.figures) == ["cycle_breakdown.png", "cycle_breakdown.svg",
                                                    "energy_breakdown.png", "energy_breakdown.svg"]
@@ -265,7 +266,9 @@ def test_sweep_report_draws_lane_sensitivity_from_the_sweep_totals(sweep_dir, tm
     rep = write_report(sweep_dir, tmp_path / "rep")
     assert (tmp_path / "rep" / "figures" / "lane_sensitivity.png").read_bytes().startswith(PNG)
     assert (tmp_path / "rep" / "figures" / "lane_sensitivity.svg").stat().st_size > 5000
-    assert "lane_sensitivity" not in rep.skipped and "accuracy_speedup" not in rep.skipped  # points carry top1
+    assert "lane_sensitivity" not in rep.skipped and "sweep_layers" not in rep.skipped
+    # top-1 is the same at every point of a lane sweep: no accuracy figure, and the page says why
+    assert "no accuracy trade-off" in rep.skipped["accuracy_speedup"]
     assert set(RUN_FIGURES) <= set(rep.skipped)
     totals = pd.read_parquet(sweep_dir / "totals.parquet")
     mine = totals[totals["role"] == "design"].set_index("pe.lanes")
@@ -339,3 +342,24 @@ def test_deep_networks_get_horizontal_per_layer_figures(run_dir, monkeypatch):
         src.run.layers.loc[src.run.layers["design"] == src.run.summary["design"], "layer"])
     for draw in (F.draw_speedup_energy, F.draw_energy_breakdown, F.draw_neg_fraction):
         draw(src)  # every per-layer figure has a horizontal form
+
+
+def test_sweep_layer_figure_and_accuracy_legend(sweep_dir, tmp_path):
+    """The per-layer heat map holds results.parquet's per-layer speedups, one row per point; an accuracy figure of a
+    sweep labels its points in a legend (never as text on top of each other)."""
+    src = load_source(sweep_dir)
+    fig = F.draw_sweep_layers(src)
+    image = fig.axes[0].images[0].get_array()
+    t = src.sweep[src.sweep["design"] == "snapea"]
+    expected = t.pivot_table(index="point", columns="layer", values="speedup", sort=False).to_numpy(float)
+    assert image.shape == expected.shape == (4, 5)
+    assert np.allclose(np.asarray(image), np.log2(expected))
+    assert [tick.get_text() for tick in fig.axes[0].get_yticklabels()] == [f"pe.lanes={n}" for n in (1, 2, 4, 8)]
+    out = tmp_path / "bits"
+    assert main(["sweep", "--set", "run.weight_bits=2,3,16", "--limit", "30", "--workers", "1", "--out",
+                 str(out)]) == 0
+    bits = load_source(out)
+    fig = F.draw_accuracy_speedup(bits)
+    ax = fig.axes[0]
+    assert not ax.texts and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "run.weight_bits=2", "run.weight_bits=3", "run.weight_bits=16"]

@@ -16,8 +16,9 @@ import pytest
 from accelsim.cli import main
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
-from accelsim.run import RunConfig, run
-from accelsim.sweep import SweepSpec, expand, make_points, parse_sets, sweep
+from accelsim.config import RunConfig
+from accelsim.run import run
+from accelsim.sweep import SweepDefinition, expand, make_points, parse_sets, sweep
 
 LANES = "pe.lanes=1,2,4,8,16"
 
@@ -96,7 +97,7 @@ def test_lane_sweep_shares_one_functional_pass(tmp_path, count_passes):
     design = totals[totals["role"] == "design"].set_index("pe.lanes")
     assert np.allclose(design["cycles"], snapea.groupby("pe.lanes")["cycles"].sum())
     # a point's numbers are those of `accelsim run` with the same settings
-    alone = run(RunConfig(limit=12, set=("pe.lanes=8",)), out=tmp_path / "alone")
+    alone = run(RunConfig.of(limit=12, set=("pe.lanes=8",)), out=tmp_path / "alone")
     mine = t[t["pe.lanes"] == 8].drop(columns=["point", "pe.lanes"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, pd.read_parquet(tmp_path / "alone" / "layers.parquet"))
     assert design.loc[8, "speedup"] == pytest.approx(alone.summary["speedup"])
@@ -119,26 +120,56 @@ def test_mac_count_fixed_lane_sweep(tmp_path, count_passes):
 
 
 # -- failures, changed commands, progress -----------------------------------------------------------------------------
-def test_failing_point_is_recorded_and_does_not_stop_the_others(tmp_path, capsys):
+def test_bad_values_stop_the_sweep_before_anything_runs(tmp_path, capsys, count_passes):
+    """Every point is checked first: a value no design can run, a bad run value and a typo are reported together,
+    each naming its point, and nothing is written; the corrected command then runs without --force."""
     out = tmp_path / "wb"
-    argv = ["sweep", "--set", "pe.weight_buffer_bytes=2,512", "--set", "run.limit=4,6", "--workers", "1",
+    argv = ["sweep", "--set", "pe.weight_buffer_bytes=2,512", "--set", "run.limit=4,0", "--set", "run.negativ_order=x",
+            "--workers", "1", "--baseline", "none", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown run setting 'negativ_order'" in err and not out.exists()
+    argv[6] = "run.negative_order=original"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "sweep not started" in err and "nothing was written" in err
+    assert "point p0000 (pe.weight_buffer_bytes=2, run.limit=4)" in err and "too small for a kernel" in err
+    assert "run.limit: must be > 0, got 0" in err
+    assert not out.exists() and not count_passes
+    argv[4] = "run.limit=4,6"
+    argv[2] = "pe.weight_buffer_bytes=512"
+    assert main(argv) == 0
+
+
+def test_failing_point_is_recorded_and_does_not_stop_the_others(tmp_path, capsys, monkeypatch):
+    """A point that fails while running (here: its designs' timing raises) is recorded and the others go on."""
+    from accelsim import run as run_mod
+
+    real = run_mod._assemble
+
+    def failing(point, *args, **kwargs):
+        if point.cfg.limit == 4 and point.arch.pe.lanes == 2:
+            raise ConfigError("this point cannot be timed")
+        return real(point, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "_assemble", failing)
+    out = tmp_path / "wb"
+    argv = ["sweep", "--set", "pe.lanes=2,4", "--set", "run.limit=4,6", "--workers", "1",
             "--baseline", "none", "--out", str(out)]
     assert main(argv) == 1
     printed = capsys.readouterr().out
-    assert "2 point(s) failed" in printed and "weight buffer" in printed
+    assert "1 point(s) failed" in printed and "cannot be timed" in printed
     totals = pd.read_parquet(out / "totals.parquet")
     failed = totals[totals["status"] == "failed"]
-    assert list(failed["pe.weight_buffer_bytes"]) == [2, 2]
-    assert failed["error"].str.contains("too small for a kernel").all()
+    assert list(failed["point"]) == ["p0000"]
     ok = totals[totals["status"] == "ok"]
-    assert list(ok["pe.weight_buffer_bytes"]) == [512, 512] and list(ok["images"]) == [4, 6]
-    t = pd.read_parquet(out / "results.parquet")
-    assert set(t["pe.weight_buffer_bytes"]) == {512} and set(t["point"]) == set(ok["point"])
+    assert list(ok["pe.lanes"]) == [2, 4, 4] and list(ok["images"]) == [6, 4, 6]
     record = json.loads((out / "points" / "p0000.json").read_text())
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
-    # a re-run tries the failed points again and leaves the finished ones alone
-    assert main(argv) == 1
-    assert _last(out)["skipped"] == 2 and _last(out)["ran"] == 2
+    # a re-run tries the failed point again and leaves the finished ones alone
+    monkeypatch.setattr(run_mod, "_assemble", real)
+    assert main(argv) == 0
+    assert _last(out)["skipped"] == 3 and _last(out)["ran"] == 1
 
 
 def test_changed_command_needs_force(tmp_path, capsys):
@@ -214,7 +245,7 @@ def test_dask_local_cluster_gives_the_local_table(tmp_path):
     pytest.importorskip("distributed")
     from distributed import LocalCluster
 
-    spec = SweepSpec(base={"net": "lenet", "limit": 8, "float_reference": False},
+    spec = SweepDefinition(base={"net": "lenet", "limit": 8, "float_reference": False},
                      axes=tuple(parse_sets(["pe.lanes=2,8", "run.negative_order=most_negative_first,original"])))
     local = sweep(spec, tmp_path / "local", workers=1)
     assert local.functional_passes == 2 and local.tasks == 2
@@ -231,7 +262,7 @@ def test_dask_local_cluster_gives_the_local_table(tmp_path):
 
 
 def test_local_processes_give_the_inline_table(tmp_path):
-    spec = SweepSpec(base={"net": "lenet", "limit": 4, "float_reference": False, "baseline": None},
+    spec = SweepDefinition(base={"net": "lenet", "limit": 4, "float_reference": False, "baseline": None},
                      axes=tuple(parse_sets(["pe.lanes=2,8", "run.negative_order=most_negative_first,original"])))
     inline = sweep(spec, tmp_path / "inline", workers=1)
     procs = sweep(spec, tmp_path / "procs", workers=2, points_per_pass=1)

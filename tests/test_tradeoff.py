@@ -13,7 +13,10 @@ from accelsim.functional.reorder import reorder_layer
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.loaders import load_network
 from accelsim.results import read_run
-from accelsim.run import RunConfig, format_summary, predictive_report, run
+from accelsim.config import RunConfig
+from accelsim.metrics import predictive_report
+from accelsim.report.text import format_summary
+from accelsim.run import run
 
 EPSILONS = (0.0, 0.02, 0.05)
 OPT, EVAL = 120, 60
@@ -155,22 +158,22 @@ def test_forward_from_a_cached_blob_matches_the_full_pass_and_speculates_where_t
 
 
 def test_run_skip_takes_the_images_after_the_skipped_ones_and_rejects_too_many(tmp_path):
-    cfg = RunConfig(net="lenet", skip=990, limit=50, baseline=None, float_reference=False)
+    cfg = RunConfig.of(net="lenet", skip=990, limit=50, baseline=None, float_reference=False)
     outcome = run(cfg)
     assert outcome.summary["images"] == 10
     with pytest.raises(ConfigError, match="skip"):
-        RunConfig(net="lenet", skip=-1)
+        RunConfig.of(net="lenet", skip=-1)
     with pytest.raises(ConfigError, match="passes over"):
-        run(RunConfig(net="lenet", skip=1000, baseline=None, float_reference=False))
+        run(RunConfig.of(net="lenet", skip=1000, baseline=None, float_reference=False))
 
 
 def test_tradeoff_rejects_bad_epsilons(tmp_path):
     from accelsim.optimize.tradeoff import tradeoff
 
     with pytest.raises(ConfigError, match="between 0 and 1"):
-        tradeoff(RunConfig(net="lenet"), [0.01, 1.5], tmp_path)
+        tradeoff(RunConfig.of(net="lenet"), [0.01, 1.5], tmp_path)
     with pytest.raises(ConfigError, match="twice"):
-        tradeoff(RunConfig(net="lenet"), [0.01, 0.01], tmp_path)
+        tradeoff(RunConfig.of(net="lenet"), [0.01, 0.01], tmp_path)
     assert main(["tradeoff", "--epsilons=-0.1", "--out", str(tmp_path / "x")]) == 2
 
 

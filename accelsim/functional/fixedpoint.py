@@ -9,18 +9,21 @@ decisions of the PAU are the ones integer hardware would make.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
+from accelsim.settings import declared, non_default, setting
 
-NUMBER_FORMATS = ("dynamic_fixed", "float32")
-ROUNDINGS = ("nearest", "floor")
+NumberFormatKind = Literal["dynamic_fixed", "float32"]
+Rounding = Literal["nearest", "floor"]
+NUMBER_FORMATS: tuple[str, ...] = get_args(NumberFormatKind)
+ROUNDINGS: tuple[str, ...] = get_args(Rounding)
 
 
-@dataclass(frozen=True)
+@declared
 class NumberFormat:
     """How the datapath represents weights and activations.
 
@@ -29,21 +32,25 @@ class NumberFormat:
     rounded and saturated to `activation_bits`. `float32`: the float reference, no quantisation.
     """
 
-    kind: str = "dynamic_fixed"
-    weight_bits: int = 16
-    activation_bits: int = 16
-    rounding: str = "nearest"  # round half up (Ristretto's round-nearest); 'floor' = truncation
-    output_il_offset: int = 0  # Ristretto found IL-1 slightly better for outputs at low bit widths; 0 = no saturation
+    kind: NumberFormatKind = setting(
+        "dynamic_fixed", "number format of weights and activations (float32: the unquantised reference)",
+        key="number_format", example="float32")
+    weight_bits: int = setting(16, "bits per weight (dynamic fixed point); products must stay exact", ge=2, le=24,
+                               example=12)
+    activation_bits: int = setting(16, "bits per activation (dynamic fixed point)", ge=2, le=24, example=12)
+    rounding: Rounding = setting(
+        "nearest", "rounding onto the fixed-point grid: round half up (Ristretto's round-nearest) or floor "
+        "(truncation)", example="floor")
+    output_il_offset: int = setting(
+        0, "extra integer bits taken from each layer output's format (Ristretto found IL-1 slightly better at low "
+        "widths; 0 = the range seen on calibration images fits without saturation)", ge=-8, le=8, example=1)
 
     def __post_init__(self) -> None:
-        if self.kind not in NUMBER_FORMATS:
-            raise ConfigError(f"number format '{self.kind}' is unknown; expected one of {', '.join(NUMBER_FORMATS)}")
-        if self.rounding not in ROUNDINGS:
-            raise ConfigError(f"rounding '{self.rounding}' is unknown; expected one of {', '.join(ROUNDINGS)}")
-        for key in ("weight_bits", "activation_bits"):
-            bits = getattr(self, key)
-            if not isinstance(bits, int) or not 2 <= bits <= 24:
-                raise ConfigError(f"{key} must be an integer between 2 and 24 (products must stay exact), got {bits!r}")
+        if self.kind == "float32":
+            changed = [k for k in non_default(self) if k != "number_format"]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} appl{'ies' if len(changed) == 1 else 'y'} to fixed-point "
+                                  "formats only; number_format is float32")
 
     @property
     def is_fixed(self) -> bool:

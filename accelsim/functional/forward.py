@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Literal, Mapping, get_args
 
 import numpy as np
 import pandas as pd
@@ -39,34 +39,34 @@ from accelsim.nets.graph import (
     Softmax,
 )
 from accelsim.nets.network import Network
+from accelsim.settings import declared, group, setting
 
 log = logging.getLogger(__name__)
 
-MODES = ("dense", "exact", "predictive")
+Mode = Literal["dense", "exact", "predictive"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 # Called once per eligible-or-not conv layer and batch with the lanes' result (for the timing model).
 WindowObserver = Callable[[str, LaneResult], None]
 
 
-@dataclass(frozen=True)
+@declared
 class FunctionalConfig:
     """Everything that decides what the MAC lanes compute (see docs/model.md for each choice)."""
 
-    mode: str = "exact"
-    number_format: NumberFormat = field(default_factory=NumberFormat)
-    reorder: ReorderOptions = field(default_factory=ReorderOptions)
-    terminate_at_zero: bool = False  # PAU negative-phase test: sign bit (acc < 0, default) or acc <= 0
-    batch_size: int = 16
-    calibration_images: int = 32
-    float_reference: bool = True  # also run the float32 network to report its accuracy beside the fixed-point one
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode '{self.mode}' is unknown; expected one of {', '.join(MODES)}")
-        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.calibration_images, int) or self.calibration_images <= 0:
-            raise ConfigError(f"calibration_images must be a positive integer, got {self.calibration_images!r}")
+    mode: Mode = setting("exact", "SnaPEA mode: dense (no early termination), exact (sign checks, no accuracy change) "
+                         "or predictive (speculation with per-kernel (Th, N) from --spec)",
+                         commands=("run", "sweep"), example="dense")
+    number_format: NumberFormat = group(NumberFormat)
+    reorder: ReorderOptions = group(ReorderOptions)
+    terminate_at_zero: bool = setting(
+        False, "PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)", modes=("exact", "predictive"),
+        example=True)
+    batch_size: int = setting(16, "images per functional batch (results do not depend on it; memory does)", gt=0,
+                              example=5)
+    calibration_images: int = setting(32, "images used to choose the dynamic fixed-point formats", gt=0, example=4)
+    float_reference: bool = setting(True, "also run the float32 network to report its accuracy beside the "
+                                    "fixed-point one", commands=("run", "sweep"), example=False)
 
 
 @dataclass(frozen=True)
@@ -468,6 +468,8 @@ class FunctionalResult:
     layers: pd.DataFrame
     accuracy: dict[str, float]
     blob_fl: dict[str, int]
+    batches: int = 0  # functional batches run (the batch_size setting at work)
+    calibration_images: int = 0  # images the fixed-point formats were chosen from (0 for float32)
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -524,7 +526,9 @@ def run(
     n_images = 0
     hits = {"top1": 0, "top5": 0, "agree": 0, "top1_float": 0, "top5_float": 0, "agree_float": 0}
     labelled = 0
+    n_batches = 0
     for xb, yb in _chain(buffered, batches):
+        n_batches += 1
         out = prepared.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
         scores = out.reshape(len(xb), -1)
         pred = scores.argmax(axis=1)
@@ -598,7 +602,8 @@ def run(
                              exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
                              fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
-                            accuracy=accuracy, blob_fl=prepared.blob_fl)
+                            accuracy=accuracy, blob_fl=prepared.blob_fl, batches=n_batches,
+                            calibration_images=len(calibration) if config.number_format.is_fixed else 0)
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

@@ -8,29 +8,28 @@ negative segment is a modelling choice the paper leaves open (spec A.7 item 10):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
+from accelsim.settings import declared, setting
 
-NEGATIVE_ORDERS = ("most_negative_first", "least_negative_first", "original")
+NegativeOrder = Literal["most_negative_first", "least_negative_first", "original"]
+NEGATIVE_ORDERS: tuple[str, ...] = get_args(NegativeOrder)
 
 
-@dataclass(frozen=True)
+@declared
 class ReorderOptions:
     """How the offline pass orders and stores a kernel's weights."""
 
-    negative_order: str = "most_negative_first"  # order inside the negative segment
-    skip_zero_weights: bool = False  # zero weights not stored/executed (the index buffer makes it possible)
-
-    def __post_init__(self) -> None:
-        if self.negative_order not in NEGATIVE_ORDERS:
-            raise ConfigError(
-                f"negative_order: got {self.negative_order!r}, expected one of {', '.join(NEGATIVE_ORDERS)}"
-            )
-        if not isinstance(self.skip_zero_weights, (bool, np.bool_)):
-            raise ConfigError(f"skip_zero_weights: expected true or false, got {self.skip_zero_weights!r}")
+    negative_order: NegativeOrder = setting(
+        "most_negative_first", "order of each kernel's negative weights (the papers leave it open)",
+        modes=("exact", "predictive"), example="least_negative_first")
+    skip_zero_weights: bool = setting(
+        False, "do not store or execute zero weights (static pruning composed with SnaPEA; the index buffer makes "
+        "it possible)", modes=("exact", "predictive"), example=True)
 
 
 @dataclass(frozen=True)

@@ -9,66 +9,65 @@ t-th is every kernel's cheapest candidate whose proxy loss is at most `levels[t]
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from accelsim.errors import ConfigError
+from accelsim.settings import Problems, build, declared, flatten, setting
 
 DEFAULT_N_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
 DEFAULT_TH_FRACTIONS = (-0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0)
 DEFAULT_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
 
 
-def _floats(value: Any, key: str) -> tuple[float, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"search setting '{key}' must be a list of numbers, got {value!r}") from None
-    if not all(math.isfinite(v) for v in out):
-        raise ConfigError(f"search setting '{key}' must hold finite numbers, got {value!r}")
-    return out
+_SEARCH = ("optimize", "tradeoff")
 
 
-@dataclass(frozen=True)
+def _finite(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"must hold finite numbers, got {list(values)}")
+    return values
+
+
+@declared
 class SearchSettings:
     """What Algorithm 1 searches over, and on how many images it profiles; validated when built."""
 
-    n_fractions: tuple[float, ...] = DEFAULT_N_FRACTIONS  # N = round(fraction x kernel length), at least 1
-    n_counts: tuple[int, ...] = ()  # absolute N values, clipped to the kernel length
-    th_fractions: tuple[float, ...] = DEFAULT_TH_FRACTIONS  # Th = fraction x kernel output scale (activation units)
-    levels: tuple[float, ...] = DEFAULT_LEVELS  # proxy-loss bounds of the T local-pass configurations (T = len)
-    profile_images: int = 256  # optimisation images kernel profiling looks at (the first ones)
-    eval_batch: int = 128  # images per batch when the passes evaluate the network (values do not depend on it)
-    refine: bool = True  # after the global pass, step layers forward again while within epsilon (not in the paper)
+    n_fractions: tuple[float, ...] = setting(
+        DEFAULT_N_FRACTIONS, "N grid as fractions of the kernel length (N = round(fraction x length), at least 1)",
+        commands=_SEARCH, strict=False, example=(0.25,), metavar="F1,F2,...")
+    n_counts: tuple[int, ...] = setting((), "N grid as absolute MAC counts, clipped to the kernel length",
+                                        commands=_SEARCH, strict=False, example=(4,), metavar="N1,N2,...")
+    th_fractions: tuple[float, ...] = setting(
+        DEFAULT_TH_FRACTIONS, "Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)",
+        commands=_SEARCH, strict=False, min_length=1, example=(0.0,), metavar="F1,F2,...")
+    levels: tuple[float, ...] = setting(
+        DEFAULT_LEVELS, "proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)",
+        commands=_SEARCH, strict=False, min_length=1, example=(0.1, 0.0), metavar="L1,L2,...")
+    profile_images: int = setting(256, "optimisation images kernel profiling looks at (the first ones)", gt=0,
+                                  commands=_SEARCH, metavar="N", example=32)
+    eval_batch: int = setting(128, "images per batch when the passes evaluate the network (values do not depend "
+                              "on it)", gt=0, commands=_SEARCH, metavar="N", example=64)
+    refine: bool = setting(True, "after the global pass, step layers forward again while the network stays within "
+                           "epsilon (--no-refine: Algorithm 1 as printed)", commands=_SEARCH, example=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "n_fractions", _floats(self.n_fractions, "n_fractions"))
-        object.__setattr__(self, "th_fractions", _floats(self.th_fractions, "th_fractions"))
-        object.__setattr__(self, "levels", _floats(self.levels, "levels"))
-        counts = self.n_counts
-        if isinstance(counts, int):
-            counts = (counts,)
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in counts):
-            raise ConfigError(f"search setting 'n_counts' must be positive integers, got {self.n_counts!r}")
-        object.__setattr__(self, "n_counts", tuple(counts))
+        problems = []
+        for key in ("n_fractions", "th_fractions", "levels"):
+            try:
+                _finite(getattr(self, key))
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
         if not all(0.0 < f <= 1.0 for f in self.n_fractions):
-            raise ConfigError(f"search setting 'n_fractions' must lie in (0, 1], got {self.n_fractions!r}")
+            problems.append(f"n_fractions: must lie in (0, 1], got {list(self.n_fractions)}")
+        if not all(c > 0 for c in self.n_counts):
+            problems.append(f"n_counts: must be positive integers, got {list(self.n_counts)}")
         if not self.n_fractions and not self.n_counts:
-            raise ConfigError("search settings give no N values: set n_fractions and/or n_counts")
-        if not self.th_fractions:
-            raise ConfigError("search setting 'th_fractions' is empty: give at least one threshold")
-        if not self.levels or any(v < 0.0 or v > 1.0 for v in self.levels):
-            raise ConfigError(f"search setting 'levels' must be shares in [0, 1], got {self.levels!r}")
+            problems.append("no N values: set n_fractions and/or n_counts")
+        if any(v < 0.0 or v > 1.0 for v in self.levels):
+            problems.append(f"levels: must be shares in [0, 1], got {list(self.levels)}")
         if list(self.levels) != sorted(self.levels, reverse=True):
-            raise ConfigError(f"search setting 'levels' must be decreasing (most aggressive first), got {self.levels!r}")
-        if not isinstance(self.refine, bool):
-            raise ConfigError(f"search setting 'refine' must be true or false, got {self.refine!r}")
-        for key in ("profile_images", "eval_batch"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"search setting '{key}' must be a positive integer, got {v!r}")
+            problems.append(f"levels: must be decreasing (most aggressive first), got {list(self.levels)}")
+        if problems:
+            raise Problems(problems)
 
     @property
     def T(self) -> int:  # noqa: N802 - the paper's name
@@ -81,15 +80,11 @@ class SearchSettings:
         return sorted(n for n in got if 1 <= n <= kernel_length)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return flatten(self)
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any]) -> "SearchSettings":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown search setting(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def from_mapping(cls, d: Mapping[str, Any], where: str = "search settings") -> "SearchSettings":
+        return build(cls, d, where)
 
 
 def fingerprint_fields(settings: SearchSettings) -> dict[str, Any]:

@@ -119,18 +119,15 @@ def tradeoff(
     functional run per point: cheaper for large networks, and the MAC figure is then an estimate.
     """
     from accelsim import run as run_mod
-    from accelsim.nets.datasets import load_dataset
-    from accelsim.nets.loaders import load_network
 
     eps_list = _epsilons(epsilons)
     if base.shape_only:
         raise ConfigError("the trade-off needs real weights and images: it cannot run shape-only")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    network = load_network(base.net, base.weights)
-    dataset = load_dataset(base.images, network.graph, order=base.image_order)
+    network, dataset = run_mod.load_inputs(base)
     split = Split.choose(len(dataset), opt_limit, eval_limit)
-    fcfg = dataclasses.replace(base.functional(), mode="exact")
+    fcfg = dataclasses.replace(base.functional, mode="exact")
     settings = settings or SearchSettings()
     state = folder / "optimize.state.json"
     log.info("trade-off of %s: epsilons %s; optimisation images 0..%d, evaluation images %d..%d of %s",
@@ -141,7 +138,7 @@ def tradeoff(
         xs.append(x)
         ys.append(y)
     opt_images, opt_labels = np.concatenate(xs), np.concatenate(ys)
-    run_base = dataclasses.replace(base, skip=split.opt, limit=split.eval, spec=None, mode="exact")
+    run_base = base.replace(skip=split.opt, limit=split.eval, spec=None, mode="exact", float_reference=False)
 
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -163,7 +160,7 @@ def tradeoff(
         spec_path = point / "spec.npz"
         write_outputs(result, network.graph, spec_path, dataset.name, network.source)
         pred_opt = _opt_set(network, opt_images, opt_labels, fcfg, result.spec) if check_opt else None
-        pred_run = run_mod.run(dataclasses.replace(run_base, mode="predictive", spec=str(spec_path)),
+        pred_run = run_mod.run(run_base.replace(mode="predictive", spec=str(spec_path)),
                                out=point / "run", overwrite=True)
         row = _row(f"eps={100 * eps:g}pt", eps, split, exact_opt, pred_opt, exact_run, pred_run, result)
         row.update(optimize_s=optimize_s, wall_s=time.perf_counter() - t0)

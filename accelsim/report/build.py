@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from accelsim.atomic import write_bytes
 from accelsim.errors import ConfigError
 from accelsim.report import figures as F
 from accelsim.report import html as H
@@ -28,19 +27,6 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `path` through a temporary file in its folder renamed into place: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _title(src: ReportSource) -> tuple[str, list[str]]:
     sub = [f"folder: {src.path.resolve()}"]
     if src.run is not None:
@@ -50,7 +36,8 @@ def _title(src: ReportSource) -> tuple[str, list[str]]:
         sub.append(f"{s.get('images', '?')} image(s)" + (f" of {s['dataset']}" if s.get("dataset") else "")
                    + f", mode {s.get('mode', '?')}; weights {s.get('weights', '?')}")
         if s.get("speedup") is not None:
-            sub.append(f"speedup {s['speedup']:.3f}×, energy reduction {s.get('energy_reduction') or float('nan'):.3f}× "
+            energy = s.get("energy_reduction") or float("nan")
+            sub.append(f"speedup {s['speedup']:.3f}×, energy reduction {energy:.3f}× "
                        f"(per image, whole network)")
     elif src.sweep is not None:
         networks = ", ".join(map(str, dict.fromkeys(src.sweep["network"]))) if "network" in src.sweep else "?"
@@ -92,7 +79,8 @@ def _sections(src: ReportSource, rendered: list[F.RenderedFigure]) -> list[tuple
             meta["axes"] = {str(a.get("key")): a.get("values") for a in meta["axes"] if isinstance(a, dict)}
         flat = T.flatten(meta)
         table = T.Table("config-sweep", "Sweep definition (sweep.yaml, sweep.json)",
-                        pd.DataFrame({"key": list(flat), "value": ["" if v is None else str(v) for v in flat.values()]}),
+                        pd.DataFrame({"key": list(flat),
+                                      "value": ["" if v is None else str(v) for v in flat.values()]}),
                         {"key": "text", "value": "text"})
         sections.append(("configuration", "Configuration", H.render_table(table)))
     return sections
@@ -121,10 +109,10 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Report:
             log.info("figure %s skipped: %s", fig.spec.name, fig.skipped)
             continue
         for ext, data in ((".png", fig.png), (".svg", fig.svg)):
-            write_atomic(stem.with_suffix(ext), data)
+            write_bytes(stem.with_suffix(ext), data)
             written.append(stem.with_suffix(ext))
     title, sub = _title(src)
     page = H.render_page(title, sub, _sections(src, rendered))
     html_path = out_dir / "report.html"
-    write_atomic(html_path, page.encode("utf-8"))
+    write_bytes(html_path, page.encode("utf-8"))
     return Report(html=html_path, figures=written, skipped=skipped)

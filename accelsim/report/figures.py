@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,8 @@ def _horizontal(n_layers: int) -> bool:
     return n_layers > MAX_VERTICAL_LAYERS
 
 
-def _size(n_groups: int, per_group: float, minimum: float, height: float, bars_per_group: int = 1) -> tuple[float, float]:
+def _size(n_groups: int, per_group: float, minimum: float, height: float,
+          bars_per_group: int = 1) -> tuple[float, float]:
     """Figure size of a per-layer figure: wider with more layers, or taller when horizontal."""
     if _horizontal(n_groups):
         return 9.0, 1.6 + 0.13 * n_groups * max(1, bars_per_group)
@@ -377,7 +379,8 @@ def _accuracy_points(src: ReportSource) -> tuple[pd.DataFrame, str, str, str]:
         t = src.tradeoff
         x = "speedup" if "speedup" in t and t["speedup"].notna().all() else "speedup_vs_exact"
         if x in t.columns and t[x].notna().any():
-            return t, x, "top1_eval", "speedup over the baseline (×)" if x == "speedup" else "speedup over exact mode (×)"
+            label = "speedup over the baseline (×)" if x == "speedup" else "speedup over exact mode (×)"
+            return t, x, "top1_eval", label
     if src.sweep is not None and "top1" in (*src.sweep.columns, *(() if src.sweep_totals is None
                                                                     else src.sweep_totals.columns)):
         points = T.sweep_points(src.sweep, src.sweep_keys, src.sweep_totals)
@@ -387,26 +390,33 @@ def _accuracy_points(src: ReportSource) -> tuple[pd.DataFrame, str, str, str]:
                      "(tradeoff.parquet from `accelsim tradeoff`) or a sweep whose points carry top1")
 
 
+def _point_label(row: pd.Series, keys: Sequence[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in keys if k in row) or str(row.get("point", ""))
+
+
 def draw_accuracy_speedup(src: ReportSource) -> Figure:
-    """Top-1 accuracy against speedup, one marker per trade-off or sweep point."""
+    """Top-1 accuracy against speedup, one marker per trade-off or sweep point (sweeps: only where top-1 varies)."""
     table, x, y, x_label = _accuracy_points(src)
     table = table[table[[x, y]].notna().all(axis=1)]
-    fig, ax = _new_figure((6.0, 4.0))
-    if "epsilon" in table.columns and "mode" in table.columns:  # a trade-off: predictive points and exact mode
+    sweep = not ("epsilon" in table.columns and "mode" in table.columns)
+    if sweep and float(table[y].max() - table[y].min()) < 1e-12:
+        raise SkipFigure(f"top-1 is {100 * float(table[y].iloc[0]):.2f}% at every point of the sweep: there is no "
+                         "accuracy trade-off to draw (the speedups are in the lane-sensitivity figure and the "
+                         "tables)")
+    fig, ax = _new_figure((6.4, 4.0))
+    if not sweep:  # a trade-off: predictive points and exact mode, labelled by epsilon (a handful of points)
         pred, exact = table[table["mode"] != "exact"], table[table["mode"] == "exact"]
         ax.plot(pred[x], 100 * pred[y], "o-", color=_DESIGN_COLORS[0], label="predictive")
         ax.plot(exact[x], 100 * exact[y], "s", color="black", label="exact")
-        labelled = pred
-    else:
-        ax.plot(table[x], 100 * table[y], "o", color=_DESIGN_COLORS[0], label="sweep points")
-        labelled = table
-    for _, r in labelled.iterrows():
-        if "epsilon" in r and isinstance(r["epsilon"], float) and math.isfinite(r["epsilon"]):
-            text = f"ε={100 * r['epsilon']:g}pt"
-        else:
-            text = ", ".join(f"{k}={r[k]}" for k in src.sweep_keys if k in r)
-        if text:
-            ax.annotate(text, (r[x], 100 * r[y]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        for _, r in pred.iterrows():
+            if isinstance(r["epsilon"], float) and math.isfinite(r["epsilon"]):
+                ax.annotate(f"ε={100 * r['epsilon']:g}pt", (r[x], 100 * r[y]), xytext=(4, 4),
+                            textcoords="offset points", fontsize=7)
+    else:  # a sweep: one colour and marker per point in a legend beside the axes (labels never overlap)
+        markers = "osD^v<>ph*"
+        for i, (_, r) in enumerate(table.iterrows()):
+            ax.plot(r[x], 100 * r[y], markers[(i // 10) % len(markers)], color=f"C{i % 10}",
+                    label=_point_label(r, src.sweep_keys))
     lo, hi = 100 * float(table[y].min()), 100 * float(table[y].max())
     pad = max(1.0, 0.1 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(100.0 + pad / 2, hi + pad))  # accuracy never shows above 100%
@@ -414,7 +424,62 @@ def draw_accuracy_speedup(src: ReportSource) -> Figure:
     ax.set_ylabel("top-1 (%)" + (" on evaluation images" if y == "top1_eval" else ""))
     ax.set_title("accuracy vs speedup")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    if sweep:
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 + len(table) // 16)
+    else:
+        ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def draw_sweep_layers(src: ReportSource) -> Figure:
+    """Per-layer speedup and energy reduction of the design over the baseline at every sweep point (heat maps)."""
+    if src.sweep is None:
+        raise SkipFigure(f"per-layer values across points need a sweep folder; {src.path} is a {src.kind} folder")
+    design, baseline = T.sweep_designs(src.sweep, src.sweep_totals)
+    table = src.sweep
+    if baseline is None or "speedup" not in table.columns:
+        raise SkipFigure("the sweep has no baseline: per-layer speedup and energy reduction are not defined")
+    mine = table[(table["design"] == design) & table["speedup"].notna()]
+    if mine.empty:
+        raise SkipFigure("no finished point with a baseline")
+    points = list(dict.fromkeys(mine["point"]))
+    layers = list(dict.fromkeys(mine["layer"]))
+    first = mine.drop_duplicates("point").set_index("point")
+    labels = [_point_label(first.loc[p], src.sweep_keys) for p in points]
+    panels = [("speedup", "speedup over the baseline (×)")]
+    if "energy_reduction" in mine.columns:
+        panels.append(("energy_reduction", "energy reduction over the baseline (×)"))
+    label_in = 0.055 * max(len(t) for t in labels)  # room for the longest point label, in inches at 7 pt
+    width = min(18.0, max(6.0, 2.0 + label_in + 0.32 * len(layers)))
+    height = 1.4 + 0.26 * len(points)
+    fig, axes = _new_figure((width, height * len(panels) + 0.4), nrows=len(panels))
+    axes = list(np.atleast_1d(axes))
+    from matplotlib.colors import TwoSlopeNorm
+
+    for ax, (col, title) in zip(axes, panels):
+        grid = mine.pivot_table(index="point", columns="layer", values=col, sort=False).reindex(
+            index=points, columns=layers).to_numpy(float)
+        logs = np.log2(grid)
+        span = max(float(np.nanmax(np.abs(logs))) if np.isfinite(logs).any() else 1.0, 0.05)
+        image = ax.imshow(logs, aspect="auto", cmap="RdBu", norm=TwoSlopeNorm(0.0, -span, span),
+                          interpolation="nearest")
+        ax.set_yticks(range(len(points)), labels, fontsize=7)
+        ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
+        ax.set_title(title)
+        if len(points) * len(layers) <= 160:
+            for i in range(len(points)):
+                for j in range(len(layers)):
+                    if np.isfinite(grid[i, j]):
+                        ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                                color="white" if abs(logs[i, j]) > 0.6 * span else "black")
+        bar = fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+        ratios = [r for r in (0.125, 0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0, 8.0)
+                  if abs(math.log2(r)) <= span]
+        coarse = [r for r in ratios if r in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)]
+        ticks = coarse if len(coarse) >= 3 else ratios
+        bar.set_ticks([math.log2(r) for r in ticks], labels=[f"{r:g}×" for r in ticks])
+    network = ", ".join(map(str, dict.fromkeys(table["network"]))) if "network" in table else ""
+    fig.suptitle(f"{network}: {design} over {baseline}, per layer and point".strip(": "))
     return fig
 
 
@@ -438,8 +503,12 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Network speedup and cycles per image against lanes per PE, one point per sweep point (log2 axis).",
                draw_lane_sensitivity),
     FigureSpec("accuracy_speedup", "Accuracy vs speedup",
-               "Top-1 accuracy against speedup, one marker per point of the trade-off or sweep.",
-               draw_accuracy_speedup),
+               "Top-1 accuracy against speedup, one marker per point of the trade-off or sweep (a sweep whose "
+               "accuracy does not vary has no such figure).", draw_accuracy_speedup),
+    FigureSpec("sweep_layers", "Per-layer speedup and energy reduction across the points",
+               "Baseline over design per layer (columns) and sweep point (rows), on a log colour scale centred on "
+               "1× (blue: the design wins); values printed where the grid is small enough to read.",
+               draw_sweep_layers),
 )
 
 

@@ -11,7 +11,8 @@ import base64
 import html
 import math
 import struct
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import accelsim
 from accelsim.report.figures import RenderedFigure
@@ -43,6 +44,8 @@ table { border-collapse: collapse; font-size: 13px; width: 100%; }
 th, td { padding: 4px 9px; border-bottom: 1px solid var(--rule); white-space: nowrap; }
 th { white-space: normal; vertical-align: bottom; min-width: 4em; }
 th { background: var(--band); text-align: left; font-weight: 600; position: sticky; top: 0; }
+td:first-child, th:first-child { position: sticky; left: 0; background: #fff; z-index: 1; }
+th:first-child { background: var(--band); z-index: 2; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 p.note { margin: 4px 0 0; color: var(--muted); font-size: 12px; }

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SweepSpec:
-    """What a sweep is: base run settings (a RunConfig mapping), the swept axes and how they combine."""
+class SweepDefinition:
+    """What a sweep is: base run settings (flat RunConfig settings), the swept axes and how they combine."""
 
     base: Mapping[str, Any]
     axes: tuple[Axis, ...] = ()
@@ -64,7 +65,7 @@ class SweepResult:
 def plan_tasks(points: Sequence[Point], cfgs: Mapping[str, Any], points_per_pass: int | None = None) -> list[Task]:
     """Group points by the functional pass they need (`functional_key`), in order of first appearance; a group is
     one task, or chunks of `points_per_pass` points (more passes, more parallelism)."""
-    from accelsim.run import functional_key
+    from accelsim.config import functional_key
 
     if points_per_pass is not None and (not isinstance(points_per_pass, int) or points_per_pass < 1):
         raise ConfigError(f"--points-per-pass must be a positive number of points, got {points_per_pass!r}")
@@ -79,26 +80,69 @@ def plan_tasks(points: Sequence[Point], cfgs: Mapping[str, Any], points_per_pass
     return tasks
 
 
-def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, scheduler: Any = None,
+def check_points(points: Sequence[Point]) -> tuple[dict[str, Any], list[str]]:
+    """Every point's RunConfig, and every problem of every point (settings, architectures, network, weights, images,
+    speculation parameters, layers that do not fit a design), found before anything runs."""
+    from accelsim.config import config_from_mapping, functional_key
+    from accelsim.run import group_problems
+
+    cfgs: dict[str, Any] = {}
+    problems: list[str] = []
+    for p in points:
+        try:
+            cfgs[p.id] = config_from_mapping(p.settings, f"point {p.id} ({_describe(p)})", label=_sweep_label)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    groups: dict[Any, list[Point]] = {}
+    for p in points:
+        if p.id in cfgs:
+            groups.setdefault(functional_key(cfgs[p.id]), []).append(p)
+    for members in groups.values():
+        shared, own = group_problems([cfgs[p.id] for p in members])
+        ids = ", ".join(p.id for p in members) if len(members) <= 3 else f"{members[0].id} and {len(members) - 1} more"
+        problems += [f"point(s) {ids}: {problem}" for problem in shared]
+        for p, mine in zip(members, own):
+            problems += [f"point {p.id} ({_describe(p)}): {problem}" for problem in mine]
+    return cfgs, problems
+
+
+def _describe(p: Point) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.values.items()) or "the fixed settings"
+
+
+def _sweep_label(key: str) -> str:
+    return f"run.{key}"
+
+
+def sweep(definition: SweepDefinition, out: str | Path, *, workers: int | None = None, scheduler: Any = None,
           points_per_pass: int | None = None, force: bool = False,
           progress: Callable[[int, int], None] | None = None) -> SweepResult:
-    """Run every point of `spec` not yet finished in `out`, and write the combined tables.
+    """Run every point of `definition` not yet finished in `out`, and write the combined tables.
 
+    Every point is checked first (`check_points`); any problem stops the sweep before anything is written.
     `workers`: local processes (default: one per core); `scheduler`: a Dask scheduler address, scheduler file or
     `distributed.Client` instead. `progress(done, total)` sees the points of this invocation as they are recorded.
     """
-    from accelsim.run import config_from_mapping
-
     started = time.perf_counter()
-    points = spec.points()
+    points = definition.points()
     store = SweepStore(out)
-    store.open({**spec.definition(), "points": [{"id": p.id, **p.values} for p in points]}, force=force)
+    record_definition = {**definition.definition(), "points": [{"id": p.id, **p.values} for p in points]}
+    cfgs, problems = check_points(points)
+    problems = store.problems(record_definition, force=force) + problems
+    if points_per_pass is not None and (not isinstance(points_per_pass, int) or points_per_pass < 1):
+        problems.append(f"--points-per-pass must be a positive number of points, got {points_per_pass!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        problems.append(f"--workers must be a positive number of processes, got {workers!r}")
+    if problems:
+        shown = problems[:25] + ([f"... and {len(problems) - 25} more"] if len(problems) > 25 else [])
+        raise ConfigError(f"sweep not started, {len(problems)} problem(s) (nothing was written):\n"
+                          + "\n".join(f"  - {p}" for p in shown))
+    store.open(record_definition, force=force)
     done = store.finished(points)
     pending = [p for p in points if p.id not in done]
     by_id = {p.id: p for p in points}
     log.info("sweep %s: %d point(s), %d finished earlier, %d to run", out, len(points), len(done), len(pending))
 
-    cfgs: dict[str, Any] = {}
     recorded = 0
     total = len(pending)
 
@@ -111,12 +155,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
         if progress is not None:
             progress(recorded, total)
 
-    for p in pending:  # a point whose settings are invalid fails here, before any task
-        try:
-            cfgs[p.id] = config_from_mapping(p.settings, f"sweep point {p.id}")
-        except Exception as exc:
-            record(failure_record(p.id, exc, 0.0, "driver"))
-    tasks = plan_tasks([p for p in pending if p.id in cfgs], cfgs, points_per_pass)
+    tasks = plan_tasks(pending, cfgs, points_per_pass)
     passes = 0
     executor_name, n_workers = "none", 0
     if tasks:
@@ -136,7 +175,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
             interrupted = False
         finally:
             executor.close(wait=not interrupted)
-    results, totals = store.rebuild(points, spec.keys)
+    results, totals = store.rebuild(points, definition.keys)
     failed = {}  # every point whose latest record is a failure, from this invocation or an earlier one
     for p in points:
         rec = store.read_record(p.id)
@@ -147,7 +186,7 @@ def sweep(spec: SweepSpec, out: str | Path, *, workers: int | None = None, sched
                          ran=recorded, failed=failed, functional_passes=passes, tasks=len(tasks),
                          executor=executor_name, workers=n_workers, wall_s=wall)
     store.write_meta({
-        "keys": list(spec.keys), "combine": spec.combine, "points": len(points),
+        "keys": list(definition.keys), "combine": definition.combine, "points": len(points),
         "ok": int(totals.loc[totals["status"] == "ok", "point"].nunique()) if len(totals) else 0,
         "failed": failed, "last_invocation": {
             "skipped": len(done), "ran": recorded, "tasks": len(tasks), "functional_passes": passes,

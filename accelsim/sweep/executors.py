@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from accelsim.errors import ConfigError, require
 
@@ -47,11 +50,19 @@ class InlineExecutor:
         pass
 
 
-def _share_cores(threads: int) -> None:
-    """Worker start-up: the functional pass's Numba kernels run `threads` threads, so workers do not oversubscribe."""
+def _worker_start(threads: int, parent: int) -> None:
+    """Worker start-up: the functional pass's Numba kernels run `threads` threads, so workers do not oversubscribe;
+    and the worker exits within a second of its parent's death (a SIGKILLed sweep leaves no orphans behind)."""
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="accelsim-parent-watch").start()
+
+
+def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(period_s)
+    os._exit(1)  # orphaned: nobody will read our results
 
 
 class ProcessExecutor:
@@ -64,7 +75,7 @@ class ProcessExecutor:
         self.workers = workers
         threads = max(1, (os.cpu_count() or 1) // workers)
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_share_cores, initargs=(threads,))
+                                         initializer=_worker_start, initargs=(threads, os.getpid()))
 
     def submit_all(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Outcome]:
         futures: dict[Future, int] = {self._pool.submit(fn, task): i for i, task in enumerate(tasks)}

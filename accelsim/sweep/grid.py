@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
-
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from accelsim.arch import parse_scalar
 from accelsim.errors import ConfigError
@@ -29,9 +29,11 @@ COMBINES = ("grid", "zip")
 
 
 def _run_fields() -> tuple[str, ...]:
-    from accelsim.run import RunConfig
+    """The `run.<setting>` keys: every declared run setting but the architecture override lists (those are axes)."""
+    from accelsim.config import RunConfig
+    from accelsim.settings import settings_of
 
-    return tuple(f.name for f in fields(RunConfig) if f.name not in ("set", "baseline_set"))
+    return tuple(k for k in settings_of(RunConfig) if k not in ("set", "baseline_set"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class Point:
 
 
 def _scalar(key: str, text: str) -> Any:
+    """A value as written after `--set KEY=`: a run setting's as its declared type reads it, else a YAML scalar."""
+    if key.startswith(RUN_PREFIX):
+        from accelsim.config import RunConfig
+        from accelsim.settings import parse_value, settings_of
+
+        info = settings_of(RunConfig).get(key[len(RUN_PREFIX):])
+        if info is not None:
+            return parse_value(text, info.annotation)
     return parse_scalar(text, f"--set {key}={text}")
 
 

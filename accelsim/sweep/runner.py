@@ -12,8 +12,9 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -78,7 +79,8 @@ def _now() -> str:
 
 def run_task(task: Task) -> list[PointRecord]:
     """Run the points of `task` with one functional pass; a point's failure is its record, never an exception."""
-    from accelsim.run import RunOutcome, config_from_mapping, functional_key, run_group
+    from accelsim.config import config_from_mapping, functional_key
+    from accelsim.run import RunOutcome, run_group
 
     started = time.perf_counter()
     host = f"{socket.gethostname()}:{os.getpid()}"

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from accelsim.atomic import out_dir_problems, write_file, write_text
 from accelsim.errors import ConfigError
 from accelsim.results import json_safe
 from accelsim.sweep.grid import Point
@@ -39,25 +39,8 @@ POINTS = "points"
 _OWNED = (DEFINITION, RESULTS, TOTALS, META, POINTS, "figures", "report.html")  # report: made from the tables
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` through a temporary file in the same folder and rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(json_safe(dict(doc)), fh, indent=1)
-            fh.write("\n")
-
-    _atomic(path, write)
+    write_text(path, json.dumps(json_safe(dict(doc)), indent=1) + "\n")
 
 
 def _axes_text(axes: Any) -> str:
@@ -80,6 +63,11 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _normal(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition as it reads back from sweep.yaml (plain lists and scalars)."""
+    return yaml.safe_load(yaml.safe_dump(json_safe(dict(definition)), sort_keys=False))
+
+
 class SweepStore:
     """One sweep folder on this machine's disk (only the driver writes it)."""
 
@@ -87,24 +75,36 @@ class SweepStore:
         self.folder = Path(folder)
         self.points_dir = self.folder / POINTS
 
+    def problems(self, definition: Mapping[str, Any], force: bool = False) -> list[str]:
+        """Why the sweep cannot be written here (checked before any point runs); nothing is changed."""
+        if self.folder.exists() and not self.folder.is_dir():
+            return [f"--out {self.folder} is a file, not a folder"]
+        path = self.folder / DEFINITION
+        if path.is_file() and not force:
+            diffs = _differences(self._old_definition(), _normal(definition))
+            if diffs:
+                return [f"{self.folder} holds a different sweep ({'; '.join(diffs)}); re-run the same command to "
+                        "resume it, choose another --out, or pass --force to discard its results"]
+        elif not path.is_file() and self.folder.is_dir() and any(self.folder.iterdir()) and not force:
+            return [f"{self.folder} exists and is not a sweep folder (no {DEFINITION}); choose another --out, or "
+                    "pass --force to write the sweep into it"]
+        return out_dir_problems(self.folder, overwrite=True)
+
+    def _old_definition(self) -> dict[str, Any]:
+        with open(self.folder / DEFINITION) as fh:
+            return yaml.safe_load(fh) or {}
+
     def open(self, definition: Mapping[str, Any], force: bool = False) -> None:
         """Create the folder, or check that it holds this same sweep; `force` discards another sweep's records."""
-        definition = yaml.safe_load(yaml.safe_dump(json_safe(dict(definition)), sort_keys=False))
+        problems = self.problems(definition, force)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        definition = _normal(definition)
         path = self.folder / DEFINITION
-        if path.is_file():
-            with open(path) as fh:
-                old = yaml.safe_load(fh) or {}
-            diffs = _differences(old, definition)
-            if diffs and not force:
-                raise ConfigError(f"{self.folder} holds a different sweep ({'; '.join(diffs)}); re-run the same "
-                                  "command to resume it, choose another --out, or pass --force to discard its results")
-            if diffs:
-                log.warning("--force: discarding the results of the earlier sweep in %s", self.folder)
-                self._clear()
-        elif self.folder.is_dir() and any(self.folder.iterdir()):
-            if not force:
-                raise ConfigError(f"{self.folder} exists and is not a sweep folder (no {DEFINITION}); choose another "
-                                  "--out, or pass --force to write the sweep into it")
+        if path.is_file() and _differences(self._old_definition(), definition):
+            log.warning("--force: discarding the results of the earlier sweep in %s", self.folder)
+            self._clear()
+        elif not path.is_file() and self.folder.is_dir() and any(self.folder.iterdir()):
             self._clear()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.points_dir.mkdir(exist_ok=True)
@@ -115,7 +115,7 @@ class SweepStore:
             with open(tmp, "w") as fh:
                 yaml.safe_dump(definition, fh, sort_keys=False)
 
-        _atomic(path, write)
+        write_file(path, write)
 
     def _clear(self) -> None:
         for name in _OWNED:
@@ -158,7 +158,7 @@ class SweepStore:
             for i, (key, value) in enumerate(point.values.items()):
                 layers.insert(i, key, value)
             layers.insert(0, "point", point.id)
-            _atomic(self.points_dir / f"{point.id}.parquet", lambda tmp: layers.to_parquet(tmp, index=False))
+            write_file(self.points_dir / f"{point.id}.parquet", lambda tmp: layers.to_parquet(tmp, index=False))
         else:
             (self.points_dir / f"{point.id}.parquet").unlink(missing_ok=True)
         _write_json(self._record_path(point.id), {
@@ -183,8 +183,8 @@ class SweepStore:
                 totals.append({**head, "status": rec["status"], "error": rec["error"]})
         results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["point", *keys])
         table = pd.DataFrame(totals) if totals else pd.DataFrame(columns=["point", *keys, "status", "error"])
-        _atomic(self.folder / RESULTS, lambda tmp: results.to_parquet(tmp, index=False))
-        _atomic(self.folder / TOTALS, lambda tmp: table.to_parquet(tmp, index=False))
+        write_file(self.folder / RESULTS, lambda tmp: results.to_parquet(tmp, index=False))
+        write_file(self.folder / TOTALS, lambda tmp: table.to_parquet(tmp, index=False))
         return results, table
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:

@@ -408,3 +408,25 @@ def simulate_network(arch: ArchSpec, graph: Graph, batch: int) -> dict[str, Laye
     """`simulate_layer` for every conv and fc layer of `graph`, in execution order (dense, no zero gating input)."""
     return {layer.name: simulate_layer(arch, graph, layer, batch)
             for layer in graph.layers if isinstance(layer, (Conv, FC))}
+
+
+class EyerissTiming:
+    """The RS model behind the timing-model interface (accelsim.timing.model.TimingModel).
+
+    Eyeriss is dense: the per-window MAC counts of the functional pass do not change its schedule; only the input
+    zero shares reach it at `finish` (zero gating is energy only).
+    """
+
+    def __init__(self, arch: ArchSpec, graph: Graph):
+        self.arch, self.graph = arch, graph
+        self.options = EyerissOptions.from_mapping(arch.options)
+
+    def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
+        """Dense: nothing to record."""
+
+    def finish(self, facts: Any = None) -> dict[str, LayerTiming]:
+        batch = getattr(facts, "batch", 1)
+        zeros = getattr(facts, "input_zero_fraction", None) or {}
+        return {layer.name: simulate_layer(self.arch, self.graph, layer, batch,
+                                           input_zero_fraction=zeros.get(layer.name, 0.0))
+                for layer in self.graph.layers if isinstance(layer, (Conv, FC))}

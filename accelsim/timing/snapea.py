@@ -834,8 +834,9 @@ class SnaPEATiming:
         for name, value in totals.items():
             acc[name] += value
 
-    def finish(self) -> dict[str, LayerTiming]:
-        """Per-image LayerTiming of every costed layer, in network order."""
+    def finish(self, facts: Any = None) -> dict[str, LayerTiming]:
+        """Per-image LayerTiming of every costed layer, in network order (`facts`: accelsim.timing.model.PassFacts,
+        unused: the SnaPEA schedule depends on the observed MAC counts only)."""
         out: dict[str, LayerTiming] = {}
         for name in self._layers:
             if name in self._totals:

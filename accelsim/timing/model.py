@@ -1,0 +1,67 @@
+"""The one interface every timing model implements, and the choice of model by an architecture's dataflow.
+
+A timing model observes the functional pass (per-window MAC counts of each conv layer, batch by batch) and, when the
+pass is over, turns what it saw into per-layer cycles, cycle classes and an event log (`LayerTiming`). A dense
+design (Eyeriss) ignores the MAC counts and times every costed layer from its shape, with the input zero shares of
+the pass for zero gating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from accelsim.arch import ArchSpec
+from accelsim.nets.graph import Graph
+from accelsim.timing.events import LayerTiming
+
+if TYPE_CHECKING:  # pragma: no cover
+    from accelsim.functional.reorder import WeightStream
+
+
+@dataclass(frozen=True)
+class PassFacts:
+    """What the functional pass tells a timing model at the end besides the MAC counts it observed."""
+
+    batch: int = 1  # images a design maps together (Eyeriss RS batch n; SnaPEA fc weights fetched once per batch)
+    input_zero_fraction: Mapping[str, float] = field(default_factory=dict)  # layer -> share of zero input values
+
+
+class TimingModel(Protocol):
+    """observe(...) once per conv layer and batch of the functional pass, then finish(facts) once."""
+
+    arch: ArchSpec
+
+    def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True,
+                stream: WeightStream | None = None) -> None:
+        """Add one batch of per-window MAC counts (images, kernels, Ho, Wo) of a conv layer.
+
+        `pau`: the layer ran with early termination; `stream`: its weight and index buffer contents (stored length
+        and where the PAU checks start, per kernel), or None.
+        """
+
+    def finish(self, facts: PassFacts) -> dict[str, LayerTiming]:
+        """Per-image LayerTiming of every layer the design spends time on, in network order."""
+
+
+def timing_model(arch: ArchSpec, graph: Graph) -> TimingModel:
+    """The timing model of `arch`'s dataflow for `graph` (validates every layer against the design up front)."""
+    return _REGISTRY[arch.dataflow]()(arch, graph)
+
+
+def _snapea() -> Callable[[ArchSpec, Graph], Any]:
+    from accelsim.timing.snapea import SnaPEATiming
+
+    return SnaPEATiming
+
+
+def _eyeriss() -> Callable[[ArchSpec, Graph], Any]:
+    from accelsim.timing.eyeriss import EyerissTiming
+
+    return EyerissTiming
+
+
+_REGISTRY: dict[str, Callable[[], Callable[[ArchSpec, Graph], Any]]] = {"snapea": _snapea, "eyeriss": _eyeriss}
