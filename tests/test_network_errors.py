@@ -71,7 +71,8 @@ def test_state_dict_of_another_network_names_the_workload_it_fits(tmp_path) -> N
     torch.save({"state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in _random_tensors(graph).items()}}, path)
     with pytest.raises(WeightError, match=r"--net resnet32 and --weights .*resnet20\.th disagree: .*the file holds 97 "
                                           r"tensors, from 'conv1\.weight' \[16, 3, 3, 3\] to 'linear\.bias' \[10\]\. "
-                                          r"These are the weights of built-in workload 'resnet20': give --net resnet20\."
+                                          r"These are the weights of built-in workload 'resnet20': give --net "
+                                          r"resnet20\."
                                           r" \(Against 'resnet32': .*\)"):
         plan_network("resnet32", path)
     assert plan_network("resnet20", path).name == "resnet20"
@@ -81,7 +82,7 @@ def test_weights_that_fit_nothing_say_so(tmp_path) -> None:
     path = tmp_path / "odd.npz"
     np.savez(path, **{"a.weight": np.ones((3, 3), np.float32)})
     (msg,) = check_network("lenet", path)
-    assert "They fit no built-in workload: give weights for 'lenet', or describe their network in a workload file" in msg
+    assert "They fit no built-in workload: give weights for 'lenet', or describe their network in a workload " in msg
     assert "graph layer #0 'conv1' (conv) could not be matched" in msg
 
 
@@ -225,7 +226,7 @@ def test_check_run_inputs_combines_both(tmp_path, resnet20_native) -> None:
     assert check_run_inputs("alexnet", None, True, tmp_path / "nowhere") == []  # shape-only reads no images
 
 
-# -- the command line: exit 2, one message, no traceback ----------------------------------------------------------------
+# -- the command line: exit 2, one message, no traceback ---------------------------------------------------------------
 def _run(capsys, *args: str) -> tuple[int, str]:
     code = main(["run", *args])
     err = capsys.readouterr().err

@@ -29,7 +29,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 
-# -- the three models, as torchvision builds them -----------------------------------------------------------------------
+# -- the three models, as torchvision builds them ----------------------------------------------------------------------
 class AlexNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -93,9 +93,11 @@ class Inception(nn.Module):
     def __init__(self, cin, c1, c3r, c3, c5r, c5, cp) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(cin, c1, kernel_size=1)
-        self.branch2 = nn.Sequential(BasicConv2d(cin, c3r, kernel_size=1), BasicConv2d(c3r, c3, kernel_size=3, padding=1))
+        self.branch2 = nn.Sequential(BasicConv2d(cin, c3r, kernel_size=1),
+                                     BasicConv2d(c3r, c3, kernel_size=3, padding=1))
         # kernel_size=3 instead of 5: torchvision's known bug (pytorch/vision#906), part of its pretrained weights
-        self.branch3 = nn.Sequential(BasicConv2d(cin, c5r, kernel_size=1), BasicConv2d(c5r, c5, kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(BasicConv2d(cin, c5r, kernel_size=1),
+                                     BasicConv2d(c5r, c5, kernel_size=3, padding=1))
         self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
                                      BasicConv2d(cin, cp, kernel_size=1))
 

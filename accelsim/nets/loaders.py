@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

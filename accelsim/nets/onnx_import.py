@@ -6,14 +6,16 @@ Add, Relu, LRN, ...); anything else is a NetworkError naming the node and its op
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from accelsim.errors import NetworkError, WeightError, require
 from accelsim.nets.graph import (
+    FC,
     LRN,
     Add,
     AvgPool,
@@ -21,7 +23,6 @@ from accelsim.nets.graph import (
     Concat,
     Conv,
     Dropout,
-    FC,
     Flatten,
     GlobalAvgPool,
     Graph,
@@ -65,7 +66,8 @@ class _OnnxBuilder:
 
     def const(self, node: Any, name: str, what: str) -> np.ndarray:
         if name not in self.consts:
-            raise NetworkError(f"{self.where(node)}: its {what} '{name}' must be a constant (initializer), it is computed")
+            raise NetworkError(f"{self.where(node)}: its {what} '{name}' must be a constant (initializer), it is "
+                               "computed")
         return self.consts[name]
 
     @staticmethod
@@ -97,7 +99,8 @@ class _OnnxBuilder:
     def spatial(self, node: Any, a: dict[str, Any], kernel: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """(stride, symmetric pad) of a 2-D window op; asymmetric or automatic padding is not representable."""
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
-            raise NetworkError(f"{self.where(node)}: auto_pad={a['auto_pad']!r} is not supported; export with explicit pads")
+            raise NetworkError(f"{self.where(node)}: auto_pad={a['auto_pad']!r} is not supported; export with explicit "
+                               "pads")
         if any(d != 1 for d in a.get("dilations", [1, 1])):
             raise NetworkError(f"{self.where(node)}: dilations {list(a['dilations'])} are not supported")
         stride = tuple(a.get("strides", [1, 1]))
@@ -161,7 +164,8 @@ class _OnnxBuilder:
         a = self.attrs(node)
         w = self.const(node, node.input[1], "weight")
         if w.ndim != 4:
-            raise NetworkError(f"{self.where(node)}: only 2-D convolutions are supported (weight shape {list(w.shape)})")
+            raise NetworkError(f"{self.where(node)}: only 2-D convolutions are supported (weight shape "
+                               f"{list(w.shape)})")
         groups = int(a.get("group", 1))
         kernel = tuple(int(k) for k in a.get("kernel_shape", w.shape[2:]))
         stride, pad = self.spatial(node, a, kernel)
@@ -197,7 +201,8 @@ class _OnnxBuilder:
     def op_MatMul(self, node: Any) -> None:
         b = self.const(node, node.input[1], "weight (B)")
         if b.ndim != 2:
-            raise NetworkError(f"{self.where(node)}: only MatMul by a 2-D constant is supported (shape {list(b.shape)})")
+            raise NetworkError(f"{self.where(node)}: only MatMul by a 2-D constant is supported (shape "
+                               f"{list(b.shape)})")
         layer = FC(
             name=self.layer_name(node, node.input[1]), inputs=(self.blob(node.input[0]),), output=node.output[0],
             in_features=int(b.shape[0]), out_features=int(b.shape[1]), bias=False,
@@ -247,12 +252,14 @@ class _OnnxBuilder:
         axis = int(self.attrs(node).get("axis", 1))
         if axis != 1:
             raise NetworkError(f"{self.where(node)}: only channel concatenation (axis 1) is supported, got axis {axis}")
-        self.emit(Concat(name=self.layer_name(node), inputs=tuple(self.blob(i) for i in node.input), output=node.output[0]))
+        inputs = tuple(self.blob(i) for i in node.input)
+        self.emit(Concat(name=self.layer_name(node), inputs=inputs, output=node.output[0]))
 
     def op_Flatten(self, node: Any) -> None:
         axis = int(self.attrs(node).get("axis", 1))
         if axis != 1:
-            raise NetworkError(f"{self.where(node)}: only Flatten with axis 1 (keep the batch) is supported, got {axis}")
+            raise NetworkError(f"{self.where(node)}: only Flatten with axis 1 (keep the batch) is supported, got "
+                               f"{axis}")
         self.emit(Flatten(name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0]))
 
     def op_Reshape(self, node: Any) -> None:

@@ -12,8 +12,8 @@ so weight keys stay `<layer>.<tensor>`; consumers of a removed layer's blob are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def fold_and_fuse(graph: Graph, weights: Mapping[str, np.ndarray]) -> tuple[Grap
     return fuse_relu(graph), weights
 
 
-# -- helpers -------------------------------------------------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------------------------------------------------
 def _producers(graph: Graph) -> dict[str, Layer]:
     out: dict[str, Layer] = {}
     for layer in graph.layers:
@@ -161,7 +161,8 @@ def _fold_tensors(conv: Conv, bn: BatchNorm, weights: dict[str, np.ndarray]) -> 
     if conv.bias and f"{conv.name}.bias" not in weights:
         missing.append(f"{conv.name}.bias")
     if missing:
-        raise WeightError(f"cannot fold batchnorm '{bn.name}' into conv '{conv.name}': missing tensor(s) {', '.join(missing)}")
+        raise WeightError(f"cannot fold batchnorm '{bn.name}' into conv '{conv.name}': missing tensor(s) "
+                          f"{', '.join(missing)}")
     w = np.asarray(weights[f"{conv.name}.weight"])
     gamma, beta, mean, var = (np.asarray(weights[f"{bn.name}.{t}"], dtype=np.float64) for t in _BN_TENSORS)
     for t, v in zip(_BN_TENSORS, (gamma, beta, mean, var)):

@@ -1,4 +1,4 @@
-"""Weight files: what a file holds (tensor names and shapes, its own graph if it brings one), read cheaply, and its values.
+"""Weight files: what a file holds (tensor names and shapes, its own graph if any), read cheaply, and its values.
 
 `open_weights` reads only what deciding needs: the npy headers of an npz, a memory-mapped PyTorch state dict, the
 JSON graph beside a native npz. So the checks before a run (`accelsim.nets.checks`) can look at a 500 MB file in
@@ -12,9 +12,10 @@ import json
 import logging
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

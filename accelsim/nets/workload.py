@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from accelsim.yamlio import compose_yaml
 from accelsim.errors import NetworkError
 from accelsim.nets.graph import Graph, graph_from_dict, layer_from_dict
+from accelsim.yamlio import compose_yaml
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ def _graph_from_file(path: Path, d: dict[str, Any], lines: list[int | None]) -> 
     n = d.get("num_classes")
     out = graph.shapes[graph.output_blob]
     if n is not None and math.prod(out) != n:
-        raise NetworkError(f"{path}: num_classes is {n} but the output blob '{graph.output_blob}' has shape {list(out)}")
+        raise NetworkError(f"{path}: num_classes is {n} but the output blob '{graph.output_blob}' has shape "
+                           f"{list(out)}")
     log.debug("loaded workload %s from %s: %d layers", graph.name, path, len(graph.layers))
     return graph
