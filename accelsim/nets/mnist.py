@@ -42,6 +42,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) < 8:
         raise DatasetError(f"{path} is not an MNIST IDX file: {len(data)} bytes, expected at least an 8-byte header")
     magic, count = (int(v) for v in np.frombuffer(data, ">u4", count=2))
+    shape: tuple[int, ...]
     if magic == IDX_LABELS_MAGIC:
         header, shape = 8, (count,)
     elif magic == IDX_IMAGES_MAGIC:

@@ -96,6 +96,13 @@ class _OnnxBuilder:
         for suffix, value in (tensors or {}).items():
             self.weights[f"{layer.name}.{suffix}"] = as_float32(f"{layer.name}.{suffix}", value, str(self.path))
 
+    def kernel(self, node: Any, shape: Any) -> tuple[int, int]:
+        """A 2-D window's (kh, kw); any other rank is not representable."""
+        dims = [int(k) for k in shape]
+        if len(dims) != 2:
+            raise NetworkError(f"{self.where(node)}: only 2-D windows are supported (kernel {dims})")
+        return dims[0], dims[1]
+
     def spatial(self, node: Any, a: dict[str, Any], kernel: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """(stride, symmetric pad) of a 2-D window op; asymmetric or automatic padding is not representable."""
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
@@ -122,7 +129,8 @@ class _OnnxBuilder:
             raise NetworkError(
                 f"{self.path}: input '{data.name}' has shape {dims}, expected [N, C, H, W] with fixed C, H, W"
             )
-        input_shape = (int(dims[1]), int(dims[2]), int(dims[3]))
+        c, h, w = (int(d or 0) for d in dims[1:])  # all set: checked above
+        input_shape = (c, h, w)
         for node in self.g.node:
             handler = getattr(self, f"op_{node.op_type}", None)
             if handler is None or node.domain not in ("", "ai.onnx"):
@@ -167,7 +175,7 @@ class _OnnxBuilder:
             raise NetworkError(f"{self.where(node)}: only 2-D convolutions are supported (weight shape "
                                f"{list(w.shape)})")
         groups = int(a.get("group", 1))
-        kernel = tuple(int(k) for k in a.get("kernel_shape", w.shape[2:]))
+        kernel = self.kernel(node, a.get("kernel_shape", w.shape[2:]))
         stride, pad = self.spatial(node, a, kernel)
         has_bias = len(node.input) > 2 and bool(node.input[2])
         tensors = {"weight": w}
@@ -215,11 +223,12 @@ class _OnnxBuilder:
         if x in self.consts or y in self.consts:
             blob, bias = (y, self.consts[x]) if x in self.consts else (x, self.consts[y])
             idx = self.matmul_fc.get(blob)
-            if idx is None or self.uses.get(blob, 0) != 1 or bias.size != self.layers[idx].out_features:  # type: ignore[attr-defined]
+            fc = self.layers[idx] if idx is not None else None
+            if not isinstance(fc, FC) or self.uses.get(blob, 0) != 1 or bias.size != fc.out_features:
                 raise NetworkError(
                     f"{self.where(node)}: adding a constant is supported only as the bias of a MatMul (fc) layer"
                 )
-            fc = self.layers[idx]
+            assert idx is not None
             self.layers[idx] = replace(fc, output=node.output[0], bias=True)
             self.weights[f"{fc.name}.bias"] = as_float32(f"{fc.name}.bias", bias.reshape(-1), str(self.path))
             return
@@ -230,7 +239,7 @@ class _OnnxBuilder:
 
     def _pool(self, node: Any, cls: type, **extra: Any) -> None:
         a = self.attrs(node)
-        kernel = tuple(int(k) for k in a["kernel_shape"])
+        kernel = self.kernel(node, a["kernel_shape"])
         stride, pad = self.spatial(node, a, kernel)
         self.emit(cls(
             name=self.layer_name(node), inputs=(self.blob(node.input[0]),), output=node.output[0],
