@@ -159,7 +159,13 @@ def main() -> None:
              "(accelsim: NoC transfers incl. psum hops; nn_dataflow: array bus), register file (accelsim: spad reads "
              "and writes, psum read and write counted apart; nn_dataflow: one access per operand per MAC). "
              "'ratio, widest strips': accelsim with `options.strip_width=widest` (nn_dataflow's strip-mining rule). "
-             "'eyeriss.yaml cycles': accelsim with the shipped config (19.2 GB/s DRAM), what the SnaPEA speedups use.",
+             "'eyeriss.yaml cycles': accelsim with the shipped config (19.2 GB/s DRAM), what the SnaPEA speedups use. "
+             "Exceptions (accelsim.peers.eyeriss_crosscheck.EXCEPTIONS): `strip` = accelsim strip-mines more finely "
+             "and replicates more PE sets (legal; the chip does it on AlexNet CONV1), shown by the 'widest strips' "
+             "ratio; `fill` = same busy cycles, plus accelsim's per-pass filter load that nn_dataflow's unbounded array "
+             "bus does not charge. The buffer and array counts differ by accounting, not mapping: nn_dataflow keeps a "
+             "pass's psums in the PE register file, accelsim writes them back to the buffer as the chip does "
+             "(docs/timing_eyeriss.md, 'Cross-check against nn_dataflow 2.1').",
              ""]
     for net in args.networks:
         rows = xc.compare(net, peer["networks"][net], archs)

@@ -488,6 +488,7 @@ def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
     ev.add("dram", "read", (c["dram_w"] + c["dram_i"]) * word_bytes, 8)
     ev.add("dram", "write", c["dram_o"] * word_bytes, 8)
     ev.add("dram", "stall_cycle", c["dram_stall"], 0)
+    ev.add("clock", "cycle", c["cycles"], 0)  # every cycle of the layer: static and clock-tree energy, if the table has it
     per_image = 1.0 / batch
     breakdown = {k: c[k] * per_image for k in ("busy", "fill", "gbuf_stall", "dram_stall")}
     cycles = c["cycles"] * per_image
