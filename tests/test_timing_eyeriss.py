@@ -376,10 +376,12 @@ def test_fixture_is_at_accelsims_point(peer_fixture):
     assert peer_fixture["point"]["batch"] == 1 and peer_fixture["nn_dataflow"] == "2.1"
 
 
-@pytest.mark.parametrize("net", AGREEMENT_NETS)
+@pytest.mark.parametrize("net", xc.NETWORKS)
 def test_per_layer_agreement_with_nn_dataflow(net, peer_fixture):
     """Every conv layer within 10 % of nn_dataflow's cycles, or a listed exception whose mechanism the numbers show
-    (strip: within 10 % when restricted to nn_dataflow's strip widths; fill: same busy cycles)."""
+    (strip: within 10 % when restricted to nn_dataflow's strip widths; fill: same busy cycles). The issue asks for
+    AlexNet and SqueezeNet 1.1 (whose fixture CI re-derives from nn_dataflow); the other four come from the same
+    benchmark run."""
     rows = xc.compare(net, peer_fixture["networks"][net])
     assert len(rows) == len(load_workload(net).conv_layers())
     for r in rows:

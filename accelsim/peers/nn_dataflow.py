@@ -98,6 +98,7 @@ def find_python() -> Path | None:
 def make_venv(path: str | Path = DEFAULT_VENV) -> Path:
     """Create a virtual environment with nn-dataflow 2.1 and sympy 1.9 at `path`; return its Python."""
     path = Path(path)
+    log.info("creating %s with %s", path, ", ".join(REQUIREMENTS))
     venv.EnvBuilder(with_pip=True, clear=False).create(path)
     python = path / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
