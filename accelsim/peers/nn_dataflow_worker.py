@@ -36,8 +36,6 @@ def _layer_result(args):
     spec, point = args
     from nn_dataflow.core import (Cost, ConvLayer, InputLayer, MapStrategyEyeriss, Network, NNDataflow, NodeRegion,
                                   Option, PhyDim2, PoolingLayer, Resource)
-    from nn_dataflow.core import MemHierEnum as me
-    from nn_dataflow.core import DataCategoryEnum as de
 
     C, M, E, F, R, S, U, Uw = (spec[k] for k in ("C", "M", "E", "F", "R", "S", "U", "Uw"))
     groups = spec.get("groups", 1)
