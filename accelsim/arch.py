@@ -111,7 +111,7 @@ _MAX_LANES = 1024
 _MAX_BYTES = 1 << 30  # any one buffer
 _MAX_BITS = 64
 _MAX_CLOCK_MHZ = 10_000.0
-_MAX_DRAM_GBPS = 10_000.0
+_MAX_DRAM_GBPS = 1e6  # 1e6 GB/s stands for "unbounded" in peer comparisons (nn_dataflow assumes it)
 _MAX_LATENCY_NS = 1e6
 _MAX_PJ = 1e6
 

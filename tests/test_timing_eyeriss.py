@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -227,7 +229,8 @@ def chip_results(alexnet):
 def test_chip_active_pes(chip_results):
     """Where the chip's mapping is known to be a full-width set (conv1: 11 x 14 PEs, conv3-5: four 3 x 13 sets), the
     model maps exactly the published PEs. conv2's published 5 x 27 set in two segments uses 135 PEs; the model prefers
-    strips of 7 rows on four sets (140 PEs, the same throughput, fewer psum accesses): within 4 %."""
+    two stacked 5 x 14 sets on different channels over strips of 14 and 13 rows (140 PEs, the same throughput, fewer
+    psum accesses): within 4 %."""
     for name, (_, pes, _) in PUBLISHED.items():
         mapped = chip_results[name][0].pes_mapped
         if name == "conv2":
@@ -253,8 +256,8 @@ def test_chip_latency(chip_results):
 def test_chip_global_buffer_accesses(chip_results):
     """Global-buffer ifmap + psum accesses vs Table V. Psum traffic dominates and is set by the channels per pass
     (q x r): the model's conv1 mapping is close to the chip's (+20 %), conv3-5 use q = 4 where the chip used q = 3 or
-    r = 1 (model about -22 %), and conv2 accumulates 8 channels per pass where the chip's segmented set did 2 (model
-    -69 %). Bound: every layer within -75 %..+30 %, and conv3-5 within 30 %."""
+    r = 1 (model about -22 %), and conv2 accumulates 4 channels per pass where the chip's segmented set did 2 (model
+    -43 %). Bound: every layer within -75 %..+30 %, and conv3-5 within 30 %."""
     for name, (_, _, gb_pub) in PUBLISHED.items():
         c = chip_results[name][1]
         gb = (c["gb_i_read"] + c["gb_p_read"] + c["gb_p_write"]) * 2 / 1e6
@@ -281,3 +284,183 @@ def test_chip_published_mapping_reproduces_buffer_accesses(alexnet):
         c = eyeriss._evaluate(chip, s, 4, cand)
         gb = float(c["gb_i_read"][0] + c["gb_p_read"][0] + c["gb_p_write"][0]) * s.groups * 2 / 1e6
         assert gb == pytest.approx(k["gb"], rel=0.02), name
+
+
+# -- legal mappings (docs/timing_eyeriss.md, "Legal mappings") -----------------------------------------------------
+NETWORKS = ("alexnet", "vgg16", "googlenet", "squeezenet1_0", "squeezenet1_1", "resnet20")
+
+
+@pytest.mark.parametrize("arch_path,batch", [(BASE, 1), (CHIP, 4)])
+def test_every_chosen_mapping_is_legal(arch_path, batch):
+    """Every mapping the search picks, on every layer of every workload, obeys the RS rules written out in
+    `mapping_violations` (PE sets and segments on the array, r stacked for in-array psum accumulation, t beside,
+    scratchpad and global-buffer capacities)."""
+    arch = load_arch(arch_path)
+    for net in NETWORKS:
+        graph = load_workload(net)
+        for layer in dense_layers(graph):
+            m = eyeriss.map_layer(arch, graph, layer, batch)
+            assert eyeriss.mapping_violations(arch, eyeriss.rs_shape(graph, layer), m, batch) == [], \
+                (net, layer.name, m.describe())
+
+
+def test_alexnet_conv2_side_by_side_channel_sets_are_illegal(base, alexnet):
+    """The old conv2 mapping: twelve 5x4 sets on different channels (r = 12), 3 stacked x 4 side by side. The
+    psums of sets on different channels add up only through the vertical psum links, so at most 3 (16 // 5) such
+    sets exist; the model now uses the same twelve sets as r = 3 stacked x t = 4 filter groups side by side."""
+    s = eyeriss.rs_shape(alexnet, alexnet.layer("conv2"))
+    old = eyeriss.RSMapping(e=4, strips=7, segments=1, fold_h=1, rows_per_fold=5, p=22, q=2, r=12, t=1, n=1, m=128,
+                            weights_resident=True, pes_mapped=240, passes=84)
+    assert any("r=12" in v for v in eyeriss.mapping_violations(base, s, old, 1))
+    new = eyeriss.map_layer(base, alexnet, alexnet.layer("conv2"), 1)
+    assert new.r <= 16 // 5 and new.pes_mapped == 240
+    assert eyeriss.mapping_violations(base, s, new, 1) == []
+
+
+def test_mapping_violations_catch_each_rule(base, alexnet):
+    s = eyeriss.rs_shape(alexnet, alexnet.layer("conv3"))  # 3x3, E = 13
+    ok = eyeriss.map_layer(base, alexnet, alexnet.layer("conv3"), 1)
+    assert eyeriss.mapping_violations(base, s, ok, 1) == []
+    bad = {"q": dict(q=5), "p x q": dict(p=22, q=4), "psums": dict(p=25, q=1), "columns": dict(e=13, segments=1, t=99),
+           "n = 2": dict(n=2), "global buffer": dict(m=10 ** 7)}
+    from dataclasses import replace
+    for what, change in bad.items():
+        v = eyeriss.mapping_violations(base, s, replace(ok, **change), 1)
+        assert any(what in x for x in v), (what, v)
+
+
+def test_strip_width_widest_is_nn_dataflows_rule(base, alexnet):
+    """`widest` keeps only the fewest strips that fit (conv1: 55 rows -> 4 strips of 14, nn_dataflow's fold 4)."""
+    widest = load_arch(BASE, ["options.strip_width=widest"])
+    m = eyeriss.map_layer(widest, alexnet, alexnet.layer("conv1"), 1)
+    assert (m.e, m.strips) == (14, 4)
+    assert eyeriss.map_layer(base, alexnet, alexnet.layer("conv1"), 1).e < 14  # the chip-style finer strips
+    with pytest.raises(ConfigError, match="strip_width"):
+        eyeriss.EyerissOptions.from_mapping({"strip_width": "narrow"})
+
+
+def test_global_buffer_bandwidth_is_per_network():
+    """ifmaps in, psums in and psums out each have `bandwidth_words_per_cycle`: the stall is set by the busiest of the
+    three, not by their sum (SqueezeNet 1.1 fire2.expand1x1, a 1x1 conv whose outputs alone need 14 words/cycle)."""
+    graph = load_workload("squeezenet1_1")
+    layer = graph.layer("fire2.expand1x1")
+    for bw in (2, 4, 16):
+        arch = load_arch(BASE, [f"global_buffer.bandwidth_words_per_cycle={bw}", "dram.bandwidth_gbps=1000000.0"])
+        c = eyeriss.layer_accesses(arch, graph, layer, 1)
+        outputs = c["dram_o"]
+        psum_in = c["gb_p_write"] - outputs  # every accumulation step but the first reads its psums back
+        busiest = max(c["gb_i_read"], psum_in, c["gb_p_write"])
+        assert c["gbuf_stall"] == pytest.approx(max(0.0, busiest / bw - c["busy"]))
+        assert c["fill"] == pytest.approx(c["gb_w_read"] / bw)
+    assert c["gbuf_stall"] == 0  # at the default 16 words/cycle
+
+
+# -- agreement with nn_dataflow 2.1 (benchmarks/eyeriss_crosscheck.md) ----------------------------------------------
+from accelsim.peers import eyeriss_crosscheck as xc  # noqa: E402
+from accelsim.peers import nn_dataflow as nnd  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parents[1] / "benchmarks" / "eyeriss_crosscheck.json"
+AGREEMENT_NETS = ("alexnet", "squeezenet1_1")
+
+
+@pytest.fixture(scope="module")
+def peer_fixture():
+    return json.loads(FIXTURE.read_text())
+
+
+def test_fixture_is_at_accelsims_point(peer_fixture):
+    point = nnd.PeerPoint.from_arch(load_arch(BASE))
+    assert peer_fixture["point"]["array"] == list(point.array)
+    assert peer_fixture["point"]["gbuf_words"] == point.gbuf_words == 655_360
+    assert peer_fixture["point"]["regf_words"] == point.regf_words == 256
+    assert peer_fixture["point"]["batch"] == 1 and peer_fixture["nn_dataflow"] == "2.1"
+
+
+@pytest.mark.parametrize("net", xc.NETWORKS)
+def test_per_layer_agreement_with_nn_dataflow(net, peer_fixture):
+    """Every conv layer within 10 % of nn_dataflow's cycles, or a listed exception whose mechanism the numbers show
+    (strip: within 10 % when restricted to nn_dataflow's strip widths; fill: same busy cycles). The issue asks for
+    AlexNet and SqueezeNet 1.1 (whose fixture CI re-derives from nn_dataflow); the other four come from the same
+    benchmark run."""
+    rows = xc.compare(net, peer_fixture["networks"][net])
+    assert len(rows) == len(load_workload(net).conv_layers())
+    for r in rows:
+        if r.exception is None:
+            assert abs(r.ratio - 1) <= xc.TOLERANCE, (r.layer, r.ratio)
+        else:
+            assert xc.explain(r) is not None, (r.layer, r.exception, r.ratio)
+    # the exceptions are real: listing a layer that agrees anyway would hide nothing but still be wrong
+    assert all(abs(r.ratio - 1) > xc.TOLERANCE for r in rows if r.exception)
+
+
+def _unique_shapes(specs):
+    seen, out = set(), []
+    for s in specs:
+        key = tuple(s[k] for k in ("C", "M", "E", "F", "R", "S", "U", "Uw", "groups"))
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def test_fixture_reproduces_with_nn_dataflow(peer_fixture):
+    """Re-run nn_dataflow 2.1 (its own venv, through the subprocess worker) on the distinct conv shapes of AlexNet
+    and SqueezeNet 1.1: the fixture the agreement test uses is what nn_dataflow computes."""
+    python = nnd.find_python()
+    if python is None:
+        pytest.skip(f"no nn_dataflow environment ({nnd.ENV_VAR} or .nnd-venv; .ci/run creates one)")
+    point = nnd.PeerPoint.from_arch(load_arch(BASE))
+    for net in AGREEMENT_NETS:
+        specs = _unique_shapes(nnd.layer_specs(load_workload(net)))
+        live = nnd.run_layers(specs, point, python=python, processes=2)["layers"]
+        for spec in specs:
+            want = peer_fixture["networks"][net][spec["name"]]
+            got = live[spec["name"]]
+            assert got["time"] == want["time"], (net, spec["name"])
+            assert got["access"] == pytest.approx(want["access"], rel=1e-9), (net, spec["name"])
+            assert {k: got["mapping"][k] for k in want["mapping"]} == want["mapping"], (net, spec["name"])
+
+
+# -- chip power (JSSC 2017 Table V; docs/validation.md, "Power") ------------------------------------------------------
+# Published per-layer power in mW (1 V, 200 MHz, batch 4) and ifmap zero shares (%) of AlexNet conv1-5.
+PUBLISHED_POWER = {"conv1": (332, 0.01), "conv2": (288, 38.7), "conv3": (266, 72.5), "conv4": (235, 79.3),
+                   "conv5": (236, 77.6)}
+
+
+def chip_power_mw(arch, graph) -> dict[str, float]:
+    """Chip power per layer: energy per image without DRAM over the modelled latency."""
+    from accelsim.energy import evaluate
+    out = {}
+    for name, (_, zeros) in PUBLISHED_POWER.items():
+        t = eyeriss.simulate_layer(arch, graph, graph.layer(name), 4, input_zero_fraction=zeros / 100)
+        pj = sum(v for k, v in evaluate(t.events, arch.energy).items() if k != "dram")
+        out[name] = pj / t.cycles * arch.clock_mhz * 1e-3
+    return out
+
+
+def test_chip_power_per_layer(alexnet):
+    """Modelled power within 30 % of the published per-layer power, falling from conv1 to conv4 as the chip's does
+    (more zero ifmaps gated), conv4 and conv5 within 5 % of each other as published (235 / 236 mW)."""
+    chip = load_arch(CHIP)
+    assert eyeriss.EyerissOptions.from_mapping(chip.options).zero_gating  # the chip gates zeros by default
+    p = chip_power_mw(chip, alexnet)
+    for name, (pub, _) in PUBLISHED_POWER.items():
+        assert abs(p[name] - pub) / pub <= 0.30, (name, p[name], pub)
+    assert p["conv1"] > p["conv2"] > p["conv3"] > p["conv4"]
+    assert abs(p["conv5"] - p["conv4"]) / p["conv4"] <= 0.05
+    # without zero gating the model cannot follow the chip's trend: conv3-5 would be as high as conv1
+    flat = chip_power_mw(load_arch(CHIP, ["options.zero_gating=false"]), alexnet)
+    assert flat["conv4"] > 0.95 * flat["conv1"]
+
+
+def test_chip_energy_table_is_the_isca_hierarchy():
+    """The chip table keeps the ISCA 2016 65 nm ratios MAC 1 : RF 1 : NoC 2 : GLB 6 : DRAM 200 around one unit,
+    and its static term is 30 mW at 200 MHz; the shared table's static term is 0 (SnaPEA's numbers unchanged)."""
+    chip = load_arch(CHIP)
+    e = chip.energy.pj_per_bit
+    unit = e["pe_eyeriss"]
+    # per bit: a DRAM word is logged as 2 bytes of 8 bits, the rest as one 16-bit access, so the ratios hold per bit
+    assert [e[k] / unit for k in ("rf", "noc", "gbuf", "dram")] == [1, 2, 6, 200]
+    assert chip.energy.pj_per_event["static"] * chip.clock_mhz * 1e-3 == pytest.approx(30.0)
+    base = load_arch(BASE)
+    assert base.energy.pj_per_event["static"] == 0 and base.energy.class_of("clock", "cycle") == "static"

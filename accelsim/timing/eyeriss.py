@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DESIGN = "eyeriss"
 OBJECTIVES = ("edp", "cycles", "energy", "dram")
+STRIP_WIDTHS = ("any", "widest")
 CYCLE_SLACK = 0.01  # "as fast as the fastest" for the cycles objective: within 1 %
 # Normalised energy per access of the RS paper (ISCA 2016, Fig. 1 / Sec. VI): RF 1, NoC 2, GLB 6, DRAM 200. Used
 # only to rank mappings in the search; reported energy comes from the energy table (accelsim.energy).
@@ -43,6 +44,7 @@ class EyerissOptions:
 
     zero_gating: bool = False  # gate MACs (and weight-scratchpad reads) on zero inputs: energy only, never cycles
     mapping_objective: str = "edp"  # how the search ranks legal mappings: edp | cycles | energy | dram
+    strip_width: str = "any"  # strip widths the search may use: any (chip-style strip-mining) | widest (nn_dataflow)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "EyerissOptions":
@@ -58,7 +60,10 @@ class EyerissOptions:
         obj = options.get("mapping_objective", cls.mapping_objective)
         if obj not in OBJECTIVES:
             raise ConfigError(f"options.mapping_objective must be one of {', '.join(OBJECTIVES)}, got {obj!r}")
-        return cls(zero_gating=zg, mapping_objective=obj)
+        sw = options.get("strip_width", cls.strip_width)
+        if sw not in STRIP_WIDTHS:
+            raise ConfigError(f"options.strip_width must be one of {', '.join(STRIP_WIDTHS)}, got {sw!r}")
+        return cls(zero_gating=zg, mapping_objective=obj, strip_width=sw)
 
 
 # -- layer geometry --------------------------------------------------------------------------------------------------
@@ -135,6 +140,61 @@ class RSMapping:
                 f"PEs={self.pes_mapped} passes={self.passes}")
 
 
+def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int) -> list[str]:
+    """The RS rules of the Eyeriss papers that mapping `m` of layer shape `s` breaks on `arch` (empty: legal).
+
+    Written from the papers, independently of the search, so that a test can hold every mapping the search picks
+    against it (docs/timing_eyeriss.md, "Legal mappings"):
+
+    - PE set (ISCA 2016 Sec. V-B, JSSC 2017 Sec. IV-A): R_f x e PEs, R_f = ceil(R / fold_h) <= rows; a set wider than
+      the array is cut into segments of ceil(e / segments) <= cols columns stacked vertically.
+    - Replication: r sets on different channels add their psums inside the array, and psums move only between
+      vertically adjacent PEs, so the r sets of a group are stacked in one column of slots; the t groups (different
+      filters, same ifmap rows by multicast) fill the other slots and the side-by-side columns.
+    - Scratchpads (JSSC Sec. IV-A 1): q x S <= ifmap words, p x q x S <= filter words, p <= psum words.
+    - Global buffer (JSSC Sec. IV-A 3): n x q x r ifmap rows of the strip, n x m psum rows and two passes of filters.
+    """
+    rows, cols = arch.array.rows, arch.array.cols
+    wb = arch.word_bits
+    w_spad, i_spad, p_spad = (_words(b, wb) for b in (arch.pe.weight_buffer_bytes, arch.pe.input_register_bytes,
+                                                       arch.pe.psum_register_bytes))
+    bad = []
+    if not 1 <= m.e <= s.E or m.strips != _ceil(s.E, m.e):
+        bad.append(f"strip width e={m.e} with {m.strips} strips does not tile E={s.E}")
+    if m.rows_per_fold * m.fold_h < s.R or m.rows_per_fold > rows:
+        bad.append(f"R_f={m.rows_per_fold} x {m.fold_h} folds does not cover R={s.R} on {rows} rows")
+    width = _ceil(m.e, m.segments)
+    if width > cols:
+        bad.append(f"a segment of {width} columns is wider than the {cols}-column array")
+    stack = rows // (m.segments * m.rows_per_fold)
+    side = cols // width if width <= cols else 0
+    if m.r > stack:
+        bad.append(f"r={m.r} sets on different channels need {m.r} stacked sets of {m.segments * m.rows_per_fold} "
+                   f"rows for in-array psum accumulation; only {stack} fit in {rows} rows")
+    elif m.t > (stack // m.r) * side:
+        bad.append(f"t={m.t} filter groups of r={m.r} stacked sets do not fit: {stack // m.r} per column of sets x "
+                   f"{side} columns")
+    if m.r > s.C or m.t > s.M:
+        bad.append(f"r={m.r} > C={s.C} or t={m.t} > M={s.M}: replicas with no work")
+    if m.q * s.S > i_spad:
+        bad.append(f"q x S = {m.q * s.S} ifmap words > the {i_spad}-word ifmap scratchpad")
+    if m.p * m.q * s.S > w_spad:
+        bad.append(f"p x q x S = {m.p * m.q * s.S} filter words > the {w_spad}-word filter scratchpad")
+    if m.p > p_spad:
+        bad.append(f"p = {m.p} psums > the {p_spad}-word psum scratchpad")
+    if not 1 <= m.n <= batch:
+        bad.append(f"n = {m.n} images per pass with a batch of {batch}")
+    pt, qr = min(m.p * m.t, s.M), min(m.q * m.r, s.C)
+    need = (m.n * qr * ((m.e - 1) * s.U + s.R) * s.width_used + m.n * m.m * m.e * s.F
+            + 2 * pt * qr * m.rows_per_fold * s.S)
+    if need > _words(arch.global_buffer.bytes, wb):
+        bad.append(f"ifmap block + psums of m={m.m} filters + two passes of filters = {need} words > the global "
+                   f"buffer's {_words(arch.global_buffer.bytes, wb)}")
+    if m.pes_mapped > rows * cols:
+        bad.append(f"{m.pes_mapped} PEs mapped on a {rows}x{cols} array")
+    return bad
+
+
 def _words(n_bytes: int, word_bits: int) -> int:
     return n_bytes * 8 // word_bits
 
@@ -159,7 +219,39 @@ def _split_sum(total, block, per_pe_div):
     return (total // block) * _ceil(block, per_pe_div) + _ceil(total % block, per_pe_div)
 
 
-def _candidates(arch: ArchSpec, s: RSShape, batch: int) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class SetGeometry:
+    """Where PE sets of one strip width fit on the array: `stack` sets on top of each other in each of `side`
+    side-by-side columns of sets. A set is R_f x e; wider than the array, it is cut into `segments` pieces of
+    ceil(e / segments) columns stacked vertically (JSSC 2017: AlexNet CONV2's 5 x 27 as 5 x 14 + 5 x 13)."""
+
+    e: int
+    segments: int
+    stack: int  # rows // (segments x R_f)
+    side: int  # cols // ceil(e / segments)
+
+
+def set_geometries(arch: ArchSpec, s: RSShape, strip_width: str = "any") -> list[SetGeometry]:
+    """The set shapes the search may use, widest strip first.
+
+    `strip_width="any"`: every e = ceil(E / k) that fits (strip-mining narrower than the array to replicate more
+    sets, as the chip does on AlexNet CONV1: 11 x 7 strips twice side by side where 11 x 14 would fit);
+    `"widest"`: only the widest strip that fits (the fewest strips; nn_dataflow's MapStrategyEyeriss).
+    """
+    rows, cols = arch.array.rows, arch.array.cols
+    r_f = _ceil(s.R, _ceil(s.R, rows))
+    out = []
+    for e in sorted({_ceil(s.E, j) for j in range(1, s.E + 1)}, reverse=True):
+        seg = _ceil(e, cols)
+        if seg * r_f > rows:
+            continue
+        out.append(SetGeometry(e, seg, rows // (seg * r_f), cols // _ceil(e, seg)))
+        if strip_width == "widest":
+            break
+    return out
+
+
+def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any") -> dict[str, np.ndarray]:
     """Every legal (e, r, t, p, q, n) with its m, as flat arrays; a ConfigError when none exists."""
     rows, cols = arch.array.rows, arch.array.cols
     wb = arch.word_bits
@@ -177,23 +269,19 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int) -> dict[str, np.ndarray]
                           "mapping keeps one filter row and its input window in each PE")
     fold_h = _ceil(s.R, rows)
     r_f = _ceil(s.R, fold_h)
-    geo = []  # (e, segments, sets)
-    for k in sorted({_ceil(s.E, j) for j in range(1, s.E + 1)}, reverse=True):
-        e = k
-        seg = _ceil(e, cols)
-        if seg * r_f > rows:
-            continue
-        sets = (rows // (seg * r_f)) * (cols // _ceil(e, seg))
-        geo.append((e, seg, sets))
+    geo = set_geometries(arch, s, strip_width)
     if not geo:
         raise ConfigError(f"{arch.name}: no PE-set shape fits a {arch.array.rows}x{arch.array.cols} array")
     qmax = min(i_spad // s.S, w_spad // s.S, s.C)
     pmax = min(p_spad, w_spad // s.S, s.M)
     E_, SEG, R_, T_ = [], [], [], []
-    for e, seg, sets in geo:
-        for r in (d for d in range(1, min(sets, s.C) + 1) if sets % d == 0 or d == min(sets, s.C)):
-            t = min(sets // r, s.M)
-            E_.append(e), SEG.append(seg), R_.append(r), T_.append(t)
+    for g in geo:
+        # r sets on different channels accumulate their psums inside the array, which only the vertical psum links
+        # can do: they are stacked in one column of slots (r <= g.stack). The other sets of the column and every
+        # side-by-side column take other filters (t), sharing the ifmap rows by multicast.
+        for r in range(1, min(g.stack, s.C) + 1):
+            t = min((g.stack // r) * g.side, s.M)
+            E_.append(g.e), SEG.append(g.segments), R_.append(r), T_.append(t)
     ns = sorted({_ceil(batch, k) for k in range(1, batch + 1)})
     g_e, g_p, g_q, g_n = np.meshgrid(np.arange(len(E_)), np.arange(1, pmax + 1), np.arange(1, qmax + 1),
                                      np.array(ns), indexing="ij")
@@ -273,7 +361,12 @@ def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray
     busy = N * sum_p * sum_q * k_e * fold_h * S * F
     bw = arch.global_buffer.bandwidth_words_per_cycle
     fill = gb_w_read / bw  # filter scratchpads are loaded at the start of each pass (not double-buffered)
-    stream = gb_i_read + gb_p_read + gb_p_write
+    # ifmaps into the array, psums into the array (every accumulation step but the first) and psums out of it each
+    # have their own network of `bw` words per cycle (the chip's separate networks per data type; nn_dataflow's bus
+    # time is likewise the largest data type's buffer traffic over the bus width). The write-back read of finished
+    # outputs goes to DRAM, not through the array.
+    psum_in = outputs * (acc_steps - 1)
+    stream = np.maximum(np.maximum(gb_i_read, psum_in), gb_p_write)
     gbuf_stall = np.maximum(0.0, stream / bw - busy)
     word_bytes = arch.word_bits / 8
     dram_bytes = (dram_w + dram_i + dram_o) * word_bytes
@@ -334,7 +427,7 @@ def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissO
     if arch.pe.lanes != 1:
         raise ConfigError(f"{arch.name}: an Eyeriss PE has one MAC (pe.lanes = 1), got pe.lanes = {arch.pe.lanes}")
     s = rs_shape(graph, layer)
-    cand = _candidates(arch, s, batch)
+    cand = _candidates(arch, s, batch, opts.strip_width)
     cost = _evaluate(arch, s, batch, cand)
     i = _choose(cost, opts.mapping_objective)
     pick = {k: v[i] for k, v in cand.items()}
@@ -395,6 +488,7 @@ def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
     ev.add("dram", "read", (c["dram_w"] + c["dram_i"]) * word_bytes, 8)
     ev.add("dram", "write", c["dram_o"] * word_bytes, 8)
     ev.add("dram", "stall_cycle", c["dram_stall"], 0)
+    ev.add("clock", "cycle", c["cycles"], 0)  # every cycle of the layer: static and clock-tree energy, if the table has it
     per_image = 1.0 / batch
     breakdown = {k: c[k] * per_image for k in ("busy", "fill", "gbuf_stall", "dram_stall")}
     cycles = c["cycles"] * per_image
