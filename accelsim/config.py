@@ -45,6 +45,12 @@ class RunConfig:
                                     "the network's own data set", stage="input", metavar="SOURCE")
     limit: int | None = setting(None, "use only N images (the first N of --image-order)", gt=0, stage="input",
                                    commands=_RUNS, metavar="N", example=20)
+    class_list: str | None = setting(None, "class list labelling a flat image folder (default: classes.txt, "
+                                     "imagenet_classes.txt or synset_words.txt in the folder or the two above)",
+                                     stage="input", metavar="FILE")
+    max_upscale: float = setting(4.0, "largest stretch the network's preprocessing may apply to an image before it "
+                                 "is an error (a 20x15 image for a 227x227 network is not a fair input)", ge=1.0,
+                                 le=1000.0, stage="input", example=2.0)
     image_order: Literal["shuffled", "file"] = setting(
         "shuffled", "order the images are taken in: a seeded shuffle of the whole set (a fair sample of class-sorted "
         "sets) or the set's own order", stage="input", example="file")

@@ -105,14 +105,25 @@ def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) 
 
 
 def _load_setup(cfg: RunConfig, problems: _Problems) -> _Setup | None:
+    """The network, image set and speculation parameters of `cfg`. Names, shapes, file headers and a few images are
+    checked first (every problem at once, before a large weight file is read); then everything is loaded."""
     from accelsim.functional.spec import load_spec
+    from accelsim.nets.checks import check_run_inputs
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
 
+    found = check_run_inputs(cfg.net, cfg.weights, cfg.shape_only, cfg.images, class_list=cfg.class_list,
+                             max_upscale=cfg.max_upscale)
+    if found:
+        problems.items += found
+        return None
     network = problems.attempt(lambda: load_network(cfg.net, cfg.weights, shape_only=cfg.shape_only))
     if network is None:
         return None
-    spec = problems.attempt(lambda: load_spec(cfg.spec, network.graph)) if cfg.mode == "predictive" else None
+    spec = None
+    if cfg.mode == "predictive" and cfg.spec is not None:
+        spec_file = cfg.spec
+        spec = problems.attempt(lambda: load_spec(spec_file, network.graph))
     dataset = None
     if not cfg.shape_only:
         dataset = problems.attempt(lambda: _dataset(cfg, network, load_dataset))
@@ -121,7 +132,8 @@ def _load_setup(cfg: RunConfig, problems: _Problems) -> _Setup | None:
 
 def _dataset(cfg: RunConfig, network: Network, load_dataset: Callable[..., Dataset]) -> Dataset:
     dataset = load_dataset(cfg.images, network.graph, limit=cfg.skip + cfg.limit if cfg.limit else None,
-                           order=cfg.image_order, seed=cfg.seed)
+                           order=cfg.image_order, seed=cfg.seed, class_list=cfg.class_list,
+                           max_upscale=cfg.max_upscale)
     if cfg.skip >= len(dataset):
         raise ConfigError(f"--skip {cfg.skip} passes over every one of the {len(dataset)} images of {dataset.name}")
     return dataset

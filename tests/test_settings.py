@@ -5,6 +5,7 @@ ignored."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from accelsim.nets.loaders import load_network
 from accelsim.optimize.grid import SearchSettings
 from accelsim.settings import SettingInfo, settings_of
 
-FILE_SETTINGS = ("weights", "images", "spec")  # their non-default values are files the tests make
+FILE_SETTINGS = ("weights", "images", "spec", "class_list")  # their non-default values are files the tests make
 
 
 def _flag_args(info: SettingInfo, value: object) -> list[str]:
@@ -114,8 +115,21 @@ def files(tmp_path_factory):
     f = conv2.out_channels
     save_spec(root / "spec.npz", net.graph, PredictiveSpec({"conv2": np.full(f, 4, np.int32)},
                                                            {"conv2": np.full(f, 0.05)}))
+    folder = root / "digits"  # a flat image folder labelled by file name and its classes.txt
+    folder.mkdir()
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(np.concatenate(x)[:12, 0], np.concatenate(y)[:12])):
+        Image.fromarray((255 * image).round().astype(np.uint8)).save(folder / f"d{label}_{i:03d}.png")
+    (folder / "classes.txt").write_text("".join(f"d{c}\n" for c in range(10)))
+    small = root / "small"  # the same digits at 12x12: LeNet's preprocessing stretches them 2.3x
+    small.mkdir()
+    for f in folder.glob("*.png"):
+        Image.open(f).resize((12, 12)).save(small / f.name)
+    (small / "classes.txt").write_text((folder / "classes.txt").read_text())
+    (root / "reversed.txt").write_text("".join(f"d{c}\n" for c in reversed(range(10))))
     return {"weights": str(root / "lenet_half.npz"), "images": str(root / "digits.npz"),
-            "spec": str(root / "spec.npz")}
+            "spec": str(root / "spec.npz"), "class_list": str(root / "reversed.txt"), "folder": str(folder)}
 
 
 BASE = ["run", "--limit", "12"]
@@ -161,6 +175,24 @@ def test_every_run_setting_is_honoured(key, tmp_path, files, default_run, capsys
         reference = _fingerprint(ref)
     if key == "limit":
         value = 20
+    if key == "max_upscale":  # LeNet resizing its input: 12x12 digits stretched 2.3x, accepted by default, not at 2x
+        from conftest import REPO
+
+        graph = (REPO / "accelsim" / "workloads" / "lenet.yaml").read_text().replace("resize: null", "resize: [28, 28]")
+        resizing = tmp_path / "lenet_resize.yaml"
+        resizing.write_text(graph)
+        small = str(Path(files["folder"]).parent / "small")
+        weights = str(REPO / "accelsim" / "data" / "lenet.npz")
+        common = ["run", "--net", str(resizing), "--weights", weights, "--images", small]
+        assert main([*common, "--out", str(tmp_path / "ok")]) == 0
+        assert main([*common, "--max-upscale", "2", "--out", str(tmp_path / "no")]) == 2
+        assert "more than the 2x accepted" in capsys.readouterr().err
+        return
+    if key == "class_list":  # the same flat folder, labelled by its own classes.txt and by another class list
+        base = [*BASE, "--images", files["folder"]]
+        ref = tmp_path / "ref"
+        assert main([*base, "--out", str(ref)]) == 0
+        reference = _fingerprint(ref)
     if key in CONTEXT:
         base = [*BASE, *CONTEXT[key]]
         ref = tmp_path / "ref"
