@@ -269,7 +269,9 @@ def _progress_bar(unit: str, total: int | None = None) -> tuple[Any, Callable[[i
     """A tqdm bar on stderr that stays quiet when stderr is not a terminal; returns (bar, update callback)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit=unit, disable=None, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # mininterval=0: updates come per batch or per point (seconds apart), so every one is drawn; with tqdm's
+    # default rate limit the last counts could go undrawn under load.
+    bar = tqdm(total=total, unit=unit, disable=None, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0)
     return bar, bar.update
 
 
