@@ -91,6 +91,7 @@ class SnaPEAOptions:
     tile_dealing: str | None = None  # portions -> PE rows: round_robin | block | dynamic
     kernel_dealing: str | None = None  # kernels -> kernel partitions: round_robin | block | balanced
     kernel_columns: int | None = None  # kernel partitions over the PE columns (the rest of a column split is windows)
+    array_shape: str | None = None  # logical PE groups: 'physical' or 'RxC' (e.g. 4x16); unset: searched
     fc_batch: str = "auto"  # fc layers: auto (the mapper picks 1 or the run's batch) | image (1) | batch
 
     def __post_init__(self) -> None:
@@ -317,9 +318,10 @@ def _split(total: int, weights: np.ndarray) -> np.ndarray:
     return np.diff(edges).astype(np.int64)
 
 
-def dma_of(arch: ArchSpec) -> DMA:
-    """A PE row's share of the DRAM channel: bandwidth / rows, latency rounded up to whole cycles."""
-    rate = Fraction(arch.dram_bytes_per_cycle).limit_denominator(10**6) / arch.array.rows
+def dma_of(arch: ArchSpec, rows: int | None = None) -> DMA:
+    """A PE row's share of the DRAM channel: bandwidth / rows (default: the physical rows), latency rounded up to
+    whole cycles."""
+    rate = Fraction(arch.dram_bytes_per_cycle).limit_denominator(10**6) / (rows or arch.array.rows)
     latency = math.ceil(round(arch.dram.latency_ns * arch.clock_mhz / 1e3, 9))
     return DMA(latency=latency, rate=rate)
 
@@ -466,9 +468,12 @@ def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray)
                        out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0)
 
 
-def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
-    """Input words under output boxes [ya, yb) x [xa, xb) (halo included, padding not sent; 0 for empty boxes)."""
+def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray, xb: np.ndarray,
+               channels: int | None = None) -> np.ndarray:
+    """Input words under output boxes [ya, yb) x [xa, xb) (halo included, padding not sent; 0 for empty boxes), over
+    `channels` input channels (default all)."""
     c_in, h_in, w_in = ctx.in_shape
+    c_in = c_in if channels is None else channels
     layer = ctx.shape
     rows = snapea_map.input_span(ya, yb, layer.stride[0], layer.pad[0], layer.kernel[0], h_in)
     cols = np.where((xa == 0) & (xb == ctx.out_hw[1]), w_in,
@@ -484,14 +489,30 @@ def portion_input_words(ctx: ConvContext, portions: np.ndarray) -> np.ndarray:
     return _box_words(ctx, *(parts[..., i] for i in range(4))).sum(-1)
 
 
+def partition_channels(ctx: ConvContext, part: np.ndarray) -> int:
+    """Input channels the busiest kernel partition reads: a grouped conv's kernel reads only its group's channels,
+    so a partition whose kernels sit in g groups needs g x C_in / groups of them (all channels when ungrouped)."""
+    groups = ctx.shape.groups
+    c_in = ctx.in_shape[0]
+    if groups == 1 or not len(part):
+        return c_in
+    group_of = np.arange(len(part)) // (ctx.kernels // groups)
+    touched = max(len(np.unique(group_of[part == p])) for p in np.unique(part))
+    return touched * (c_in // groups)
+
+
 def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: int, chunked: bool,
-                       whole: np.ndarray | None = None) -> np.ndarray:
+                       whole: np.ndarray | None = None, channels: int | None = None) -> np.ndarray:
     """(P,) bytes of a PE's input half each portion needs (its largest column slice): the input the PE's lane
     groups read, or the whole portion where that is less (a split column keeps only what its own lane groups read:
-    it filters the row's broadcast by address), plus one saved partial sum per window of the slice when a kernel
-    runs in chunks. `whole`: the portions' input words, if already known."""
+    it filters the row's broadcast by address), over the `channels` its kernels read (default all; see
+    `partition_channels`), plus one saved partial sum per window of the slice when a kernel runs in chunks.
+    `whole`: the portions' input words over all channels, if already known."""
     lanes, wb = ctx.arch.pe.lanes, ctx.arch.word_bits
+    c_in = ctx.in_shape[0]
+    channels = c_in if channels is None else channels
     whole = portion_input_words(ctx, portions) if whole is None else whole
+    whole = whole * channels // c_in
     psum = 0
     if chunked:
         groups = snapea_map.slice_counts(snapea_map.group_counts(portions, ctx.out_hw[1], lanes, how), split)
@@ -500,7 +521,7 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     need = -(-(whole * wb) // 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
         parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
-        words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4))).sum(-1), whole[:, None])
+        words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4)), channels).sum(-1), whole[:, None])
         slice_need = -(-(words * wb) // 8)
         if chunked:
             slice_need = slice_need + np.minimum(groups * lanes, windows) * -(-wb // 8)
@@ -515,10 +536,36 @@ def _window_bounds(portions: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return np.stack([np.zeros_like(n), n], 1)
 
 
+def grid_of(arch: ArchSpec, m: ConvMapping) -> tuple[int, int]:
+    """The logical (rows, cols) of PE groups a mapping uses; ConfigError if it does not use exactly the array's PEs."""
+    if m.grid == (0, 0):
+        return arch.array.rows, arch.array.cols
+    rows, cols = m.grid
+    if rows < 1 or cols < 1 or rows * cols != arch.array.rows * arch.array.cols:
+        raise ConfigError(f"a logical array of {rows} x {cols} PE groups does not use the {arch.array.rows} x "
+                          f"{arch.array.cols} PEs of the array")
+    return rows, cols
+
+
+def parse_grid(value: str | None, arch: ArchSpec) -> tuple[int, int] | None:
+    """`options.array_shape`: None (searched), 'physical' -> (0, 0), 'RxC' -> (R, C)."""
+    if value is None:
+        return None
+    if value == "physical":
+        return (0, 0)
+    try:
+        rows, cols = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"options.array_shape must be 'physical' or 'RxC' (e.g. 4x16), got {value!r}") from None
+    grid_of(arch, ConvMapping(grid=(rows, cols)))
+    return rows, cols
+
+
 def fixed_mapping(ctx: ConvContext, opts: SnaPEAOptions) -> ConvMapping:
     """The schedule before the mapper (`options.mapper: fixed`), with every pinned option applied."""
     arch = ctx.arch
-    rows, cols = arch.array.rows, arch.array.cols
+    grid = parse_grid(opts.array_shape, arch) or (0, 0)
+    rows, cols = grid_of(arch, ConvMapping(grid=grid))
     kcols = min(opts.kernel_columns or cols, cols)
     kdeal = opts.kernel_dealing or "round_robin"
     portion = opts.portion or ("tile" if opts.tile_cols else "band")
@@ -533,7 +580,7 @@ def fixed_mapping(ctx: ConvContext, opts: SnaPEAOptions) -> ConvMapping:
     pieces = rows if portion == "range" else 0
     return ConvMapping(portion=portion, th=int(th) if portion != "range" else 0, tw=int(tw) if portion == "tile"
                        else 0, pieces=pieces, dealing=opts.tile_dealing or "round_robin", kcols=kcols,
-                       kernel_dealing=kdeal, lanes=opts.lane_assignment or "row")
+                       kernel_dealing=kdeal, lanes=opts.lane_assignment or "row", grid=grid)
 
 
 def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True,
@@ -542,7 +589,8 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     """The static plan of a conv layer under mapping `m` (`groups=False` skips the lane-group table, which only
     the data path needs). `kernel_weights` drives `balanced` kernel dealing (default: the stored lengths)."""
     arch = ctx.arch
-    rows, cols, lanes, wb, ib = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits, arch.pe.index_bits
+    rows, cols = grid_of(arch, m)
+    lanes, wb, ib = arch.pe.lanes, arch.word_bits, arch.pe.index_bits
     if not 1 <= m.kcols <= cols:
         raise ConfigError(f"layer '{name}': {m.kcols} kernel partitions do not fit {cols} PE columns")
     if m.lanes == "block" and m.portion == "range":
@@ -559,7 +607,8 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     n_p = len(portions)
     gcount = snapea_map.group_counts(portions, wo, lanes, m.lanes)
     seg_groups = snapea_map.slice_counts(gcount, split).ravel()
-    need = portion_need_bytes(ctx, portions, m.lanes, split, bool(kernel_chunk.any()))
+    need = portion_need_bytes(ctx, portions, m.lanes, split, bool(kernel_chunk.any()),
+                              channels=partition_channels(ctx, part))
     fits = bool(need.max(initial=0) <= arch.pe.io_buffer_bytes // 2)
     windows = np.diff(_window_bounds(portions, (ho, wo)), axis=1)[:, 0]
     in_bytes, out_bytes = _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
@@ -595,7 +644,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
                      rows=rows, cols=cols, lanes=lanes, tile_rows=m.th if m.portion != "range" else 0,
                      tile_row=tile_row, kernel_pe=part, resident=bool(pinned.all()),
                      chunk=int(kernel_chunk.max(initial=0)), stream_bytes=np.zeros(rows, np.int64),
-                     prologue_bytes=kept_bytes, in_bytes=in_bytes, out_bytes=out_bytes, dma=dma_of(arch), pau=pau,
+                     prologue_bytes=kept_bytes, in_bytes=in_bytes, out_bytes=out_bytes, dma=dma_of(arch, rows), pau=pau,
                      static=static, mapping=m, label=label, fits=fits, portions=portions, split=split,
                      kcols=m.kcols, dynamic=dynamic, seg_groups=seg_groups, group_win=win, group_seg=seg,
                      kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,

@@ -7,6 +7,9 @@ A `Mapping` is one point of the SnaPEA mapper's search space (spec A.3, A.7 item
   consecutive windows in raster order, each a whole number of lane groups;
 - how portions go to PE rows: `round_robin`, `block` (static) or `dynamic` (a row claims the next portion of a queue
   when it starts its current one);
+- the logical array (`grid`): the paper groups the PEs "logically" into horizontal and vertical groups, so a layer
+  may use R' x C' groups (R' x C' = the PE count, e.g. 4 x 16 on the 8 x 8 array) where the broadcast buses can be
+  joined or cut (docs/timing_snapea.md says what that needs);
 - the columns: `kcols` kernel partitions (vertical groups with their own kernels; `kernel_dealing` says which kernel
   goes to which), each repeated over `cols // kcols` columns that split every portion's lane groups between them;
 - the lanes of a PE (adjacent windows of one kernel, in lockstep): `row` (L neighbours along an output row, a
@@ -44,6 +47,7 @@ class Mapping:
     kcols: int = 1  # kernel partitions over the PE columns
     kernel_dealing: str = "round_robin"  # kernels -> partitions
     lanes: str = "row"  # windows -> lanes of a PE
+    grid: tuple[int, int] = (0, 0)  # logical (rows, cols) of PE groups; (0, 0) = the physical array
 
     def describe(self, cols: int, lanes: int, portions: int) -> str:
         """A short label, e.g. 'rows:band2 x28 rr, cols:k8 rr, lanes:row4' (used for the `mapping` column)."""
@@ -54,7 +58,8 @@ class Mapping:
         if self.lanes == "block":
             bh, bw = block_shape(lanes)
             lane = f"block{bh}x{bw}"
-        return f"rows:{geo} x{portions} {_SHORT[self.dealing]}, cols:{col}, lanes:{lane}"
+        shape = f"grid:{self.grid[0]}x{self.grid[1]}, " if self.grid != (0, 0) else ""
+        return f"{shape}rows:{geo} x{portions} {_SHORT[self.dealing]}, cols:{col}, lanes:{lane}"
 
 
 def block_shape(lanes: int) -> tuple[int, int]:

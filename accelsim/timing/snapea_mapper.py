@@ -1,20 +1,24 @@
 """The SnaPEA mapper: per conv layer, a deterministic search over legal schedules, ranked by the timing model itself.
 
-The search space (`snapea_map.Mapping`, docs/timing_snapea.md "The mapper"): portions (bands of `th` output rows;
-runs of `pieces` x lane groups of windows in raster order; 2-D `th` x `tw` tiles when the user pins them or when no
-band or run fits a PE's input half), portions to PE rows (round robin, blocks, or dynamic from a queue where every
-kernel stays in the PEs and nothing spills), kernel partitions over the PE columns (1, 2, 4, ... partitions, the
-columns of a partition splitting each portion's lane groups; kernels dealt round robin or balanced), and the lane
-assignment (row, flat, 2-D blocks; interleaved too when scoring on a MAC profile). Legal = every PE's share of a
-portion (and its saved partial sums) fits its input half; index width and buffers are checked by the planner. The
-schedule before the mapper (`options.mapper: fixed`) is always a candidate when it is legal, and the first one, so
-ties keep it and the dense choice is never slower than it.
+The search space (`snapea_map.Mapping`; docs/timing_snapea.md "The mapper"):
+- the logical array: R' x C' groups of the PEs (the paper groups them "logically"), the physical one first;
+- portions: bands of `th` output rows; runs of windows in raster order (rows x 1..16 pieces, each a whole number of
+  lane groups); 2-D `th` x `tw` tiles when the user pins them or when no band or run fits a PE's input half;
+- portions to PE rows: round robin, blocks, or dynamic from a queue (only where every kernel stays in the PEs and
+  nothing spills: a row cannot prefetch a portion it has not claimed);
+- kernels to columns: kernel partitions (for each column split s = C' // k the largest k), the columns of a partition
+  splitting each portion's lane groups between them; kernels dealt round robin (or balanced when stored lengths
+  differ, e.g. with zero weights skipped);
+- lanes: along rows, flat (raster order across row ends), 2-D blocks; interleaved too when scoring on a profile.
+Legal = every PE's share of a portion (and its saved partial sums) fits its input half (index width and buffers are
+checked by the planner). The schedule before the mapper (`options.mapper: fixed`) is a candidate whenever it is
+legal, with index 0, so a tie keeps it and the dense choice is never slower than it.
 
-Scores: `dense` (default) ranks candidates on the model's own dense cycles (every window at its kernel's stored
-length), computed in closed form, then less DRAM traffic, then fewer NoC words; the search is cached per
+Scores: `dense` (the default) ranks candidates on the model's own dense cycles (every window at its kernel's stored
+length), in closed form, then on less DRAM traffic, then on fewer NoC words; the search is cached per
 `ConvContext` (layer shape, surroundings, stored kernel lengths, arch and options). `profile` re-ranks the best
-dense candidate of every (lane assignment, kernel partitions, dealing) combination, with round-robin and
-profile-balanced kernel dealing, on the per-window MAC counts of the layer's first observed images.
+dense candidate of every (lane assignment, kernel partitions, dealing, logical array) combination, with round-robin
+and profile-balanced kernel dealing, on the per-window MAC counts of the layer's first observed images.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,13 +42,14 @@ log = logging.getLogger(__name__)
 
 RANGE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)  # runs of windows: pieces = rows x these
 DENSE_LANES = ("row", "flat", "block")  # interleaved = flat on dense data (same group counts)
+Score = tuple[int, int, int]  # dense cycles, DRAM bytes, NoC words (one image)
 
 
 @dataclass(frozen=True)
 class Choice:
     """The mapper's pick for one layer: the mapping, the weights of balanced kernel dealing (None: stored lengths),
-    its score (cycles per image on the scoring data), the legal candidates scored, the fixed schedule's score (None
-    when it is not legal) and whether nothing fits the input half (then the smallest portions are used, flagged)."""
+    its score (cycles per image on the scoring data), the candidates scored, the fixed schedule's dense cycles
+    (None when it is not legal) and whether nothing fits the input half (then the smallest portions, flagged)."""
 
     mapping: ConvMapping
     kernel_weights: np.ndarray | None
@@ -56,32 +61,33 @@ class Choice:
 
 @dataclass
 class _Columns:
-    """One way of putting kernels on the columns (kernel partitions and dealing) and what follows from it."""
+    """One way of putting kernels into partitions, and what follows from it for the dense score."""
 
-    kcols: int
-    kdeal: str
     part: np.ndarray
     pinned: np.ndarray
     chunked: bool
     kept_bytes: int
     step_bytes: int
-    s_max: int
+    kept_entries: int
+    streamed_entries: int
+    s_max: int  # stored entries of the heaviest partition
     s_total: int
-    n_parts: int
+    channels: int  # input channels the busiest partition reads (grouped convs: fewer than all)
 
 
-def _columns(ctx: ConvContext, kcols: int, kdeal: str, weights: np.ndarray | None = None) -> _Columns:
-    arch = ctx.arch
-    lengths = ctx.lengths_array
-    part = snapea.kernel_partition(lengths, kcols, kdeal, weights)
-    pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
-    wb, ib = arch.word_bits, arch.pe.index_bits
-    loads = np.bincount(part, weights=lengths, minlength=kcols).astype(np.int64)
-    return _Columns(kcols=kcols, kdeal=kdeal, part=part, pinned=pinned, chunked=bool(chunk.any()),
-                    kept_bytes=-(-int(lengths[pinned].sum()) * (wb + ib) // 8),
-                    step_bytes=-(-int(lengths[~pinned].sum()) * (wb + ib) // 8),
-                    s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
-                    n_parts=int(np.count_nonzero(np.bincount(part, minlength=kcols))))
+@dataclass
+class _Geo:
+    """A portion geometry with a lane assignment and a column split (the same on every logical array)."""
+
+    portions: np.ndarray
+    gmax: np.ndarray  # (P,) lane groups of the busiest slice of each portion
+    gsum: np.ndarray  # (P,) lane groups of each portion
+    total: int  # sum of gmax
+    lanes: str
+    split: int
+    key: tuple[Any, ...]  # the portion geometry alone
+    need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
+    units: dict[tuple[str, int], Any]  # (dealing, rows) -> schedule of unit-length portions (on demand)
 
 
 def _distinct_sizes(n: int) -> list[int]:
@@ -89,7 +95,7 @@ def _distinct_sizes(n: int) -> list[int]:
     return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
 
 
-def _kcols_options(cols: int, kernels: int) -> list[int]:
+def _kcols_options(cols: int) -> list[int]:
     """Kernel partitions worth trying: for each column split s = cols // k the largest k (the others leave more
     columns idle for the same split)."""
     best: dict[int, int] = {}
@@ -98,172 +104,202 @@ def _kcols_options(cols: int, kernels: int) -> list[int]:
     return sorted(set(best.values()))
 
 
-def _geometries(ctx: ConvContext, opts: SnaPEAOptions, fixed: ConvMapping) -> list[ConvMapping]:
-    """Portion shapes to try (lanes, columns and dealing left at defaults)."""
-    ho, wo = ctx.out_hw
-    rows, lanes = ctx.arch.array.rows, ctx.arch.pe.lanes
-    groups = -(-ho * wo // lanes)
-    kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols else ["band", "range"])
-    if opts.tile_rows is not None and not opts.portion:
-        kinds = ["tile"] if opts.tile_cols else ["band"]
-    ths = ([fixed.th] if opts.tile_rows == "auto" else [int(opts.tile_rows)] if opts.tile_rows is not None
-           else _distinct_sizes(ho))
-    out: list[ConvMapping] = []
-    for kind in kinds:
-        if kind == "band":
-            out += [ConvMapping(portion="band", th=th) for th in ths]
-        elif kind == "range":
-            out += [ConvMapping(portion="range", pieces=rows * k) for k in RANGE_STEPS
-                    if rows * k <= groups or k == 1]
-        else:
-            tws = [int(opts.tile_cols)] if opts.tile_cols else _distinct_sizes(wo)
-            out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
-    return out
-
-
-@dataclass
-class _Geo:
-    """A portion geometry with a lane assignment and a column split: everything the dense score needs from it."""
-
-    portions: np.ndarray
-    gmax: np.ndarray  # (P,) lane groups of the busiest slice of each portion
-    gsum: np.ndarray  # (P,) lane groups of each portion
-    need: dict[bool, int]  # chunked? -> bytes of the input half the largest slice needs (filled on demand)
-    whole: np.ndarray | None  # (P,) input words of each portion (filled on demand)
-    lanes: str
-    split: int
-    key: tuple[Any, ...]
-    units: dict[str, Any]  # dealing -> schedule of unit-length portions (see _Search.unit)
-
-
 class _Search:
-    """Builds and scores the candidates of one layer. The dense score is the model's dense cycle count in closed
-    form: with every window at its kernel's stored length, a PE's time on a portion is (stored entries of its
-    kernels) x (lane groups of its slice), so the row's barrier time is s_max x gmax (heaviest partition, busiest
-    slice) and the schedule of unit-length portions scales by s_max. Layers that spill activations go through
-    the model's own step functions. `tests/test_snapea_mapper.py` checks the score against the model."""
+    """All candidates of one layer. The dense score is the model's dense cycle count in closed form: with every
+    window at its kernel's stored length, a PE's time on a portion is (stored entries of its kernels) x (lane groups
+    of its slice), so a row's barrier time is s_max x gmax (heaviest partition, busiest slice) and the schedule of
+    unit-length portions scales by s_max. Layers that spill activations go through the model's own step functions.
+    tests/test_snapea_mapper.py checks every score against the model."""
 
     def __init__(self, ctx: ConvContext, opts: SnaPEAOptions):
         self.ctx, self.opts = ctx, opts
         arch = ctx.arch
-        self.rows, self.cols, self.lanes = arch.array.rows, arch.array.cols, arch.pe.lanes
+        self.lanes = arch.pe.lanes
         self.half = arch.pe.io_buffer_bytes // 2
-        self.dma = snapea.dma_of(arch)
         self.spills = ctx.in_dram > 0 or ctx.out_dram > 0
         self.fixed = snapea.fixed_mapping(ctx, dataclasses.replace(opts, mapper="fixed"))
+        self.lengths = ctx.lengths_array
         self._geo: dict[tuple[Any, ...], _Geo] = {}
+        self._counts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._words: dict[tuple[Any, ...], np.ndarray] = {}
-        self.wb, self.ib = arch.word_bits, arch.pe.index_bits
+        self._cols: dict[tuple[int, str], _Columns] = {}
+        self._dma: dict[int, snapea.DMA] = {}
 
-    def geo(self, m: ConvMapping) -> _Geo:
-        split = self.cols // m.kcols
+    # -- pieces ------------------------------------------------------------------------------------------------------
+    def grids(self) -> list[tuple[int, int]]:
+        """Logical arrays: the pinned one, else the physical array and every other R' x C' of the same PEs."""
+        pinned = snapea.parse_grid(self.opts.array_shape, self.ctx.arch)
+        if pinned is not None:
+            return [pinned]
+        rows, cols = self.ctx.arch.array.rows, self.ctx.arch.array.cols
+        n = rows * cols
+        return [(0, 0)] + [(r, n // r) for r in range(1, n + 1) if n % r == 0 and (r, n // r) != (rows, cols)]
+
+    def columns(self, kcols: int, kdeal: str) -> _Columns:
+        key = (kcols, kdeal)
+        if key not in self._cols:
+            ctx, lengths = self.ctx, self.lengths
+            part = snapea.kernel_partition(lengths, kcols, kdeal)
+            pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
+            wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
+            kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+            loads = np.bincount(part, weights=lengths, minlength=kcols)
+            self._cols[key] = _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()),
+                                       kept_bytes=-(-kept * (wb + ib) // 8), step_bytes=-(-streamed * (wb + ib) // 8),
+                                       kept_entries=kept, streamed_entries=streamed,
+                                       s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
+                                       channels=snapea.partition_channels(ctx, part))
+        return self._cols[key]
+
+    def geo(self, m: ConvMapping, split: int) -> _Geo:
         key = (m.portion, m.th, m.tw, m.pieces, m.lanes, split)
         if key not in self._geo:
-            ctx = self.ctx
-            portions = sm.portions_of(m, ctx.out_hw, self.lanes)
-            seg = sm.slice_counts(sm.group_counts(portions, ctx.out_hw[1], self.lanes, m.lanes), split)
-            self._geo[key] = _Geo(portions=portions, gmax=seg.max(1), gsum=seg.sum(1), need={}, whole=None,
-                                  lanes=m.lanes, split=split, units={}, key=(m.portion, m.th, m.tw, m.pieces))
+            gkey = key[:5]
+            if gkey not in self._counts:
+                portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
+                self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
+            portions, counts = self._counts[gkey]
+            seg = sm.slice_counts(counts, split)
+            gmax = seg.max(1)
+            self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=seg.sum(1), total=int(gmax.sum()), lanes=m.lanes,
+                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={})
         return self._geo[key]
 
     def words(self, g: _Geo) -> np.ndarray:
-        if g.whole is None:
-            if g.key not in self._words:
-                self._words[g.key] = snapea.portion_input_words(self.ctx, g.portions)
-            g.whole = self._words[g.key]
-        return g.whole
+        if g.key not in self._words:
+            self._words[g.key] = snapea.portion_input_words(self.ctx, g.portions)
+        return self._words[g.key]
 
-    def need(self, g: _Geo, chunked: bool) -> int:
-        if chunked not in g.need:
-            self.words(g)
-            g.need[chunked] = int(snapea.portion_need_bytes(self.ctx, g.portions, g.lanes, g.split, chunked,
-                                                            g.whole).max(initial=0))
-        return g.need[chunked]
+    def need(self, g: _Geo, col: _Columns) -> int:
+        key = (col.chunked, col.channels)
+        if key not in g.need:
+            g.need[key] = int(snapea.portion_need_bytes(self.ctx, g.portions, g.lanes, g.split, col.chunked,
+                                                        self.words(g), col.channels).max(initial=0))
+        return g.need[key]
 
-    def unit(self, g: _Geo, dealing: str) -> Any:
-        """The schedule of the portions at unit kernel length: (the busiest row's sum of gmax, steps, per step the
-        largest gmax over the rows); dynamic: (the claim-queue span, rounds of the queue, None)."""
-        if dealing not in g.units:
-            n_p, rows = len(g.gmax), self.rows
+    def dma(self, rows: int) -> snapea.DMA:
+        if rows not in self._dma:
+            self._dma[rows] = snapea.dma_of(self.ctx.arch, rows)
+        return self._dma[rows]
+
+    def unit(self, g: _Geo, dealing: str, rows: int) -> Any:
+        """The portions' schedule at unit kernel length on `rows` rows: (the busiest row's sum of gmax, steps, per
+        step the largest gmax over the rows); dynamic: (the claim-queue span, rounds of the queue, None)."""
+        key = (dealing, rows)
+        if key not in g.units:
+            n_p = len(g.gmax)
             if dealing == "dynamic":
                 span = np.zeros((1, min(rows, n_p)), np.int64)
                 snapea._claim_queue(g.gmax[None, :].astype(np.int64), rows, span)
-                g.units[dealing] = (int(span.max()), -(-n_p // rows), None)
+                g.units[key] = (int(span.max()), -(-n_p // rows), None)
             elif dealing == "round_robin":
                 steps = -(-n_p // rows)
                 grid = np.zeros(steps * rows, np.int64)
                 grid[:n_p] = g.gmax
                 grid = grid.reshape(steps, rows)
-                g.units[dealing] = (int(grid.sum(0).max()), steps, grid.max(1))
+                g.units[key] = (int(grid.sum(0).max()), steps, grid.max(1))
             else:  # block: row r takes portions [r * bs, (r + 1) * bs)
                 bs = max(1, -(-n_p // rows))
                 grid = np.zeros(bs * rows, np.int64)
                 grid[:n_p] = g.gmax
                 grid = grid.reshape(rows, bs)
-                g.units[dealing] = (int(grid.sum(1).max()), bs, grid.max(0))
-        return g.units[dealing]
+                g.units[key] = (int(grid.sum(1).max()), bs, grid.max(0))
+        return g.units[key]
 
-    def score(self, m: ConvMapping, col: _Columns, bound: int | None = None) -> tuple[int, int, int] | None:
+    # -- scoring -----------------------------------------------------------------------------------------------------
+    def score(self, m: ConvMapping, bound: tuple[int, ...] | None = None, index: int = 0) -> Score | None:
         """(dense cycles, DRAM bytes, NoC words) of one image, or None when the candidate is not legal or (with
-        `bound`) certainly slower than `bound` cycles."""
-        g = self.geo(m)
+        `bound`, the best (score, index) so far) certainly worse than `bound`."""
+        rows, cols = snapea.grid_of(self.ctx.arch, m)
+        col = self.columns(m.kcols, m.kernel_dealing)
+        g = self.geo(m, cols // m.kcols)
         lock = col.step_bytes > 0
         if m.dealing == "dynamic" and (lock or self.spills):
             return None
-        busiest, steps, per_step = self.unit(g, m.dealing)
+        dma = self.dma(rows)
+        busiest, steps, per_step = self.unit(g, m.dealing, rows)
         if lock:  # exact without spills; spilled bytes only lengthen the steps
-            cycles = self.dma.cycles(col.kept_bytes, self.rows) + int(
-                np.maximum(col.s_max * per_step, self.dma.cycles(col.step_bytes, self.rows)).sum())
+            cycles = dma.cycles(col.kept_bytes, rows) + int(
+                np.maximum(col.s_max * per_step, dma.cycles(col.step_bytes, rows)).sum())
         else:
-            cycles = self.dma.cycles(col.kept_bytes, self.rows) + col.s_max * busiest
-        if bound is not None and cycles > bound:
-            return None
-        if self.need(g, col.chunked) > self.half:
+            cycles = dma.cycles(col.kept_bytes, rows) + col.s_max * busiest
+        dram = col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram + self.ctx.out_dram
+        noc = int(self.words(g).sum()) + col.kept_entries + steps * col.streamed_entries
+        if bound is not None and (int(cycles), int(dram), int(noc), index) >= bound:
+            return None  # cycles can only grow below (spills), so it cannot beat `bound`
+        if self.need(g, col) > self.half:
             return None
         if self.spills:
-            cycles = self._general(m, col, g)
-        streamed = col.s_total - int(self.ctx.lengths_array[col.pinned].sum())
-        dram = col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram + self.ctx.out_dram
-        noc = int(self.words(g).sum()) + int(self.ctx.lengths_array[col.pinned].sum()) + steps * streamed
+            cycles = self._spilling(m, col, g, rows, dma)
         return int(cycles), int(dram), int(noc)
 
-    def _general(self, m: ConvMapping, col: _Columns, g: _Geo) -> int:
+    def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
-        key = ("steps", m.dealing)
+        key = ("steps", m.dealing, rows)
         if key not in g.units:
             windows = np.diff(snapea._window_bounds(g.portions, self.ctx.out_hw), axis=1)[:, 0]
-            at = snapea.step_table(snapea._deal(len(g.portions), self.rows, m.dealing), self.rows)
+            at = snapea.step_table(snapea._deal(len(g.portions), rows, m.dealing), rows)
             g.units[key] = (at, snapea._split(self.ctx.in_dram, windows), snapea._split(self.ctx.out_dram, windows))
         at, ins, outs = g.units[key]
-        st = snapea.Steps(self.rows, self.dma, col.kept_bytes, col.step_bytes, at, ins, outs)
-        tt = (col.s_max * g.gmax)[None, :]
-        pt_sum = (col.s_total * g.gsum)[None, :]
+        st = snapea.Steps(rows, dma, col.kept_bytes, col.step_bytes, at, ins, outs)
         step = snapea._lockstep_steps if col.step_bytes > 0 else snapea._row_steps
-        return int(step(st, pt_sum, tt, 1)[0][0])
+        return int(step(st, (col.s_total * g.gsum)[None, :], (col.s_max * g.gmax)[None, :], 1)[0][0])
 
-    def space(self, lane_options: tuple[str, ...]) -> list[tuple[ConvMapping, _Columns]]:
-        """Every candidate (mapping, column setup) with its dimensions pinned by the options, fixed schedule first."""
-        opts, ctx = self.opts, self.ctx
+    # -- the space ---------------------------------------------------------------------------------------------------
+    def _geometries(self, rows: int) -> list[ConvMapping]:
+        """Portion shapes to try on `rows` PE rows (lanes, columns and dealing at defaults)."""
+        ctx, opts = self.ctx, self.opts
+        ho, wo = ctx.out_hw
+        groups = -(-ho * wo // self.lanes)
+        kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols else ["band", "range"])
+        if opts.tile_rows is not None and not opts.portion:
+            kinds = ["tile"] if opts.tile_cols else ["band"]
+        ths = ([self.fixed.th] if opts.tile_rows == "auto" else [int(opts.tile_rows)] if opts.tile_rows is not None
+               else _distinct_sizes(ho))
+        out: list[ConvMapping] = []
+        for kind in kinds:
+            if kind == "band":
+                out += [ConvMapping(portion="band", th=th) for th in ths]
+            elif kind == "range":
+                out += [ConvMapping(portion="range", pieces=rows * k) for k in RANGE_STEPS
+                        if rows * k <= groups or k == 1]
+            else:
+                tws = [int(opts.tile_cols)] if opts.tile_cols else _distinct_sizes(wo)
+                out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
+        return out
+
+    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, Any]]:
+        """Every candidate with its lower bound on dense cycles (the work of the heaviest partition spread evenly
+        over the rows), dimensions pinned by the options; the fixed schedule first (index 0). Candidates are kept as
+        argument tuples of ConvMapping (built when scored: most never are)."""
+        opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
-        kcols_opts = [min(opts.kernel_columns, self.cols)] if opts.kernel_columns else _kcols_options(
-            self.cols, ctx.kernels)
-        equal = len(set(ctx.lengths)) <= 1
-        kdeals = [opts.kernel_dealing] if opts.kernel_dealing else (["round_robin"] if equal
-                                                                      else ["round_robin", "balanced"])
+        equal = len(set(self.ctx.lengths)) <= 1
+        kdeals = [opts.kernel_dealing] if opts.kernel_dealing else (
+            ["round_robin"] + ([] if equal else ["balanced"]) + (["block"] if self.ctx.shape.groups > 1 else []))
         dealings = [opts.tile_dealing] if opts.tile_dealing else ["round_robin", "block", "dynamic"]
-        columns = {(k, d): _columns(ctx, k, d) for k in kcols_opts for d in kdeals}
-        fixed_key = (self.fixed.kcols, self.fixed.kernel_dealing)
-        out = [(self.fixed, columns.get(fixed_key) or _columns(ctx, *fixed_key))]
-        block_ok = sm.block_shape(self.lanes)[0] > 1
-        for geo in _geometries(ctx, opts, self.fixed):
-            for lanes in lanes_opts:
-                if lanes == "block" and (geo.portion == "range" or not block_ok and not opts.lane_assignment):
-                    continue
-                for (k, d), col in columns.items():
-                    for deal in dealings:
-                        m = dataclasses.replace(geo, lanes=lanes, kcols=k, kernel_dealing=d, dealing=deal)
-                        if m != self.fixed:
-                            out.append((m, col))
+        block_ok = sm.block_shape(self.lanes)[0] > 1 or opts.lane_assignment == "block"
+        fx = self.fixed
+        rows, cols = snapea.grid_of(self.ctx.arch, fx)
+        fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
+        out: list[tuple[int, Any]] = [(self.columns(fx.kcols, fx.kernel_dealing).s_max
+                                       * -(-self.geo(fx, cols // fx.kcols).total // rows), fixed_args)]
+        for grid in self.grids():
+            rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
+            kcols_opts = [min(opts.kernel_columns, cols)] if opts.kernel_columns else _kcols_options(cols)
+            for base in self._geometries(rows):
+                for lanes in lanes_opts:
+                    if lanes == "block" and (base.portion == "range" or not block_ok):
+                        continue
+                    probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
+                    for k in kcols_opts:
+                        total = self.geo(probe, cols // k).total
+                        for d in kdeals:
+                            lb = self.columns(k, d).s_max * -(-total // rows)
+                            for deal in dealings:
+                                args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
+                                if args != fixed_args:
+                                    out.append((lb, args))
         return out
 
     def overflow_ok(self, m: ConvMapping) -> bool:
@@ -272,35 +308,28 @@ class _Search:
             return m.pieces >= self.ctx.out_hw[0]
         return min(m.th, self.ctx.out_hw[0]) == 1
 
-    def best(self, lane_options: tuple[str, ...], group: Any = None
-             ) -> tuple[dict[Any, tuple[tuple[int, int, int, int], ConvMapping]], bool, float | None, int]:
+    def best(self, lane_options: tuple[str, ...], group: Callable[[ConvMapping], Any] | None = None
+             ) -> tuple[dict[Any, tuple[tuple[int, ...], ConvMapping]], bool, float | None, int]:
         """The best legal candidate (dense cycles, then DRAM bytes, then NoC words, then candidate order) of every
-        group `group(m)` (default: one group), by branch and bound: candidates are scored in the order of a lower
-        bound on their cycles (s_max x sum of gmax / rows: every PE row's work at best evenly spread) and a
-        candidate whose bound exceeds its group's best so far is skipped (it cannot win or tie). Also returns
-        the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the candidates
-        scored."""
+        group `group(m)` (default: one group), by branch and bound: candidates are scored in the order of their
+        lower bounds and one whose bound exceeds its group's best so far is skipped (it cannot win or tie). Also
+        returns the overflow flag, the fixed schedule's dense cycles (None when not legal), the candidates scored."""
         group = group or (lambda m: None)
         space = self.space(lane_options)
-        fixed_sc = self.score(*space[0])
+        fixed_sc = self.score(ConvMapping(*space[0][1]))
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
-            bounds = []
-            for i, (m, col) in enumerate(space):
-                if attempt == 1 and not self.overflow_ok(m):
-                    continue
-                g = self.geo(m)
-                bounds.append((col.s_max * -(-int(g.gmax.sum()) // self.rows), i))
-            bounds.sort()
-            best: dict[Any, tuple[tuple[int, int, int, int], ConvMapping]] = {}
+            order = sorted((lb, i) for i, (lb, args) in enumerate(space)
+                           if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
+            best: dict[Any, tuple[tuple[int, ...], ConvMapping]] = {}
             scored = 0
-            for lb, i in bounds:
-                m, col = space[i]
+            for lb, i in order:
+                m = ConvMapping(*space[i][1])
                 k = group(m)
                 if k in best and lb > best[k][0][0]:
                     continue
-                sc = self.score(m, col, best[k][0][0] if k in best else None)
+                sc = self.score(m, best[k][0] if k in best else None, i)
                 scored += 1
                 if sc is not None and (k not in best or sc + (i,) < best[k][0]):
                     best[k] = (sc + (i,), m)
@@ -317,8 +346,7 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
     context; `options.mapper: fixed` returns the fixed schedule."""
     if opts.mapper == "fixed":
         return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
-    search = _Search(ctx, opts)
-    best, overflow, fixed_cycles, scored = search.best(DENSE_LANES)
+    best, overflow, fixed_cycles, scored = _Search(ctx, opts).best(DENSE_LANES)
     score, mapping = best[None]
     if overflow:
         log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
@@ -329,22 +357,19 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
 def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
                    n_spec: np.ndarray | None) -> Choice:
     """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images, among the
-    best dense candidate of every (lane assignment, kernel partitions, dealing) combination, each with round-robin
-    and profile-balanced kernel dealing (weights = mean MACs per kernel), plus the dense choice and the fixed
-    schedule. Ties: dense cycles, then the candidate order."""
+    best dense candidate of every (lane assignment, kernel partitions, dealing, logical array) combination, each
+    with round-robin and profile-balanced kernel dealing (weights = mean MACs per kernel), plus the fixed schedule.
+    Ties: dense cycles, then the candidate order."""
     search = _Search(ctx, opts)
-    lane_opts = DENSE_LANES + ("interleaved",)
-    heads, overflow, fixed_cycles, _ = search.best(lane_opts, lambda m: (m.lanes, m.kcols, m.dealing))
-    top = min(heads.values(), key=lambda x: x[0])
-    pool: list[tuple[tuple[int, ...], ConvMapping, np.ndarray | None]] = [(top[0], top[1], None)]
-    pool += [(s, m, None) for s, m in sorted(heads.values(), key=lambda x: x[0])]
+    heads, overflow, fixed_cycles, _ = search.best(DENSE_LANES + ("interleaved",),
+                                                   lambda m: (m.lanes, m.kcols, m.dealing, m.grid))
+    ranked = sorted(heads.values(), key=lambda x: x[0])
+    pool: list[tuple[tuple[int, ...], ConvMapping, np.ndarray | None]] = [(s, m, None) for s, m in ranked]
     if fixed_cycles is not None:
         pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed, None))
-    mean = macs.mean(axis=(0, 2, 3))
-    balance = opts.kernel_dealing in (None, "balanced") and opts.mapper == "search"
-    if balance:
-        pool += [(s, dataclasses.replace(m, kernel_dealing="balanced"), mean)
-                 for s, m in sorted(heads.values(), key=lambda x: x[0]) if m.kernel_dealing != "block"]
+    if opts.kernel_dealing in (None, "balanced"):
+        mean = macs.mean(axis=(0, 2, 3))
+        pool += [(s, dataclasses.replace(m, kernel_dealing="balanced"), mean) for s, m in ranked]
     best: tuple[Any, ...] | None = None
     seen: set[tuple[ConvMapping, bool]] = set()
     lanes = ctx.arch.pe.lanes
@@ -356,7 +381,7 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
         plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec, weights)
         if not overflow and not plan.fits:
             continue  # a profile-balanced partition can change which kernels stream (and so chunking)
-        if m.dealing == "dynamic" and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
+        if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
             continue
         cycles = snapea._conv_totals(plan, macs, lanes)["cycles"]
         rank = (cycles, score[0], i)
@@ -378,16 +403,3 @@ def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int) -> LayerPlan:
             best = (rank, plan)
     assert best is not None
     return best[1]
-
-
-def search_cost(ctx: ConvContext, opts: SnaPEAOptions) -> dict[str, Any]:
-    """Diagnostics of a layer's dense search (for benchmarks): candidates, best and fixed dense cycles."""
-    choice = dense_choice(ctx, opts)
-    return {"candidates": choice.candidates, "cycles": choice.cycles, "fixed_cycles": choice.fixed_cycles,
-            "overflow": choice.overflow}
-
-
-def check_options(opts: SnaPEAOptions, cols: int) -> None:
-    """Options that can only be checked against the array (kernel partitions)."""
-    if opts.kernel_columns is not None and opts.kernel_columns > cols:
-        raise ConfigError(f"options.kernel_columns = {opts.kernel_columns} exceeds the {cols} PE columns")
