@@ -403,6 +403,7 @@ def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -
             out[key] += value
     if plan.kind == "fc":
         out["images"] = plan.batch  # one unit: the batch's images share the weight fetch
+        out["dram_write"] += plan.batch * plan.park_bytes  # inputs parked by their producers (not timed here)
     return out
 
 

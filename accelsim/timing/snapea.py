@@ -201,6 +201,7 @@ class LayerPlan:
     neg_start: np.ndarray | None = None  # (F,) where each kernel's PAU sign checks begin; None: a check per MAC
     n_spec: np.ndarray | None = None  # (F,) speculation-set size (a check after N MACs when > 0)
     batch: int = 1  # fc: images that share one weight fetch (the unit of `static` and of the totals)
+    park_bytes: int = 0  # fc over a batch: each image's input, written to DRAM by its producer and read back here
 
     @property
     def lockstep(self) -> bool:
@@ -557,7 +558,10 @@ def parse_grid(value: str | None, arch: ArchSpec) -> tuple[int, int] | None:
         rows, cols = (int(v) for v in value.lower().split("x"))
     except ValueError:
         raise ConfigError(f"options.array_shape must be 'physical' or 'RxC' (e.g. 4x16), got {value!r}") from None
-    grid_of(arch, ConvMapping(grid=(rows, cols)))
+    try:
+        grid_of(arch, ConvMapping(grid=(rows, cols)))
+    except ConfigError as exc:
+        raise ConfigError(f"options.array_shape = {value!r}: {exc}") from None
     return rows, cols
 
 
@@ -709,7 +713,7 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1) -> LayerPla
                      resident=resident, chunk=chunk, stream_bytes=stream.astype(np.int64),
                      prologue_bytes=(w_bytes if resident else 0) + batch * in_read, in_bytes=np.zeros(1, np.int64),
                      out_bytes=(batch * out_row).astype(np.int64), dma=dma_of(arch), pau=False, static=static,
-                     label=label, batch=batch)
+                     label=label, batch=batch, park_bytes=in_write)
 
 
 def plan_eltwise(arch: ArchSpec, graph: Graph, layer: Layer) -> LayerPlan:

@@ -165,21 +165,48 @@ def slice_counts(groups: np.ndarray, split: int) -> np.ndarray:
 def group_table(portions: np.ndarray, wo: int, lanes: int, how: str, split: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """All lane groups of a layer for the fast model: (G, lanes) window indices (-1 = no window) and the segment
-    p * split + s of each group (portion p, column slice s), in processing order."""
-    wins: list[np.ndarray] = []
-    segs: list[int] = []
-    for p, portion in enumerate(portions):
-        groups = lane_groups(portion, wo, lanes, how)
-        counts = slice_counts(np.array([len(groups)]), split)[0]
-        s_of = np.repeat(np.arange(split), counts)
-        for g, s in zip(groups, s_of):
-            row = np.full(lanes, -1, np.int64)
-            row[:len(g)] = g
-            wins.append(row)
-            segs.append(p * split + int(s))
-    if not wins:
+    p * split + s of each group (portion p, column slice s), in processing order; the same groups as
+    `lane_groups`, built for all portions at once."""
+    if len(portions) == 0:
         return np.zeros((0, lanes), np.int32), np.zeros(0, np.int32)
-    return np.array(wins, np.int32), np.array(segs, np.int32)
+    wins = [portion_windows(p, wo) for p in portions]
+    n = np.array([len(w) for w in wins], np.int64)
+    win = np.concatenate(wins)
+    pid = np.repeat(np.arange(len(portions)), n)
+    start = np.cumsum(n) - n
+    pos = np.arange(len(win)) - start[pid]  # position in the portion's raster order
+    counts = group_counts(portions, wo, lanes, how)
+    if how == "flat":
+        g_local, lane = pos // lanes, pos % lanes
+    elif how == "interleaved":
+        g_count = -(-n // lanes)
+        g_local, lane = pos % g_count[pid], pos // g_count[pid]
+    elif how == "row":  # groups restart at every output row of the portion
+        y = win // wo
+        new_row = np.ones(len(win), bool)
+        new_row[1:] = (y[1:] != y[:-1]) | (pid[1:] != pid[:-1])
+        row_start = np.maximum.accumulate(np.where(new_row, np.arange(len(win)), 0))
+        in_row = np.arange(len(win)) - row_start
+        seg_id = np.cumsum(new_row) - 1  # row segments; each opens ceil(len / lanes) groups
+        seg_groups = -(-np.bincount(seg_id) // lanes)
+        seg_first = np.cumsum(seg_groups) - seg_groups
+        portion_first = np.cumsum(counts) - counts
+        g_local = seg_first[seg_id] - portion_first[pid] + in_row // lanes
+        lane = in_row % lanes
+    else:  # block: bh x bw blocks of the rectangle, in raster order of blocks
+        bh, bw = block_shape(lanes)
+        y, x = win // wo, win % wo
+        a, c, d = portions[pid, 0], portions[pid, 2], portions[pid, 3]
+        per_line = -(-(d - c) // bw)
+        g_local = ((y - a) // bh) * per_line + (x - c) // bw
+        lane = ((y - a) % bh) * bw + (x - c) % bw
+    group_first = np.cumsum(counts) - counts
+    gid = group_first[pid] + g_local
+    table = np.full((int(counts.sum()), lanes), -1, np.int64)
+    table[gid, lane] = win
+    per = slice_counts(counts, split)  # (P, split)
+    seg_of_group = np.repeat(np.arange(len(portions) * split), per.ravel())
+    return table.astype(np.int32), seg_of_group.astype(np.int32)
 
 
 def footprint_rows(portions: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, ...]:

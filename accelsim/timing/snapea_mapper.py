@@ -308,13 +308,12 @@ class _Search:
             return m.pieces >= self.ctx.out_hw[0]
         return min(m.th, self.ctx.out_hw[0]) == 1
 
-    def best(self, lane_options: tuple[str, ...], group: Callable[[ConvMapping], Any] | None = None
-             ) -> tuple[dict[Any, tuple[tuple[int, ...], ConvMapping]], bool, float | None, int]:
-        """The best legal candidate (dense cycles, then DRAM bytes, then NoC words, then candidate order) of every
-        group `group(m)` (default: one group), by branch and bound: candidates are scored in the order of their
-        lower bounds and one whose bound exceeds its group's best so far is skipped (it cannot win or tie). Also
-        returns the overflow flag, the fixed schedule's dense cycles (None when not legal), the candidates scored."""
-        group = group or (lambda m: None)
+    def best(self, lane_options: tuple[str, ...], keep: int = 1
+             ) -> tuple[list[tuple[tuple[int, ...], ConvMapping]], bool, float | None, int]:
+        """The `keep` best legal candidates (dense cycles, then DRAM bytes, then NoC words, then candidate order),
+        best first, by branch and bound: candidates are scored in the order of their lower bounds, and one whose
+        bound exceeds the keep-th best so far is skipped (it cannot enter). Also returns the overflow flag, the
+        fixed schedule's dense cycles (None when not legal) and the candidates scored."""
         space = self.space(lane_options)
         fixed_sc = self.score(ConvMapping(*space[0][1]))
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
@@ -322,19 +321,21 @@ class _Search:
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
             order = sorted((lb, i) for i, (lb, args) in enumerate(space)
                            if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
-            best: dict[Any, tuple[tuple[int, ...], ConvMapping]] = {}
+            kept: list[tuple[tuple[int, ...], ConvMapping]] = []
             scored = 0
             for lb, i in order:
+                full = len(kept) == keep
+                if full and lb > kept[-1][0][0]:
+                    break  # bounds only grow from here
                 m = ConvMapping(*space[i][1])
-                k = group(m)
-                if k in best and lb > best[k][0][0]:
-                    continue
-                sc = self.score(m, best[k][0] if k in best else None, i)
+                sc = self.score(m, kept[-1][0] if full else None, i)
                 scored += 1
-                if sc is not None and (k not in best or sc + (i,) < best[k][0]):
-                    best[k] = (sc + (i,), m)
-            if best:
-                return best, overflow, fixed_cycles, scored
+                if sc is not None and (not full or sc + (i,) < kept[-1][0]):
+                    kept.append((sc + (i,), m))
+                    kept.sort(key=lambda x: x[0])
+                    del kept[keep:]
+            if kept:
+                return kept, overflow, fixed_cycles, scored
             overflow = True  # nothing fits: score the smallest portions as if they fitted
             self.half = 1 << 62
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
@@ -347,48 +348,58 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
     if opts.mapper == "fixed":
         return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
     best, overflow, fixed_cycles, scored = _Search(ctx, opts).best(DENSE_LANES)
-    score, mapping = best[None]
+    score, mapping = best[0]
     if overflow:
         log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
                  "charged, flagged '!io')", ctx.shape, ctx.arch.pe.io_buffer_bytes // 2)
     return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow)
 
 
+PROFILE_TOP = 8  # profile scoring: the best this many dense candidates ...
+PROFILE_VARIED = 3  # ... and, for the best this many, every other lane assignment and balanced kernel dealing
+
+
 def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
                    n_spec: np.ndarray | None) -> Choice:
-    """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images, among the
-    best dense candidate of every (lane assignment, kernel partitions, dealing, logical array) combination, each
-    with round-robin and profile-balanced kernel dealing (weights = mean MACs per kernel), plus the fixed schedule.
-    Ties: dense cycles, then the candidate order."""
+    """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images.
+
+    Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
+    terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
+    profile can. Candidates: the PROFILE_TOP best by dense cycles; for the best PROFILE_VARIED of them, every other
+    lane assignment (interleaved included) and kernels dealt to partitions balanced on the profile's mean MACs per
+    kernel; the fixed schedule. Pinned options stay pinned. Ties: dense cycles, then candidate order."""
     search = _Search(ctx, opts)
-    heads, overflow, fixed_cycles, _ = search.best(DENSE_LANES + ("interleaved",),
-                                                   lambda m: (m.lanes, m.kcols, m.dealing, m.grid))
-    ranked = sorted(heads.values(), key=lambda x: x[0])
-    pool: list[tuple[tuple[int, ...], ConvMapping, np.ndarray | None]] = [(s, m, None) for s, m in ranked]
+    top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
+    pool: list[tuple[tuple[int, ...], ConvMapping]] = list(top)
+    lane_opts = (opts.lane_assignment,) if opts.lane_assignment else DENSE_LANES + ("interleaved",)
+    for s, m in top[:PROFILE_VARIED]:
+        pool += [(s, dataclasses.replace(m, lanes=la)) for la in lane_opts
+                 if la != m.lanes and not (la == "block" and m.portion == "range")]
+        if opts.kernel_dealing is None:
+            pool.append((s, dataclasses.replace(m, kernel_dealing="balanced")))
     if fixed_cycles is not None:
-        pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed, None))
-    if opts.kernel_dealing in (None, "balanced"):
-        mean = macs.mean(axis=(0, 2, 3))
-        pool += [(s, dataclasses.replace(m, kernel_dealing="balanced"), mean) for s, m in ranked]
+        pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
+    mean = macs.mean(axis=(0, 2, 3))
     best: tuple[Any, ...] | None = None
-    seen: set[tuple[ConvMapping, bool]] = set()
+    seen: set[ConvMapping] = set()
     lanes = ctx.arch.pe.lanes
-    for i, (score, m, weights) in enumerate(pool):
-        key = (m, weights is not None)
-        if key in seen:
+    for i, (score, m) in enumerate(pool):
+        if m in seen:
             continue
-        seen.add(key)
-        plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec, weights)
+        seen.add(m)
+        plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec, mean if m.kernel_dealing == "balanced" else None)
         if not overflow and not plan.fits:
-            continue  # a profile-balanced partition can change which kernels stream (and so chunking)
+            continue  # another lane assignment or partition can need more of the input half
         if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
             continue
         cycles = snapea._conv_totals(plan, macs, lanes)["cycles"]
         rank = (cycles, score[0], i)
         if best is None or rank < best[0]:
-            best = (rank, m, weights)
+            best = (rank, m)
     assert best is not None
-    return Choice(best[1], best[2], best[0][0] / len(macs), len(seen), fixed_cycles, overflow)
+    m = best[1]
+    return Choice(m, mean if m.kernel_dealing == "balanced" else None, best[0][0] / len(macs), len(seen),
+                  fixed_cycles, overflow)
 
 
 def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int) -> LayerPlan:
