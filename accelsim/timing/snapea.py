@@ -664,9 +664,11 @@ def _fc_from_fc(graph: Graph, layer: FC) -> bool:
     return isinstance(producer.get(blob), FC)
 
 
-def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1) -> LayerPlan:
-    """One output neuron per lane, neurons dealt round robin over all PEs, the input broadcast; `batch` images share
-    one weight fetch (each streamed chunk serves every image of the batch, partial sums parked in the I/O RAM)."""
+def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first: bool = False) -> LayerPlan:
+    """One output neuron per lane, neurons dealt round robin over all PEs (PE by PE along the rows, or with
+    `rows_first` over the PE rows first, so that every row, and its share of the DRAM channel, streams weights),
+    the input broadcast; `batch` images share one weight fetch (each streamed chunk serves every image of the
+    batch, partial sums parked in the I/O RAM)."""
     rows, cols, lanes, wb = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits
     pes = rows * cols
     half = pes * arch.pe.io_buffer_bytes // 2
@@ -682,6 +684,8 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1) -> LayerPla
     in_total = -(-in_words * wb // 8)
     from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
     neuron_pe = _deal(f_count, pes, "round_robin")
+    if rows_first:  # neuron n -> row n % rows, column (n // rows) % cols
+        neuron_pe = (neuron_pe % rows) * cols + (neuron_pe // rows) % cols
     per_pe = np.bincount(neuron_pe, minlength=pes)
     resident = int(per_pe.max()) * k <= wcap
     row_neurons = per_pe.reshape(rows, cols).sum(1)
@@ -707,7 +711,8 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1) -> LayerPla
         if count:
             static[key] = int(count)
     chunk = wcap // (2 * lanes) if (batch > 1 and not resident) else 0
-    label = f"fc: neuron/lane, batch {batch}" + (", resident" if resident else ", streamed")
+    label = (f"fc: neuron/lane{' rows-first' if rows_first else ''}, batch {batch}"
+             + (", resident" if resident else ", streamed"))
     return LayerPlan(name=layer.name, kind="fc", tile_rows=1, kernel_len=k, kernels=f_count, out_hw=(1, 1),
                      rows=rows, cols=cols, lanes=lanes, tile_row=np.zeros(1, np.int64), kernel_pe=neuron_pe,
                      resident=resident, chunk=chunk, stream_bytes=stream.astype(np.int64),
@@ -759,13 +764,12 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
             mapping = snapea_mapper.dense_choice(ctx, opts).mapping
         return plan_conv(ctx, mapping, layer.name, pau, neg_start, n_spec, kernel_weights)
     if isinstance(layer, FC):
-        if opts.fc_batch == "image" or batch == 1:
-            return plan_fc(arch, graph, layer, 1)
-        if opts.fc_batch == "batch":
-            return plan_fc(arch, graph, layer, batch)
+        if opts.mapper == "fixed":
+            return plan_fc(arch, graph, layer, batch if opts.fc_batch == "batch" else 1)
         from accelsim.timing import snapea_mapper
 
-        return snapea_mapper.choose_fc(arch, graph, layer, batch)
+        batches = {"image": (1,), "batch": (batch,)}.get(opts.fc_batch, (1, batch))
+        return snapea_mapper.choose_fc(arch, graph, layer, batches)
     if isinstance(layer, (*_POOLS, GlobalAvgPool, Add)):
         return plan_eltwise(arch, graph, layer)
     raise ConfigError(f"layer '{layer.name}' ({layer.type_name}) takes no time of its own on the SnaPEA array "

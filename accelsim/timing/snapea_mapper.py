@@ -402,15 +402,19 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
                   fixed_cycles, overflow)
 
 
-def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int) -> LayerPlan:
-    """Fc over a batch: one weight fetch per image or per batch, whichever gives fewer cycles per image (then less
-    DRAM traffic per image)."""
-    best: tuple[tuple[float, float], LayerPlan] | None = None
-    for b in (1, batch):
-        plan = snapea.plan_fc(arch, graph, layer, b)
-        tot = snapea._fc_totals(plan, arch.pe.lanes)
-        rank = (tot["cycles"] / b, (tot["dram_read"] + tot["dram_write"]) / b)
-        if best is None or rank < best[0]:
-            best = (rank, plan)
+def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
+    """Fc: one weight fetch per image or per batch (`batches`), neurons dealt PE by PE or rows first; whichever
+    gives the fewest cycles per image, then the least DRAM traffic per image, then the order tried (the fixed
+    schedule's dealing first)."""
+    best: tuple[tuple[float, float, int], LayerPlan] | None = None
+    i = 0
+    for b in dict.fromkeys(batches):
+        for rows_first in (False, True):
+            plan = snapea.plan_fc(arch, graph, layer, b, rows_first)
+            tot = snapea._fc_totals(plan, arch.pe.lanes)
+            rank = (tot["cycles"] / b, (tot["dram_read"] + tot["dram_write"]) / b, i)
+            i += 1
+            if best is None or rank < best[0]:
+                best = (rank, plan)
     assert best is not None
     return best[1]
