@@ -174,9 +174,16 @@ def test_mapper_on_random_shapes_is_no_slower_than_the_legal_fixed_schedule(case
         assert snapea.layer_totals(arch, chosen, None)["cycles"] <= snapea.layer_totals(arch, fixed, None)["cycles"]
 
 
-def test_the_dense_score_is_the_models_dense_cycle_count_for_every_candidate():
+def test_the_dense_score_is_the_models_dense_cycles_and_energy_for_every_candidate():
+    """Cycles exactly; the energy figure is the energy table's cost of the model's dense events, less the events
+    every schedule has alike (MACs, input reads, output writes, pooling; stall cycles cost 0 by default)."""
+    from accelsim.energy import evaluate_events
+
     arch = load_arch("snapea")
     rng = np.random.default_rng(0)
+    alike = {("mac", "mac"), ("mac", "pool"), ("pe", "barrier_stall_cycle"), ("dram", "stall_cycle"),
+             ("lane", "idle_cycle"), ("pau", "check")}
+    io = arch.word_bits * arch.energy.pj_per_bit[arch.energy.class_of("io_buffer", "read")]
     checked = 0
     for net in ("lenet", "squeezenet1_1", "alexnet"):
         graph = load_workload(net)
@@ -191,12 +198,28 @@ def test_the_dense_score_is_the_models_dense_cycle_count_for_every_candidate():
                 if score is None:
                     continue
                 plan = snapea.plan_conv(ctx, m, groups=False)
-                dram = sum(v for (c, e, _), v in plan.static.items() if c == "dram")
-                assert score == (snapea.layer_totals(arch, plan, None)["cycles"], dram,
-                                 plan.static.get(("noc", "transfer", arch.word_bits), 0))
+                t = snapea.timing_from_totals(arch, plan, snapea.layer_totals(arch, plan, None))
+                energy = sum(v for k, v in evaluate_events(t.events, arch.energy).items() if k not in alike)
+                energy -= io * (t.events.count("mac", "mac") + ctx.out_words)
+                assert score[0] == t.cycles and math.isclose(score[1], energy, rel_tol=1e-9)
                 assert lb <= score[0] and plan.fits
                 checked += 1
     assert checked > 30
+
+
+def test_default_objective_is_no_slower_and_no_costlier_than_the_fixed_schedule():
+    from accelsim.energy import energy_columns
+
+    graph = load_workload("squeezenet1_1")
+    arch, fixed_arch = load_arch("snapea"), load_arch("snapea", ["options.mapper=fixed"])
+    new, old = snapea.SnaPEATiming(arch, graph).finish(), snapea.SnaPEATiming(fixed_arch, graph).finish()
+    for name in new:
+        if isinstance(graph.layer(name), Conv):
+            e_new = energy_columns(new[name].events, arch.energy)["energy_pj"]
+            e_old = energy_columns(old[name].events, arch.energy)["energy_pj"]
+            assert new[name].cycles <= old[name].cycles and e_new <= e_old * (1 + 1e-9), name
+    fastest = snapea.SnaPEATiming(load_arch("snapea", ["options.mapper_objective=fastest"]), graph).finish()
+    assert sum(t.cycles for t in fastest.values()) <= sum(t.cycles for t in new.values())
 
 
 def test_options_pin_dimensions_and_fixed_reproduces_the_old_schedule():

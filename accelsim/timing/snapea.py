@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 DEALINGS = ("round_robin", "block")  # the static dealings of both tiles and kernels (the options before the mapper)
 MAPPERS = ("search", "fixed")
 MAPPER_SCORES = ("dense", "profile")
+MAPPER_OBJECTIVES = ("cycles", "fastest", "edp", "energy")
 __all__ = ["LANE_ASSIGNMENTS", "PORTIONS", "ROW_DEALINGS", "KERNEL_DEALINGS", "DEALINGS", "ConvMapping",
            "SnaPEAOptions", "LayerPlan", "ConvContext", "SnaPEATiming", "plan_layer", "layer_totals",
            "simulate_layer", "timing_from_totals", "costed_layers"]
@@ -83,6 +84,8 @@ class SnaPEAOptions:
 
     mapper: str = "search"  # search | fixed
     mapper_score: str = "dense"  # dense: rank schedules on dense cycles; profile: on the first observed batch
+    mapper_objective: str = "cycles"  # cycles: fastest with no more energy than the fixed schedule | fastest | edp
+    # | energy
     profile_images: int = 2  # images of the first observed batch the profile score uses
     lane_assignment: str | None = None  # row | flat | interleaved | block (see snapea_map)
     tile_rows: int | str | None = None  # output rows per band/tile; "auto": the band rule of the fixed schedule
@@ -95,7 +98,8 @@ class SnaPEAOptions:
     fc_batch: str = "auto"  # fc layers: auto (the mapper picks 1 or the run's batch) | image (1) | batch
 
     def __post_init__(self) -> None:
-        choices = (("mapper", MAPPERS), ("mapper_score", MAPPER_SCORES), ("lane_assignment", LANE_ASSIGNMENTS),
+        choices = (("mapper", MAPPERS), ("mapper_score", MAPPER_SCORES),
+                   ("mapper_objective", MAPPER_OBJECTIVES), ("lane_assignment", LANE_ASSIGNMENTS),
                    ("portion", PORTIONS), ("tile_dealing", ROW_DEALINGS), ("kernel_dealing", KERNEL_DEALINGS),
                    ("fc_batch", ("auto", "image", "batch")))
         for key, allowed in choices:

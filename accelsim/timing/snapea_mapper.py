@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,7 +43,26 @@ log = logging.getLogger(__name__)
 
 RANGE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)  # runs of windows: pieces = rows x these
 DENSE_LANES = ("row", "flat", "block")  # interleaved = flat on dense data (same group counts)
-Score = tuple[int, int, int]  # dense cycles, DRAM bytes, NoC words (one image)
+Score = tuple[int, float]  # dense cycles, energy proxy in pJ (one image)
+
+
+class _Energy:
+    """pJ per event of the arch's energy table (count x (bits x pJ/bit + pJ/event) of the event's class): the
+    mapper's energy figure, for ranking only (reported energy comes from accelsim.energy with the same table)."""
+
+    def __init__(self, arch: ArchSpec):
+        self.table = arch.energy
+        self._cost: dict[tuple[str, str, int], float] = {}
+
+    def __call__(self, component: str, event: str, bits: int) -> float:
+        key = (component, event, bits)
+        if key not in self._cost:
+            cls = self.table.class_of(component, event)
+            self._cost[key] = bits * self.table.pj_per_bit[cls] + self.table.pj_per_event.get(cls, 0.0)
+        return self._cost[key]
+
+    def of_events(self, events: Any) -> float:
+        return sum(n * self(c, e, events.bits[(c, e)]) for (c, e), n in events.counts.items())
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class _Columns:
     s_max: int  # stored entries of the heaviest partition
     s_total: int
     channels: int  # input channels the busiest partition reads (grouped convs: fewer than all)
+    swaps_per_window: int  # partial-sum saves (+ restores) per window over all kernels (chunked kernels)
 
 
 @dataclass
@@ -124,6 +145,7 @@ class _Search:
         self._words: dict[tuple[Any, ...], np.ndarray] = {}
         self._cols: dict[tuple[int, str], _Columns] = {}
         self._dma: dict[int, snapea.DMA] = {}
+        self._e = _Energy(arch)
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -141,6 +163,7 @@ class _Search:
             ctx, lengths = self.ctx, self.lengths
             part = snapea.kernel_partition(lengths, kcols, kdeal)
             pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
+            swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
             wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
             kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
             loads = np.bincount(part, weights=lengths, minlength=kcols)
@@ -148,7 +171,7 @@ class _Search:
                                        kept_bytes=-(-kept * (wb + ib) // 8), step_bytes=-(-streamed * (wb + ib) // 8),
                                        kept_entries=kept, streamed_entries=streamed,
                                        s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
-                                       channels=snapea.partition_channels(ctx, part))
+                                       channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
         return self._cols[key]
 
     def geo(self, m: ConvMapping, split: int) -> _Geo:
@@ -207,9 +230,10 @@ class _Search:
         return g.units[key]
 
     # -- scoring -----------------------------------------------------------------------------------------------------
-    def score(self, m: ConvMapping, bound: tuple[int, ...] | None = None, index: int = 0) -> Score | None:
-        """(dense cycles, DRAM bytes, NoC words) of one image, or None when the candidate is not legal or (with
-        `bound`, the best (score, index) so far) certainly worse than `bound`."""
+    def score(self, m: ConvMapping, prune: Callable[[int, float], bool] | None = None) -> Score | None:
+        """(dense cycles, energy proxy) of one image, or None when the candidate is not legal or `prune(cycles
+        bound, energy)` says it cannot matter (checked before the costly parts: legality and spilled DMA, which can
+        only add cycles)."""
         rows, cols = snapea.grid_of(self.ctx.arch, m)
         col = self.columns(m.kcols, m.kernel_dealing)
         g = self.geo(m, cols // m.kcols)
@@ -223,15 +247,34 @@ class _Search:
                 np.maximum(col.s_max * per_step, dma.cycles(col.step_bytes, rows)).sum())
         else:
             cycles = dma.cycles(col.kept_bytes, rows) + col.s_max * busiest
-        dram = col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram + self.ctx.out_dram
-        noc = int(self.words(g).sum()) + col.kept_entries + steps * col.streamed_entries
-        if bound is not None and (int(cycles), int(dram), int(noc), index) >= bound:
-            return None  # cycles can only grow below (spills), so it cannot beat `bound`
+        energy = self.energy(m, col, g, rows, cols, steps)
+        if prune is not None and prune(int(cycles), energy):
+            return None
         if self.need(g, col) > self.half:
             return None
         if self.spills:
             cycles = self._spilling(m, col, g, rows, dma)
-        return int(cycles), int(dram), int(noc)
+        return int(cycles), energy
+
+    def energy(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, cols: int, steps: int) -> float:
+        """Dense energy (pJ, one image) of what differs between schedules: weight, index and input words moved
+        (DRAM, NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps.
+        MACs and input reads are the same for every schedule and left out."""
+        e, arch = self._e, self.ctx.arch
+        wb, ib, lanes = arch.word_bits, arch.pe.index_bits, self.lanes
+        split = cols // m.kcols
+        fetched = col.kept_entries + steps * col.streamed_entries
+        writes = split * (rows * col.kept_entries + len(g.portions) * col.streamed_entries)
+        reads = col.s_total * int(g.gsum.sum())  # one weight (and index) read per lane-group cycle
+        windows = self.ctx.out_hw[0] * self.ctx.out_hw[1]
+        dram = col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram
+        return (e("noc", "transfer", wb) * (int(self.words(g).sum()) + fetched)
+                + e("noc", "index_transfer", ib) * fetched
+                + e("weight_buffer", "write", wb) * writes + e("index_buffer", "write", ib) * writes
+                + e("weight_buffer", "read", wb) * reads + e("index_buffer", "read", ib) * reads
+                + e("mac", "gated", 0) * (lanes * reads - windows * col.s_total)
+                + (e("io_buffer", "read", wb) + e("io_buffer", "write", wb)) * windows * col.swaps_per_window
+                + e("dram", "read", 8) * dram + e("dram", "write", 8) * self.ctx.out_dram)
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -308,34 +351,95 @@ class _Search:
             return m.pieces >= self.ctx.out_hw[0]
         return min(m.th, self.ctx.out_hw[0]) == 1
 
+    def energy_floor(self, space: list[tuple[int, Any]]) -> float:
+        """A lower bound on `energy` over the candidates: every term at its least (one fetch of the streamed kernels,
+        one buffer write per stored entry, ceil(W / L) lane groups per kernel, the least portion input)."""
+        e, arch, ctx = self._e, self.ctx.arch, self.ctx
+        wb, ib = arch.word_bits, arch.pe.index_bits
+        windows = ctx.out_hw[0] * ctx.out_hw[1]
+        words = min(int(self.words(self.geo(ConvMapping(*args), 1)).sum()) for _, args in space)
+        floor = math.inf
+        for col in self._cols.values():
+            stored = col.kept_entries + col.streamed_entries
+            floor = min(floor, e("noc", "transfer", wb) * (words + stored) + e("noc", "index_transfer", ib) * stored
+                        + (e("weight_buffer", "write", wb) + e("index_buffer", "write", ib)) * stored
+                        + (e("weight_buffer", "read", wb) + e("index_buffer", "read", ib)) * col.s_total
+                        * -(-windows // self.lanes)
+                        + (e("io_buffer", "read", wb) + e("io_buffer", "write", wb)) * windows * col.swaps_per_window
+                        + e("dram", "read", 8) * (col.kept_bytes + col.step_bytes + ctx.in_dram)
+                        + e("dram", "write", 8) * ctx.out_dram)
+        return floor
+
+    def rank(self, cycles: int, energy: float, index: int) -> tuple[float, ...]:
+        """Sort key of a scored candidate under `options.mapper_objective` (lower is better)."""
+        obj = self.opts.mapper_objective
+        if obj == "edp":
+            return (cycles * energy, cycles, index)
+        if obj == "energy":
+            return (energy, cycles, index)
+        return (cycles, energy, index)  # cycles, fastest
+
     def best(self, lane_options: tuple[str, ...], keep: int = 1
-             ) -> tuple[list[tuple[tuple[int, ...], ConvMapping]], bool, float | None, int]:
-        """The `keep` best legal candidates (dense cycles, then DRAM bytes, then NoC words, then candidate order),
-        best first, by branch and bound: candidates are scored in the order of their lower bounds, and one whose
-        bound exceeds the keep-th best so far is skipped (it cannot enter). Also returns the overflow flag, the
-        fixed schedule's dense cycles (None when not legal) and the candidates scored."""
+             ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
+        """The `keep` best legal candidates, best first, under `options.mapper_objective`:
+
+        - `cycles` (default): the fewest dense cycles among candidates whose energy is no more than the fixed
+          schedule's (the mapper may not buy speed with energy beyond today's schedule), then the least energy;
+        - `fastest`: the fewest dense cycles, then the least energy; `edp`: energy x cycles; `energy`: energy.
+        Branch and bound: candidates are scored in the order of their lower bounds on cycles; the search stops when
+        no remaining candidate can enter, and skips the costly part (legality, spilled DMA) of one that cannot.
+        Also returns the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the
+        candidates scored."""
+        obj = self.opts.mapper_objective
         space = self.space(lane_options)
-        fixed_sc = self.score(ConvMapping(*space[0][1]))
+        fixed = ConvMapping(*space[0][1])
+        fixed_sc = self.score(fixed)
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
+        cap = math.inf
+        if obj == "cycles":  # the fixed schedule's energy, legal or not
+            f_rows, f_cols = snapea.grid_of(self.ctx.arch, fixed)
+            f_col = self.columns(fixed.kcols, fixed.kernel_dealing)
+            f_geo = self.geo(fixed, f_cols // fixed.kcols)
+            cap = self.energy(fixed, f_col, f_geo, f_rows, f_cols, self.unit(f_geo, fixed.dealing, f_rows)[1])
+            cap *= 1 + 1e-12
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
             order = sorted((lb, i) for i, (lb, args) in enumerate(space)
                            if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
-            kept: list[tuple[tuple[int, ...], ConvMapping]] = []
+            e_min = self.energy_floor(space) if obj in ("edp", "energy") else 0.0
+            found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
             scored = 0
             for lb, i in order:
-                full = len(kept) == keep
-                if full and lb > kept[-1][0][0]:
+                full = len(found) >= keep
+                worst = found[keep - 1][0] if full else None
+                if full and obj in ("cycles", "fastest") and lb > worst[0]:
                     break  # bounds only grow from here
-                m = ConvMapping(*space[i][1])
-                sc = self.score(m, kept[-1][0] if full else None, i)
+                if full and obj == "edp" and lb * e_min >= worst[0]:
+                    break
+
+                def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
+                    if e > cap:
+                        return True
+                    return worst is not None and self.rank(c, e, i) >= worst
+
+                sc = self.score(ConvMapping(*space[i][1]), prune)
                 scored += 1
-                if sc is not None and (not full or sc + (i,) < kept[-1][0]):
-                    kept.append((sc + (i,), m))
-                    kept.sort(key=lambda x: x[0])
-                    del kept[keep:]
-            if kept:
-                return kept, overflow, fixed_cycles, scored
+                if sc is not None:
+                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][1])))
+                    found.sort(key=lambda x: x[0])
+            if not found and obj == "cycles" and attempt == 0:
+                cap = math.inf  # nothing legal within the fixed schedule's energy: the fastest legal one
+                order = sorted((lb, i) for i, (lb, args) in enumerate(space))
+                for lb, i in order:
+                    if found and lb > found[0][1]:
+                        break
+                    sc = self.score(ConvMapping(*space[i][1]))
+                    scored += 1
+                    if sc is not None:
+                        found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][1])))
+                        found.sort(key=lambda x: x[0])
+            if found:
+                return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
             overflow = True  # nothing fits: score the smallest portions as if they fitted
             self.half = 1 << 62
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
@@ -365,9 +469,10 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
 
     Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
     terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
-    profile can. Candidates: the PROFILE_TOP best by dense cycles; for the best PROFILE_VARIED of them, every other
-    lane assignment (interleaved included) and kernels dealt to partitions balanced on the profile's mean MACs per
-    kernel; the fixed schedule. Pinned options stay pinned. Ties: dense cycles, then candidate order."""
+    profile can. Candidates: the PROFILE_TOP best dense ones; for the best PROFILE_VARIED of them, every other lane
+    assignment (interleaved included) and kernels dealt to partitions balanced on the profile's mean MACs per
+    kernel; the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
+    profile's cycles and energy (the energy table's cost of the events the profile produces)."""
     search = _Search(ctx, opts)
     top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
     pool: list[tuple[tuple[int, ...], ConvMapping]] = list(top)
@@ -380,7 +485,7 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
     if fixed_cycles is not None:
         pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
     mean = macs.mean(axis=(0, 2, 3))
-    best: tuple[Any, ...] | None = None
+    found: list[tuple[int, float, int, ConvMapping]] = []
     seen: set[ConvMapping] = set()
     lanes = ctx.arch.pe.lanes
     for i, (score, m) in enumerate(pool):
@@ -392,14 +497,17 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
             continue  # another lane assignment or partition can need more of the input half
         if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
             continue
-        cycles = snapea._conv_totals(plan, macs, lanes)["cycles"]
-        rank = (cycles, score[0], i)
-        if best is None or rank < best[0]:
-            best = (rank, m)
-    assert best is not None
-    m = best[1]
-    return Choice(m, mean if m.kernel_dealing == "balanced" else None, best[0][0] / len(macs), len(seen),
-                  fixed_cycles, overflow)
+        totals = snapea._conv_totals(plan, macs, lanes)
+        energy = search._e.of_events(snapea.timing_from_totals(ctx.arch, plan, totals).events)
+        found.append((int(totals["cycles"]), energy, i, m))
+    if opts.mapper_objective == "cycles":  # no more energy than the fixed schedule on the profile, if possible
+        fixed_e = next((e for c, e, i, m in found if m == search.fixed), math.inf) * (1 + 1e-12)
+        within = [x for x in found if x[1] <= fixed_e] or found
+        c, e, i, m = min(within, key=lambda x: search.rank(x[0], x[1], x[2]))
+    else:
+        c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
+    return Choice(m, mean if m.kernel_dealing == "balanced" else None, c / len(macs), len(seen), fixed_cycles,
+                  overflow)
 
 
 def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
