@@ -4,6 +4,7 @@ of the speedup into architecture x early termination, and what the search costs.
     python benchmarks/snapea_mapping.py dense [--batch 4]            # (a) shape-only, conv layers of 7 networks
     python benchmarks/snapea_mapping.py exact --weights W.npz --images DIR [--limit 50]   # (b) SqueezeNet v1.1
     python benchmarks/snapea_mapping.py lenet [--limit 1000]         # (c) the embedded LeNet, lane sweep
+    python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run
 
 (a) utilisation = MACs / (cycles x MAC units) per conv layer, dense; for layers under 90 %: the layer's unit bound
 (F x ceil(W / L) (kernel, lane group) units on the PEs: util <= F W / (units of the busiest PE x PEs x L)) and
@@ -43,15 +44,16 @@ def unit_bound(arch: Any, graph: Any, layer: Conv) -> float:
 
 def dense(args: argparse.Namespace) -> None:
     print(f"shape-only, dense, batch {args.batch} (conv layers; fc layers as the mapper times them)\n")
-    print("| network | conv util. fixed | conv util. mapper | layers >= 90 % | fc cycles fixed -> mapper | "
-          "search s (nets' shapes, cold cache) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| network | conv util. fixed | mapper (default) | mapper (fastest) | layers >= 90 % (default / fastest) "
+          "| conv energy fixed -> default / fastest | fc cycles fixed -> mapper | search s (default, cold cache) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     below = []
     for net in args.nets:
         graph = load_workload(net)
         out = {}
-        for mapper in ("fixed", "search"):
-            arch = load_arch("snapea", [f"options.mapper={mapper}"])
+        for mapper, sets in (("fixed", ["options.mapper=fixed"]), ("search", []),
+                             ("fastest", ["options.mapper_objective=fastest"])):
+            arch = load_arch("snapea", sets)
             snapea_mapper.dense_choice.cache_clear()
             t0 = time.perf_counter()
             out[mapper] = snapea.SnaPEATiming(arch, graph, batch=args.batch).finish()
@@ -64,25 +66,35 @@ def dense(args: argparse.Namespace) -> None:
             return macs / (sum(res[l.name].cycles for l in convs) * arch.mac_units)
 
         ok = sum(out["search"][l.name].utilization >= 0.9 for l in convs)
+        ok_f = sum(out["fastest"][l.name].utilization >= 0.9 for l in convs)
         fc = [n for n in out["search"] if isinstance(graph.layer(n), FC)]
         fcs = (f"{sum(out['fixed'][n].cycles for n in fc):,.0f} -> {sum(out['search'][n].cycles for n in fc):,.0f}"
                if fc else "-")
-        print(f"| {net} | {util(out['fixed']) * 100:.1f} % | {util(out['search']) * 100:.1f} % | {ok} / {len(convs)} | "
-              f"{fcs} | {out['search_s']:.2f} |")
-        big = load_arch("snapea", ["pe.io_buffer_bytes=16777216"])
+
+        def energy(res):
+            return sum(energy_columns(res[l.name].events, arch.energy)["energy_pj"] for l in convs) / 1e6
+
+        print(f"| {net} | {util(out['fixed']) * 100:.1f} % | {util(out['search']) * 100:.1f} % | "
+              f"{util(out['fastest']) * 100:.1f} % | {ok} / {ok_f} of {len(convs)} | {energy(out['fixed']):,.0f} -> "
+              f"{energy(out['search']):,.0f} / {energy(out['fastest']):,.0f} uJ | {fcs} | {out['search_s']:.2f} |")
+        big = load_arch("snapea", ["pe.io_buffer_bytes=16777216", "options.mapper_objective=fastest"])
         for l in convs:
-            t = out["search"][l.name]
+            t = out["fastest"][l.name]
             if t.utilization < 0.9:
                 free = snapea.simulate_layer(big, graph, l)
+                loss = max((k for k in CLASSES if k != "busy"), key=lambda k: t.breakdown.get(k, 0.0))
+                loss = f"{loss} {t.breakdown[loss] / t.cycles * 100:.1f} %"
                 below.append((net, l.name, graph.out_shape(l), t.utilization, unit_bound(arch, graph, l),
-                              free.utilization, t.mapping, out["fixed"][l.name].utilization))
-    print("\nLayers under 90 % with the mapper: `unit bound` = whole (kernel, lane group) units on 64 PEs; "
-          "`any I/O RAM` = the mapper with an I/O RAM that holds any portion.\n")
-    print("| network | layer | F x Ho x Wo | fixed | mapper | unit bound | any I/O RAM | mapping |")
-    print("|---|---|---|---:|---:|---:|---:|---|")
-    for net, name, shape, u, ub, free, mapping, fixed in below:
+                              free.utilization, t.mapping, out["fixed"][l.name].utilization, loss))
+    print("\nLayers under 90 % with the mapper's `fastest` objective (what the shape allows): `unit bound` = whole "
+          "(kernel, lane group) units on 64 PEs; `any I/O RAM` = the same search with an I/O RAM that holds any "
+          "portion.\n")
+    print("| network | layer | F x Ho x Wo | fixed | mapper (fastest) | unit bound | any I/O RAM | largest loss | "
+          "mapping |")
+    print("|---|---|---|---:|---:|---:|---:|---|---|")
+    for net, name, shape, u, ub, free, mapping, fixed, loss in below:
         print(f"| {net} | {name} | {' x '.join(map(str, shape))} | {fixed * 100:.1f} % | {u * 100:.1f} % | "
-              f"{ub * 100:.1f} % | {free * 100:.1f} % | {mapping} |")
+              f"{ub * 100:.1f} % | {free * 100:.1f} % | {loss} | {mapping} |")
 
 
 def functional_pass(net: str, weights: str | None, images: str, limit: int, mode: str, models: list[Any],
@@ -129,21 +141,22 @@ def summarize(name: str, res: dict[str, Any], graph: Any, arch: Any, base: Any, 
     split = decompose.split_totals(rows, arch.mac_units)
     cycles = sum(t.cycles for t in res.values())
     return dict(name=name, cycles=cycles, dense=sum(t.dense.cycles for t in res.values()), classes=cls,
-                split=split, layers=res)
+                split=split, layers=res, energy=sum(r["energy"] for r in rows))
 
 
 def print_summaries(summaries: list[dict[str, Any]]) -> None:
     print("| schedule | cycles | dense cycles | busy | idle lane | barrier | DRAM stall | tail | unused PE | "
-          "tail+unused+barrier | saved_cycle_share | ET speedup | arch. speedup | speedup vs Eyeriss | "
-          "energy red. (arch x ET) |")
-    print("|---|" + "---:|" * 14)
+          "tail+unused+barrier | saved_cycle_share | ET speedup | arch. speedup | speedup vs Eyeriss | energy | "
+          "energy red. vs Eyeriss (arch x ET) |")
+    print("|---|" + "---:|" * 15)
     for s in summaries:
         c, cl, sp = s["cycles"], s["classes"], s["split"]
         tub = (cl["tail"] + cl["unused_pe"] + cl["barrier"]) / c
         print(f"| {s['name']} | {c / 1e3:,.1f} k | {s['dense'] / 1e3:,.1f} k | "
               + " | ".join(f"{cl[k] / 1e3:,.1f} k" for k in CLASSES)
               + f" | {tub * 100:.1f} % | {sp.saved_cycle_share:.3f} | {sp.speedup_early_termination:.3f} | "
-                f"{sp.speedup_architecture:.3f} | {sp.speedup:.3f} | {sp.energy_reduction:.3f} "
+                f"{sp.speedup_architecture:.3f} | {sp.speedup:.3f} | {s['energy'] / 1e6:,.2f} uJ | "
+                f"{sp.energy_reduction:.3f} "
                 f"({sp.energy_reduction_architecture:.3f} x {sp.energy_reduction_early_termination:.3f}) |")
 
 
@@ -151,10 +164,12 @@ def exact(args: argparse.Namespace) -> None:
     net = "squeezenet1_1"
     graph = load_workload(net)
     base = load_arch("eyeriss")
-    configs = {"fixed (before)": ["options.mapper=fixed"], "mapper, dense score": [],
-               "mapper, profile score": ["options.mapper_score=profile"]}
+    configs = {"fixed (before)": ["options.mapper=fixed"], "mapper (default: edp, dense score)": [],
+               "mapper, profile score": ["options.mapper_score=profile"],
+               "mapper, objective fastest": ["options.mapper_objective=fastest"],
+               "mapper, fastest, profile score": ["options.mapper_objective=fastest", "options.mapper_score=profile"]}
     for la in ("row", "flat", "block", "interleaved"):
-        configs[f"profile, lanes {la}"] = ["options.mapper_score=profile", f"options.lane_assignment={la}"]
+        configs[f"profile score, lanes {la}"] = ["options.mapper_score=profile", f"options.lane_assignment={la}"]
     snapea_mapper.dense_choice.cache_clear()
     models, init_s = {}, {}
     for name, sets in configs.items():
@@ -176,20 +191,17 @@ def exact(args: argparse.Namespace) -> None:
     snapea_mapper.profile_choice = orig
     print(f"{net}, exact mode, {result.images} images: functional pass with all {len(models)} timing models "
           f"{elapsed:.1f} s (2 shared cores)")
-    print(f"dense search (all layers, cold cache, first model): {init_s['mapper, dense score']:.2f} s; "
+    print(f"dense search (all layers, cold cache, first model): {init_s['mapper (default: edp, dense score)']:.2f} s; "
           f"fixed schedule set-up {init_s['fixed (before)']:.2f} s; profile scoring in all "
           f"{sum('profile' in n for n in configs)} profile models together: {prof_s[0]:.2f} s\n")
     sums = []
     for name, model in models.items():
         arch = model.arch
         sums.append(summarize(name, model.finish(), graph, arch, base))
-    for s in sums:
-        for c in CLASSES:
-            s["classes"][c] = s["classes"][c]
     print("Per image (averages over the images):\n")
     print_summaries(sums)
     print("\nPer layer, mapper with profile score:\n")
-    res = sums[2]["layers"]
+    res = sums[2]["layers"]  # mapper, profile score
     print("| layer | cycles | dense | util. | saved_cycle_share | mapping |")
     print("|---|---:|---:|---:|---:|---|")
     for layer, t in res.items():
@@ -227,6 +239,39 @@ def lenet(args: argparse.Namespace) -> None:
         print(f"- {n}: {t.cycles:,.0f} cycles (dense {t.dense.cycles:,.0f}, Eyeriss {eb[n]:,.0f}), {t.mapping}")
 
 
+def cost(args: argparse.Namespace) -> None:
+    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline): the time spent in
+    the dense search and the profile scoring, against the run's elapsed time, cold cache."""
+    from accelsim.run import RunConfig, run
+
+    for sets in ([], ["options.mapper_score=profile"]):
+        spent = {"dense": 0.0, "profile": 0.0}
+        originals = {"dense": snapea_mapper._Search.best, "profile": snapea_mapper.profile_choice}
+
+        def timed(kind: str, fn: Any) -> Any:
+            def wrapper(*a: Any, **k: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    spent[kind] += time.perf_counter() - t0
+            return wrapper
+
+        snapea_mapper._Search.best = timed("dense", originals["dense"])
+        snapea_mapper.profile_choice = timed("profile", originals["profile"])
+        snapea_mapper.dense_choice.cache_clear()
+        cfg = RunConfig(net=args.net, weights=args.weights, images=args.images, limit=args.limit,
+                        set=tuple(sets))
+        t0 = time.perf_counter()
+        run(cfg)
+        elapsed = time.perf_counter() - t0
+        snapea_mapper._Search.best, snapea_mapper.profile_choice = originals["dense"], originals["profile"]
+        search = spent["dense"] + (spent["profile"] - 0.0)
+        print(f"{args.net}, {args.limit} images, set {sets or 'defaults'}: run {elapsed:.1f} s, dense search "
+              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} % "
+              "of the run (2 shared cores)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="part", required=True)
@@ -239,8 +284,13 @@ def main() -> None:
     e.add_argument("--limit", type=int, default=50)
     le = sub.add_parser("lenet")
     le.add_argument("--limit", type=int, default=1000)
+    c = sub.add_parser("cost")
+    c.add_argument("--net", default="lenet")
+    c.add_argument("--weights", default=None)
+    c.add_argument("--images", default=None)
+    c.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
-    {"dense": dense, "exact": exact, "lenet": lenet}[args.part](args)
+    {"dense": dense, "exact": exact, "lenet": lenet, "cost": cost}[args.part](args)
 
 
 if __name__ == "__main__":

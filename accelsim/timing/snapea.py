@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 DEALINGS = ("round_robin", "block")  # the static dealings of both tiles and kernels (the options before the mapper)
 MAPPERS = ("search", "fixed")
 MAPPER_SCORES = ("dense", "profile")
-MAPPER_OBJECTIVES = ("cycles", "fastest", "edp", "energy")
+MAPPER_OBJECTIVES = ("edp", "fastest", "energy")
 __all__ = ["LANE_ASSIGNMENTS", "PORTIONS", "ROW_DEALINGS", "KERNEL_DEALINGS", "DEALINGS", "ConvMapping",
            "SnaPEAOptions", "LayerPlan", "ConvContext", "SnaPEATiming", "plan_layer", "layer_totals",
            "simulate_layer", "timing_from_totals", "costed_layers"]
@@ -84,8 +84,7 @@ class SnaPEAOptions:
 
     mapper: str = "search"  # search | fixed
     mapper_score: str = "dense"  # dense: rank schedules on dense cycles; profile: on the first observed batch
-    mapper_objective: str = "cycles"  # cycles: fastest with no more energy than the fixed schedule | fastest | edp
-    # | energy
+    mapper_objective: str = "edp"  # edp: least energy x cycles, no slower than the fixed schedule | fastest | energy
     profile_images: int = 2  # images of the first observed batch the profile score uses
     lane_assignment: str | None = None  # row | flat | interleaved | block (see snapea_map)
     tile_rows: int | str | None = None  # output rows per band/tile; "auto": the band rule of the fixed schedule

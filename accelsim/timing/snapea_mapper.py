@@ -257,9 +257,10 @@ class _Search:
         return int(cycles), energy
 
     def energy(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, cols: int, steps: int) -> float:
-        """Dense energy (pJ, one image) of what differs between schedules: weight, index and input words moved
-        (DRAM, NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps.
-        MACs and input reads are the same for every schedule and left out."""
+        """Dense energy (pJ, one image) under the arch's energy table: weight, index and input words moved (DRAM,
+        NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps, and the
+        MACs, input reads, output writes and pooling every schedule has alike (they matter for energy x cycles).
+        Stall cycles (0 pJ unless the table charges idle events) are left out."""
         e, arch = self._e, self.ctx.arch
         wb, ib, lanes = arch.word_bits, arch.pe.index_bits, self.lanes
         split = cols // m.kcols
@@ -274,7 +275,9 @@ class _Search:
                 + e("weight_buffer", "read", wb) * reads + e("index_buffer", "read", ib) * reads
                 + e("mac", "gated", 0) * (lanes * reads - windows * col.s_total)
                 + (e("io_buffer", "read", wb) + e("io_buffer", "write", wb)) * windows * col.swaps_per_window
-                + e("dram", "read", 8) * dram + e("dram", "write", 8) * self.ctx.out_dram)
+                + e("dram", "read", 8) * dram + e("dram", "write", 8) * self.ctx.out_dram
+                + (e("mac", "mac", wb) + e("io_buffer", "read", wb)) * windows * col.s_total
+                + e("io_buffer", "write", wb) * self.ctx.out_words + e("mac", "pool", wb) * self.ctx.pool_events)
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -377,15 +380,15 @@ class _Search:
             return (cycles * energy, cycles, index)
         if obj == "energy":
             return (energy, cycles, index)
-        return (cycles, energy, index)  # cycles, fastest
+        return (cycles, energy, index)  # fastest
 
     def best(self, lane_options: tuple[str, ...], keep: int = 1
              ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
         """The `keep` best legal candidates, best first, under `options.mapper_objective`:
 
-        - `cycles` (default): the fewest dense cycles among candidates whose energy is no more than the fixed
-          schedule's (the mapper may not buy speed with energy beyond today's schedule), then the least energy;
-        - `fastest`: the fewest dense cycles, then the least energy; `edp`: energy x cycles; `energy`: energy.
+        - `edp` (default, as the Eyeriss mapper's): the least energy x dense cycles among candidates no slower than
+          the fixed schedule (where that one is legal: it is a candidate, so the choice is never slower than it);
+        - `fastest`: the fewest dense cycles, then the least energy; `energy`: the least energy, then cycles.
         Branch and bound: candidates are scored in the order of their lower bounds on cycles; the search stops when
         no remaining candidate can enter, and skips the costly part (legality, spilled DMA) of one that cannot.
         Also returns the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the
@@ -395,13 +398,8 @@ class _Search:
         fixed = ConvMapping(*space[0][1])
         fixed_sc = self.score(fixed)
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
-        cap = math.inf
-        if obj == "cycles":  # the fixed schedule's energy, legal or not
-            f_rows, f_cols = snapea.grid_of(self.ctx.arch, fixed)
-            f_col = self.columns(fixed.kcols, fixed.kernel_dealing)
-            f_geo = self.geo(fixed, f_cols // fixed.kcols)
-            cap = self.energy(fixed, f_col, f_geo, f_rows, f_cols, self.unit(f_geo, fixed.dealing, f_rows)[1])
-            cap *= 1 + 1e-12
+        # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
+        cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
             order = sorted((lb, i) for i, (lb, args) in enumerate(space)
@@ -412,32 +410,21 @@ class _Search:
             for lb, i in order:
                 full = len(found) >= keep
                 worst = found[keep - 1][0] if full else None
-                if full and obj in ("cycles", "fastest") and lb > worst[0]:
+                if lb > cap or full and obj == "fastest" and lb > worst[0]:
                     break  # bounds only grow from here
                 if full and obj == "edp" and lb * e_min >= worst[0]:
                     break
 
                 def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
-                    if e > cap:
+                    if c > cap:
                         return True
                     return worst is not None and self.rank(c, e, i) >= worst
 
                 sc = self.score(ConvMapping(*space[i][1]), prune)
                 scored += 1
-                if sc is not None:
+                if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
                     found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][1])))
                     found.sort(key=lambda x: x[0])
-            if not found and obj == "cycles" and attempt == 0:
-                cap = math.inf  # nothing legal within the fixed schedule's energy: the fastest legal one
-                order = sorted((lb, i) for i, (lb, args) in enumerate(space))
-                for lb, i in order:
-                    if found and lb > found[0][1]:
-                        break
-                    sc = self.score(ConvMapping(*space[i][1]))
-                    scored += 1
-                    if sc is not None:
-                        found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][1])))
-                        found.sort(key=lambda x: x[0])
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
             overflow = True  # nothing fits: score the smallest portions as if they fitted
@@ -500,12 +487,10 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
         totals = snapea._conv_totals(plan, macs, lanes)
         energy = search._e.of_events(snapea.timing_from_totals(ctx.arch, plan, totals).events)
         found.append((int(totals["cycles"]), energy, i, m))
-    if opts.mapper_objective == "cycles":  # no more energy than the fixed schedule on the profile, if possible
-        fixed_e = next((e for c, e, i, m in found if m == search.fixed), math.inf) * (1 + 1e-12)
-        within = [x for x in found if x[1] <= fixed_e] or found
-        c, e, i, m = min(within, key=lambda x: search.rank(x[0], x[1], x[2]))
-    else:
-        c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
+    if opts.mapper_objective == "edp":  # no slower than the fixed schedule on the profile, where it is a candidate
+        fixed_c = next((c for c, e, i, m in found if m == search.fixed), math.inf)
+        found = [x for x in found if x[0] <= fixed_c] or found
+    c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
     return Choice(m, mean if m.kernel_dealing == "balanced" else None, c / len(macs), len(seen), fixed_cycles,
                   overflow)
 
