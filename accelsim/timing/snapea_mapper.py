@@ -109,6 +109,8 @@ class _Geo:
     key: tuple[Any, ...]  # the portion geometry alone
     need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
     units: dict[tuple[str, int], Any]  # (dealing, rows) -> schedule of unit-length portions (on demand)
+    groups_total: int = 0  # sum of gsum
+    words_total: int = -1  # input words over all portions (on demand)
 
 
 def _distinct_sizes(n: int) -> list[int]:
@@ -116,11 +118,11 @@ def _distinct_sizes(n: int) -> list[int]:
     return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
 
 
-def _kcols_options(cols: int) -> list[int]:
+def _kcols_options(cols: int, kernels: int) -> list[int]:
     """Kernel partitions worth trying: for each column split s = cols // k the largest k (the others leave more
-    columns idle for the same split)."""
+    columns idle for the same split), at most one partition per kernel."""
     best: dict[int, int] = {}
-    for k in range(1, cols + 1):
+    for k in range(1, min(cols, max(kernels, 1)) + 1):
         best[cols // k] = k
     return sorted(set(best.values()))
 
@@ -145,7 +147,18 @@ class _Search:
         self._words: dict[tuple[Any, ...], np.ndarray] = {}
         self._cols: dict[tuple[int, str], _Columns] = {}
         self._dma: dict[int, snapea.DMA] = {}
-        self._e = _Energy(arch)
+        self._e = e = _Energy(arch)
+        wb, ib = arch.word_bits, arch.pe.index_bits
+        windows = ctx.out_hw[0] * ctx.out_hw[1]
+        self._k = {"noc": e("noc", "transfer", wb), "noc_index": e("noc", "index_transfer", ib),
+                   "write": e("weight_buffer", "write", wb) + e("index_buffer", "write", ib),
+                   "read": e("weight_buffer", "read", wb) + e("index_buffer", "read", ib),
+                   "gated": e("mac", "gated", 0), "swap": e("io_buffer", "read", wb) + e("io_buffer", "write", wb),
+                   "dram_read": e("dram", "read", 8), "mac": e("mac", "mac", wb) + e("io_buffer", "read", wb),
+                   "windows": windows,
+                   "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
+                   + e("mac", "pool", wb) * ctx.pool_events}
+        self._dma_cycles: dict[tuple[int, int], int] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -184,8 +197,10 @@ class _Search:
             portions, counts = self._counts[gkey]
             seg = sm.slice_counts(counts, split)
             gmax = seg.max(1)
-            self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=seg.sum(1), total=int(gmax.sum()), lanes=m.lanes,
-                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={})
+            gsum = seg.sum(1)
+            self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=gsum, total=int(gmax.sum()), lanes=m.lanes,
+                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={},
+                                  groups_total=int(gsum.sum()))
         return self._geo[key]
 
     def words(self, g: _Geo) -> np.ndarray:
@@ -199,6 +214,13 @@ class _Search:
             g.need[key] = int(snapea.portion_need_bytes(self.ctx, g.portions, g.lanes, g.split, col.chunked,
                                                         self.words(g), col.channels).max(initial=0))
         return g.need[key]
+
+    def dma_cycles(self, rows: int, nbytes: int) -> int:
+        """Cycles of a transfer over the whole channel (cached: Fraction arithmetic is slow)."""
+        key = (rows, nbytes)
+        if key not in self._dma_cycles:
+            self._dma_cycles[key] = self.dma(rows).cycles(nbytes, rows)
+        return self._dma_cycles[key]
 
     def dma(self, rows: int) -> snapea.DMA:
         if rows not in self._dma:
@@ -243,10 +265,10 @@ class _Search:
         dma = self.dma(rows)
         busiest, steps, per_step = self.unit(g, m.dealing, rows)
         if lock:  # exact without spills; spilled bytes only lengthen the steps
-            cycles = dma.cycles(col.kept_bytes, rows) + int(
-                np.maximum(col.s_max * per_step, dma.cycles(col.step_bytes, rows)).sum())
+            cycles = self.dma_cycles(rows, col.kept_bytes) + int(
+                np.maximum(col.s_max * per_step, self.dma_cycles(rows, col.step_bytes)).sum())
         else:
-            cycles = dma.cycles(col.kept_bytes, rows) + col.s_max * busiest
+            cycles = self.dma_cycles(rows, col.kept_bytes) + col.s_max * busiest
         energy = self.energy(m, col, g, rows, cols, steps)
         if prune is not None and prune(int(cycles), energy):
             return None
@@ -261,23 +283,18 @@ class _Search:
         NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps, and the
         MACs, input reads, output writes and pooling every schedule has alike (they matter for energy x cycles).
         Stall cycles (0 pJ unless the table charges idle events) are left out."""
-        e, arch = self._e, self.ctx.arch
-        wb, ib, lanes = arch.word_bits, arch.pe.index_bits, self.lanes
-        split = cols // m.kcols
+        k = self._k
+        if g.words_total < 0:
+            g.words_total = int(self.words(g).sum())
         fetched = col.kept_entries + steps * col.streamed_entries
-        writes = split * (rows * col.kept_entries + len(g.portions) * col.streamed_entries)
-        reads = col.s_total * int(g.gsum.sum())  # one weight (and index) read per lane-group cycle
-        windows = self.ctx.out_hw[0] * self.ctx.out_hw[1]
-        dram = col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram
-        return (e("noc", "transfer", wb) * (int(self.words(g).sum()) + fetched)
-                + e("noc", "index_transfer", ib) * fetched
-                + e("weight_buffer", "write", wb) * writes + e("index_buffer", "write", ib) * writes
-                + e("weight_buffer", "read", wb) * reads + e("index_buffer", "read", ib) * reads
-                + e("mac", "gated", 0) * (lanes * reads - windows * col.s_total)
-                + (e("io_buffer", "read", wb) + e("io_buffer", "write", wb)) * windows * col.swaps_per_window
-                + e("dram", "read", 8) * dram + e("dram", "write", 8) * self.ctx.out_dram
-                + (e("mac", "mac", wb) + e("io_buffer", "read", wb)) * windows * col.s_total
-                + e("io_buffer", "write", wb) * self.ctx.out_words + e("mac", "pool", wb) * self.ctx.pool_events)
+        writes = (cols // m.kcols) * (rows * col.kept_entries + len(g.gmax) * col.streamed_entries)
+        reads = col.s_total * g.groups_total  # one weight (and index) read per lane-group cycle
+        dense_macs = k["windows"] * col.s_total
+        return (k["noc"] * (g.words_total + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
+                + k["swap"] * k["windows"] * col.swaps_per_window
+                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram)
+                + k["mac"] * dense_macs + k["fixed"])
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -314,38 +331,48 @@ class _Search:
                 out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
         return out
 
-    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, Any]]:
-        """Every candidate with its lower bound on dense cycles (the work of the heaviest partition spread evenly
-        over the rows), dimensions pinned by the options; the fixed schedule first (index 0). Candidates are kept as
-        argument tuples of ConvMapping (built when scored: most never are)."""
+    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
+        """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
+        over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
+        the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
+        (built when scored: most never are)."""
         opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
         equal = len(set(self.ctx.lengths)) <= 1
         kdeals = [opts.kernel_dealing] if opts.kernel_dealing else (
             ["round_robin"] + ([] if equal else ["balanced"]) + (["block"] if self.ctx.shape.groups > 1 else []))
-        dealings = [opts.tile_dealing] if opts.tile_dealing else ["round_robin", "block", "dynamic"]
+        # contiguous blocks of portions only matter where DMA moves activations per portion (spills); dynamic
+        # dealing only where portions take unequal times, i.e. on data (the profile score tries it)
+        dealings = [opts.tile_dealing] if opts.tile_dealing else (
+            ["round_robin", "block"] if self.spills else ["round_robin"])
         block_ok = sm.block_shape(self.lanes)[0] > 1 or opts.lane_assignment == "block"
         fx = self.fixed
         rows, cols = snapea.grid_of(self.ctx.arch, fx)
         fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
-        out: list[tuple[int, Any]] = [(self.columns(fx.kcols, fx.kernel_dealing).s_max
-                                       * -(-self.geo(fx, cols // fx.kcols).total // rows), fixed_args)]
+        fcol, fgeo = self.columns(fx.kcols, fx.kernel_dealing), self.geo(fx, cols // fx.kcols)
+        out: list[tuple[int, float, Any]] = [(fcol.s_max * -(-fgeo.total // rows),
+                                              self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
+                                              fixed_args)]
         for grid in self.grids():
             rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
-            kcols_opts = [min(opts.kernel_columns, cols)] if opts.kernel_columns else _kcols_options(cols)
+            kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
+                          else _kcols_options(cols, self.ctx.kernels))
             for base in self._geometries(rows):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
                         continue
                     probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
                     for k in kcols_opts:
-                        total = self.geo(probe, cols // k).total
+                        g = self.geo(probe, cols // k)
+                        steps = -(-len(g.gmax) // rows)
                         for d in kdeals:
-                            lb = self.columns(k, d).s_max * -(-total // rows)
+                            col = self.columns(k, d)
+                            lb = col.s_max * -(-g.total // rows)
+                            lb_e = self.energy(ConvMapping(kcols=k), col, g, rows, cols, steps)
                             for deal in dealings:
                                 args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
                                 if args != fixed_args:
-                                    out.append((lb, args))
+                                    out.append((lb, lb_e, args))
         return out
 
     def overflow_ok(self, m: ConvMapping) -> bool:
@@ -353,25 +380,6 @@ class _Search:
         if m.portion == "range":
             return m.pieces >= self.ctx.out_hw[0]
         return min(m.th, self.ctx.out_hw[0]) == 1
-
-    def energy_floor(self, space: list[tuple[int, Any]]) -> float:
-        """A lower bound on `energy` over the candidates: every term at its least (one fetch of the streamed kernels,
-        one buffer write per stored entry, ceil(W / L) lane groups per kernel, the least portion input)."""
-        e, arch, ctx = self._e, self.ctx.arch, self.ctx
-        wb, ib = arch.word_bits, arch.pe.index_bits
-        windows = ctx.out_hw[0] * ctx.out_hw[1]
-        words = min(int(self.words(self.geo(ConvMapping(*args), 1)).sum()) for _, args in space)
-        floor = math.inf
-        for col in self._cols.values():
-            stored = col.kept_entries + col.streamed_entries
-            floor = min(floor, e("noc", "transfer", wb) * (words + stored) + e("noc", "index_transfer", ib) * stored
-                        + (e("weight_buffer", "write", wb) + e("index_buffer", "write", ib)) * stored
-                        + (e("weight_buffer", "read", wb) + e("index_buffer", "read", ib)) * col.s_total
-                        * -(-windows // self.lanes)
-                        + (e("io_buffer", "read", wb) + e("io_buffer", "write", wb)) * windows * col.swaps_per_window
-                        + e("dram", "read", 8) * (col.kept_bytes + col.step_bytes + ctx.in_dram)
-                        + e("dram", "write", 8) * ctx.out_dram)
-        return floor
 
     def rank(self, cycles: int, energy: float, index: int) -> tuple[float, ...]:
         """Sort key of a scored candidate under `options.mapper_objective` (lower is better)."""
@@ -395,35 +403,35 @@ class _Search:
         candidates scored."""
         obj = self.opts.mapper_objective
         space = self.space(lane_options)
-        fixed = ConvMapping(*space[0][1])
+        fixed = ConvMapping(*space[0][2])
         fixed_sc = self.score(fixed)
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
         # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
         cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
-            order = sorted((lb, i) for i, (lb, args) in enumerate(space)
+            key = {"edp": lambda c, e: c * e, "energy": lambda c, e: e}.get(obj, lambda c, e: c)
+            order = sorted((key(lb, lb_e), i) for i, (lb, lb_e, args) in enumerate(space)
                            if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
-            e_min = self.energy_floor(space) if obj in ("edp", "energy") else 0.0
             found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
             scored = 0
-            for lb, i in order:
+            for bound, i in order:
                 full = len(found) >= keep
                 worst = found[keep - 1][0] if full else None
-                if lb > cap or full and obj == "fastest" and lb > worst[0]:
-                    break  # bounds only grow from here
-                if full and obj == "edp" and lb * e_min >= worst[0]:
-                    break
+                if full and bound > worst[0]:
+                    break  # bounds only grow from here: nothing left can enter
+                if space[i][0] > cap:
+                    continue
 
                 def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
                     if c > cap:
                         return True
                     return worst is not None and self.rank(c, e, i) >= worst
 
-                sc = self.score(ConvMapping(*space[i][1]), prune)
+                sc = self.score(ConvMapping(*space[i][2]), prune)
                 scored += 1
                 if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
-                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][1])))
+                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][2])))
                     found.sort(key=lambda x: x[0])
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
@@ -457,8 +465,8 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
     Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
     terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
     profile can. Candidates: the PROFILE_TOP best dense ones; for the best PROFILE_VARIED of them, every other lane
-    assignment (interleaved included) and kernels dealt to partitions balanced on the profile's mean MACs per
-    kernel; the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
+    assignment (interleaved included), kernels dealt to partitions balanced on the profile's mean MACs per kernel,
+    and dynamic portion dealing (where legal); the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
     profile's cycles and energy (the energy table's cost of the events the profile produces)."""
     search = _Search(ctx, opts)
     top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
@@ -469,6 +477,8 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
                  if la != m.lanes and not (la == "block" and m.portion == "range")]
         if opts.kernel_dealing is None:
             pool.append((s, dataclasses.replace(m, kernel_dealing="balanced")))
+        if opts.tile_dealing is None:
+            pool.append((s, dataclasses.replace(m, dealing="dynamic")))
     if fixed_cycles is not None:
         pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
     mean = macs.mean(axis=(0, 2, 3))
