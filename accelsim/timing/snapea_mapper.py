@@ -489,7 +489,11 @@ def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_
         if m in seen:
             continue
         seen.add(m)
-        plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec, mean if m.kernel_dealing == "balanced" else None)
+        try:
+            plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec,
+                                    mean if m.kernel_dealing == "balanced" else None)
+        except ConfigError:  # dynamic dealing where kernels stream or activations spill
+            continue
         if not overflow and not plan.fits:
             continue  # another lane assignment or partition can need more of the input half
         if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
