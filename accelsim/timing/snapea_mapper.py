@@ -187,14 +187,24 @@ class _Search:
                                        channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
         return self._cols[key]
 
+    def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
+        """The portions of a geometry and the lane groups of each (for a lane assignment)."""
+        gkey = (m.portion, m.th, m.tw, m.pieces, m.lanes)
+        if gkey not in self._counts:
+            portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
+            self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
+        return self._counts[gkey]
+
+    def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
+        key = ("total", m.portion, m.th, m.tw, m.pieces)
+        if key not in self._words:
+            self._words[key] = int(snapea.portion_input_words(self.ctx, portions).sum())
+        return self._words[key]
+
     def geo(self, m: ConvMapping, split: int) -> _Geo:
         key = (m.portion, m.th, m.tw, m.pieces, m.lanes, split)
         if key not in self._geo:
-            gkey = key[:5]
-            if gkey not in self._counts:
-                portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
-                self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
-            portions, counts = self._counts[gkey]
+            portions, counts = self.counts(m)
             seg = sm.slice_counts(counts, split)
             gmax = seg.max(1)
             gsum = seg.sum(1)
@@ -283,14 +293,18 @@ class _Search:
         NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps, and the
         MACs, input reads, output writes and pooling every schedule has alike (they matter for energy x cycles).
         Stall cycles (0 pJ unless the table charges idle events) are left out."""
-        k = self._k
         if g.words_total < 0:
             g.words_total = int(self.words(g).sum())
+        return self._energy(cols // m.kcols, col, g.words_total, g.groups_total, len(g.gmax), rows, steps)
+
+    def _energy(self, split: int, col: _Columns, words: int, groups: int, portions: int, rows: int,
+                steps: int) -> float:
+        k = self._k
         fetched = col.kept_entries + steps * col.streamed_entries
-        writes = (cols // m.kcols) * (rows * col.kept_entries + len(g.gmax) * col.streamed_entries)
-        reads = col.s_total * g.groups_total  # one weight (and index) read per lane-group cycle
+        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
+        reads = col.s_total * groups  # one weight (and index) read per lane-group cycle
         dense_macs = k["windows"] * col.s_total
-        return (k["noc"] * (g.words_total + fetched) + k["noc_index"] * fetched + k["write"] * writes
+        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
                 + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
                 + k["swap"] * k["windows"] * col.swaps_per_window
                 + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram)
@@ -362,13 +376,17 @@ class _Search:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
                         continue
                     probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
+                    portions, counts = self.counts(probe)
+                    n_p, groups = len(counts), int(counts.sum())
+                    steps = -(-n_p // rows)
+                    words = self.words_of(probe, portions)
                     for k in kcols_opts:
-                        g = self.geo(probe, cols // k)
-                        steps = -(-len(g.gmax) // rows)
+                        split = cols // k
+                        total = int((-(-counts // split)).sum())  # the busiest slice of each portion
                         for d in kdeals:
                             col = self.columns(k, d)
-                            lb = col.s_max * -(-g.total // rows)
-                            lb_e = self.energy(ConvMapping(kcols=k), col, g, rows, cols, steps)
+                            lb = col.s_max * -(-total // rows)
+                            lb_e = self._energy(split, col, words, groups, n_p, rows, steps)
                             for deal in dealings:
                                 args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
                                 if args != fixed_args:
