@@ -17,7 +17,6 @@ assignment pinned); per image cycle classes, saved_cycle_share, speedups against
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import time
 from typing import Any
