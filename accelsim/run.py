@@ -96,7 +96,8 @@ def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) 
     baseline = problems.attempt(lambda: load_arch(cfg.baseline, cfg.baseline_set)) if cfg.baseline else None
     if arch is None or (cfg.baseline and baseline is None) or network is None:
         return None
-    models = problems.attempt(lambda: [timing_model(a, network.graph) for a in (arch, baseline) if a is not None])
+    models = problems.attempt(lambda: [timing_model(a, network.graph, cfg.batch) for a in (arch, baseline)
+                                       if a is not None])
     if models is None:
         return None
     names = [arch.name] + ([baseline.name if baseline.name != arch.name else f"{baseline.name}_baseline"]

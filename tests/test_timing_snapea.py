@@ -153,17 +153,23 @@ def test_fc_fast_equals_reference(rows, cols, lanes, out, wbuf, gbps):
 
 
 def test_more_lanes_never_slow_a_dense_layer_with_the_pe_count_fixed():
-    """Checked first over every lane count: lane groups per tile (ceil(n / lanes)) can only shrink as lanes grow."""
+    """Checked first over every lane count: lane groups per portion (ceil(n / lanes)) can only shrink as lanes grow.
+
+    For the fixed schedule as it stands; for the mapper's search with an I/O RAM that holds any portion (with the
+    paper's 20 KB, more lanes can make a column slice's input too big for the input half, which is real: a PE's
+    lanes read L windows' inputs at once)."""
     for net in ("alexnet", "lenet", "resnet20"):
         graph = load_workload(net)
-        for la in snapea.LANE_ASSIGNMENTS:
+        for mapper, la, io in [("fixed", la, 20480) for la in ("row", "flat", "interleaved")] + [
+                ("search", None, 1 << 24)]:
             prev = None
             for lanes in (1, 2, 3, 4, 6, 8, 16):
-                arch = make_arch(rows=8, cols=8, lanes=lanes, lane_assignment=la)
+                extra = {"lane_assignment": la} if la else {}
+                arch = make_arch(rows=8, cols=8, lanes=lanes, io=io, mapper=mapper, **extra)
                 res = snapea.SnaPEATiming(arch, graph).finish()
                 cycles = np.array([t.cycles for t in res.values()])
                 if prev is not None:
-                    assert np.all(cycles <= prev), (net, la, lanes)
+                    assert np.all(cycles <= prev), (net, mapper, la, lanes)
                 prev = cycles
 
 
@@ -205,11 +211,12 @@ def test_accumulator_over_batches_equals_one_batch_and_covers_every_costed_layer
 
 
 def test_snapea_on_real_shapes_streams_long_kernels_and_spills_big_activations():
-    arch = load_arch("snapea")
+    for arch in (load_arch("snapea"), load_arch("snapea", ["options.mapper=search"])):
+        for t in snapea.SnaPEATiming(arch, load_workload("alexnet")).finish().values():
+            assert math.isclose(breakdown_total(t), t.cycles, rel_tol=1e-9)
+            assert t.cycles * arch.mac_units >= t.macs_performed
+    arch = load_arch("snapea", ["options.mapper=fixed"])  # the specifics below are the fixed schedule's
     alex = snapea.SnaPEATiming(arch, load_workload("alexnet")).finish()
-    for t in alex.values():
-        assert math.isclose(breakdown_total(t), t.cycles, rel_tol=1e-9)
-        assert t.cycles * arch.mac_units >= t.macs_performed
     plan3 = snapea.plan_layer(arch, load_workload("alexnet"), load_workload("alexnet").layer("conv3"))
     assert not plan3.resident and plan3.chunk == 128  # 2304-weight kernels stream through 256-entry buffers
     # 13 one-row tiles on 8 rows = 2 tile steps; each step's kernels are read once and broadcast down the columns
@@ -218,8 +225,10 @@ def test_snapea_on_real_shapes_streams_long_kernels_and_spills_big_activations()
     assert alex["conv3"].breakdown["dram_stall"] == 0  # the stream hides behind the compute of each step
     assert alex["conv2"].events.count("dram", "write") == 0  # its pooled output fits the I/O RAM
     assert alex["conv1"].events.count("dram", "read") >= 3 * 227 * 227 * 2  # the image comes from DRAM
-    vgg = snapea.SnaPEATiming(arch, load_workload("vgg16")).finish()
-    assert vgg["conv1_1"].events.count("dram", "write") == 64 * 224 * 224 * 2 - 64 * 10240  # spill beyond the half
+    for arch in (arch, load_arch("snapea")):
+        vgg = snapea.SnaPEATiming(arch, load_workload("vgg16")).finish()
+        # spill beyond the half, whatever the mapping
+        assert vgg["conv1_1"].events.count("dram", "write") == 64 * 224 * 224 * 2 - 64 * 10240
 
 
 def test_pau_checks_are_exact_with_a_weight_stream():
@@ -237,8 +246,9 @@ def test_pau_checks_are_exact_with_a_weight_stream():
 
 
 def test_real_weight_stream_with_skipped_zeros_shrinks_buffers_and_weight_traffic():
-    """6 kernels of 75 weights on one PE column: 450 entries stream; with 2/3 zeros skipped (150) they stay resident."""
-    arch = make_arch(rows=2, cols=1, lanes=2, io=20480)
+    """6 kernels of 75 weights on one PE column: 450 entries stream; with 2/3 zeros skipped (150) they stay resident
+    (the fixed schedule; the mapper's choices are tested in test_snapea_mapper.py)."""
+    arch = make_arch(rows=2, cols=1, lanes=2, io=20480, mapper="fixed")
     graph = conv_graph(c=3, f=6, h=8, w=8, k=5, pad=0, first=False)
     rng = np.random.default_rng(3)
     w = rng.normal(size=(6, 3, 5, 5)) * (rng.random((6, 3, 5, 5)) < 1 / 3)
@@ -276,7 +286,8 @@ def test_kernels_that_do_not_all_fit_pin_what_fits_and_stream_the_rest():
 
 
 def test_auto_tiles_fit_the_input_half_balance_the_rows_and_fetch_lenet_conv2_once():
-    arch = load_arch("snapea")
+    """`tile_rows: auto`, the band rule of the fixed schedule."""
+    arch = load_arch("snapea", ["options.mapper=fixed"])
     lenet = load_workload("lenet")
     conv2 = snapea.plan_layer(arch, lenet, lenet.layer("conv2"))
     assert conv2.steps == 1  # its whole input fits one PE's 10 KB half: one step, the kernels read once
@@ -297,7 +308,7 @@ def test_auto_tiles_fit_the_input_half_balance_the_rows_and_fetch_lenet_conv2_on
                       + (2 * s * plan.out_hw[1] if plan.kernel_chunk.any() else 0) <= arch.pe.io_buffer_bytes // 2]
             if bigger:
                 assert -(-(-(-ho // max(bigger))) // 8) == plan.steps, (net, layer.name)
-    fixed = snapea.plan_layer(make_arch(rows=8, cols=8, tile_rows=3), lenet, lenet.layer("conv2"))
+    fixed = snapea.plan_layer(make_arch(rows=8, cols=8, tile_rows=3, mapper="fixed"), lenet, lenet.layer("conv2"))
     assert fixed.tile_rows == 3 and fixed.tiles == 4
 
 

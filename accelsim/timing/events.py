@@ -55,6 +55,15 @@ class LayerTiming:
     mac_units: int  # MAC units of the design (lanes x PEs), for utilisation
     active_pes: float  # average number of PEs doing useful work while the layer runs
     breakdown: dict[str, float] = field(default_factory=dict)  # cycle classes, e.g. busy / idle_lane / barrier / dram_stall
+    mapping: str = ""  # the schedule the model chose for the layer, as a short label ("" where a model has none)
+    # the same layer on the same design without early termination (every window at its kernel's full stored
+    # length, same mapper), for the split of the speedup; None where the model has no such counterpart
+    dense: "LayerTiming | None" = None
+
+    @property
+    def dense_cycles(self) -> float:
+        """Cycles of the dense counterpart (this layer's own cycles where there is none)."""
+        return self.dense.cycles if self.dense is not None else self.cycles
 
     @property
     def utilization(self) -> float:

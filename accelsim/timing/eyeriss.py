@@ -511,15 +511,15 @@ class EyerissTiming:
     zero shares reach it at `finish` (zero gating is energy only).
     """
 
-    def __init__(self, arch: ArchSpec, graph: Graph):
-        self.arch, self.graph = arch, graph
+    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1):
+        self.arch, self.graph, self.batch = arch, graph, batch
         self.options = EyerissOptions.from_mapping(arch.options)
 
     def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
         """Dense: nothing to record."""
 
     def finish(self, facts: Any = None) -> dict[str, LayerTiming]:
-        batch = getattr(facts, "batch", 1)
+        batch = getattr(facts, "batch", None) or self.batch
         zeros = getattr(facts, "input_zero_fraction", None) or {}
         return {layer.name: simulate_layer(self.arch, self.graph, layer, batch,
                                            input_zero_fraction=zeros.get(layer.name, 0.0))

@@ -47,21 +47,22 @@ class TimingModel(Protocol):
         """Per-image LayerTiming of every layer the design spends time on, in network order."""
 
 
-def timing_model(arch: ArchSpec, graph: Graph) -> TimingModel:
-    """The timing model of `arch`'s dataflow for `graph` (validates every layer against the design up front)."""
-    return _REGISTRY[arch.dataflow]()(arch, graph)
+def timing_model(arch: ArchSpec, graph: Graph, batch: int = 1) -> TimingModel:
+    """The timing model of `arch`'s dataflow for `graph`, mapping `batch` images together (validates every layer
+    against the design up front)."""
+    return _REGISTRY[arch.dataflow]()(arch, graph, batch)
 
 
-def _snapea() -> Callable[[ArchSpec, Graph], Any]:
+def _snapea() -> Callable[[ArchSpec, Graph, int], Any]:
     from accelsim.timing.snapea import SnaPEATiming
 
     return SnaPEATiming
 
 
-def _eyeriss() -> Callable[[ArchSpec, Graph], Any]:
+def _eyeriss() -> Callable[[ArchSpec, Graph, int], Any]:
     from accelsim.timing.eyeriss import EyerissTiming
 
     return EyerissTiming
 
 
-_REGISTRY: dict[str, Callable[[], Callable[[ArchSpec, Graph], Any]]] = {"snapea": _snapea, "eyeriss": _eyeriss}
+_REGISTRY: dict[str, Callable[[], Callable[[ArchSpec, Graph, int], Any]]] = {"snapea": _snapea, "eyeriss": _eyeriss}

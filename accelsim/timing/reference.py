@@ -1,13 +1,16 @@
 """A cycle-stepped reference of the SnaPEA PE array, in plain Python, for small layers (tests only).
 
-It shares the static plan with the fast model (`snapea.plan_layer`: which tile goes to which PE row, which kernel to
-which column, which kernels stay in the buffers and which stream, what each DMA moves) and re-derives everything else
-one cycle at a time: every cycle each PE's controller broadcasts one weight (and its index) to its lanes; a lane whose
-window still has MACs to do performs one (and the PAU checks it where the stream says so), the others are data-gated;
-a lane group ends when all its lanes are done; a step ends when all its PEs are done and its DMA (a byte counter:
-latency, then `rate` bytes per cycle) has finished. Without streamed kernels every PE row has its own steps and its
-own share of the channel; with them the whole array moves step by step (one weight broadcast per column per step).
-The layer ends when every row is done. The fast model (`snapea.layer_totals`) must give exactly the same totals.
+It shares the static plan with the fast model (`snapea.plan_layer`: the portions and which PE row takes each, or
+dynamic dealing; which kernel partition each kernel belongs to and how many columns split it; which kernels stay in
+the buffers and which stream; what each DMA moves) and re-derives everything else one cycle at a time: it builds every
+portion's lane groups window by window from the lane-assignment rule and cuts them into the column slices itself;
+every cycle each PE's controller broadcasts one weight (and its index) to its lanes; a lane whose window still has
+MACs to do performs one (and the PAU checks it where the stream says so), the others are data-gated; a lane group
+ends when all its lanes are done; a step ends when all its PEs are done and its DMA (a byte counter: latency, then
+`rate` bytes per cycle) has finished. Without streamed kernels every PE row has its own steps and its own share of
+the channel (or, with dynamic dealing, claims portions from a queue); with them the whole array moves step by step
+(one weight broadcast per column per step). The layer ends when every row is done. The fast model
+(`snapea.layer_totals`) must give exactly the same totals.
 """
 
 from __future__ import annotations
@@ -63,26 +66,73 @@ def _new_dma(plan: LayerPlan, nbytes: int, rows_sharing: int = 1) -> _DMA:
     return _DMA(plan.dma.latency, Fraction(nbytes), plan.dma.rate * rows_sharing)
 
 
-def _conv_windows(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[Group]:
-    """The lane groups of kernel f on tile t, built window by window from the lane-assignment rule."""
-    return [(f, g) for g in _lane_split(plan, macs, f, t)]
+def _block_shape(lanes: int) -> tuple[int, int]:
+    bh = 1
+    for d in range(1, lanes + 1):
+        if lanes % d == 0 and d * d <= lanes:
+            bh = d
+    return bh, lanes // bh
 
 
-def _lane_split(plan: LayerPlan, macs: np.ndarray, f: int, t: int) -> list[list[int]]:
-    lanes, (_, wo) = plan.lanes, plan.out_hw
-    r0, r1 = plan.tile_bounds(t)
-    raster = [int(macs[f, y, x]) for y in range(r0, r1) for x in range(wo)]
-    if plan.lane_code == 0:  # row: adjacent windows of one output row, a partial group at the row's end
-        groups = []
-        for y in range(r0, r1):
-            row = [int(macs[f, y, x]) for x in range(wo)]
-            groups += [row[i:i + lanes] for i in range(0, wo, lanes)]
+def _portion_windows(plan: LayerPlan, p: int) -> list[tuple[int, int]]:
+    """(y, x) of the windows of portion p in raster order."""
+    wo = plan.out_hw[1]
+    a, b, c, d = (int(v) for v in plan.portions[p])
+    if c < 0:
+        return [(w // wo, w % wo) for w in range(a, b)]
+    return [(y, x) for y in range(a, b) for x in range(c, d)]
+
+
+def _portion_groups(plan: LayerPlan, p: int) -> list[list[tuple[int, int]]]:
+    """The lane groups of portion p, built window by window from the lane-assignment rule."""
+    lanes, how = plan.lanes, plan.mapping.lanes
+    win = _portion_windows(plan, p)
+    if how == "row":  # adjacent windows of one output row, a partial group at each row end of the portion
+        groups: list[list[tuple[int, int]]] = []
+        for w in win:
+            if groups and len(groups[-1]) < lanes and groups[-1][-1][0] == w[0]:
+                groups[-1].append(w)
+            else:
+                groups.append([w])
         return groups
-    if plan.lane_code == 1:  # flat: raster order across row ends
-        return [raster[i:i + lanes] for i in range(0, len(raster), lanes)]
-    n = len(raster)  # interleaved: lane j of group g takes window g + j * G
-    g_count = -(-n // lanes)
-    return [[raster[g + j * g_count] for j in range(lanes) if g + j * g_count < n] for g in range(g_count)]
+    if how == "flat":  # raster order across row ends
+        return [win[i:i + lanes] for i in range(0, len(win), lanes)]
+    if how == "interleaved":  # lane j of group g takes window g + j * G
+        g_count = -(-len(win) // lanes)
+        return [[win[g + j * g_count] for j in range(lanes) if g + j * g_count < len(win)] for g in range(g_count)]
+    bh, bw = _block_shape(lanes)  # 2-D blocks in raster order of blocks
+    a, b, c, d = (int(v) for v in plan.portions[p])
+    return [[(y, x) for y in range(y0, min(y0 + bh, b)) for x in range(x0, min(x0 + bw, d))]
+            for y0 in range(a, b, bh) for x0 in range(c, d, bw)]
+
+
+def _slices(groups: list, split: int) -> list[list]:
+    """Contiguous runs of lane groups, one per column of a kernel partition, sizes differing by at most one."""
+    out, i = [], 0
+    for s in range(split):
+        size = len(groups) // split + (s < len(groups) % split)
+        out.append(groups[i:i + size])
+        i += size
+    return out
+
+
+def _tile_groups(plan: LayerPlan, macs: np.ndarray, p: int) -> dict[int, list[Group]]:
+    """Per PE column, the lane groups of all its kernels on portion p, kernel after kernel: column kp * split + s
+    holds kernel partition kp (its kernels in index order) and slice s of the portion's lane groups."""
+    groups = {}
+    slices = _slices(_portion_groups(plan, p), plan.split)
+    for kp in range(plan.kcols):
+        kernels = [f for f in range(plan.kernels) if plan.kernel_pe[f] == kp]
+        if not kernels:
+            continue
+        for s, part in enumerate(slices):
+            groups[kp * plan.split + s] = [(f, [int(macs[f, y, x]) for y, x in g]) for f in kernels for g in part]
+    return groups
+
+
+def _used_cols(plan: LayerPlan) -> list[int]:
+    return [kp * plan.split + s for kp in range(plan.kcols) if any(plan.kernel_pe[f] == kp for f in
+                                                                   range(plan.kernels)) for s in range(plan.split)]
 
 
 def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step]]:
@@ -93,8 +143,9 @@ def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step
             for c in range(plan.cols):
                 neurons = [n for n in range(plan.kernels) if plan.kernel_pe[n] == r * plan.cols + c]
                 if neurons:
-                    groups[c] = [(-1, [plan.kernel_len] * len(neurons[i:i + plan.lanes]))
-                                 for i in range(0, len(neurons), plan.lanes)]
+                    one = [(-1, [plan.kernel_len] * len(neurons[i:i + plan.lanes]))
+                           for i in range(0, len(neurons), plan.lanes)]
+                    groups[c] = one * plan.batch  # the images of the batch one after another
             if groups:
                 steps[r] = [_Step(groups, int(plan.stream_bytes[r])), _Step({}, 0, int(plan.out_bytes[r]))]
         return steps
@@ -102,26 +153,16 @@ def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step
         seq = [t for t in range(plan.tiles) if plan.tile_row[t] == r]
         if not seq:
             continue
-        row = [_Step({}, int(plan.in_bytes[seq[0]]))]  # prologue: the first tile's input
+        row = [_Step({}, int(plan.in_bytes[seq[0]]))]  # prologue: the first portion's input
         for k, t in enumerate(seq):
             read = 0
             if k + 1 < len(seq):
-                read += int(plan.in_bytes[seq[k + 1]])  # prefetch of the next tile's input
-            write = int(plan.out_bytes[seq[k - 1]]) if k > 0 else 0  # write-back of the previous tile's output
+                read += int(plan.in_bytes[seq[k + 1]])  # prefetch of the next portion's input
+            write = int(plan.out_bytes[seq[k - 1]]) if k > 0 else 0  # write-back of the previous portion's output
             row.append(_Step(_tile_groups(plan, macs, t), read, write))
-        row.append(_Step({}, 0, int(plan.out_bytes[seq[-1]])))  # epilogue: the last tile's output
+        row.append(_Step({}, 0, int(plan.out_bytes[seq[-1]])))  # epilogue: the last portion's output
         steps[r] = row
     return steps
-
-
-def _tile_groups(plan: LayerPlan, macs: np.ndarray, t: int) -> dict[int, list[Group]]:
-    """Per PE column, the lane groups of all its kernels on tile t, kernel after kernel."""
-    groups = {}
-    for c in range(plan.cols):
-        kernels = [f for f in range(plan.kernels) if plan.kernel_pe[f] == c]
-        if kernels:
-            groups[c] = [g for f in kernels for g in _conv_windows(plan, macs, f, t)]
-    return groups
 
 
 @dataclass
@@ -146,7 +187,7 @@ def _pe_cycle(plan: LayerPlan, pe: _PE, tot: dict[str, int], lanes: int) -> None
     f, group = pe.groups[pe.gi]
     tot["compute_pe"] += 1
     working = 0
-    chunk = int(plan.kernel_chunk[f]) if f >= 0 else 0
+    chunk = int(plan.kernel_chunk[f]) if f >= 0 else plan.chunk
     neg = int(plan.neg_start[f]) if f >= 0 and plan.neg_start is not None else 0
     spec = int(plan.n_spec[f]) if f >= 0 and plan.n_spec is not None else 0
     for j, m in enumerate(group):
@@ -245,7 +286,7 @@ def _lockstep_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str,
     seqs = {r: [t for t in range(plan.tiles) if plan.tile_row[t] == r] for r in range(plan.rows)}
     seqs = {r: seq for r, seq in seqs.items() if seq}
     n_steps = max(len(seq) for seq in seqs.values())
-    cols = [c for c in range(plan.cols) if any(plan.kernel_pe[f] == c for f in range(plan.kernels))]
+    cols = _used_cols(plan)
     n_pes, n_active = plan.rows * plan.cols, len(seqs) * len(cols)
     # (tiles of each row in this step, DRAM read bytes, DRAM write bytes)
     steps: list[tuple[dict[int, int], int, int]] = [
@@ -288,6 +329,65 @@ def _lockstep_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str,
     return tot
 
 
+def _dynamic_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, int]:
+    """Dynamic dealing: a queue of portions; a row claims the next one of the queue whenever it starts one.
+
+    At cycle 0 (after the global weight load) rows 0..R-1 start portions 0..R-1 in row order, each claiming one;
+    then, at every cycle, a row whose portion is done and that holds a claim starts it (lowest row first, again
+    within the cycle if the portion takes no cycles) and claims the next. No activations spill (the planner
+    refuses dynamic dealing otherwise), so the only DMA is the global prologue.
+    """
+    tot = dict.fromkeys(TOTAL_KEYS, 0)
+    tot["images"] = 1
+    cols = _used_cols(plan)
+    n_r = min(plan.rows, plan.tiles)
+    n_pes, n_active = plan.rows * plan.cols, n_r * len(cols)
+    tot["dram_read"] = plan.prologue_bytes
+    tot["dram_write"] = 0
+    cycle = 0
+    dma = _new_dma(plan, plan.prologue_bytes, plan.rows)
+    while not dma.done:
+        dma.tick()
+        cycle += 1
+        tot["dram_pe"] += n_active
+        tot["unused_pe"] += n_pes - n_active
+    queue = list(range(plan.tiles))
+    pes: dict[int, dict[int, _PE]] = {}
+    claim: dict[int, int | None] = {}
+
+    def start(r: int, p: int) -> None:
+        pes[r] = {c: _PE(list(gs)) for c, gs in _tile_groups(plan, macs, p).items()}
+        for pe in pes[r].values():
+            pe.skip_empty()
+        claim[r] = queue.pop(0) if queue else None
+
+    for r in range(n_r):
+        start(r, queue.pop(0))
+    while True:
+        while True:  # starts due at this cycle, lowest row first
+            ready = [r for r in range(n_r) if claim[r] is not None and not any(pe.busy for pe in pes[r].values())]
+            if not ready:
+                break
+            start(ready[0], claim[ready[0]])
+        if all(claim[r] is None and not any(pe.busy for pe in pes[r].values()) for r in range(n_r)):
+            break
+        for r in range(n_r):
+            row = pes[r]
+            computing = any(pe.busy for pe in row.values())
+            for c in cols:
+                pe = row.get(c)
+                if pe is not None and pe.busy:
+                    _pe_cycle(plan, pe, tot, lanes)
+                elif computing:
+                    tot["barrier_pe"] += 1
+                else:
+                    tot["tail_pe"] += 1  # this row has nothing left
+        tot["unused_pe"] += n_pes - n_active
+        cycle += 1
+    tot["cycles"] = cycle
+    return tot
+
+
 def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -> dict[str, int]:
     """Integer totals over the images of `macs` (B, F, Ho, Wo), or one dense image when macs is None."""
     if plan.kind == "eltwise":
@@ -297,16 +397,19 @@ def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -
         full = plan.kernel_lengths if plan.kind == "conv" else np.full(plan.kernels, plan.kernel_len)
         macs = np.broadcast_to(np.asarray(full, np.int32)[None, :, None, None], (1, plan.kernels, ho, wo))
     out = dict.fromkeys(TOTAL_KEYS, 0)
-    simulate = _lockstep_totals if plan.lockstep else _image_totals
+    simulate = _dynamic_totals if plan.dynamic else _lockstep_totals if plan.lockstep else _image_totals
     for image in np.asarray(macs):
         for key, value in simulate(plan, image, arch.pe.lanes).items():
             out[key] += value
+    if plan.kind == "fc":
+        out["images"] = plan.batch  # one unit: the batch's images share the weight fetch
+        out["dram_write"] += plan.batch * plan.park_bytes  # inputs parked by their producers (not timed here)
     return out
 
 
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True, stream: Any = None) -> LayerTiming:
+                   pau: bool = True, stream: Any = None, mapping: Any = None) -> LayerTiming:
     """The reference's LayerTiming for one batch (same meaning as `snapea.simulate_layer`)."""
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping)
     return timing_from_totals(arch, plan, reference_totals(arch, plan, macs))

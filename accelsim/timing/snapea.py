@@ -1,22 +1,24 @@
 """The SnaPEA PE-array timing model: per-window MAC counts -> cycles and an event log, per layer.
 
-Work mapping (spec A.3, A.7 items 3 and 4; docs/timing_snapea.md): a conv layer's output rows are cut into tiles of
-`tile_rows` rows (`auto`: the largest band whose input portion fits a PE's input half, balanced over the PE rows);
-tiles are dealt to the PE rows (a row shares the tile's input portion, broadcast to it); kernels are dealt to the PE
-columns (a column shares its kernels); a PE runs each of its kernels over the tile's windows (tiles outer, kernels
-inner), its lanes taking lane groups of windows (`lane_assignment`). A group costs its slowest lane (the broadcast
-weight stream stops only when every lane is done); a PE's time on a tile is the sum of its groups; the PEs of a row
-meet at a barrier after every tile. Kernels that fit a PE's buffers are kept for the layer; the others stream, once
-per tile step, broadcast down the columns, so with streamed kernels all rows advance step by step. Each step ends when
-both the compute and the step's DMA are done (double buffering: the next tile's spilled input and the previous tile's
-spilled output move during the current tile, streamed kernels during the step that uses them). Fully connected layers
-put one output neuron on each lane (dense). Everything here is vectorised over windows and images (Numba for the
-lane-group reduction); Python loops run over PE rows, columns and tile steps only. `accelsim.timing.reference` steps
-the same machine one cycle at a time and must agree exactly.
+Work mapping (spec A.3, A.7 items 3 and 4; docs/timing_snapea.md): a conv layer's output windows are cut into input
+portions (`snapea_map.Mapping`: bands of output rows, 2-D tiles or runs of windows); portions go to the PE rows
+(statically, or dynamically from a queue), each broadcast to its row; kernels are split into partitions, each held
+by one or more PE columns (columns of one partition split a portion's lane groups between them); a PE runs each of
+its kernels over its share of the portion (portions outer, kernels inner), its lanes taking lane groups of adjacent
+windows of one kernel. A group costs its slowest lane (the broadcast weight stream stops only when every lane is
+done); a PE's time on a portion is the sum of its groups; the PEs of a row meet at a barrier after every portion.
+Kernels that fit a PE's buffers are kept for the layer; the others stream, once per portion step, broadcast down the
+columns, so with streamed kernels all rows advance step by step. Each step ends when both the compute and the step's
+DMA are done (double buffering). Fully connected layers put one output neuron on each lane (dense), optionally over
+a batch of images per weight fetch. The mapper (`snapea_mapper`) picks each layer's schedule; the model here times
+the schedule it is given. Everything is vectorised over windows and images (Numba for the lane-group reduction);
+Python loops run over PE rows and portion steps only. `accelsim.timing.reference` steps the same machine one cycle
+at a time and must agree exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field, fields
@@ -45,13 +47,19 @@ from accelsim.nets.graph import (
     ReLU,
     Softmax,
 )
+from accelsim.timing import snapea_map
 from accelsim.timing.events import EventLog, LayerTiming
+from accelsim.timing.snapea_map import KERNEL_DEALINGS, LANE_ASSIGNMENTS, PORTIONS, ROW_DEALINGS, Mapping as ConvMapping
 
 log = logging.getLogger(__name__)
 
-LANE_ASSIGNMENTS = ("row", "flat", "interleaved")
-DEALINGS = ("round_robin", "block")
-_LANE_CODE = {name: i for i, name in enumerate(LANE_ASSIGNMENTS)}
+DEALINGS = ("round_robin", "block")  # the static dealings of both tiles and kernels (the options before the mapper)
+MAPPERS = ("search", "fixed")
+MAPPER_SCORES = ("dense", "profile")
+MAPPER_OBJECTIVES = ("edp", "fastest", "energy")
+__all__ = ["LANE_ASSIGNMENTS", "PORTIONS", "ROW_DEALINGS", "KERNEL_DEALINGS", "DEALINGS", "ConvMapping",
+           "SnaPEAOptions", "LayerPlan", "ConvContext", "SnaPEATiming", "plan_layer", "layer_totals",
+           "simulate_layer", "timing_from_totals", "costed_layers"]
 
 # Layers that cost nothing on their own: fused into their producer (ReLU, LRN in the PE's output path), pure
 # addressing (Flatten, Concat: producers write straight into the concatenated blob), identities at inference
@@ -60,27 +68,55 @@ _FREE = (ReLU, LRN, Dropout, BatchNorm, Flatten, Concat, Softmax)
 _POOLS = (MaxPool, AvgPool)
 
 
+def _opt_int(options: dict[str, Any], key: str) -> None:
+    if isinstance(options.get(key), str) and options[key].strip().isdigit():
+        options[key] = int(options[key])
+
+
 @dataclass(frozen=True)
 class SnaPEAOptions:
-    """Modelling options of the SnaPEA timing model (`options.<key>` in the arch file or `--set`)."""
+    """Modelling options of the SnaPEA timing model (`options.<key>` in the arch file or `--set`).
 
-    lane_assignment: str = "row"  # row: adjacent windows of one output row; flat: raster order across row ends
-    # of the tile; interleaved: lane j of group g takes window g + j*G (G = groups in the tile)
-    tile_rows: int | str = "auto"  # output rows per tile (one input portion broadcast to a PE row); "auto": the
-    # largest band whose input portion fits a PE's input half of the I/O RAM, balanced over the PE rows
-    tile_dealing: str = "round_robin"  # tile t -> PE row t % rows (round_robin) or contiguous blocks of tiles (block)
-    kernel_dealing: str = "round_robin"  # kernel f -> PE column f % cols (round_robin) or contiguous blocks (block)
+    With `mapper: search` (default) every key left unset is searched per layer and a key that is set pins that
+    dimension; `mapper: fixed` is the schedule of accelsim before the mapper (unset keys take its defaults: 'auto'
+    bands dealt round robin, kernels round robin over all columns, lanes along rows), which reproduces its numbers.
+    """
+
+    mapper: str = "search"  # search | fixed
+    mapper_score: str = "dense"  # dense: rank schedules on dense cycles; profile: on the first observed batch
+    mapper_objective: str = "edp"  # edp: least energy x cycles, no slower than the fixed schedule | fastest | energy
+    profile_images: int = 2  # images of the first observed batch the profile score uses
+    lane_assignment: str | None = None  # row | flat | interleaved | block (see snapea_map)
+    tile_rows: int | str | None = None  # output rows per band/tile; "auto": the band rule of the fixed schedule
+    tile_cols: int | None = None  # output columns per tile (pins portion: tile)
+    portion: str | None = None  # band | tile | range
+    tile_dealing: str | None = None  # portions -> PE rows: round_robin | block | dynamic
+    kernel_dealing: str | None = None  # kernels -> kernel partitions: round_robin | block | balanced
+    kernel_columns: int | None = None  # kernel partitions over the PE columns (the rest of a column split is windows)
+    array_shape: str | None = None  # logical PE groups: 'physical' or 'RxC' (e.g. 4x16); unset: searched
+    fc_batch: str = "auto"  # fc layers: auto (the mapper picks 1 or the run's batch) | image (1) | batch
 
     def __post_init__(self) -> None:
-        if self.lane_assignment not in LANE_ASSIGNMENTS:
-            raise ConfigError(f"options.lane_assignment must be one of {', '.join(LANE_ASSIGNMENTS)}, "
-                              f"got {self.lane_assignment!r}")
-        if self.tile_rows != "auto" and (isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int)
-                                         or self.tile_rows < 1):
+        choices = (("mapper", MAPPERS), ("mapper_score", MAPPER_SCORES),
+                   ("mapper_objective", MAPPER_OBJECTIVES), ("lane_assignment", LANE_ASSIGNMENTS),
+                   ("portion", PORTIONS), ("tile_dealing", ROW_DEALINGS), ("kernel_dealing", KERNEL_DEALINGS),
+                   ("fc_batch", ("auto", "image", "batch")))
+        for key, allowed in choices:
+            value = getattr(self, key)
+            if value is not None and value not in allowed:
+                raise ConfigError(f"options.{key} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.tile_rows is not None and self.tile_rows != "auto" and (
+                isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int) or self.tile_rows < 1):
             raise ConfigError(f"options.tile_rows must be 'auto' or an integer >= 1, got {self.tile_rows!r}")
-        for key in ("tile_dealing", "kernel_dealing"):
-            if getattr(self, key) not in DEALINGS:
-                raise ConfigError(f"options.{key} must be one of {', '.join(DEALINGS)}, got {getattr(self, key)!r}")
+        for key in ("tile_cols", "kernel_columns", "profile_images"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"options.{key} must be an integer >= 1, got {value!r}")
+        if self.tile_cols is not None and self.portion not in (None, "tile"):
+            raise ConfigError(f"options.tile_cols sets the width of 2-D tiles; it cannot go with "
+                              f"options.portion={self.portion!r}")
+        if self.lane_assignment == "block" and self.portion == "range":
+            raise ConfigError("options.lane_assignment=block needs rectangular portions (band or tile), not range")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "SnaPEAOptions":
@@ -91,8 +127,8 @@ class SnaPEAOptions:
         if unknown:
             raise ConfigError(f"unknown SnaPEA timing option(s) {', '.join('options.' + k for k in unknown)}; "
                               f"allowed: {', '.join('options.' + k for k in allowed)}")
-        if isinstance(options.get("tile_rows"), str) and options["tile_rows"].strip().isdigit():
-            options["tile_rows"] = int(options["tile_rows"])
+        for key in ("tile_rows", "tile_cols", "kernel_columns", "profile_images"):
+            _opt_int(options, key)
         return cls(**options)
 
 
@@ -117,6 +153,10 @@ class DMA:
         return np.where(nbytes > 0, self.latency + (nbytes * den + num - 1) // num, 0)
 
 
+def _empty(dtype: Any = np.int64) -> Any:
+    return field(default_factory=lambda: np.zeros(0, dtype))
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     """Everything about a layer's schedule that does not depend on the MAC counts."""
@@ -129,52 +169,71 @@ class LayerPlan:
     rows: int
     cols: int
     lanes: int
-    lane_code: int  # index into LANE_ASSIGNMENTS
-    tile_rows: int
-    tile_row: np.ndarray  # (T,) PE row of each tile (conv)
-    kernel_pe: np.ndarray  # (F,) PE column of each kernel (conv) or flat PE index r*cols + c of each neuron (fc)
+    tile_rows: int  # rows of a band / tile (conv; 0 for window runs)
+    tile_row: np.ndarray  # (P,) PE row of each portion (conv, static dealing); -1 everywhere with dynamic dealing
+    kernel_pe: np.ndarray  # (F,) kernel partition of each kernel (conv) or flat PE index r*cols + c of a neuron (fc)
     resident: bool  # every PE's kernels fit its weight (and index) buffer: loaded once per layer
     chunk: int  # the largest entry of kernel_chunk (conv) / 0: streamed kernels longer than half a buffer
-    stream_bytes: np.ndarray  # fc: (rows,) bytes of weights a row streams from DRAM; conv: zeros (step_weight_bytes)
+    stream_bytes: np.ndarray  # fc: (rows,) bytes of weights a row streams from DRAM per batch; conv: zeros
     prologue_bytes: int  # bytes loaded at full bandwidth before any row starts (resident weights; fc input)
-    in_bytes: np.ndarray  # (T,) input bytes of each tile that come from DRAM (conv)
-    out_bytes: np.ndarray  # (T,) conv: output bytes of each tile that go to DRAM; fc: (rows,) per PE row
+    in_bytes: np.ndarray  # (P,) input bytes of each portion that come from DRAM (conv)
+    out_bytes: np.ndarray  # (P,) conv: output bytes of each portion that go to DRAM; fc: (rows,) per PE row
     dma: DMA
     pau: bool
-    static: Mapping[tuple[str, str, int], int]  # data-independent events per image: (component, event, bits) -> count
+    static: Mapping[tuple[str, str, int], int]  # data-independent events per unit: (component, event, bits) -> count
     eltwise_cycles: int = 0  # eltwise layers only
-    # conv only (empty for fc / eltwise):
+    mapping: ConvMapping | None = None  # conv: the schedule's shape
+    label: str = ""  # a short description of the schedule (the `mapping` column)
+    fits: bool = True  # every portion's input (and saved partial sums) fits a PE's input half
+    portions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))  # (P, 4), snapea_map
+    split: int = 1  # columns per kernel partition (they split each portion's lane groups)
+    kcols: int = 1  # kernel partitions
+    dynamic: bool = False  # portions are claimed from a queue by the next row to start one
+    seg_groups: np.ndarray = _empty()  # (P * split,) lane groups of each (portion, column slice)
+    group_win: np.ndarray = _empty(np.int32)  # (G, lanes) windows of every lane group (-1 = empty lane)
+    group_seg: np.ndarray = _empty(np.int32)  # (G,) segment p * split + s of every lane group
     # (F,) stored entries per kernel (< K when zero weights are skipped)
-    kernel_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    kernel_lengths: np.ndarray = _empty()
     # (F,) chunk of a streamed kernel longer than half a buffer (partial sums saved at each chunk start); 0 for
     # kernels that sit whole in the buffer
-    kernel_chunk: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # (F,) kernels loaded once per layer (the rest stream every tile step)
-    pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    step_weight_bytes: int = 0  # bytes of the streamed kernels, fetched once per tile step and broadcast down the
+    kernel_chunk: np.ndarray = _empty()
+    # (F,) kernels loaded once per layer (the rest stream every portion step)
+    pinned: np.ndarray = _empty(bool)
+    step_weight_bytes: int = 0  # bytes of the streamed kernels, fetched once per portion step and broadcast down the
     # columns; > 0 makes the rows advance in lockstep (one step barrier over the whole array)
     neg_start: np.ndarray | None = None  # (F,) where each kernel's PAU sign checks begin; None: a check per MAC
     n_spec: np.ndarray | None = None  # (F,) speculation-set size (a check after N MACs when > 0)
+    batch: int = 1  # fc: images that share one weight fetch (the unit of `static` and of the totals)
+    park_bytes: int = 0  # fc over a batch: each image's input, written to DRAM by its producer and read back here
 
     @property
     def lockstep(self) -> bool:
         return self.step_weight_bytes > 0
 
     @property
-    def steps(self) -> int:
-        """Tile steps: the most tiles any PE row takes."""
-        return int(np.bincount(self.tile_row, minlength=self.rows).max()) if self.tiles else 0
-
-    @property
     def tiles(self) -> int:
+        """Portions per image (the name is from before the mapper, when every portion was a band of rows)."""
         return len(self.tile_row)
 
-    def tile_bounds(self, t: int) -> tuple[int, int]:
-        r0 = t * self.tile_rows
-        return r0, min(r0 + self.tile_rows, self.out_hw[0])
+    @property
+    def steps(self) -> int:
+        """Portion steps: the most portions any PE row takes (dynamic dealing: the rounds of the queue)."""
+        if not self.tiles:
+            return 0
+        if self.dynamic:
+            return -(-self.tiles // self.rows)
+        return int(np.bincount(self.tile_row, minlength=self.rows).max())
 
     def row_tiles(self, r: int) -> list[int]:
         return [int(t) for t in np.flatnonzero(self.tile_row == r)]
+
+    def partition_kernels(self) -> list[np.ndarray]:
+        """Kernels of each partition that has any, in processing order (the used kernel partitions)."""
+        return [k for k in (np.flatnonzero(self.kernel_pe == p) for p in range(self.kcols)) if len(k)]
+
+    @property
+    def active_cols(self) -> int:
+        return len(self.partition_kernels()) * self.split
 
 
 def costed_layers(graph: Graph) -> list[Layer]:
@@ -226,24 +285,6 @@ def _aliases_of_input(graph: Graph) -> set[str]:
     return out
 
 
-def _deal(n: int, parts: int, how: str) -> np.ndarray:
-    if how == "round_robin":
-        return np.arange(n) % parts
-    return np.arange(n) // -(-n // parts)
-
-
-def _split(total: int, weights: np.ndarray) -> np.ndarray:
-    """Split `total` bytes in proportion to integer `weights`, exactly (the parts sum to total)."""
-    cum = np.concatenate(([0], np.cumsum(weights, dtype=np.int64)))
-    edges = (total * cum) // max(int(cum[-1]), 1)
-    return np.diff(edges).astype(np.int64)
-
-
-def dma_of(arch: ArchSpec) -> DMA:
-    """A PE row's share of the DRAM channel: bandwidth / rows, latency rounded up to whole cycles."""
-    rate = Fraction(arch.dram_bytes_per_cycle).limit_denominator(10**6) / arch.array.rows
-    latency = math.ceil(round(arch.dram.latency_ns * arch.clock_mhz / 1e3, 9))
-    return DMA(latency=latency, rate=rate)
 
 
 def _stream_arrays(layer: Conv, f_count: int, stream: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -267,20 +308,61 @@ def _stream_arrays(layer: Conv, f_count: int, stream: Any) -> tuple[np.ndarray, 
     return length, neg_start, n_spec
 
 
+
+def _deal(n: int, parts: int, how: str) -> np.ndarray:
+    if how == "round_robin":
+        return np.arange(n) % parts
+    return np.arange(n) // max(1, -(-n // parts))
+
+
+def _split(total: int, weights: np.ndarray) -> np.ndarray:
+    """Split `total` bytes in proportion to integer `weights`, exactly (the parts sum to total)."""
+    cum = np.concatenate(([0], np.cumsum(weights, dtype=np.int64)))
+    edges = (total * cum) // max(int(cum[-1]), 1)
+    return np.diff(edges).astype(np.int64)
+
+
+def dma_of(arch: ArchSpec, rows: int | None = None) -> DMA:
+    """A PE row's share of the DRAM channel: bandwidth / rows (default: the physical rows), latency rounded up to
+    whole cycles."""
+    rate = Fraction(arch.dram_bytes_per_cycle).limit_denominator(10**6) / (rows or arch.array.rows)
+    latency = math.ceil(round(arch.dram.latency_ns * arch.clock_mhz / 1e3, 9))
+    return DMA(latency=latency, rate=rate)
+
+
+def kernel_partition(lengths: np.ndarray, kcols: int, how: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """Partition (0..kcols-1) of every kernel: round robin, contiguous blocks, or balanced (longest processing time
+    first on `weights`, default the stored lengths: each kernel in turn, heaviest first, to the lightest partition;
+    ties by kernel and partition index, so the result is deterministic)."""
+    n = len(lengths)
+    if how != "balanced":
+        return _deal(n, kcols, how)
+    w = np.asarray(lengths if weights is None else weights, np.float64)
+    part = np.zeros(n, np.int64)
+    load = np.zeros(kcols)
+    for f in np.argsort(-w, kind="stable"):
+        p = int(np.argmin(load))
+        part[f] = p
+        load[p] += w[f]
+    return part
+
+
 def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, cap: int
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Which kernels a PE keeps for the whole layer (pinned) and the chunk of each streamed one.
 
     A PE whose kernels fit its `cap` buffer entries keeps them all. Otherwise it reserves a double-buffered stream
     slot (2 x the longest of its kernels, at most the whole buffer) and pins whole kernels, in processing order, in
-    the rest; the others are fetched again every tile step (they cannot stay: the tile loop is outside the kernel
-    loop). A streamed kernel longer than half the buffer goes through it in chunks of cap // 2 entries.
+    the rest; the others are fetched again every portion step (they cannot stay: the portion loop is outside the
+    kernel loop). A streamed kernel longer than half the buffer goes through it in chunks of cap // 2 entries.
     """
     pinned = np.zeros(len(lengths), bool)
     chunk = np.zeros(len(lengths), np.int64)
     half = cap // 2
     for c in range(cols):
         idx = np.flatnonzero(kernel_col == c)
+        if not len(idx):
+            continue
         if int(lengths[idx].sum()) <= cap:
             pinned[idx] = True
             continue
@@ -295,22 +377,21 @@ def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, ca
 
 
 def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, word_bits: int) -> np.ndarray:
-    """Bytes of the input portion of every tile: the input rows its windows touch (halo included, padding not)."""
+    """Bytes of the input portion of every band of `tile_rows` output rows (halo included, padding not)."""
     c_in, h_in, w_in = in_shape
-    sy, py, kh = layer.stride[0], layer.pad[0], layer.kernel[0]
     y0 = np.arange(0, ho, tile_rows)
-    y1 = np.minimum(y0 + tile_rows, ho)
-    lo = np.maximum(0, y0 * sy - py)
-    hi = np.minimum(h_in, (y1 - 1) * sy - py + kh)
-    return -(-(c_in * np.maximum(0, hi - lo) * w_in * word_bits) // 8)
+    rows = snapea_map.input_span(y0, np.minimum(y0 + tile_rows, ho), layer.stride[0], layer.pad[0], layer.kernel[0],
+                                 h_in)
+    return -(-(c_in * rows * w_in * word_bits) // 8)
 
 
 def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, int], rows: int, cap_bytes: int,
                    psum_bytes_per_window: int, word_bits: int) -> int:
-    """`tile_rows: auto`: the fewest tile steps whose portions fit a PE's input half, then the smallest even tiles.
+    """`tile_rows: auto` (the fixed schedule): the fewest band steps whose portions fit a PE's input half, then the
+    smallest even bands.
 
     r_max = the largest band whose input portion (halo included) plus the saved partial sums of a chunked kernel's
-    windows fits `cap_bytes` (1 if even one row does not fit); steps = ceil(ceil(Ho / r_max) / rows); the tile is
+    windows fits `cap_bytes` (1 if even one row does not fit); steps = ceil(ceil(Ho / r_max) / rows); the band is
     then ceil(Ho / (rows x steps)) rows, so every PE row gets about the same share in the same number of steps.
     """
     ho, wo = out_hw
@@ -325,136 +406,375 @@ def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, in
     return -(-ho // (rows * steps))
 
 
-def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOptions | None = None,
-               pau: bool = True, stream: Any = None) -> LayerPlan:
-    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there).
+# -- conv layers: the context a schedule is planned in, and the plan of one mapping -----------------------------------
+@dataclass(frozen=True)
+class ConvContext:
+    """Everything a conv layer's schedule depends on apart from its mapping; hashable, so the mapper caches its
+    search per context (two layers of the same shape in the same surroundings share one search)."""
 
-    `stream` (conv only; an `accelsim.functional.reorder.WeightStream` or anything with `length`, `neg_start` and
-    `n_spec` arrays of shape (F,)) gives each kernel's stored length (buffer footprint and DRAM traffic when zero
-    weights are skipped) and where its PAU checks happen; None = full kernels, one check per MAC.
-    """
-    opts = options or SnaPEAOptions.from_mapping(arch.options)
-    rows, cols, lanes, wb, ib = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits, arch.pe.index_bits
-    pes = rows * cols
-    half = pes * arch.pe.io_buffer_bytes // 2  # one I/O RAM half over all PEs (spec A.7 item 5)
-    in_alias, out_alias = _aliases_of_input(graph), _aliases_of_output(graph)
-    fused = _fused_pools(graph)
+    arch: ArchSpec
+    shape: Conv  # the layer with its names blanked
+    in_shape: tuple[int, int, int]
+    out_hw: tuple[int, int]
+    kernels: int
+    lengths: tuple[int, ...]  # stored entries per kernel
+    in_dram: int  # bytes of the layer's input that come from DRAM (per image)
+    out_words: int  # words the layer writes (after a fused pool)
+    out_dram: int  # bytes of its output that go to DRAM (per image)
+    pool_events: int  # mac.pool events per image (a fused pool sees every conv output)
+
+    @property
+    def lengths_array(self) -> np.ndarray:
+        return np.array(self.lengths, np.int64)
+
+    @property
+    def cap(self) -> int:
+        """Entries of the smaller of the weight and index buffers."""
+        a = self.arch
+        return min(a.pe.weight_buffer_bytes * 8 // a.word_bits, a.pe.index_buffer_bytes * 8 // a.pe.index_bits)
+
+
+def _check_conv(arch: ArchSpec, layer: Conv) -> None:
+    """Index width and the smallest buffers a conv layer can stream through (ConfigError naming what is short)."""
+    k, wb, ib = layer.kernel_size, arch.word_bits, arch.pe.index_bits
+    if k > 2**ib:
+        raise ConfigError(f"layer '{layer.name}': pe.index_bits = {ib} addresses {2**ib} kernel positions, but its "
+                          f"kernels have {k} weights (need index_bits >= {math.ceil(math.log2(k))})")
+    for buf, nbytes, bits in (("weight buffer", arch.pe.weight_buffer_bytes, wb),
+                              ("index buffer", arch.pe.index_buffer_bytes, ib)):
+        cap = nbytes * 8 // bits
+        if cap < 2:
+            raise ConfigError(f"layer '{layer.name}': the {buf} ({nbytes} B = {cap} entries of {bits} bits) is "
+                              f"too small for a kernel of {k} weights: streaming one lane group's kernel needs "
+                              "2 entries (double buffering)")
+
+
+def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray) -> ConvContext:
+    """The planning context of a conv layer of `graph` whose kernels store `lengths` entries."""
+    _check_conv(arch, layer)
+    wb = arch.word_bits
+    half = arch.array.rows * arch.array.cols * arch.pe.io_buffer_bytes // 2  # one I/O RAM half (spec A.7 item 5)
+    f_count, ho, wo = graph.out_shape(layer)
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
     in_total = -(-in_words * wb // 8)
-    from_dram = all(b in in_alias for b in layer.inputs)
-    common = dict(name=layer.name, rows=rows, cols=cols, lanes=lanes, lane_code=_LANE_CODE[opts.lane_assignment],
-                  dma=dma_of(arch))
-    wcap = arch.pe.weight_buffer_bytes * 8 // wb
-    icap = arch.pe.index_buffer_bytes * 8 // ib
+    from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
+    pool_name = _fused_pools(graph).get(layer.name)
+    out_shape = graph.out_shape(graph.layer(pool_name)) if pool_name else (f_count, ho, wo)
+    out_blob = graph.layer(pool_name).output if pool_name else layer.output
+    out_words = math.prod(out_shape)
+    out_total = -(-out_words * wb // 8)
+    out_dram = out_total if out_blob in _aliases_of_output(graph) else max(0, out_total - half)
+    shape = dataclasses.replace(layer, name="", inputs=(), output="")
+    c, h, w = graph.in_shapes(layer)[0]
+    return ConvContext(arch=arch, shape=shape, in_shape=(int(c), int(h), int(w)), out_hw=(int(ho), int(wo)),
+                       kernels=int(f_count), lengths=tuple(int(v) for v in lengths),
+                       in_dram=in_total if from_dram else max(0, in_total - half), out_words=int(out_words),
+                       out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0)
+
+
+def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray, xb: np.ndarray,
+               channels: int | None = None) -> np.ndarray:
+    """Input words under output boxes [ya, yb) x [xa, xb) (halo included, padding not sent; 0 for empty boxes), over
+    `channels` input channels (default all)."""
+    c_in, h_in, w_in = ctx.in_shape
+    c_in = c_in if channels is None else channels
+    layer = ctx.shape
+    rows = snapea_map.input_span(ya, yb, layer.stride[0], layer.pad[0], layer.kernel[0], h_in)
+    cols = np.where((xa == 0) & (xb == ctx.out_hw[1]), w_in,
+                    snapea_map.input_span(xa, xb, layer.stride[1], layer.pad[1], layer.kernel[1], w_in))
+    return np.where((yb > ya) & (xb > xa), c_in * rows * cols, 0).astype(np.int64)
+
+
+def portion_input_words(ctx: ConvContext, portions: np.ndarray) -> np.ndarray:
+    """Input words of each portion (its windows' inputs, halo included): what the row's broadcast carries."""
+    if len(portions) and portions[0, 2] >= 0:  # rectangles: one box each
+        return _box_words(ctx, *(portions[:, i] for i in range(4)))
+    parts = snapea_map.slice_parts(portions, ctx.out_hw, ctx.arch.pe.lanes, "flat", 1)[:, 0]
+    return _box_words(ctx, *(parts[..., i] for i in range(4))).sum(-1)
+
+
+def partition_channels(ctx: ConvContext, part: np.ndarray) -> int:
+    """Input channels the busiest kernel partition reads: a grouped conv's kernel reads only its group's channels,
+    so a partition whose kernels sit in g groups needs g x C_in / groups of them (all channels when ungrouped)."""
+    groups = ctx.shape.groups
+    c_in = ctx.in_shape[0]
+    if groups == 1 or not len(part):
+        return c_in
+    group_of = np.arange(len(part)) // (ctx.kernels // groups)
+    touched = max(len(np.unique(group_of[part == p])) for p in np.unique(part))
+    return touched * (c_in // groups)
+
+
+def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: int, chunked: bool,
+                       whole: np.ndarray | None = None, channels: int | None = None) -> np.ndarray:
+    """(P,) bytes of a PE's input half each portion needs (its largest column slice): the input the PE's lane
+    groups read, or the whole portion where that is less (a split column keeps only what its own lane groups read:
+    it filters the row's broadcast by address), over the `channels` its kernels read (default all; see
+    `partition_channels`), plus one saved partial sum per window of the slice when a kernel runs in chunks.
+    `whole`: the portions' input words over all channels, if already known."""
+    lanes, wb = ctx.arch.pe.lanes, ctx.arch.word_bits
+    c_in = ctx.in_shape[0]
+    channels = c_in if channels is None else channels
+    whole = portion_input_words(ctx, portions) if whole is None else whole
+    whole = whole * channels // c_in
+    psum = 0
+    if chunked:
+        groups = snapea_map.slice_counts(snapea_map.group_counts(portions, ctx.out_hw[1], lanes, how), split)
+        windows = np.diff(_window_bounds(portions, ctx.out_hw), axis=1)
+        psum = np.minimum(groups * lanes, windows).max(1) * -(-wb // 8)
+    need = -(-(whole * wb) // 8) + psum
+    if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
+        parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
+        words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4)), channels).sum(-1), whole[:, None])
+        slice_need = -(-(words * wb) // 8)
+        if chunked:
+            slice_need = slice_need + np.minimum(groups * lanes, windows) * -(-wb // 8)
+        need = slice_need.max(1)
+    return need
+
+
+def _window_bounds(portions: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(P, 2) [0, windows) of each portion, for the proportional split of spilled bytes."""
+    a, b, c, d = (portions[:, i] for i in range(4))
+    n = np.where(c < 0, b - a, (b - a) * (d - c))
+    return np.stack([np.zeros_like(n), n], 1)
+
+
+def grid_of(arch: ArchSpec, m: ConvMapping) -> tuple[int, int]:
+    """The logical (rows, cols) of PE groups a mapping uses; ConfigError if it does not use exactly the array's PEs."""
+    if m.grid == (0, 0):
+        return arch.array.rows, arch.array.cols
+    rows, cols = m.grid
+    if rows < 1 or cols < 1 or rows * cols != arch.array.rows * arch.array.cols:
+        raise ConfigError(f"a logical array of {rows} x {cols} PE groups does not use the {arch.array.rows} x "
+                          f"{arch.array.cols} PEs of the array")
+    return rows, cols
+
+
+def parse_grid(value: str | None, arch: ArchSpec) -> tuple[int, int] | None:
+    """`options.array_shape`: None (searched), 'physical' -> (0, 0), 'RxC' -> (R, C)."""
+    if value is None:
+        return None
+    if value == "physical":
+        return (0, 0)
+    try:
+        rows, cols = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"options.array_shape must be 'physical' or 'RxC' (e.g. 4x16), got {value!r}") from None
+    try:
+        grid_of(arch, ConvMapping(grid=(rows, cols)))
+    except ConfigError as exc:
+        raise ConfigError(f"options.array_shape = {value!r}: {exc}") from None
+    return rows, cols
+
+
+def fixed_mapping(ctx: ConvContext, opts: SnaPEAOptions) -> ConvMapping:
+    """The schedule before the mapper (`options.mapper: fixed`), with every pinned option applied."""
+    arch = ctx.arch
+    grid = parse_grid(opts.array_shape, arch) or (0, 0)
+    rows, cols = grid_of(arch, ConvMapping(grid=grid))
+    kcols = min(opts.kernel_columns or cols, cols)
+    kdeal = opts.kernel_dealing or "round_robin"
+    portion = opts.portion or ("tile" if opts.tile_cols else "band")
+    th = opts.tile_rows
+    if th is None or th == "auto":
+        lengths = ctx.lengths_array
+        _, chunk = _weight_residency(lengths, kernel_partition(lengths, kcols, kdeal), kcols, ctx.cap)
+        psum = -(-arch.word_bits // 8) if chunk.any() else 0
+        th = auto_tile_rows(ctx.shape, ctx.in_shape, ctx.out_hw, rows, arch.pe.io_buffer_bytes // 2, psum,
+                            arch.word_bits)
+    tw = opts.tile_cols or (ctx.out_hw[1] if portion == "tile" else 0)
+    pieces = rows if portion == "range" else 0
+    return ConvMapping(portion=portion, th=int(th) if portion != "range" else 0, tw=int(tw) if portion == "tile"
+                       else 0, pieces=pieces, dealing=opts.tile_dealing or "round_robin", kcols=kcols,
+                       kernel_dealing=kdeal, lanes=opts.lane_assignment or "row", grid=grid)
+
+
+def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True,
+              neg_start: np.ndarray | None = None, n_spec: np.ndarray | None = None,
+              kernel_weights: np.ndarray | None = None, groups: bool = True) -> LayerPlan:
+    """The static plan of a conv layer under mapping `m` (`groups=False` skips the lane-group table, which only
+    the data path needs). `kernel_weights` drives `balanced` kernel dealing (default: the stored lengths)."""
+    arch = ctx.arch
+    rows, cols = grid_of(arch, m)
+    lanes, wb, ib = arch.pe.lanes, arch.word_bits, arch.pe.index_bits
+    if not 1 <= m.kcols <= cols:
+        raise ConfigError(f"layer '{name}': {m.kcols} kernel partitions do not fit {cols} PE columns")
+    if m.lanes == "block" and m.portion == "range":
+        raise ConfigError(f"layer '{name}': block lanes need rectangular portions (band or tile)")
+    if m.dealing == "dynamic":
+        pass  # checked below, once the DMA and the residency are known
+    ho, wo = ctx.out_hw
+    lengths = ctx.lengths_array
+    f_count = ctx.kernels
+    split = cols // m.kcols
+    part = kernel_partition(lengths, m.kcols, m.kernel_dealing, kernel_weights)
+    pinned, kernel_chunk = _weight_residency(lengths, part, m.kcols, ctx.cap)
+    portions = snapea_map.portions_of(m, (ho, wo), lanes)
+    n_p = len(portions)
+    gcount = snapea_map.group_counts(portions, wo, lanes, m.lanes)
+    seg_groups = snapea_map.slice_counts(gcount, split).ravel()
+    need = portion_need_bytes(ctx, portions, m.lanes, split, bool(kernel_chunk.any()),
+                              channels=partition_channels(ctx, part))
+    fits = bool(need.max(initial=0) <= arch.pe.io_buffer_bytes // 2)
+    windows = np.diff(_window_bounds(portions, (ho, wo)), axis=1)[:, 0]
+    in_bytes, out_bytes = _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
+    kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+    kept_bytes, step_bytes = -(-kept * (wb + ib) // 8), -(-streamed * (wb + ib) // 8)
+    dynamic = m.dealing == "dynamic"
+    if dynamic and (step_bytes > 0 or in_bytes.any() or out_bytes.any()):
+        raise ConfigError(f"layer '{name}': dynamic dealing needs every kernel kept in the PEs and no spilled "
+                          "activations (a row cannot prefetch a portion it has not claimed yet)")
+    tile_row = np.full(n_p, -1, np.int64) if dynamic else _deal(n_p, rows, m.dealing)
+    steps = -(-n_p // rows) if dynamic else int(np.bincount(tile_row, minlength=rows).max(initial=0))
     static: dict[tuple[str, str, int], int] = {}
 
     def add(component: str, event: str, bits: int, count: int) -> None:
         if count:
             static[(component, event, bits)] = static.get((component, event, bits), 0) + int(count)
 
+    fetched = kept + steps * streamed  # entries read from DRAM and broadcast down the columns
+    add("noc", "transfer", wb, int(portion_input_words(ctx, portions).sum()) + fetched)
+    add("noc", "index_transfer", ib, fetched)
+    add("weight_buffer", "write", wb, split * (rows * kept + n_p * streamed))
+    add("index_buffer", "write", ib, split * (rows * kept + n_p * streamed))
+    add("io_buffer", "write", wb, ctx.out_words)
+    add("mac", "pool", wb, ctx.pool_events)
+    add("dram", "read", 8, kept_bytes + steps * step_bytes + ctx.in_dram)
+    add("dram", "write", 8, ctx.out_dram)
+    win, seg = snapea_map.group_table(portions, wo, lanes, m.lanes, split) if groups else (
+        np.zeros((0, lanes), np.int32), np.zeros(0, np.int32))
+    label = m.describe(cols, lanes, n_p) + ("" if fits else ", !io")
+    log.debug("plan %s: %s, pinned %d/%d kernels, chunk %d", name, label, int(pinned.sum()), f_count,
+              int(kernel_chunk.max(initial=0)))
+    return LayerPlan(name=name, kind="conv", kernel_len=ctx.shape.kernel_size, kernels=f_count, out_hw=(ho, wo),
+                     rows=rows, cols=cols, lanes=lanes, tile_rows=m.th if m.portion != "range" else 0,
+                     tile_row=tile_row, kernel_pe=part, resident=bool(pinned.all()),
+                     chunk=int(kernel_chunk.max(initial=0)), stream_bytes=np.zeros(rows, np.int64),
+                     prologue_bytes=kept_bytes, in_bytes=in_bytes, out_bytes=out_bytes, dma=dma_of(arch, rows), pau=pau,
+                     static=static, mapping=m, label=label, fits=fits, portions=portions, split=split,
+                     kcols=m.kcols, dynamic=dynamic, seg_groups=seg_groups, group_win=win, group_seg=seg,
+                     kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,
+                     neg_start=neg_start, n_spec=n_spec)
+
+
+def _fc_from_fc(graph: Graph, layer: FC) -> bool:
+    """Whether an fc layer's input is produced by another fc layer (through free layers only)."""
+    producer = {l.output: l for l in graph.layers}
+    blob = layer.inputs[0]
+    while blob in producer and isinstance(producer[blob], _FREE) and producer[blob].inputs:
+        blob = producer[blob].inputs[0]
+    return isinstance(producer.get(blob), FC)
+
+
+def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first: bool = False) -> LayerPlan:
+    """One output neuron per lane, neurons dealt round robin over all PEs (PE by PE along the rows, or with
+    `rows_first` over the PE rows first, so that every row, and its share of the DRAM channel, streams weights),
+    the input broadcast; `batch` images share one weight fetch (each streamed chunk serves every image of the
+    batch, partial sums parked in the I/O RAM)."""
+    rows, cols, lanes, wb = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits
+    pes = rows * cols
+    half = pes * arch.pe.io_buffer_bytes // 2
+    wcap = arch.pe.weight_buffer_bytes * 8 // wb
+    k, f_count = layer.in_features, layer.out_features
+    if wcap < 2 * lanes:
+        raise ConfigError(f"layer '{layer.name}': the weight buffer ({arch.pe.weight_buffer_bytes} B = {wcap} "
+                          f"entries of {wb} bits) is too small for a fully connected layer: its {lanes} lanes "
+                          f"take one weight each per cycle, and streaming needs 2 x {lanes} = {2 * lanes} entries")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
+    in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
+    in_total = -(-in_words * wb // 8)
+    from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
+    neuron_pe = _deal(f_count, pes, "round_robin")
+    if rows_first:  # neuron n -> row n % rows, column (n // rows) % cols
+        neuron_pe = (neuron_pe % rows) * cols + (neuron_pe // rows) % cols
+    per_pe = np.bincount(neuron_pe, minlength=pes)
+    resident = int(per_pe.max()) * k <= wcap
+    row_neurons = per_pe.reshape(rows, cols).sum(1)
+    stream = np.zeros(rows, np.int64) if resident else -(-row_neurons * k * wb // 8)
+    entries = f_count * k
+    w_bytes = -(-entries * wb // 8)
+    out_blob_dram = layer.output in _aliases_of_output(graph)
+    out_total = -(-f_count * wb // 8)
+    out_row = -(-row_neurons * wb // 8) if out_blob_dram else np.zeros(rows, np.int64)
+    if not out_blob_dram and batch * out_total > half:
+        out_row = -(-row_neurons * wb // 8)  # the whole vector spills (it cannot be split across the halves)
+    in_read, in_write = (in_total if (from_dram or in_total > half) else 0), 0
+    if batch > 1 and not from_dram:
+        if _fc_from_fc(graph, layer):  # the previous fc ran over the same batch: its outputs are on chip if they fit
+            in_read = in_total if batch * in_total > half else 0
+        else:  # the batch's inputs were produced image by image, between other layers: parked in DRAM
+            in_read, in_write = in_total, in_total
+    static: dict[tuple[str, str, int], int] = {}
+    for key, count in ((("noc", "transfer", wb), batch * in_words + entries), (("weight_buffer", "write", wb), entries),
+                       (("io_buffer", "write", wb), batch * f_count),
+                       (("dram", "read", 8), batch * in_read + w_bytes),
+                       (("dram", "write", 8), batch * (int(out_row.sum()) + in_write))):
+        if count:
+            static[key] = int(count)
+    chunk = wcap // (2 * lanes) if (batch > 1 and not resident) else 0
+    label = (f"fc: neuron/lane{' rows-first' if rows_first else ''}, batch {batch}"
+             + (", resident" if resident else ", streamed"))
+    return LayerPlan(name=layer.name, kind="fc", tile_rows=1, kernel_len=k, kernels=f_count, out_hw=(1, 1),
+                     rows=rows, cols=cols, lanes=lanes, tile_row=np.zeros(1, np.int64), kernel_pe=neuron_pe,
+                     resident=resident, chunk=chunk, stream_bytes=stream.astype(np.int64),
+                     prologue_bytes=(w_bytes if resident else 0) + batch * in_read, in_bytes=np.zeros(1, np.int64),
+                     out_bytes=(batch * out_row).astype(np.int64), dma=dma_of(arch), pau=False, static=static,
+                     label=label, batch=batch, park_bytes=in_write)
+
+
+def plan_eltwise(arch: ArchSpec, graph: Graph, layer: Layer) -> LayerPlan:
+    """Unfused pooling, global pooling and residual adds: spread over every lane of the array, no DRAM."""
+    rows, cols, lanes, wb = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits
+    in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
+    out_words = math.prod(graph.out_shape(layer))
+    static = {("io_buffer", "read", wb): in_words, ("io_buffer", "write", wb): out_words,
+              ("mac", "add" if isinstance(layer, Add) else "pool", wb): in_words}
+    return LayerPlan(name=layer.name, kind="eltwise", tile_rows=1, kernel_len=0, kernels=0, out_hw=(1, 1),
+                     rows=rows, cols=cols, lanes=lanes, tile_row=np.zeros(0, np.int64),
+                     kernel_pe=np.zeros(0, np.int64), resident=True, chunk=0, stream_bytes=np.zeros(rows, np.int64),
+                     prologue_bytes=0, in_bytes=np.zeros(0, np.int64), out_bytes=np.zeros(0, np.int64),
+                     dma=dma_of(arch), pau=False, static={k: v for k, v in static.items() if v},
+                     eltwise_cycles=-(-in_words // (rows * cols * lanes)), label="eltwise")
+
+
+def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOptions | None = None,
+               pau: bool = True, stream: Any = None, mapping: ConvMapping | None = None,
+               kernel_weights: np.ndarray | None = None, batch: int = 1) -> LayerPlan:
+    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there).
+
+    Conv: `mapping` None asks the mapper (`options.mapper`: the dense-cycle search, or the fixed schedule); `stream`
+    (an `accelsim.functional.reorder.WeightStream` or anything with `length`, `neg_start` and `n_spec` arrays of
+    shape (F,)) gives each kernel's stored length (buffer footprint and DRAM traffic when zero weights are skipped)
+    and where its PAU checks happen; None = full kernels, one check per MAC. Fc: `batch` images the design maps
+    together (`options.fc_batch` says whether their weights are fetched once per batch).
+    """
+    opts = options or SnaPEAOptions.from_mapping(arch.options)
     if stream is not None and not isinstance(layer, Conv):
         raise ConfigError(f"layer '{layer.name}': a weight stream belongs to a conv layer, not {layer.type_name}")
     if isinstance(layer, Conv):
-        f_count, ho, wo = graph.out_shape(layer)
-        k = layer.kernel_size
-        if k > 2**ib:
-            raise ConfigError(f"layer '{layer.name}': pe.index_bits = {ib} addresses {2**ib} kernel positions, but its "
-                              f"kernels have {k} weights (need index_bits >= {math.ceil(math.log2(k))})")
-        for buf, cap, nbytes, bits in (("weight buffer", wcap, arch.pe.weight_buffer_bytes, wb),
-                                       ("index buffer", icap, arch.pe.index_buffer_bytes, ib)):
-            if cap < 2:
-                raise ConfigError(f"layer '{layer.name}': the {buf} ({nbytes} B = {cap} entries of {bits} bits) is "
-                                  f"too small for a kernel of {k} weights: streaming one lane group's kernel needs "
-                                  "2 entries (double buffering)")
+        f_count = graph.out_shape(layer)[0]
+        _check_conv(arch, layer)
         if stream is None:
-            lengths, neg_start, n_spec = np.full(f_count, k, np.int64), None, None
+            lengths, neg_start, n_spec = np.full(f_count, layer.kernel_size, np.int64), None, None
         else:
             lengths, neg_start, n_spec = _stream_arrays(layer, f_count, stream)
-        kernel_col = _deal(f_count, cols, opts.kernel_dealing)
-        pinned, kernel_chunk = _weight_residency(lengths, kernel_col, cols, min(wcap, icap))
-        in_shape = graph.in_shapes(layer)[0]
-        if opts.tile_rows == "auto":
-            psum = -(-wb // 8) if kernel_chunk.any() else 0
-            tile_rows = auto_tile_rows(layer, in_shape, (ho, wo), rows, arch.pe.io_buffer_bytes // 2, psum, wb)
-        else:
-            tile_rows = int(opts.tile_rows)
-        n_tiles = -(-ho // tile_rows)
-        tile_row = _deal(n_tiles, rows, opts.tile_dealing)
-        tiles_of_row = np.bincount(tile_row, minlength=rows)
-        steps = int(tiles_of_row.max())
-        kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
-        kept_bytes, step_bytes = -(-kept * (wb + ib) // 8), -(-streamed * (wb + ib) // 8)
-        rows_per_tile = np.minimum(np.arange(1, n_tiles + 1) * tile_rows, ho) - np.arange(n_tiles) * tile_rows
-        in_dram = in_total if from_dram else max(0, in_total - half)
-        pool_name = fused.get(layer.name)
-        out_shape = graph.out_shape(graph.layer(pool_name)) if pool_name else (f_count, ho, wo)
-        out_blob = graph.layer(pool_name).output if pool_name else layer.output
-        out_words = math.prod(out_shape)
-        out_total = -(-out_words * wb // 8)
-        out_dram = out_total if out_blob in out_alias else max(0, out_total - half)
-        # the input portion broadcast to a row per tile, in words (padding is not sent)
-        portion = int(_portions(layer, in_shape, ho, tile_rows, 8).sum())
-        fetched = kept + steps * streamed  # entries read from DRAM and broadcast down the columns
-        add("noc", "transfer", wb, portion + fetched)
-        add("noc", "index_transfer", ib, fetched)
-        add("weight_buffer", "write", wb, rows * kept + n_tiles * streamed)
-        add("index_buffer", "write", ib, rows * kept + n_tiles * streamed)
-        add("io_buffer", "write", wb, out_words)
-        if pool_name:
-            add("mac", "pool", wb, f_count * ho * wo)
-        add("dram", "read", 8, kept_bytes + steps * step_bytes + in_dram)
-        add("dram", "write", 8, out_dram)
-        log.debug("plan %s: %d tiles of %d rows over %d rows (%d steps), pinned %d/%d kernels, chunk %d",
-                  layer.name, n_tiles, tile_rows, int(np.count_nonzero(tiles_of_row)), steps, int(pinned.sum()),
-                  f_count, int(kernel_chunk.max(initial=0)))
-        return LayerPlan(kind="conv", kernel_len=k, kernels=f_count, out_hw=(ho, wo), tile_rows=tile_rows,
-                         tile_row=tile_row, kernel_pe=kernel_col, resident=bool(pinned.all()),
-                         chunk=int(kernel_chunk.max(initial=0)), stream_bytes=np.zeros(rows, np.int64),
-                         prologue_bytes=kept_bytes, in_bytes=_split(in_dram, rows_per_tile),
-                         out_bytes=_split(out_dram, rows_per_tile), pau=pau, static=static,
-                         kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned,
-                         step_weight_bytes=step_bytes, neg_start=neg_start, n_spec=n_spec, **common)
+        ctx = conv_context(arch, graph, layer, lengths)
+        if mapping is None:
+            from accelsim.timing import snapea_mapper
 
+            mapping = snapea_mapper.dense_choice(ctx, opts).mapping
+        return plan_conv(ctx, mapping, layer.name, pau, neg_start, n_spec, kernel_weights)
     if isinstance(layer, FC):
-        k, f_count = layer.in_features, layer.out_features
-        if wcap < 2 * lanes:
-            raise ConfigError(f"layer '{layer.name}': the weight buffer ({arch.pe.weight_buffer_bytes} B = {wcap} "
-                              f"entries of {wb} bits) is too small for a fully connected layer: its {lanes} lanes "
-                              f"take one weight each per cycle, and streaming needs 2 x {lanes} = {2 * lanes} entries")
-        neuron_pe = _deal(f_count, pes, "round_robin")
-        per_pe = np.bincount(neuron_pe, minlength=pes)
-        resident = int(per_pe.max()) * k <= wcap
-        row_neurons = per_pe.reshape(rows, cols).sum(1)
-        stream = np.zeros(rows, np.int64) if resident else -(-row_neurons * k * wb // 8)
-        entries = f_count * k
-        w_bytes = -(-entries * wb // 8)
-        out_blob_dram = layer.output in out_alias
-        out_total = -(-f_count * wb // 8)
-        out_row = -(-row_neurons * wb // 8) if out_blob_dram else np.zeros(rows, np.int64)
-        if not out_blob_dram and out_total > half:
-            out_row = -(-row_neurons * wb // 8)  # the whole vector spills (it cannot be split across the halves)
-        in_dram = in_total if (from_dram or in_total > half) else 0
-        add("noc", "transfer", wb, in_words + entries)
-        add("weight_buffer", "write", wb, entries)
-        add("io_buffer", "write", wb, f_count)
-        add("dram", "read", 8, in_dram + w_bytes)
-        add("dram", "write", 8, int(out_row.sum()))
-        return LayerPlan(kind="fc", tile_rows=1, kernel_len=k, kernels=f_count, out_hw=(1, 1),
-                         tile_row=np.zeros(1, np.int64),
-                         kernel_pe=neuron_pe, resident=resident, chunk=0, stream_bytes=stream.astype(np.int64),
-                         prologue_bytes=(w_bytes if resident else 0) + in_dram, in_bytes=np.zeros(1, np.int64),
-                         out_bytes=out_row.astype(np.int64), pau=False, static=static, **common)
+        if opts.mapper == "fixed":
+            return plan_fc(arch, graph, layer, batch if opts.fc_batch == "batch" else 1)
+        from accelsim.timing import snapea_mapper
 
+        batches = {"image": (1,), "batch": (batch,)}.get(opts.fc_batch, (1, batch))
+        return snapea_mapper.choose_fc(arch, graph, layer, batches)
     if isinstance(layer, (*_POOLS, GlobalAvgPool, Add)):
-        out_words = math.prod(graph.out_shape(layer))
-        add("io_buffer", "read", wb, in_words)
-        add("io_buffer", "write", wb, out_words)
-        add("mac", "add" if isinstance(layer, Add) else "pool", wb, in_words)
-        return LayerPlan(kind="eltwise", tile_rows=1, kernel_len=0, kernels=0, out_hw=(1, 1),
-                         tile_row=np.zeros(0, np.int64),
-                         kernel_pe=np.zeros(0, np.int64), resident=True, chunk=0, stream_bytes=np.zeros(rows, np.int64),
-                         prologue_bytes=0, in_bytes=np.zeros(0, np.int64), out_bytes=np.zeros(0, np.int64), pau=False,
-                         static=static, eltwise_cycles=-(-in_words // (pes * lanes)), **common)
+        return plan_eltwise(arch, graph, layer)
     raise ConfigError(f"layer '{layer.name}' ({layer.type_name}) takes no time of its own on the SnaPEA array "
                       "(it is fused into its producer or is pure addressing)")
 
@@ -472,7 +792,7 @@ def timing_from_totals(arch: ArchSpec, plan: LayerPlan, totals: Mapping[str, int
     ev = EventLog()
     for (component, event, bits), count in plan.static.items():
         if (component, event) not in (("dram", "read"), ("dram", "write")):
-            ev.add(component, event, count * n, bits)
+            ev.add(component, event, count * n // plan.batch, bits)
     ev.add("dram", "read", totals["dram_read"], 8)
     ev.add("dram", "write", totals["dram_write"], 8)
     ev.add("mac", "mac", totals["macs"], wb)
@@ -500,78 +820,93 @@ def timing_from_totals(arch: ArchSpec, plan: LayerPlan, totals: Mapping[str, int
         }
     return LayerTiming(layer=plan.name, cycles=cycles / n, events=ev.scaled(1.0 / n), macs_performed=totals["macs"] / n,
                        mac_units=units, active_pes=totals["compute_pe"] / cycles if cycles else 0.0,
-                       breakdown=breakdown)
+                       breakdown=breakdown, mapping=plan.label)
 
 
-def _dram_totals(plan: LayerPlan, images: int) -> tuple[int, int]:
+def _dram_totals(plan: LayerPlan, units: int) -> tuple[int, int]:
     read = sum(c for (comp, ev, _), c in plan.static.items() if (comp, ev) == ("dram", "read"))
     write = sum(c for (comp, ev, _), c in plan.static.items() if (comp, ev) == ("dram", "write"))
-    return read * images, write * images
+    return read * units, write * units
 
 
 # -- the fast model ---------------------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _lane_groups(macs, lanes, tile_rows, mode, chunk, neg_start, n_spec, kt, macs_tot, swaps_tot,
-                 checks_tot):  # pragma: no cover - compiled
-    """kt[b, f, t] = sum over the lane groups of kernel f on tile t of the group's slowest lane; per-image MACs,
-    partial-sum swaps (chunk[f] > 0) and PAU checks (MACs at positions >= neg_start[f], + 1 at N = n_spec[f])."""
-    n_img, n_f, ho, wo = macs.shape
-    n_t = kt.shape[2]
+def _group_sums(macs, win, seg, kt):  # pragma: no cover - compiled
+    """kt[b, f, s] += the slowest lane of every lane group of segment s (portion x column slice) of kernel f."""
+    n_img, n_f = macs.shape[0], macs.shape[1]
+    n_g, lanes = win.shape
+    for b in range(n_img):
+        for f in range(n_f):
+            for g in range(n_g):
+                mx = 0
+                for j in range(lanes):
+                    w = win[g, j]
+                    if w >= 0:
+                        m = macs[b, f, w]
+                        if m > mx:
+                            mx = m
+                kt[b, f, seg[g]] += mx
+
+
+@numba.njit(cache=True)
+def _window_sums(macs, chunk, neg_start, n_spec, macs_tot, swaps_tot, checks_tot):  # pragma: no cover - compiled
+    """Per image: MACs, partial-sum swaps (chunk[f] > 0) and PAU checks (MACs at stream positions >= neg_start[f],
+    + 1 at N = n_spec[f]) over every window, whatever the mapping."""
+    n_img, n_f, n_w = macs.shape
     for b in range(n_img):
         s = 0
         sw = 0
         ck = 0
         for f in range(n_f):
-            for t in range(n_t):
-                r0 = t * tile_rows
-                r1 = min(r0 + tile_rows, ho)
-                n = (r1 - r0) * wo
-                acc = 0
-                if mode == 0:
-                    for y in range(r0, r1):
-                        for x0 in range(0, wo, lanes):
-                            mx = 0
-                            for x in range(x0, min(x0 + lanes, wo)):
-                                m = macs[b, f, y, x]
-                                if m > mx:
-                                    mx = m
-                            acc += mx
-                elif mode == 1:
-                    for i0 in range(0, n, lanes):
-                        mx = 0
-                        for i in range(i0, min(i0 + lanes, n)):
-                            m = macs[b, f, r0 + i // wo, i % wo]
-                            if m > mx:
-                                mx = m
-                        acc += mx
-                else:
-                    g_count = (n + lanes - 1) // lanes
-                    for g in range(g_count):
-                        mx = 0
-                        for j in range(lanes):
-                            i = g + j * g_count
-                            if i < n:
-                                m = macs[b, f, r0 + i // wo, i % wo]
-                                if m > mx:
-                                    mx = m
-                        acc += mx
-                kt[b, f, t] = acc
             c = chunk[f]
             ns = neg_start[f]
             nn = n_spec[f]
-            for y in range(ho):
-                for x in range(wo):
-                    m = macs[b, f, y, x]
-                    s += m
-                    if c > 0 and m > 0:
-                        sw += (m - 1) // c
-                    if m > ns:
-                        ck += m - ns
-                    if nn > 0 and m >= nn:
-                        ck += 1
+            for w in range(n_w):
+                m = macs[b, f, w]
+                s += m
+                if c > 0 and m > 0:
+                    sw += (m - 1) // c
+                if m > ns:
+                    ck += m - ns
+                if nn > 0 and m >= nn:
+                    ck += 1
         macs_tot[b] = s
         swaps_tot[b] = sw
         checks_tot[b] = ck
+
+
+@numba.njit(cache=True)
+def _claim_queue(tt, rows, row_time):  # pragma: no cover - compiled
+    """Dynamic dealing: at time 0 rows 0..R-1 start portions 0..R-1, each claiming the next portion of the queue
+    as it starts one; a row that finishes starts the portion it claimed (and claims the next). Starts are taken in
+    (time, row) order, so the outcome is deterministic. row_time[b, r] = when row r finishes its last portion."""
+    n_img, n_p = tt.shape
+    n_r = min(rows, n_p)
+    for b in range(n_img):
+        end = np.zeros(n_r, np.int64)
+        nxt = np.full(n_r, -1, np.int64)
+        q = n_r
+        for r in range(n_r):
+            end[r] = tt[b, r]
+            if q < n_p:
+                nxt[r] = q
+                q += 1
+        while True:
+            best = -1
+            for r in range(n_r):
+                if nxt[r] >= 0 and (best < 0 or end[r] < end[best]):
+                    best = r
+            if best < 0:
+                break
+            p = nxt[best]
+            end[best] += tt[b, p]
+            if q < n_p:
+                nxt[best] = q
+                q += 1
+            else:
+                nxt[best] = -1
+        for r in range(n_r):
+            row_time[b, r] = end[r]
 
 
 def _pau_arrays(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -579,17 +914,6 @@ def _pau_arrays(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     if plan.neg_start is None:
         return np.zeros(plan.kernels, np.int64), np.zeros(plan.kernels, np.int64)
     return plan.neg_start, plan.n_spec
-
-
-def _dense_kernel_tiles(plan: LayerPlan) -> np.ndarray:
-    """kt for every window at its kernel's full (stored) length, in closed form: length x lane groups of the tile."""
-    ho, wo = plan.out_hw
-    lanes = plan.lanes
-    groups = []
-    for t in range(plan.tiles):
-        r0, r1 = plan.tile_bounds(t)
-        groups.append((r1 - r0) * -(-wo // lanes) if plan.lane_code == 0 else -(-(r1 - r0) * wo // lanes))
-    return plan.kernel_lengths[None, :, None] * np.array(groups, np.int64)[None, None, :]
 
 
 def _check_macs(plan: LayerPlan, macs: np.ndarray) -> np.ndarray:
@@ -612,13 +936,39 @@ def _check_macs(plan: LayerPlan, macs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(macs, dtype=np.int32)
 
 
+def kernel_segment_times(plan: LayerPlan, macs: np.ndarray | None) -> np.ndarray:
+    """kt[b, f, p * split + s]: cycles kernel f takes on column slice s of portion p (the sum of its lane groups'
+    slowest lanes); macs None = every window at its kernel's stored length (closed form)."""
+    if macs is None:
+        return plan.kernel_lengths[None, :, None] * plan.seg_groups[None, None, :]
+    n_img = macs.shape[0]
+    kt = np.zeros((n_img, plan.kernels, len(plan.seg_groups)), np.int64)
+    _group_sums(macs.reshape(n_img, plan.kernels, -1), plan.group_win, plan.group_seg, kt)
+    return kt
+
+
+def portion_times(plan: LayerPlan, kt: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(tt, pt_sum, active columns): per image and portion the slowest PE of the row (the barrier) and the sum of
+    its PEs' busy cycles, from kernel times kt (B, F, P * split)."""
+    n_img, n_p, split = kt.shape[0], plan.tiles, plan.split
+    parts = plan.partition_kernels()
+    if not parts or not n_p:
+        zero = np.zeros((n_img, n_p), np.int64)
+        return zero, zero, 0
+    kt4 = kt.reshape(n_img, plan.kernels, n_p, split)
+    order = np.concatenate(parts)
+    starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    ptp = np.add.reduceat(kt4[:, order], starts, axis=1)  # (B, partitions, P, split)
+    return ptp.max(axis=(1, 3)), ptp.sum(axis=(1, 3)), len(parts) * split
+
+
 def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
     rows, cols = plan.rows, plan.cols
     neg_start, n_spec = _pau_arrays(plan)
+    lengths = plan.kernel_lengths
+    kt = kernel_segment_times(plan, macs)
     if macs is None:
         images = 1
-        kt = _dense_kernel_tiles(plan)
-        lengths = plan.kernel_lengths
         windows = plan.out_hw[0] * plan.out_hw[1]
         macs_tot = np.array([windows * lengths.sum()], np.int64)
         per_window = np.where((plan.kernel_chunk > 0) & (lengths > 0),
@@ -628,106 +978,138 @@ def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[s
         checks_tot = np.array([windows * checks.sum()], np.int64)
     else:
         images = macs.shape[0]
-        kt = np.empty((images, plan.kernels, plan.tiles), np.int64)
         macs_tot = np.empty(images, np.int64)
         swaps_tot = np.empty(images, np.int64)
         checks_tot = np.empty(images, np.int64)
-        _lane_groups(macs, lanes, plan.tile_rows, plan.lane_code, plan.kernel_chunk, neg_start, n_spec, kt,
-                     macs_tot, swaps_tot, checks_tot)
-    # PE time per (image, column, tile): the sum over the column's kernels
-    pt = np.zeros((kt.shape[0], cols, plan.tiles), np.int64)
-    for c in range(cols):
-        sel = plan.kernel_pe == c
-        if sel.any():
-            pt[:, c, :] = kt[:, sel, :].sum(1)
-    col_active = np.bincount(plan.kernel_pe, minlength=cols) > 0
-    n_cols = int(col_active.sum())
-    tt = pt.max(1)  # (images, T): the row's time on the tile (barrier)
-    step = _lockstep_steps if plan.lockstep else _row_steps
-    cycles, barrier, dram_pe, tail, n_active = step(plan, pt, tt, n_cols)
+        _window_sums(macs.reshape(images, plan.kernels, -1), plan.kernel_chunk, neg_start, n_spec, macs_tot,
+                     swaps_tot, checks_tot)
+    tt, pt_sum, n_cols = portion_times(plan, kt)
+    if plan.dynamic:
+        cycles, barrier, dram_pe, tail, n_active = _dynamic_steps(plan, pt_sum, tt, n_cols)
+    else:
+        step = _lockstep_steps if plan.lockstep else _row_steps
+        cycles, barrier, dram_pe, tail, n_active = step(Steps.of(plan), pt_sum, tt, n_cols)
     kt_sum = kt.sum((1, 2))
     totals = dict(images=images, cycles=int(cycles.sum()), macs=int(macs_tot.sum()),
                   gated=int(lanes * kt_sum.sum() - macs_tot.sum()), weight_reads=int(kt_sum.sum()),
                   index_reads=int(kt_sum.sum()), input_reads=int(macs_tot.sum()), psum_swaps=int(swaps_tot.sum()),
-                  pau_checks=int(checks_tot.sum()), compute_pe=int(pt.sum()), barrier_pe=int(barrier.sum()),
+                  pau_checks=int(checks_tot.sum()), compute_pe=int(pt_sum.sum()), barrier_pe=int(barrier.sum()),
                   dram_pe=int(dram_pe.sum()), tail_pe=int(tail.sum()),
                   unused_pe=int((rows * cols - n_active) * cycles.sum()))
     totals["dram_read"], totals["dram_write"] = _dram_totals(plan, images)
     return totals
 
 
-def _row_steps(plan: LayerPlan, pt: np.ndarray, tt: np.ndarray, n_cols: int):
-    """Every kernel stays in its PE: the rows run independently, each on its share of the DRAM channel."""
-    rows, dma = plan.rows, plan.dma
-    barrier = (n_cols * tt - pt.sum(1)).sum(1)  # columns without kernels have pt = 0 and are not counted
-    glob = dma.cycles(plan.prologue_bytes, rows)
-    row_time = np.zeros((tt.shape[0], rows), np.int64)
-    dram_pe = np.zeros(tt.shape[0], np.int64)
-    used_rows = []
-    for r in range(rows):
-        seq = plan.row_tiles(r)
-        if not seq:
-            continue
-        used_rows.append(r)
-        ins, outs = plan.in_bytes[seq], plan.out_bytes[seq]
-        step_bytes = np.zeros(len(seq), np.int64)
-        step_bytes[:-1] += ins[1:]
-        step_bytes[1:] += outs[:-1]
-        d = np.maximum(tt[:, seq], dma.cycles_array(step_bytes)[None, :])
-        edge = dma.cycles(int(ins[0])) + dma.cycles(int(outs[-1]))
-        row_time[:, r] = edge + d.sum(1)
-        dram_pe += n_cols * (edge + (d - tt[:, seq]).sum(1))
-    span = row_time.max(1)
-    n_active = n_cols * len(used_rows)
-    tail = n_cols * (span[:, None] - row_time[:, used_rows]).sum(1)
-    dram_pe += n_active * glob
-    return glob + span, barrier, dram_pe, tail, n_active
+@dataclass(frozen=True)
+class Steps:
+    """What the step functions need from a plan: rows, DMA, the step table and the DMA bytes of every portion."""
+
+    rows: int
+    dma: DMA
+    prologue_bytes: int
+    step_weight_bytes: int
+    at: np.ndarray  # (rows, steps) portion of each row in each step, -1 where the row has none (static dealing)
+    in_bytes: np.ndarray  # (P,)
+    out_bytes: np.ndarray  # (P,)
+
+    @classmethod
+    def of(cls, plan: LayerPlan) -> "Steps":
+        return cls(plan.rows, plan.dma, plan.prologue_bytes, plan.step_weight_bytes, step_table(plan.tile_row,
+                   plan.rows), plan.in_bytes, plan.out_bytes)
 
 
-def _step_table(plan: LayerPlan) -> np.ndarray:
-    """(rows, steps) tile each PE row works on in each tile step, -1 where the row is done."""
-    at = np.full((plan.rows, plan.steps), -1, np.int64)
-    for r in range(plan.rows):
-        seq = plan.row_tiles(r)
-        at[r, :len(seq)] = seq
+def step_table(tile_row: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, steps) portion each PE row works on in each step (its portions in order), -1 where it has none."""
+    counts = np.bincount(tile_row, minlength=rows) if len(tile_row) else np.zeros(rows, np.int64)
+    at = np.full((rows, int(counts.max(initial=0))), -1, np.int64)
+    order = np.argsort(tile_row, kind="stable")
+    rank = np.arange(len(tile_row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    at[tile_row[order], rank] = order
     return at
 
 
-def _lockstep_steps(plan: LayerPlan, pt: np.ndarray, tt: np.ndarray, n_cols: int):
-    """Streamed kernels ride one broadcast down each column per tile step, so all rows advance step by step.
+def _row_steps(st: Steps, pt_sum: np.ndarray, tt: np.ndarray, n_cols: int):
+    """Every kernel stays in its PE: the rows run independently, each on its share of the DRAM channel.
 
-    Step k: every row works on its k-th tile; the DMA (whole channel) moves the step's streamed kernels, each row's
-    next input and previous output; the step lasts max(slowest PE of the array, DMA). A prologue (kept kernels,
-    first inputs) and an epilogue (last outputs) stall every PE.
+    A row's work: a prologue (its first portion's spilled input), one step per portion (the step ends when both the
+    row's barrier and its DMA, the next portion's input and the previous one's output, are done), an epilogue (its
+    last portion's output)."""
+    dma, at = st.dma, st.at
+    has = at >= 0
+    barrier = (n_cols * tt - pt_sum).sum(1)
+    glob = dma.cycles(st.prologue_bytes, st.rows)
+    safe = np.maximum(at, 0)
+    ins = np.where(has, st.in_bytes[safe], 0)
+    outs = np.where(has, st.out_bytes[safe], 0)
+    step_bytes = np.zeros_like(ins)
+    step_bytes[:, :-1] += ins[:, 1:]
+    step_bytes[:, 1:] += outs[:, :-1]
+    step_bytes = np.where(has, step_bytes, 0)
+    tg = np.where(has[None], tt[:, safe], 0)  # (B, rows, steps)
+    d = np.where(has[None], np.maximum(tg, dma.cycles_array(step_bytes)[None]), 0)
+    used = has[:, 0] if at.shape[1] else np.zeros(st.rows, bool)
+    last = np.maximum(has.sum(1) - 1, 0)
+    edge = np.where(used, dma.cycles_array(ins[:, 0] if at.shape[1] else np.zeros(st.rows, np.int64))
+                    + dma.cycles_array(outs[np.arange(st.rows), last] if at.shape[1] else np.zeros(st.rows, np.int64)),
+                    0)
+    row_time = np.where(used[None], edge[None] + d.sum(2), 0)
+    span = row_time.max(1)
+    n_active = n_cols * int(used.sum())
+    tail = n_cols * (span[:, None] - row_time)[:, used].sum(1)
+    dram_pe = n_cols * (edge[used].sum() + (d - tg).sum((1, 2))) + n_active * glob
+    return glob + span, barrier, dram_pe, tail, n_active
+
+
+def _dynamic_steps(plan: LayerPlan, pt_sum: np.ndarray, tt: np.ndarray, n_cols: int):
+    """Dynamic dealing (every kernel kept, nothing spilled): rows claim portions from a queue (`_claim_queue`)."""
+    rows = plan.rows
+    n_r = min(rows, plan.tiles)
+    barrier = (n_cols * tt - pt_sum).sum(1)
+    glob = plan.dma.cycles(plan.prologue_bytes, rows)
+    row_time = np.zeros((tt.shape[0], max(n_r, 1)), np.int64)
+    if n_r:
+        _claim_queue(np.ascontiguousarray(tt), rows, row_time)
+    span = row_time.max(1)
+    n_active = n_cols * n_r
+    tail = n_cols * (span[:, None] - row_time[:, :n_r]).sum(1)
+    return glob + span, barrier, n_active * glob + np.zeros_like(span), tail, n_active
+
+
+def _lockstep_steps(st: Steps, pt_sum: np.ndarray, tt: np.ndarray, n_cols: int):
+    """Streamed kernels ride one broadcast down each column per portion step, so all rows advance step by step.
+
+    Step k: every row works on its k-th portion; the DMA (whole channel) moves the step's streamed kernels, each
+    row's next input and previous output; the step lasts max(slowest PE of the array, DMA). A prologue (kept
+    kernels, first inputs) and an epilogue (last outputs) stall every PE.
     """
-    dma, at = plan.dma, _step_table(plan)
-    rows_used = at[:, 0] >= 0
+    dma, at = st.dma, st.at
     has = at >= 0  # (rows, steps)
-    n_img, steps = tt.shape[0], at.shape[1]
-    tk = np.zeros((n_img, steps), np.int64)
-    dma_bytes = np.full(steps, plan.step_weight_bytes, np.int64)
-    for k in range(steps):
-        tk[:, k] = tt[:, at[has[:, k], k]].max(1)
-        if k + 1 < steps:
-            dma_bytes[k] += int(plan.in_bytes[at[has[:, k + 1], k + 1]].sum())
-        if k > 0:
-            dma_bytes[k] += int(plan.out_bytes[at[has[:, k - 1], k - 1]].sum())
-    pro = plan.prologue_bytes + int(plan.in_bytes[at[rows_used, 0]].sum())
-    epi = int(plan.out_bytes[at[has[:, -1], -1]].sum())
-    edge = dma.cycles(pro, plan.rows) + dma.cycles(epi, plan.rows)
-    dk = np.maximum(tk, dma.cycles_array(dma_bytes, plan.rows)[None, :])
-    busy_rows = has.sum(0)  # rows with a tile in each step
+    rows_used = has[:, 0]
+    safe = np.maximum(at, 0)
+    tk = np.where(has[None], tt[:, safe], 0).max(1)  # (B, steps)
+    ins = np.where(has, st.in_bytes[safe], 0).sum(0)  # (steps,)
+    outs = np.where(has, st.out_bytes[safe], 0).sum(0)
+    dma_bytes = np.full(at.shape[1], st.step_weight_bytes, np.int64)
+    dma_bytes[:-1] += ins[1:]
+    dma_bytes[1:] += outs[:-1]
+    pro = st.prologue_bytes + int(ins[0])
+    epi = int(outs[-1])
+    edge = dma.cycles(pro, st.rows) + dma.cycles(epi, st.rows)
+    dk = np.maximum(tk, dma.cycles_array(dma_bytes, st.rows)[None, :])
+    busy_rows = has.sum(0)  # rows with a portion in each step
     n_active = n_cols * int(rows_used.sum())
-    barrier = n_cols * (tk * busy_rows).sum(1) - pt.sum((1, 2))
+    barrier = n_cols * (tk * busy_rows).sum(1) - pt_sum.sum(1)
     dram_pe = n_active * edge + n_cols * ((dk - tk) * busy_rows).sum(1)
     tail = n_cols * (dk * (int(rows_used.sum()) - busy_rows)).sum(1)
     return edge + dk.sum(1), barrier, dram_pe, tail, n_active
 
 
-def _fc_totals(plan: LayerPlan, images: int, lanes: int) -> dict[str, int]:
-    rows, cols, k = plan.rows, plan.cols, plan.kernel_len
+def _fc_totals(plan: LayerPlan, lanes: int) -> dict[str, int]:
+    """One unit of `plan.batch` images: each PE's lane groups run K cycles per image; a row's weight stream (once per
+    batch) overlaps its compute; the outputs leave at the end."""
+    rows, cols, k, b = plan.rows, plan.cols, plan.kernel_len, plan.batch
     per_pe = np.bincount(plan.kernel_pe, minlength=rows * cols).reshape(rows, cols)
-    comp = -(-per_pe // lanes) * k  # (rows, cols) cycles of each PE: its lane groups, each K cycles (dense)
+    comp = b * -(-per_pe // lanes) * k  # (rows, cols) cycles of each PE over the batch (dense)
     active = per_pe > 0
     tt = comp.max(1)
     dma = plan.dma
@@ -738,13 +1120,14 @@ def _fc_totals(plan: LayerPlan, images: int, lanes: int) -> dict[str, int]:
     span = int(row_time.max())
     n_act = active.sum(1)
     cycles = glob + span
-    one = dict(images=1, cycles=cycles, macs=plan.kernels * k, gated=int(lanes * comp.sum()) - plan.kernels * k,
-               weight_reads=plan.kernels * k, index_reads=0, input_reads=int(comp.sum()), psum_swaps=0, pau_checks=0,
-               compute_pe=int(comp.sum()), barrier_pe=int(((tt[:, None] - comp) * active).sum()),
-               dram_pe=int((n_act * (d - tt + epi)).sum() + active.sum() * glob),
-               tail_pe=int((n_act * (span - row_time)).sum()), unused_pe=int((rows * cols - active.sum()) * cycles))
-    totals = {key: value * images for key, value in one.items()}
-    totals["dram_read"], totals["dram_write"] = _dram_totals(plan, images)
+    macs = b * plan.kernels * k
+    swaps = b * plan.kernels * ((k - 1) // plan.chunk) if plan.chunk else 0
+    totals = dict(images=b, cycles=cycles, macs=macs, gated=int(lanes * comp.sum()) - macs, weight_reads=macs,
+                  index_reads=0, input_reads=int(comp.sum()), psum_swaps=swaps, pau_checks=0,
+                  compute_pe=int(comp.sum()), barrier_pe=int(((tt[:, None] - comp) * active).sum()),
+                  dram_pe=int((n_act * (d - tt + epi)).sum() + active.sum() * glob),
+                  tail_pe=int((n_act * (span - row_time)).sum()), unused_pe=int((rows * cols - active.sum()) * cycles))
+    totals["dram_read"], totals["dram_write"] = _dram_totals(plan, 1)
     return totals
 
 
@@ -756,11 +1139,12 @@ def _eltwise_totals(plan: LayerPlan, images: int) -> dict[str, int]:
 
 
 def layer_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None, images: int = 1) -> dict[str, int]:
-    """Integer totals over a batch (`macs` (B, F, Ho, Wo) for a conv; None = every window at full length)."""
+    """Integer totals: conv over the images of `macs` (B, F, Ho, Wo) (None = one image, every window at full
+    length); fc over one unit of `plan.batch` images; eltwise over `images`."""
     if plan.kind == "conv":
         return _conv_totals(plan, None if macs is None else _check_macs(plan, macs), arch.pe.lanes)
     if plan.kind == "fc":
-        return _fc_totals(plan, images if macs is None else int(np.shape(macs)[0]), arch.pe.lanes)
+        return _fc_totals(plan, arch.pe.lanes)
     return _eltwise_totals(plan, images if macs is None else int(np.shape(macs)[0]))
 
 
@@ -773,17 +1157,18 @@ def stream_key(stream: Any) -> tuple[bytes, ...] | None:
 
 
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True, stream: Any = None) -> LayerTiming:
+                   pau: bool = True, stream: Any = None, mapping: ConvMapping | None = None) -> LayerTiming:
     """Time one layer for one batch: `macs` (B, F, Ho, Wo) per window, or None for the dense schedule.
 
     `pau` says whether the layer runs with early termination (PAU checks are counted); dense layers (macs None)
     never check. `stream` (a `WeightStream` of the conv layer, optional) sizes each kernel by its stored length and
     counts PAU checks exactly: the MACs at stream positions >= neg_start[f], plus one speculation check where
     n_spec[f] > 0 and the window reached N MACs. Without it every kernel is full length and every MAC is checked.
-    With a stream, None for `macs` means every window runs its kernel's stored length.
+    With a stream, None for `macs` means every window runs its kernel's stored length. `mapping` None: the
+    mapper's dense choice (or the fixed schedule, per `options.mapper`).
     """
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping)
     return timing_from_totals(arch, plan, layer_totals(arch, plan, macs))
 
 
@@ -791,25 +1176,57 @@ class SnaPEATiming:
     """Streams per-window MAC counts batch by batch and returns per-image LayerTiming for every costed layer.
 
     `observe(layer_name, macs, pau, stream)` once per conv layer and batch; `finish()` times every other costed
-    layer (fc, dense convs never observed, unfused pooling and add layers) on its dense schedule.
+    layer (fc, dense convs never observed, unfused pooling and add layers) on its dense schedule. Every LayerTiming
+    carries `mapping` (the schedule's label) and `dense`: the same layer on SnaPEA with every window at its kernel's
+    full stored length (no early termination), mapped by the same mapper: the split of the speedup into
+    architecture and early termination (`accelsim.timing.decompose`) needs both. `batch`: images the design maps
+    together (fc layers may fetch their weights once per batch, as the Eyeriss model does).
     """
 
-    def __init__(self, arch: ArchSpec, graph: Graph):
+    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1):
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch must be a positive integer, got {batch!r}")
         self.arch = arch
         self.graph = graph
+        self.batch = batch
         self.options = SnaPEAOptions.from_mapping(arch.options)
         self._layers = {l.name: l for l in costed_layers(graph)}
         self._plans: dict[tuple[str, bool, Any], LayerPlan] = {}
+        self._dense: dict[tuple[str, Any], LayerPlan] = {}
         self._totals: dict[str, dict[str, int]] = {}
         self._keys: dict[str, tuple[bool, Any]] = {}
-        for name in self._layers:  # validate every layer up front: a bad config fails before any image runs
-            self._plan(name, False)
+        for name, layer in self._layers.items():  # validate every layer up front: a bad config fails before any image
+            if isinstance(layer, FC):
+                plan_layer(arch, graph, layer, self.options, batch=batch)
+            else:
+                self._dense_plan(name)
 
-    def _plan(self, name: str, pau: bool, stream: Any = None, key: Any = None) -> LayerPlan:
+    def _dense_plan(self, name: str, stream: Any = None, key: Any = None) -> LayerPlan:
+        """The layer's dense schedule: what the mapper picks when every window runs its kernel's stored length."""
+        full = (name, key)
+        if full not in self._dense:
+            self._dense[full] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=False,
+                                           stream=stream)
+        return self._dense[full]
+
+    def _mode_plan(self, name: str, pau: bool, stream: Any, key: Any, macs: np.ndarray) -> LayerPlan:
+        """The schedule of an observed layer, fixed at its first batch: the dense choice, or with
+        `mapper_score: profile` the best schedule on the first `profile_images` images of that batch."""
         full = (name, pau, key)
         if full not in self._plans:
-            self._plans[full] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=pau,
-                                           stream=stream)
+            dense = self._dense_plan(name, stream, key)
+            plan = dataclasses.replace(dense, pau=pau)
+            if self.options.mapper == "search" and self.options.mapper_score == "profile" and pau:
+                from accelsim.timing import snapea_mapper
+
+                layer = self._layers[name]
+                lengths, neg_start, n_spec = (_stream_arrays(layer, dense.kernels, stream) if stream is not None
+                                              else (dense.kernel_lengths, None, None))
+                ctx = conv_context(self.arch, self.graph, layer, lengths)
+                profile = _check_macs(dense, macs[:self.options.profile_images])
+                choice = snapea_mapper.profile_choice(ctx, self.options, profile, neg_start, n_spec)
+                plan = plan_conv(ctx, choice.mapping, name, pau, neg_start, n_spec, choice.kernel_weights)
+            self._plans[full] = plan
         return self._plans[full]
 
     def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True, stream: Any = None) -> None:
@@ -828,21 +1245,39 @@ class SnaPEATiming:
         if self._keys.setdefault(layer_name, (pau, key)) != (pau, key):
             raise ConfigError(f"observe: layer '{layer_name}' observed with different PAU settings or weight streams "
                               "in different batches (expected the same for every batch)")
-        plan = self._plan(layer_name, pau, stream, key)
+        plan = self._mode_plan(layer_name, pau, stream, key, np.asarray(macs))
         totals = layer_totals(self.arch, plan, macs)
         acc = self._totals.setdefault(layer_name, dict.fromkeys(TOTAL_KEYS, 0))
         for name, value in totals.items():
             acc[name] += value
 
+    def mappings(self) -> dict[str, str]:
+        """The schedule label of every costed layer (observed layers: the schedule they ran with)."""
+        return {name: t.mapping for name, t in self.finish().items()}
+
     def finish(self, facts: Any = None) -> dict[str, LayerTiming]:
-        """Per-image LayerTiming of every costed layer, in network order (`facts`: accelsim.timing.model.PassFacts,
-        unused: the SnaPEA schedule depends on the observed MAC counts only)."""
+        """Per-image LayerTiming of every costed layer, in network order, each with its `dense` counterpart.
+
+        `facts` (accelsim.timing.model.PassFacts, optional): its `batch` is the number of images fc layers may share
+        a weight fetch over (default: the constructor's); its input zero shares are not used (SnaPEA's MAC counts
+        already reflect the data).
+        """
+        batch = getattr(facts, "batch", None) or self.batch
         out: dict[str, LayerTiming] = {}
-        for name in self._layers:
-            if name in self._totals:
+        for name, layer in self._layers.items():
+            if isinstance(layer, FC):
+                plan = plan_layer(self.arch, self.graph, layer, self.options, batch=batch)
+                t = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
+                out[name] = dataclasses.replace(t, dense=t)
+            elif name in self._totals:
                 pau, key = self._keys[name]
-                out[name] = timing_from_totals(self.arch, self._plan(name, pau, None, key), self._totals[name])
+                plan = self._plans[(name, pau, key)]
+                t = timing_from_totals(self.arch, plan, self._totals[name])
+                dense = self._dense[(name, key)]
+                out[name] = dataclasses.replace(t, dense=timing_from_totals(self.arch, dense,
+                                                                            layer_totals(self.arch, dense, None)))
             else:
-                plan = self._plan(name, False)
-                out[name] = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
+                plan = self._dense_plan(name)
+                t = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
+                out[name] = dataclasses.replace(t, dense=t)
         return out

@@ -1,0 +1,545 @@
+"""The SnaPEA mapper: per conv layer, a deterministic search over legal schedules, ranked by the timing model itself.
+
+The search space (`snapea_map.Mapping`; docs/timing_snapea.md "The mapper"):
+- the logical array: R' x C' groups of the PEs (the paper groups them "logically"), the physical one first;
+- portions: bands of `th` output rows; runs of windows in raster order (rows x 1..16 pieces, each a whole number of
+  lane groups); 2-D `th` x `tw` tiles when the user pins them or when no band or run fits a PE's input half;
+- portions to PE rows: round robin, blocks, or dynamic from a queue (only where every kernel stays in the PEs and
+  nothing spills: a row cannot prefetch a portion it has not claimed);
+- kernels to columns: kernel partitions (for each column split s = C' // k the largest k), the columns of a partition
+  splitting each portion's lane groups between them; kernels dealt round robin (or balanced when stored lengths
+  differ, e.g. with zero weights skipped);
+- lanes: along rows, flat (raster order across row ends), 2-D blocks; interleaved too when scoring on a profile.
+Legal = every PE's share of a portion (and its saved partial sums) fits its input half (index width and buffers are
+checked by the planner). The schedule before the mapper (`options.mapper: fixed`) is a candidate whenever it is
+legal, with index 0, so a tie keeps it and the dense choice is never slower than it.
+
+Scores: `dense` (the default) ranks candidates on the model's own dense cycles (every window at its kernel's stored
+length), in closed form, then on less DRAM traffic, then on fewer NoC words; the search is cached per
+`ConvContext` (layer shape, surroundings, stored kernel lengths, arch and options). `profile` re-ranks the best
+dense candidate of every (lane assignment, kernel partitions, dealing, logical array) combination, with round-robin
+and profile-balanced kernel dealing, on the per-window MAC counts of the layer's first observed images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from accelsim.arch import ArchSpec
+from accelsim.errors import ConfigError
+from accelsim.nets.graph import FC, Graph
+from accelsim.timing import snapea
+from accelsim.timing import snapea_map as sm
+from accelsim.timing.snapea import ConvContext, ConvMapping, LayerPlan, SnaPEAOptions
+
+log = logging.getLogger(__name__)
+
+RANGE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)  # runs of windows: pieces = rows x these
+DENSE_LANES = ("row", "flat", "block")  # interleaved = flat on dense data (same group counts)
+Score = tuple[int, float]  # dense cycles, energy proxy in pJ (one image)
+
+
+class _Energy:
+    """pJ per event of the arch's energy table (count x (bits x pJ/bit + pJ/event) of the event's class): the
+    mapper's energy figure, for ranking only (reported energy comes from accelsim.energy with the same table)."""
+
+    def __init__(self, arch: ArchSpec):
+        self.table = arch.energy
+        self._cost: dict[tuple[str, str, int], float] = {}
+
+    def __call__(self, component: str, event: str, bits: int) -> float:
+        key = (component, event, bits)
+        if key not in self._cost:
+            cls = self.table.class_of(component, event)
+            self._cost[key] = bits * self.table.pj_per_bit[cls] + self.table.pj_per_event.get(cls, 0.0)
+        return self._cost[key]
+
+    def of_events(self, events: Any) -> float:
+        return sum(n * self(c, e, events.bits[(c, e)]) for (c, e), n in events.counts.items())
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The mapper's pick for one layer: the mapping, the weights of balanced kernel dealing (None: stored lengths),
+    its score (cycles per image on the scoring data), the candidates scored, the fixed schedule's dense cycles
+    (None when it is not legal) and whether nothing fits the input half (then the smallest portions, flagged)."""
+
+    mapping: ConvMapping
+    kernel_weights: np.ndarray | None
+    cycles: float
+    candidates: int
+    fixed_cycles: float | None
+    overflow: bool = False
+
+
+@dataclass
+class _Columns:
+    """One way of putting kernels into partitions, and what follows from it for the dense score."""
+
+    part: np.ndarray
+    pinned: np.ndarray
+    chunked: bool
+    kept_bytes: int
+    step_bytes: int
+    kept_entries: int
+    streamed_entries: int
+    s_max: int  # stored entries of the heaviest partition
+    s_total: int
+    channels: int  # input channels the busiest partition reads (grouped convs: fewer than all)
+    swaps_per_window: int  # partial-sum saves (+ restores) per window over all kernels (chunked kernels)
+
+
+@dataclass
+class _Geo:
+    """A portion geometry with a lane assignment and a column split (the same on every logical array)."""
+
+    portions: np.ndarray
+    gmax: np.ndarray  # (P,) lane groups of the busiest slice of each portion
+    gsum: np.ndarray  # (P,) lane groups of each portion
+    total: int  # sum of gmax
+    lanes: str
+    split: int
+    key: tuple[Any, ...]  # the portion geometry alone
+    need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
+    units: dict[tuple[str, int], Any]  # (dealing, rows) -> schedule of unit-length portions (on demand)
+    groups_total: int = 0  # sum of gsum
+    words_total: int = -1  # input words over all portions (on demand)
+
+
+def _distinct_sizes(n: int) -> list[int]:
+    """ceil(n / k) for k = 1..n, distinct, largest first (every band height that gives a different band count)."""
+    return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
+
+
+def _kcols_options(cols: int, kernels: int) -> list[int]:
+    """Kernel partitions worth trying: for each column split s = cols // k the largest k (the others leave more
+    columns idle for the same split), at most one partition per kernel."""
+    best: dict[int, int] = {}
+    for k in range(1, min(cols, max(kernels, 1)) + 1):
+        best[cols // k] = k
+    return sorted(set(best.values()))
+
+
+class _Search:
+    """All candidates of one layer. The dense score is the model's dense cycle count in closed form: with every
+    window at its kernel's stored length, a PE's time on a portion is (stored entries of its kernels) x (lane groups
+    of its slice), so a row's barrier time is s_max x gmax (heaviest partition, busiest slice) and the schedule of
+    unit-length portions scales by s_max. Layers that spill activations go through the model's own step functions.
+    tests/test_snapea_mapper.py checks every score against the model."""
+
+    def __init__(self, ctx: ConvContext, opts: SnaPEAOptions):
+        self.ctx, self.opts = ctx, opts
+        arch = ctx.arch
+        self.lanes = arch.pe.lanes
+        self.half = arch.pe.io_buffer_bytes // 2
+        self.spills = ctx.in_dram > 0 or ctx.out_dram > 0
+        self.fixed = snapea.fixed_mapping(ctx, dataclasses.replace(opts, mapper="fixed"))
+        self.lengths = ctx.lengths_array
+        self._geo: dict[tuple[Any, ...], _Geo] = {}
+        self._counts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._words: dict[tuple[Any, ...], np.ndarray] = {}
+        self._cols: dict[tuple[int, str], _Columns] = {}
+        self._dma: dict[int, snapea.DMA] = {}
+        self._e = e = _Energy(arch)
+        wb, ib = arch.word_bits, arch.pe.index_bits
+        windows = ctx.out_hw[0] * ctx.out_hw[1]
+        self._k = {"noc": e("noc", "transfer", wb), "noc_index": e("noc", "index_transfer", ib),
+                   "write": e("weight_buffer", "write", wb) + e("index_buffer", "write", ib),
+                   "read": e("weight_buffer", "read", wb) + e("index_buffer", "read", ib),
+                   "gated": e("mac", "gated", 0), "swap": e("io_buffer", "read", wb) + e("io_buffer", "write", wb),
+                   "dram_read": e("dram", "read", 8), "mac": e("mac", "mac", wb) + e("io_buffer", "read", wb),
+                   "windows": windows,
+                   "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
+                   + e("mac", "pool", wb) * ctx.pool_events}
+        self._dma_cycles: dict[tuple[int, int], int] = {}
+
+    # -- pieces ------------------------------------------------------------------------------------------------------
+    def grids(self) -> list[tuple[int, int]]:
+        """Logical arrays: the pinned one, else the physical array and every other R' x C' of the same PEs."""
+        pinned = snapea.parse_grid(self.opts.array_shape, self.ctx.arch)
+        if pinned is not None:
+            return [pinned]
+        rows, cols = self.ctx.arch.array.rows, self.ctx.arch.array.cols
+        n = rows * cols
+        return [(0, 0)] + [(r, n // r) for r in range(1, n + 1) if n % r == 0 and (r, n // r) != (rows, cols)]
+
+    def columns(self, kcols: int, kdeal: str) -> _Columns:
+        key = (kcols, kdeal)
+        if key not in self._cols:
+            ctx, lengths = self.ctx, self.lengths
+            part = snapea.kernel_partition(lengths, kcols, kdeal)
+            pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
+            swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
+            wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
+            kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+            loads = np.bincount(part, weights=lengths, minlength=kcols)
+            self._cols[key] = _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()),
+                                       kept_bytes=-(-kept * (wb + ib) // 8), step_bytes=-(-streamed * (wb + ib) // 8),
+                                       kept_entries=kept, streamed_entries=streamed,
+                                       s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
+                                       channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
+        return self._cols[key]
+
+    def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
+        """The portions of a geometry and the lane groups of each (for a lane assignment)."""
+        gkey = (m.portion, m.th, m.tw, m.pieces, m.lanes)
+        if gkey not in self._counts:
+            portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
+            self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
+        return self._counts[gkey]
+
+    def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
+        key = ("total", m.portion, m.th, m.tw, m.pieces)
+        if key not in self._words:
+            self._words[key] = int(snapea.portion_input_words(self.ctx, portions).sum())
+        return self._words[key]
+
+    def geo(self, m: ConvMapping, split: int) -> _Geo:
+        key = (m.portion, m.th, m.tw, m.pieces, m.lanes, split)
+        if key not in self._geo:
+            portions, counts = self.counts(m)
+            seg = sm.slice_counts(counts, split)
+            gmax = seg.max(1)
+            gsum = seg.sum(1)
+            self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=gsum, total=int(gmax.sum()), lanes=m.lanes,
+                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={},
+                                  groups_total=int(gsum.sum()))
+        return self._geo[key]
+
+    def words(self, g: _Geo) -> np.ndarray:
+        if g.key not in self._words:
+            self._words[g.key] = snapea.portion_input_words(self.ctx, g.portions)
+        return self._words[g.key]
+
+    def need(self, g: _Geo, col: _Columns) -> int:
+        key = (col.chunked, col.channels)
+        if key not in g.need:
+            g.need[key] = int(snapea.portion_need_bytes(self.ctx, g.portions, g.lanes, g.split, col.chunked,
+                                                        self.words(g), col.channels).max(initial=0))
+        return g.need[key]
+
+    def dma_cycles(self, rows: int, nbytes: int) -> int:
+        """Cycles of a transfer over the whole channel (cached: Fraction arithmetic is slow)."""
+        key = (rows, nbytes)
+        if key not in self._dma_cycles:
+            self._dma_cycles[key] = self.dma(rows).cycles(nbytes, rows)
+        return self._dma_cycles[key]
+
+    def dma(self, rows: int) -> snapea.DMA:
+        if rows not in self._dma:
+            self._dma[rows] = snapea.dma_of(self.ctx.arch, rows)
+        return self._dma[rows]
+
+    def unit(self, g: _Geo, dealing: str, rows: int) -> Any:
+        """The portions' schedule at unit kernel length on `rows` rows: (the busiest row's sum of gmax, steps, per
+        step the largest gmax over the rows); dynamic: (the claim-queue span, rounds of the queue, None)."""
+        key = (dealing, rows)
+        if key not in g.units:
+            n_p = len(g.gmax)
+            if dealing == "dynamic":
+                span = np.zeros((1, min(rows, n_p)), np.int64)
+                snapea._claim_queue(g.gmax[None, :].astype(np.int64), rows, span)
+                g.units[key] = (int(span.max()), -(-n_p // rows), None)
+            elif dealing == "round_robin":
+                steps = -(-n_p // rows)
+                grid = np.zeros(steps * rows, np.int64)
+                grid[:n_p] = g.gmax
+                grid = grid.reshape(steps, rows)
+                g.units[key] = (int(grid.sum(0).max()), steps, grid.max(1))
+            else:  # block: row r takes portions [r * bs, (r + 1) * bs)
+                bs = max(1, -(-n_p // rows))
+                grid = np.zeros(bs * rows, np.int64)
+                grid[:n_p] = g.gmax
+                grid = grid.reshape(rows, bs)
+                g.units[key] = (int(grid.sum(1).max()), bs, grid.max(0))
+        return g.units[key]
+
+    # -- scoring -----------------------------------------------------------------------------------------------------
+    def score(self, m: ConvMapping, prune: Callable[[int, float], bool] | None = None) -> Score | None:
+        """(dense cycles, energy proxy) of one image, or None when the candidate is not legal or `prune(cycles
+        bound, energy)` says it cannot matter (checked before the costly parts: legality and spilled DMA, which can
+        only add cycles)."""
+        rows, cols = snapea.grid_of(self.ctx.arch, m)
+        col = self.columns(m.kcols, m.kernel_dealing)
+        g = self.geo(m, cols // m.kcols)
+        lock = col.step_bytes > 0
+        if m.dealing == "dynamic" and (lock or self.spills):
+            return None
+        dma = self.dma(rows)
+        busiest, steps, per_step = self.unit(g, m.dealing, rows)
+        if lock:  # exact without spills; spilled bytes only lengthen the steps
+            cycles = self.dma_cycles(rows, col.kept_bytes) + int(
+                np.maximum(col.s_max * per_step, self.dma_cycles(rows, col.step_bytes)).sum())
+        else:
+            cycles = self.dma_cycles(rows, col.kept_bytes) + col.s_max * busiest
+        energy = self.energy(m, col, g, rows, cols, steps)
+        if prune is not None and prune(int(cycles), energy):
+            return None
+        if self.need(g, col) > self.half:
+            return None
+        if self.spills:
+            cycles = self._spilling(m, col, g, rows, dma)
+        return int(cycles), energy
+
+    def energy(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, cols: int, steps: int) -> float:
+        """Dense energy (pJ, one image) under the arch's energy table: weight, index and input words moved (DRAM,
+        NoC, buffer writes), buffer reads (one per lane group cycle), gated lane cycles, partial-sum swaps, and the
+        MACs, input reads, output writes and pooling every schedule has alike (they matter for energy x cycles).
+        Stall cycles (0 pJ unless the table charges idle events) are left out."""
+        if g.words_total < 0:
+            g.words_total = int(self.words(g).sum())
+        return self._energy(cols // m.kcols, col, g.words_total, g.groups_total, len(g.gmax), rows, steps)
+
+    def _energy(self, split: int, col: _Columns, words: int, groups: int, portions: int, rows: int,
+                steps: int) -> float:
+        k = self._k
+        fetched = col.kept_entries + steps * col.streamed_entries
+        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
+        reads = col.s_total * groups  # one weight (and index) read per lane-group cycle
+        dense_macs = k["windows"] * col.s_total
+        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
+                + k["swap"] * k["windows"] * col.swaps_per_window
+                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram)
+                + k["mac"] * dense_macs + k["fixed"])
+
+    def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
+        """Dense cycles through the model's own step functions (layers with spilled activations)."""
+        key = ("steps", m.dealing, rows)
+        if key not in g.units:
+            windows = np.diff(snapea._window_bounds(g.portions, self.ctx.out_hw), axis=1)[:, 0]
+            at = snapea.step_table(snapea._deal(len(g.portions), rows, m.dealing), rows)
+            g.units[key] = (at, snapea._split(self.ctx.in_dram, windows), snapea._split(self.ctx.out_dram, windows))
+        at, ins, outs = g.units[key]
+        st = snapea.Steps(rows, dma, col.kept_bytes, col.step_bytes, at, ins, outs)
+        step = snapea._lockstep_steps if col.step_bytes > 0 else snapea._row_steps
+        return int(step(st, (col.s_total * g.gsum)[None, :], (col.s_max * g.gmax)[None, :], 1)[0][0])
+
+    # -- the space ---------------------------------------------------------------------------------------------------
+    def _geometries(self, rows: int) -> list[ConvMapping]:
+        """Portion shapes to try on `rows` PE rows (lanes, columns and dealing at defaults)."""
+        ctx, opts = self.ctx, self.opts
+        ho, wo = ctx.out_hw
+        groups = -(-ho * wo // self.lanes)
+        kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols else ["band", "range"])
+        if opts.tile_rows is not None and not opts.portion:
+            kinds = ["tile"] if opts.tile_cols else ["band"]
+        ths = ([self.fixed.th] if opts.tile_rows == "auto" else [int(opts.tile_rows)] if opts.tile_rows is not None
+               else _distinct_sizes(ho))
+        out: list[ConvMapping] = []
+        for kind in kinds:
+            if kind == "band":
+                out += [ConvMapping(portion="band", th=th) for th in ths]
+            elif kind == "range":
+                out += [ConvMapping(portion="range", pieces=rows * k) for k in RANGE_STEPS
+                        if rows * k <= groups or k == 1]
+            else:
+                tws = [int(opts.tile_cols)] if opts.tile_cols else _distinct_sizes(wo)
+                out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
+        return out
+
+    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
+        """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
+        over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
+        the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
+        (built when scored: most never are)."""
+        opts = self.opts
+        lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
+        equal = len(set(self.ctx.lengths)) <= 1
+        kdeals = [opts.kernel_dealing] if opts.kernel_dealing else (
+            ["round_robin"] + ([] if equal else ["balanced"]) + (["block"] if self.ctx.shape.groups > 1 else []))
+        # contiguous blocks of portions only matter where DMA moves activations per portion (spills); dynamic
+        # dealing only where portions take unequal times, i.e. on data (the profile score tries it)
+        dealings = [opts.tile_dealing] if opts.tile_dealing else (
+            ["round_robin", "block"] if self.spills else ["round_robin"])
+        block_ok = sm.block_shape(self.lanes)[0] > 1 or opts.lane_assignment == "block"
+        fx = self.fixed
+        rows, cols = snapea.grid_of(self.ctx.arch, fx)
+        fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
+        fcol, fgeo = self.columns(fx.kcols, fx.kernel_dealing), self.geo(fx, cols // fx.kcols)
+        out: list[tuple[int, float, Any]] = [(fcol.s_max * -(-fgeo.total // rows),
+                                              self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
+                                              fixed_args)]
+        for grid in self.grids():
+            rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
+            kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
+                          else _kcols_options(cols, self.ctx.kernels))
+            for base in self._geometries(rows):
+                for lanes in lanes_opts:
+                    if lanes == "block" and (base.portion == "range" or not block_ok):
+                        continue
+                    probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
+                    portions, counts = self.counts(probe)
+                    n_p, groups = len(counts), int(counts.sum())
+                    steps = -(-n_p // rows)
+                    words = self.words_of(probe, portions)
+                    for k in kcols_opts:
+                        split = cols // k
+                        total = int((-(-counts // split)).sum())  # the busiest slice of each portion
+                        for d in kdeals:
+                            col = self.columns(k, d)
+                            lb = col.s_max * -(-total // rows)
+                            lb_e = self._energy(split, col, words, groups, n_p, rows, steps)
+                            for deal in dealings:
+                                args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
+                                if args != fixed_args:
+                                    out.append((lb, lb_e, args))
+        return out
+
+    def overflow_ok(self, m: ConvMapping) -> bool:
+        """When nothing fits: portions of at most one output row (the smallest that keep whole rows of lanes)."""
+        if m.portion == "range":
+            return m.pieces >= self.ctx.out_hw[0]
+        return min(m.th, self.ctx.out_hw[0]) == 1
+
+    def rank(self, cycles: int, energy: float, index: int) -> tuple[float, ...]:
+        """Sort key of a scored candidate under `options.mapper_objective` (lower is better)."""
+        obj = self.opts.mapper_objective
+        if obj == "edp":
+            return (cycles * energy, cycles, index)
+        if obj == "energy":
+            return (energy, cycles, index)
+        return (cycles, energy, index)  # fastest
+
+    def best(self, lane_options: tuple[str, ...], keep: int = 1
+             ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
+        """The `keep` best legal candidates, best first, under `options.mapper_objective`:
+
+        - `edp` (default, as the Eyeriss mapper's): the least energy x dense cycles among candidates no slower than
+          the fixed schedule (where that one is legal: it is a candidate, so the choice is never slower than it);
+        - `fastest`: the fewest dense cycles, then the least energy; `energy`: the least energy, then cycles.
+        Branch and bound: candidates are scored in the order of their lower bounds on cycles; the search stops when
+        no remaining candidate can enter, and skips the costly part (legality, spilled DMA) of one that cannot.
+        Also returns the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the
+        candidates scored."""
+        obj = self.opts.mapper_objective
+        space = self.space(lane_options)
+        fixed = ConvMapping(*space[0][2])
+        fixed_sc = self.score(fixed)
+        fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
+        # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
+        cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
+        overflow = False
+        for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
+            key = {"edp": lambda c, e: c * e, "energy": lambda c, e: e}.get(obj, lambda c, e: c)
+            order = sorted((key(lb, lb_e), i) for i, (lb, lb_e, args) in enumerate(space)
+                           if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
+            found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
+            scored = 0
+            for bound, i in order:
+                full = len(found) >= keep
+                worst = found[keep - 1][0] if full else None
+                if full and bound > worst[0]:
+                    break  # bounds only grow from here: nothing left can enter
+                if space[i][0] > cap:
+                    continue
+
+                def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
+                    if c > cap:
+                        return True
+                    return worst is not None and self.rank(c, e, i) >= worst
+
+                sc = self.score(ConvMapping(*space[i][2]), prune)
+                scored += 1
+                if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
+                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][2])))
+                    found.sort(key=lambda x: x[0])
+            if found:
+                return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
+            overflow = True  # nothing fits: score the smallest portions as if they fitted
+            self.half = 1 << 62
+        raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
+
+
+@functools.lru_cache(maxsize=1024)
+def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
+    """The schedule with the fewest dense cycles (then least DRAM traffic, then fewest NoC words), cached per
+    context; `options.mapper: fixed` returns the fixed schedule."""
+    if opts.mapper == "fixed":
+        return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
+    best, overflow, fixed_cycles, scored = _Search(ctx, opts).best(DENSE_LANES)
+    score, mapping = best[0]
+    if overflow:
+        log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
+                 "charged, flagged '!io')", ctx.shape, ctx.arch.pe.io_buffer_bytes // 2)
+    return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow)
+
+
+PROFILE_TOP = 8  # profile scoring: the best this many dense candidates ...
+PROFILE_VARIED = 3  # ... and, for the best this many, every other lane assignment and balanced kernel dealing
+
+
+def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
+                   n_spec: np.ndarray | None) -> Choice:
+    """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images.
+
+    Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
+    terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
+    profile can. Candidates: the PROFILE_TOP best dense ones; for the best PROFILE_VARIED of them, every other lane
+    assignment (interleaved included), kernels dealt to partitions balanced on the profile's mean MACs per kernel,
+    and dynamic portion dealing (where legal); the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
+    profile's cycles and energy (the energy table's cost of the events the profile produces)."""
+    search = _Search(ctx, opts)
+    top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
+    pool: list[tuple[tuple[int, ...], ConvMapping]] = list(top)
+    lane_opts = (opts.lane_assignment,) if opts.lane_assignment else DENSE_LANES + ("interleaved",)
+    for s, m in top[:PROFILE_VARIED]:
+        pool += [(s, dataclasses.replace(m, lanes=la)) for la in lane_opts
+                 if la != m.lanes and not (la == "block" and m.portion == "range")]
+        if opts.kernel_dealing is None:
+            pool.append((s, dataclasses.replace(m, kernel_dealing="balanced")))
+        if opts.tile_dealing is None:
+            pool.append((s, dataclasses.replace(m, dealing="dynamic")))
+    if fixed_cycles is not None:
+        pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
+    mean = macs.mean(axis=(0, 2, 3))
+    found: list[tuple[int, float, int, ConvMapping]] = []
+    seen: set[ConvMapping] = set()
+    lanes = ctx.arch.pe.lanes
+    for i, (score, m) in enumerate(pool):
+        if m in seen:
+            continue
+        seen.add(m)
+        try:
+            plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec,
+                                    mean if m.kernel_dealing == "balanced" else None)
+        except ConfigError:  # dynamic dealing where kernels stream or activations spill
+            continue
+        if not overflow and not plan.fits:
+            continue  # another lane assignment or partition can need more of the input half
+        if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
+            continue
+        totals = snapea._conv_totals(plan, macs, lanes)
+        energy = search._e.of_events(snapea.timing_from_totals(ctx.arch, plan, totals).events)
+        found.append((int(totals["cycles"]), energy, i, m))
+    if opts.mapper_objective == "edp":  # no slower than the fixed schedule on the profile, where it is a candidate
+        fixed_c = next((c for c, e, i, m in found if m == search.fixed), math.inf)
+        found = [x for x in found if x[0] <= fixed_c] or found
+    c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
+    return Choice(m, mean if m.kernel_dealing == "balanced" else None, c / len(macs), len(seen), fixed_cycles,
+                  overflow)
+
+
+def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
+    """Fc: one weight fetch per image or per batch (`batches`), neurons dealt PE by PE or rows first; whichever
+    gives the fewest cycles per image, then the least DRAM traffic per image, then the order tried (the fixed
+    schedule's dealing first)."""
+    best: tuple[tuple[float, float, int], LayerPlan] | None = None
+    i = 0
+    for b in dict.fromkeys(batches):
+        for rows_first in (False, True):
+            plan = snapea.plan_fc(arch, graph, layer, b, rows_first)
+            tot = snapea._fc_totals(plan, arch.pe.lanes)
+            rank = (tot["cycles"] / b, (tot["dram_read"] + tot["dram_write"]) / b, i)
+            i += 1
+            if best is None or rank < best[0]:
+                best = (rank, plan)
+    assert best is not None
+    return best[1]

@@ -1,0 +1,348 @@
+"""The SnaPEA mapper: every mapping dimension against the cycle-stepped reference, legality of its choices, never
+slower than the fixed schedule, its scores equal the model, the dense counterpart and the speedup split."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.arch import load_arch
+from accelsim.errors import ConfigError
+from accelsim.nets.graph import Conv
+from accelsim.nets.workload import load_workload
+from accelsim.timing import decompose, reference, snapea, snapea_map, snapea_mapper
+from test_timing_snapea import conv_graph, make_arch, random_stream
+
+
+def _grid_options(rows: int, cols: int) -> list[tuple[int, int]]:
+    n = rows * cols
+    return [(0, 0)] + [(r, n // r) for r in range(1, n + 1) if n % r == 0]
+
+
+@st.composite
+def mapped_cases(draw):
+    """A small conv layer, arch, random mapping over every dimension, MAC counts and maybe a weight stream."""
+    lanes = draw(st.integers(1, 5))
+    rows, cols = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    arch = make_arch(rows=rows, cols=cols, lanes=lanes,
+                     wbuf=draw(st.sampled_from([4, 8, 20, 40, 64, 512])),
+                     ibuf=draw(st.sampled_from([4, 16, 40, 64, 512])),
+                     io=draw(st.sampled_from([0, 64, 400, 20480])), gbps=draw(st.sampled_from([0.3, 1.0, 19.2])),
+                     latency=draw(st.sampled_from([0.0, 10.0, 50.0])))
+    groups = draw(st.sampled_from([1, 2]))
+    c, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 4))
+    k = draw(st.integers(1, 3))
+    graph = conv_graph(c=c, f=f, h=draw(st.integers(k, 8)), w=draw(st.integers(k, 8)), k=k,
+                       stride=draw(st.integers(1, 2)), pad=draw(st.integers(0, 1)), groups=groups,
+                       pool=draw(st.booleans()), first=draw(st.booleans()), tail=draw(st.booleans()))
+    layer = graph.layer("c1")
+    ho, wo = graph.out_shape(layer)[1:]
+    grid = draw(st.sampled_from(_grid_options(rows, cols)))
+    g_cols = cols if grid == (0, 0) else grid[1]
+    portion = draw(st.sampled_from(snapea_map.PORTIONS))
+    lane = draw(st.sampled_from([la for la in snapea_map.LANE_ASSIGNMENTS if not (portion == "range" and la == "block")]))
+    m = snapea_map.Mapping(portion=portion, th=draw(st.integers(1, ho + 1)), tw=draw(st.integers(1, wo + 1)),
+                           pieces=draw(st.integers(1, 12)), dealing=draw(st.sampled_from(snapea_map.ROW_DEALINGS)),
+                           kcols=draw(st.integers(1, g_cols)),
+                           kernel_dealing=draw(st.sampled_from(snapea_map.KERNEL_DEALINGS)), lanes=lane, grid=grid)
+    shape = (draw(st.integers(1, 2)), *graph.out_shape(layer))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    stream = random_stream(rng, shape[1], layer.kernel_size) if draw(st.booleans()) else None
+    full = np.full(shape[1], layer.kernel_size) if stream is None else stream.length
+    full = np.broadcast_to(full[None, :, None, None], shape)
+    kind = draw(st.sampled_from(["random", "full", "minimal", "zero_or_full"]))
+    macs = {"random": (rng.random(shape) * (full + 1)).astype(int), "full": full, "minimal": np.minimum(full, 1),
+            "zero_or_full": rng.integers(0, 2, shape) * full}[kind].astype(np.int32)
+    weights = rng.random(shape[1]) if m.kernel_dealing == "balanced" and draw(st.booleans()) else None
+    return arch, graph, layer, m, macs, stream, weights
+
+
+def _plan(arch, graph, layer, m, stream, weights):
+    try:
+        return snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+    except ConfigError as exc:  # dynamic dealing where something spills or streams: not a legal schedule
+        assert "dynamic dealing" in str(exc)
+        m = dataclasses.replace(m, dealing="round_robin")
+        return snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_fast_model_equals_reference_on_every_mapping_dimension(case):
+    arch, graph, layer, m, macs, stream, weights = case
+    plan = _plan(arch, graph, layer, m, stream, weights)
+    fast = snapea.layer_totals(arch, plan, macs)
+    assert fast == reference.reference_totals(arch, plan, macs)
+    assert snapea.layer_totals(arch, plan, None) == reference.reference_totals(arch, plan, None)
+    t = snapea.timing_from_totals(arch, plan, fast)
+    assert math.isclose(sum(t.breakdown.values()), t.cycles, rel_tol=1e-12)
+    assert t.cycles * arch.mac_units >= t.macs_performed
+    assert t.mapping == plan.label and plan.label.startswith(("rows:", "grid:"))
+
+
+def test_every_dimension_is_drawn():
+    """The strategy above reaches dynamic dealing, logical arrays, split columns, blocks and balanced partitions."""
+    seen = set()
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(mapped_cases())
+    def collect(case):
+        arch, graph, layer, m, macs, stream, weights = case
+        plan = _plan(arch, graph, layer, m, stream, weights)
+        seen.update({("portion", m.portion), ("lanes", m.lanes), ("kdeal", m.kernel_dealing)})
+        seen.add(("dealing", "dynamic" if plan.dynamic else m.dealing))
+        seen.add(("grid", plan.rows != arch.array.rows))
+        seen.add(("split", plan.split > 1))
+        seen.add(("lockstep", plan.lockstep))
+
+    collect()
+    want = {("dealing", "dynamic"), ("grid", True), ("split", True), ("lanes", "block"), ("portion", "range"),
+            ("portion", "tile"), ("kdeal", "balanced"), ("lockstep", True)}
+    assert want <= seen
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_mapper_never_returns_an_illegal_schedule(case):
+    arch, graph, layer, _, _, stream, _ = case
+    plan = snapea.plan_layer(arch, graph, layer, stream=stream)  # the dense search's choice
+    lengths = np.full(plan.kernels, layer.kernel_size) if stream is None else stream.length
+    ctx = snapea.conv_context(arch, graph, layer, np.asarray(lengths, np.int64))
+    choice = snapea_mapper.dense_choice(ctx, snapea.SnaPEAOptions())
+    assert choice.mapping == plan.mapping
+    if not choice.overflow:  # the portions of every PE fit its input half
+        need = snapea.portion_need_bytes(ctx, plan.portions, plan.mapping.lanes, plan.split,
+                                         bool(plan.kernel_chunk.any()),
+                                         channels=snapea.partition_channels(ctx, plan.kernel_pe))
+        assert plan.fits and need.max() <= arch.pe.io_buffer_bytes // 2
+        assert "!io" not in plan.label
+    else:
+        assert "!io" in plan.label
+    if plan.dynamic:
+        assert not plan.lockstep and not plan.in_bytes.any() and not plan.out_bytes.any()
+    assert plan.rows * plan.cols == arch.array.rows * arch.array.cols
+    assert plan.split * plan.kcols <= plan.cols
+    # the mapper's dense score is the model's dense cycle count
+    assert snapea.layer_totals(arch, plan, None)["cycles"] == choice.cycles
+    if choice.fixed_cycles is not None:
+        assert choice.cycles <= choice.fixed_cycles
+
+
+def test_index_width_and_buffer_checks_still_apply_to_the_mapper():
+    graph = conv_graph(c=4, f=2, h=5, w=5, k=3)
+    with pytest.raises(ConfigError, match="index_bits"):
+        snapea.SnaPEATiming(make_arch(index_bits=5), graph)
+    with pytest.raises(ConfigError, match="weight buffer"):
+        snapea.SnaPEATiming(make_arch(wbuf=2), graph)
+    with pytest.raises(ConfigError, match="array_shape = '3x3'.*does not use the 2 x 2 PEs"):
+        snapea.SnaPEATiming(make_arch(array_shape="3x3"), graph)
+    with pytest.raises(ConfigError, match="'physical' or 'RxC'"):
+        snapea.SnaPEATiming(make_arch(array_shape="wide"), graph)
+
+
+NETS = ("lenet", "alexnet", "squeezenet1_1", "resnet20", "googlenet")
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_mapper_is_never_slower_than_the_fixed_schedule_in_dense_mode(net):
+    graph = load_workload(net)
+    search = snapea.SnaPEATiming(load_arch("snapea"), graph).finish()
+    fixed = snapea.SnaPEATiming(load_arch("snapea", ["options.mapper=fixed"]), graph).finish()
+    arch = load_arch("snapea")
+    for layer in graph.conv_layers():
+        ctx = snapea.conv_context(arch, graph, layer, np.full(graph.out_shape(layer)[0], layer.kernel_size))
+        legal = snapea.plan_conv(ctx, snapea.fixed_mapping(ctx, snapea.SnaPEAOptions()), groups=False).fits
+        if legal:  # the fixed schedule is a candidate whenever it is legal
+            assert search[layer.name].cycles <= fixed[layer.name].cycles, layer.name
+        assert "!io" not in search[layer.name].mapping
+    assert sum(t.cycles for t in search.values()) <= sum(t.cycles for t in fixed.values())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_mapper_on_random_shapes_is_no_slower_than_the_legal_fixed_schedule(case):
+    arch, graph, layer, _, _, stream, _ = case
+    fixed_arch = dataclasses.replace(arch, options={"mapper": "fixed"})
+    fixed = snapea.plan_layer(fixed_arch, graph, layer, stream=stream)
+    chosen = snapea.plan_layer(arch, graph, layer, stream=stream)
+    if fixed.fits:
+        assert snapea.layer_totals(arch, chosen, None)["cycles"] <= snapea.layer_totals(arch, fixed, None)["cycles"]
+
+
+def test_the_dense_score_is_the_models_dense_cycles_and_energy_for_every_candidate():
+    """Cycles exactly; the energy figure is the energy table's cost of the model's dense events (stall cycles,
+    0 pJ by default, left out)."""
+    from accelsim.energy import evaluate_events
+
+    arch = load_arch("snapea")
+    rng = np.random.default_rng(0)
+    stalls = {("pe", "barrier_stall_cycle"), ("dram", "stall_cycle"), ("lane", "idle_cycle")}
+    checked = 0
+    for net in ("lenet", "squeezenet1_1", "alexnet"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers()[::3]:
+            ctx = snapea.conv_context(arch, graph, layer, np.full(graph.out_shape(layer)[0], layer.kernel_size))
+            search = snapea_mapper._Search(ctx, snapea.SnaPEAOptions())
+            space = search.space(snapea_mapper.DENSE_LANES)
+            for i in rng.choice(len(space), min(12, len(space)), replace=False):
+                lb, lb_energy, args = space[i]
+                m = snapea.ConvMapping(*args)
+                score = search.score(m)
+                if score is None:
+                    continue
+                plan = snapea.plan_conv(ctx, m, groups=False)
+                t = snapea.timing_from_totals(arch, plan, snapea.layer_totals(arch, plan, None))
+                energy = sum(v for k, v in evaluate_events(t.events, arch.energy).items() if k not in stalls)
+                assert score[0] == t.cycles and math.isclose(score[1], energy, rel_tol=1e-9)
+                assert lb <= score[0] and lb_energy <= score[1] * (1 + 1e-12) and plan.fits
+                checked += 1
+    assert checked > 30
+
+
+def test_default_objective_is_no_slower_than_the_fixed_schedule_and_has_no_larger_edp():
+    """edp (default): the least energy x cycles among schedules no slower than the fixed one (when it is legal)."""
+    arch = load_arch("snapea")
+    opts = snapea.SnaPEAOptions()
+    for net in ("squeezenet1_1", "lenet"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers():
+            ctx = snapea.conv_context(arch, graph, layer, np.full(graph.out_shape(layer)[0], layer.kernel_size))
+            search = snapea_mapper._Search(ctx, opts)
+            fixed = search.score(search.fixed)
+            chosen = search.score(snapea_mapper.dense_choice(ctx, opts).mapping)
+            if fixed is not None:
+                assert chosen[0] <= fixed[0] and chosen[0] * chosen[1] <= fixed[0] * fixed[1] * (1 + 1e-12)
+    graph = load_workload("squeezenet1_1")
+    default = snapea.SnaPEATiming(arch, graph).finish()
+    fastest = snapea.SnaPEATiming(load_arch("snapea", ["options.mapper_objective=fastest"]), graph).finish()
+    assert sum(t.cycles for t in fastest.values()) <= sum(t.cycles for t in default.values())
+
+
+def test_options_pin_dimensions_and_fixed_reproduces_the_old_schedule():
+    graph = load_workload("squeezenet1_1")
+    pinned = snapea.SnaPEATiming(load_arch("snapea", ["options.lane_assignment=row",
+                                                      "options.array_shape=physical",
+                                                      "options.tile_dealing=round_robin"]), graph).finish()
+    for name, t in pinned.items():
+        if isinstance(graph.layer(name), Conv):
+            assert "lanes:row4" in t.mapping and "grid:" not in t.mapping and " rr, cols" in t.mapping
+    fixed = snapea.SnaPEATiming(load_arch("snapea", ["options.mapper=fixed"]), graph).finish()
+    assert fixed["fire9.expand3x3"].mapping == "rows:band2 x7 rr, cols:k8 rr, lanes:row4"
+    assert fixed["fire9.expand3x3"].cycles == 147456  # the schedule before the mapper (docs/timing_snapea.md)
+    with pytest.raises(ConfigError, match="options.mapper must be one of"):
+        snapea.SnaPEATiming(load_arch("snapea", ["options.mapper=greedy"]), graph)
+
+
+def test_profile_score_picks_no_slower_schedule_on_its_profile_than_the_dense_choice():
+    """With the `fastest` objective (edp ranks energy x cycles, so its profile choice may trade a few cycles)."""
+    arch = load_arch("snapea", ["options.mapper_score=profile", "options.mapper_objective=fastest"])
+    graph = conv_graph(c=8, f=12, h=9, w=11, k=3, first=False)
+    layer = graph.layer("c1")
+    rng = np.random.default_rng(5)
+    macs = rng.integers(0, layer.kernel_size + 1, (2, 12, 9, 11)).astype(np.int32)
+    macs[:, ::3] //= 4  # kernels that terminate much sooner than others: balanced dealing can see them
+    ctx = snapea.conv_context(arch, graph, layer, np.full(12, layer.kernel_size))
+    opts = snapea.SnaPEAOptions.from_mapping(arch.options)
+    prof = snapea_mapper.profile_choice(ctx, opts, macs, None, None)
+    dense = snapea_mapper.dense_choice(ctx, opts)
+    on_profile = snapea._conv_totals(snapea.plan_conv(ctx, dense.mapping), macs, arch.pe.lanes)["cycles"]
+    assert prof.cycles * len(macs) <= on_profile
+    model = snapea.SnaPEATiming(arch, graph)
+    model.observe("c1", macs)
+    t = model.finish()["c1"]
+    assert t.cycles == prof.cycles and t.mapping == snapea.plan_conv(ctx, prof.mapping, kernel_weights=prof
+                                                                      .kernel_weights).label
+
+
+def test_every_layer_comes_with_its_dense_counterpart():
+    arch = make_arch(rows=2, cols=2, lanes=2)
+    graph = conv_graph(c=2, f=3, h=6, w=6, pool=True, first=False, fc=5)
+    rng = np.random.default_rng(1)
+    k = graph.layer("c1").kernel_size
+    macs = rng.integers(1, k + 1, (5, 3, 6, 6)).astype(np.int32)
+    model = snapea.SnaPEATiming(arch, graph)
+    model.observe("c1", macs)
+    res = model.finish()
+    dense = snapea.simulate_layer(arch, graph, "c1", None)
+    assert res["c1"].dense.cycles == dense.cycles and res["c1"].dense_cycles == dense.cycles
+    assert res["c1"].dense.events.counts == dense.events.counts
+    assert res["c1"].dense.macs_performed == 3 * 36 * k > res["c1"].macs_performed
+    for name in ("c0", "fc"):  # never observed: dense already, their own counterpart
+        assert res[name].dense.cycles == res[name].cycles
+    assert all(t.mapping for t in res.values())
+
+
+def test_fc_over_a_batch_fetches_its_weights_once():
+    arch = load_arch("snapea")
+    graph = load_workload("alexnet")
+    one = snapea.SnaPEATiming(arch, graph, batch=1).finish()
+    four = snapea.SnaPEATiming(arch, graph, batch=4).finish()
+    w6 = 9216 * 4096 * 2
+    assert one["fc6"].events.count("dram", "read") >= w6
+    assert four["fc6"].events.count("dram", "read") < w6 / 4 + 3 * 9216 * 2  # weights / 4 + the parked inputs
+    assert four["fc6"].cycles < one["fc6"].cycles / 3  # DRAM-bound: the weight stream dominated
+    assert four["fc6"].macs_performed == one["fc6"].macs_performed
+    assert "batch 4" in four["fc6"].mapping and "batch 1" in one["fc6"].mapping
+    assert four["conv1"].cycles == one["conv1"].cycles  # conv layers are mapped per image
+    assert snapea.SnaPEATiming(arch, graph).finish(batch=4)["fc6"].cycles == four["fc6"].cycles
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 3), cols=st.integers(1, 3), lanes=st.integers(1, 4), out=st.integers(1, 11),
+       wbuf=st.sampled_from([16, 64, 512]), gbps=st.sampled_from([0.5, 19.2]), batch=st.integers(1, 4))
+def test_fc_batches_equal_the_reference(rows, cols, lanes, out, wbuf, gbps, batch):
+    arch = make_arch(rows=rows, cols=cols, lanes=lanes, wbuf=wbuf, gbps=gbps, io=64)
+    graph = conv_graph(c=2, f=2, h=3, w=3, k=1, pad=0, fc=out)
+    plan = snapea.plan_fc(arch, graph, graph.layer("fc"), batch)
+    assert snapea.layer_totals(arch, plan, None) == reference.reference_totals(arch, plan, None)
+    t = snapea.timing_from_totals(arch, plan, snapea.layer_totals(arch, plan, None))
+    assert t.macs_performed == 18 * out
+
+
+def test_speedup_split_multiplies_back():
+    s = decompose.split_speedup(baseline_cycles=1000.0, dense_cycles=800.0, cycles=640.0, baseline_energy=5e6,
+                                dense_energy=4e6, energy=3.5e6, dense_macs=256 * 800 * 0.9, macs=256 * 600 * 0.9,
+                                mac_units=256)
+    assert s.speedup_architecture == 1.25 and s.speedup_early_termination == 1.25
+    assert math.isclose(s.speedup, 1000 / 640, rel_tol=1e-15)
+    assert math.isclose(s.energy_reduction, 5e6 / 3.5e6, rel_tol=1e-15)
+    assert math.isclose(s.saved_cycle_share, 160 / 180, rel_tol=1e-12)
+    none = decompose.split_speedup(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 256)
+    assert math.isnan(none.saved_cycle_share)
+    assert set(s.as_dict()) == set(decompose.SPLIT_KEYS)
+
+
+def test_network_split_from_a_real_run_multiplies_back():
+    """SnaPEA on LeNet with made-up MAC counts against the Eyeriss model: layer sums, then ratios."""
+    from accelsim.energy import energy_columns
+    from accelsim.timing import eyeriss
+
+    graph = load_workload("lenet")
+    arch, base = load_arch("snapea"), load_arch("eyeriss")
+    model = snapea.SnaPEATiming(arch, graph)
+    rng = np.random.default_rng(2)
+    for layer in graph.conv_layers():
+        shape = (3, *graph.out_shape(layer))
+        model.observe(layer.name, rng.integers(layer.kernel_size // 2, layer.kernel_size + 1, shape).astype(np.int32))
+    rows = []
+    for name, t in model.finish().items():
+        b = eyeriss.simulate_layer(base, graph, graph.layer(name), 1)
+        e = energy_columns(t.events, arch.energy)["energy_pj"]
+        ed = energy_columns(t.dense.events, arch.energy)["energy_pj"]
+        eb = energy_columns(b.events, base.energy)["energy_pj"]
+        rows.append(dict(baseline_cycles=b.cycles, dense_cycles=t.dense.cycles, cycles=t.cycles,
+                         baseline_energy=eb, dense_energy=ed, energy=e, dense_macs=t.dense.macs_performed,
+                         macs=t.macs_performed))
+        split = decompose.split_speedup(**rows[-1], mac_units=arch.mac_units)
+        assert math.isclose(split.speedup, b.cycles / t.cycles, rel_tol=1e-12)
+    net = decompose.split_totals(rows, arch.mac_units)
+    tot = {k: sum(r[k] for r in rows) for k in rows[0]}
+    assert math.isclose(net.speedup, tot["baseline_cycles"] / tot["cycles"], rel_tol=1e-12)
+    assert math.isclose(net.speedup_architecture * net.speedup_early_termination, net.speedup, rel_tol=1e-15)
+    assert math.isclose(net.energy_reduction, tot["baseline_energy"] / tot["energy"], rel_tol=1e-12)
+    assert net.speedup_early_termination > 1 and 0 < net.saved_cycle_share <= 1.5
