@@ -14,6 +14,7 @@ import pandas as pd
 from accelsim.arch import ArchSpec
 from accelsim.energy import energy_columns
 from accelsim.nets.graph import Graph
+from accelsim.timing.decompose import SPLIT_KEYS, split_speedup, split_totals
 from accelsim.timing.events import LayerTiming
 
 # Functional statistics of the design's conv layers that go into its rows of layers.parquet.
@@ -29,11 +30,18 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
     rows, events = [], []
     for layer, t in timings.items():
         lyr = graph.layer(layer)
+        energy = energy_columns(t.events, arch.energy)
+        dense = t.dense or t
         row = {
             "design": name, "layer": layer, "type": lyr.type_name, "mode": modes.get(layer, "dense"),
             "images": images, "macs_dense": float(graph.macs(lyr)), "macs_performed": t.macs_performed,
-            "cycles": t.cycles, "active_pes": t.active_pes, "utilization": t.utilization,
-            **{f"cycles_{k}": v for k, v in t.breakdown.items()}, **energy_columns(t.events, arch.energy),
+            "cycles": t.cycles, "active_pes": t.active_pes, "utilization": t.utilization, "mapping": t.mapping,
+            # the same design without early termination (the split of the speedup; equal to the above where the
+            # design does not terminate early)
+            "dense_cycles": dense.cycles, "dense_macs": dense.macs_performed,
+            "dense_energy_pj": (energy_columns(dense.events, arch.energy)["energy_pj"] if t.dense is not None
+                                else energy["energy_pj"]),
+            **{f"cycles_{k}": v for k, v in t.breakdown.items()}, **energy,
         }
         rows.append(row)
         events.append(t.events.to_frame(name, layer))
@@ -49,7 +57,7 @@ def design_totals(rows: list[dict[str, Any]], clock_mhz: float) -> dict[str, flo
         "macs_dense": float(frame["macs_dense"].sum()),
         "macs_performed": float(frame["macs_performed"].sum()),
         "seconds": float(frame["cycles"].sum()) / (clock_mhz * 1e6),
-        **{c: float(frame[c].sum()) for c in frame.columns if c.startswith("energy_") and c != "energy_pj"},
+        **{c: float(frame[c].sum()) for c in frame.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"},
     }
 
 
@@ -67,22 +75,46 @@ def add_statistics(layers: pd.DataFrame, design: str, stats: pd.DataFrame | None
     return layers
 
 
-def add_ratios(layers: pd.DataFrame, design: str, baseline: str) -> pd.DataFrame:
-    """Per-layer speedup and energy reduction of `design` over `baseline`, on the design's rows."""
-    per_layer = layers.pivot_table(index="layer", columns="design", values=["cycles", "energy_pj"], sort=False)
-    speed = per_layer["cycles"][baseline] / per_layer["cycles"][design]
-    energy = per_layer["energy_pj"][baseline] / per_layer["energy_pj"][design]
-    mine = layers["design"] == design
-    layers.loc[mine, "speedup"] = layers.loc[mine, "layer"].map(speed)
-    layers.loc[mine, "energy_reduction"] = layers.loc[mine, "layer"].map(energy)
+def _split_inputs(layers: pd.DataFrame, design: str, baseline: str) -> list[dict[str, Any]]:
+    """Per design layer: the figures `accelsim.timing.decompose` splits (a layer the baseline does not time, e.g. an
+    unfused pool on SnaPEA, has baseline figures 0)."""
+    base = layers[layers["design"] == baseline].set_index("layer")
+    out = []
+    for _, r in layers[layers["design"] == design].iterrows():
+        b = base.loc[r["layer"]] if r["layer"] in base.index else None
+        out.append({"layer": r["layer"], "baseline_cycles": float(b["cycles"]) if b is not None else 0.0,
+                    "dense_cycles": float(r["dense_cycles"]), "cycles": float(r["cycles"]),
+                    "baseline_energy": float(b["energy_pj"]) if b is not None else 0.0,
+                    "dense_energy": float(r["dense_energy_pj"]), "energy": float(r["energy_pj"]),
+                    "dense_macs": float(r["dense_macs"]), "macs": float(r["macs_performed"])})
+    return out
+
+
+def add_ratios(layers: pd.DataFrame, design: str, baseline: str, mac_units: int) -> pd.DataFrame:
+    """Per-layer speedup and energy reduction of `design` over `baseline`, each split into its architecture and
+    early-termination factors, and the saved-cycle share, on the design's rows (SPLIT_KEYS columns)."""
+    mine = layers.index[layers["design"] == design]
+    splits = [split_speedup(**{k: v for k, v in row.items() if k != "layer"}, mac_units=mac_units)
+              for row in _split_inputs(layers, design, baseline)]
+    for key in SPLIT_KEYS:
+        layers.loc[mine, key] = [getattr(s, key) for s in splits]
     return layers
 
 
-def network_ratios(design: Mapping[str, float], baseline: Mapping[str, float]) -> dict[str, float | None]:
-    """Speedup (cycles and time) and energy reduction of the design over the baseline, for the whole network."""
-    return {"speedup": ratio(baseline["cycles"], design["cycles"]),
-            "time_speedup": ratio(baseline["seconds"], design["seconds"]),
-            "energy_reduction": ratio(baseline["energy_pj"], design["energy_pj"])}
+def network_ratios(layers: pd.DataFrame, design: str, baseline: str, totals: Mapping[str, Mapping[str, float]],
+                   mac_units: int) -> dict[str, float | None]:
+    """The network's speedup and energy reduction of the design over the baseline, each split into architecture
+    and early-termination factors, the saved-cycle share (sums over layers first, then ratios), and the speedup in
+    time (the designs may run at different clocks)."""
+    split = split_totals([{k: v for k, v in row.items() if k != "layer"}
+                          for row in _split_inputs(layers, design, baseline)], mac_units)
+    out: dict[str, float | None] = {k: _finite(v) for k, v in split.as_dict().items()}
+    out["time_speedup"] = ratio(totals[baseline]["seconds"], totals[design]["seconds"])
+    return out
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def ratio(num: float, den: float) -> float | None:

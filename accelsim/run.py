@@ -314,8 +314,8 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
         "designs": {name: totals[name] for name in names},
     }
     if point.baseline:
-        summary.update(metrics.network_ratios(totals[names[0]], totals[names[1]]))
-        layers = metrics.add_ratios(layers, names[0], names[1])
+        summary.update(metrics.network_ratios(layers, names[0], names[1], totals, point.arch.mac_units))
+        layers = metrics.add_ratios(layers, names[0], names[1], point.arch.mac_units)
     if result is not None:
         conv = result.layers[result.layers["type"] == "conv"]
         summary.update(

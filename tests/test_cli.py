@@ -31,7 +31,7 @@ def test_default_run_writes_a_complete_run_folder(tmp_path, capsys):
     assert (conv["macs_performed"] < conv["macs_dense"]).all()
     # MAC units x cycles never below the MACs performed; energy is the sum of its classes
     assert (t["cycles"] * 256 >= t["macs_performed"] - 1e-6).all()
-    classes = [c for c in t.columns if c.startswith("energy_") and c != "energy_pj"]
+    classes = [c for c in t.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"]
     assert np.allclose(t[classes].sum(axis=1), t["energy_pj"])
     s = run.summary
     assert s["images"] == 40 and s["accuracy"]["agreement"] == 1.0 and s["exact_violations"] == 0
@@ -45,6 +45,39 @@ def test_default_run_writes_a_complete_run_folder(tmp_path, capsys):
     assert ev[(ev["design"] == "snapea") & (ev["component"] == "mac") & (ev["event"] == "mac")]["count"].sum() == (
         pytest.approx(conv["macs_performed"].sum() + snapea[snapea["type"] == "fc"]["macs_performed"].sum()))
     assert run.config["run"]["net"] == "lenet" and run.config["arch"]["pe"]["lanes"] == 4
+
+
+def test_every_output_splits_the_speedup_into_architecture_and_early_termination(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--limit", "40", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "where it comes from:" in printed and "architecture" in printed and "early termination" in printed
+    run = read_run(out)
+    s = run.summary
+    for key in ("speedup", "speedup_architecture", "speedup_early_termination", "energy_reduction",
+                "energy_reduction_architecture", "energy_reduction_early_termination", "saved_cycle_share"):
+        assert key in s, key
+    assert s["speedup"] == pytest.approx(s["speedup_architecture"] * s["speedup_early_termination"], rel=1e-12)
+    assert s["energy_reduction"] == pytest.approx(
+        s["energy_reduction_architecture"] * s["energy_reduction_early_termination"], rel=1e-12)
+    d, b = s["designs"]["snapea"], s["designs"]["eyeriss"]
+    assert s["speedup"] == pytest.approx(b["cycles"] / d["cycles"], rel=1e-12)
+    t = run.layers
+    mine = t[t["design"] == "snapea"].set_index("layer")
+    base = t[t["design"] == "eyeriss"].set_index("layer")
+    for col in ("mapping", "dense_cycles", "dense_energy_pj", "dense_macs", "speedup_architecture",
+                "speedup_early_termination", "energy_reduction_architecture", "energy_reduction_early_termination",
+                "saved_cycle_share"):
+        assert col in mine.columns, col
+    assert np.allclose(mine["speedup"], base["cycles"] / mine["cycles"])
+    assert np.allclose(mine["speedup_architecture"], base["cycles"] / mine["dense_cycles"])
+    assert np.allclose(mine["speedup_early_termination"], mine["dense_cycles"] / mine["cycles"])
+    conv = mine[mine["type"] == "conv"]
+    saved = (conv["dense_macs"] - conv["macs_performed"]) / 256
+    assert np.allclose(conv["saved_cycle_share"], (conv["dense_cycles"] - conv["cycles"]) / saved)
+    assert (mine["mapping"].str.len() > 0).all()
+    fc = mine[mine["type"] == "fc"]  # no early termination: the dense counterpart is the layer itself
+    assert (fc["dense_cycles"] == fc["cycles"]).all() and fc["saved_cycle_share"].isna().all()
 
 
 def test_replaying_config_gives_identical_numbers(tmp_path):

@@ -21,7 +21,7 @@ from accelsim.report import figures as F
 from accelsim.report import tables as T
 from browser import check_in_browser, find_browser
 
-RUN_FIGURES = ("speedup_energy", "energy_breakdown", "neg_fraction", "cycle_breakdown")
+RUN_FIGURES = ("speedup_energy", "speedup_split", "energy_breakdown", "neg_fraction", "cycle_breakdown")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -244,8 +244,8 @@ def test_shape_only_run_without_baseline_skips_what_it_lacks(tmp_path):
     run = tmp_path / "shape"
     assert main(["run", "--shape-only", "--baseline", "none", "--out", str(run)]) == 0
     rep = write_report(run)
-    assert set(rep.skipped) == {"speedup_energy", "neg_fraction", "lane_sensitivity", "accuracy_speedup",
-                                "sweep_layers"}
+    assert set(rep.skipped) == {"speedup_energy", "speedup_split", "neg_fraction", "lane_sensitivity",
+                                "accuracy_speedup", "sweep_layers"}
     assert "no baseline" in rep.skipped["speedup_energy"] and "shape-only" in rep.skipped["neg_fraction"]
     assert sorted(p.name for p in rep.figures) == ["cycle_breakdown.png", "cycle_breakdown.svg",
                                                    "energy_breakdown.png", "energy_breakdown.svg"]

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_timing_snapea import conv_graph, make_arch, random_stream
 
 from accelsim.arch import load_arch
 from accelsim.errors import ConfigError
 from accelsim.nets.graph import Conv
 from accelsim.nets.workload import load_workload
 from accelsim.timing import decompose, reference, snapea, snapea_map, snapea_mapper
-from test_timing_snapea import conv_graph, make_arch, random_stream
+from accelsim.timing.model import PassFacts
 
 
 def _grid_options(rows: int, cols: int) -> list[tuple[int, int]]:
@@ -289,7 +290,7 @@ def test_fc_over_a_batch_fetches_its_weights_once():
     assert four["fc6"].macs_performed == one["fc6"].macs_performed
     assert "batch 4" in four["fc6"].mapping and "batch 1" in one["fc6"].mapping
     assert four["conv1"].cycles == one["conv1"].cycles  # conv layers are mapped per image
-    assert snapea.SnaPEATiming(arch, graph).finish(batch=4)["fc6"].cycles == four["fc6"].cycles
+    assert snapea.SnaPEATiming(arch, graph).finish(PassFacts(batch=4))["fc6"].cycles == four["fc6"].cycles
 
 
 @settings(max_examples=25, deadline=None)

@@ -187,6 +187,50 @@ def draw_speedup_energy(src: ReportSource) -> Figure:
     return fig
 
 
+def draw_speedup_split(src: ReportSource) -> Figure:
+    """Where each layer's speedup comes from: the architecture factor (baseline / design dense) and the
+    early-termination factor (design dense / design), stacked on a log axis so that they add up to the speedup."""
+    run = _need_run(src, "the split of the speedup")
+    layers, design, baseline, order = _run_designs(src)
+    if baseline is None or "speedup_architecture" not in layers.columns:
+        raise SkipFigure("the run has no baseline, or its layers.parquet has no speedup_architecture column")
+    arch = _by_layer(layers, design, order, "speedup_architecture")
+    et = _by_layer(layers, design, order, "speedup_early_termination")
+    share = _by_layer(layers, design, order, "saved_cycle_share")
+    labels = [*order, "network"]
+    arch = np.append(arch, run.summary.get("speedup_architecture") or np.nan)
+    et = np.append(et, run.summary.get("speedup_early_termination") or np.nan)
+    share = np.append(share, run.summary.get("saved_cycle_share") or np.nan)
+    la, le = np.log2(arch), np.log2(et)
+    x = np.arange(len(labels))
+    horizontal = _horizontal(len(labels))
+    fig, ax = _new_figure(_size(len(labels), 0.5, 7.0, 3.8))
+    w = 0.7
+    # stack in log space: the early-termination segment starts where the architecture one ends
+    b_arch = _bar(ax, horizontal, x, la, w, color=_DESIGN_COLORS[0], label="architecture (baseline / design dense)")
+    b_et = _bar(ax, horizontal, x, le, w, base=la, color="#F2A541",
+                label="early termination (design dense / design)")
+    total = la + le
+    (ax.plot(total, x, "k|", markersize=10) if horizontal else ax.plot(x, total, "k_", markersize=12))
+    if not horizontal and len(labels) <= 30:
+        for i, (t, sh) in enumerate(zip(total, share)):
+            if np.isfinite(t):
+                text = f"{2 ** t:.2f}×" + (f"\nshare {sh:.2f}" if np.isfinite(sh) else "")
+                ax.annotate(text, (i, max(t, la[i], 0)), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=6)
+    (ax.axvline if horizontal else ax.axhline)(0.0, color="black", linewidth=0.8)
+    (ax.axhline if horizontal else ax.axvline)(len(order) - 0.5, color="#808080", linewidth=0.6)
+    _layer_axis(ax, labels, horizontal)
+    finite = np.concatenate([la[np.isfinite(la)], total[np.isfinite(total)], [0.0]])
+    lo, hi = float(finite.min()), float(finite.max())
+    ticks = [t for t in range(math.floor(lo) - 1, math.ceil(hi) + 2) if lo - 1 <= t <= hi + 1]
+    (ax.set_xticks if horizontal else ax.set_yticks)(ticks, [f"{2.0 ** t:g}×" for t in ticks])
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(f"speedup over {baseline} (log scale)")
+    ax.set_title(f"{run.summary.get('network', '')}: speedup = architecture × early termination")
+    ax.legend(handles=[b_arch, b_et], loc="upper left", fontsize=8, frameon=False, ncols=2)
+    return fig
+
+
 def _stacked_pairs(ax: Any, layers: pd.DataFrame, design: str, baseline: str | None, order: Sequence[str],
                    columns: Sequence[str], colors: Sequence[str], scale: float, horizontal: bool = False) -> None:
     """Per layer one stacked bar per design (the baseline's hatched), a segment per column."""
@@ -488,6 +532,12 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Baseline cycles (energy) over the design's, per layer, from layers.parquet; the outlined bars on the "
                "right are the network's, from summary.json. Above the dashed line the design wins.",
                draw_speedup_energy),
+    FigureSpec("speedup_split", "Where the speedup comes from",
+               "Per layer and for the network, the speedup over the baseline as the product of an architecture "
+               "factor (baseline cycles over the design's cycles with every window at full length, same mapper) "
+               "and an early-termination factor (the design's dense cycles over its cycles), drawn on a log axis "
+               "so the two segments add up; 'share' is the cycles early termination saved over the MAC-cycles it "
+               "saved (1: every saved MAC became a saved cycle).", draw_speedup_split),
     FigureSpec("energy_breakdown", "Energy by component class",
                "Energy per image in µJ, stacked by energy class (classes with no energy in either design are left "
                "out); left: network totals from summary.json, right: per layer, design solid, baseline hatched.",

@@ -136,7 +136,7 @@ def layer_table(run: RunFolder) -> Table:
 def totals_table(run: RunFolder) -> Table:
     """Network totals per design (per image), one quantity per row, from summary.json."""
     designs: Mapping[str, Mapping[str, Any]] = run.summary.get("designs", {})
-    classes = sorted({k for d in designs.values() for k in d if k.startswith("energy_") and k != "energy_pj"},
+    classes = sorted({k for d in designs.values() for k in d if k.startswith("energy_") and k.endswith("_pj") and k != "energy_pj"},
                      key=lambda k: (_CLASS_ORDER.get(_energy_class(k), 99), k))
     quantities = [("cycles", "cycles", "cycles"), ("time µs", "seconds", "us"), ("energy µJ", "energy_pj", "uj"),
                   ("MACs performed", "macs_performed", "cycles"), ("MACs dense", "macs_dense", "int"),

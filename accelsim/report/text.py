@@ -31,7 +31,9 @@ def format_table(layers: pd.DataFrame, summary: Mapping[str, Any]) -> str:
             "mode": r["mode"],
             f"{design} kcycles": _fmt(r["cycles"], 1e3, "{:.1f}"),
             **({f"{baseline} kcycles": _fmt(b["cycles"] if b is not None else None, 1e3, "{:.1f}"),
-                "speedup": _fmt(r.get("speedup"), 1, "{:.2f}x")} if baseline else {}),
+                "speedup": _fmt(r.get("speedup"), 1, "{:.2f}x"),
+                "= arch.": _fmt(r.get("speedup_architecture"), 1, "{:.2f}x"),
+                "x ET": _fmt(r.get("speedup_early_termination"), 1, "{:.2f}x")} if baseline else {}),
             f"{design} uJ": _fmt(r["energy_pj"], 1e6, "{:.2f}"),
             **({f"{baseline} uJ": _fmt(b["energy_pj"] if b is not None else None, 1e6, "{:.2f}"),
                 "energy red.": _fmt(r.get("energy_reduction"), 1, "{:.2f}x")} if baseline else {}),
@@ -56,6 +58,14 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append(f"speedup {_fmt(summary['speedup'], 1, '{:.3f}x')} (cycles; "
                      f"{_fmt(summary['time_speedup'], 1, '{:.3f}x')} in time), energy reduction "
                      f"{_fmt(summary['energy_reduction'], 1, '{:.3f}x')} of {design} over {baseline}")
+        if summary.get("speedup_architecture") is not None:
+            lines.append(
+                f"  where it comes from: speedup {_fmt(summary['speedup_architecture'], 1, '{:.3f}x')} architecture "
+                f"({baseline} / {design} dense) x {_fmt(summary['speedup_early_termination'], 1, '{:.3f}x')} early "
+                f"termination ({design} dense / {design}); energy "
+                f"{_fmt(summary['energy_reduction_architecture'], 1, '{:.3f}x')} x "
+                f"{_fmt(summary['energy_reduction_early_termination'], 1, '{:.3f}x')}; saved-cycle share "
+                f"{_fmt(summary.get('saved_cycle_share'), 1, '{:.2f}')} (cycles saved / MAC-cycles saved)")
     acc = summary.get("accuracy")
     if acc:
         line = (f"top-1 {100 * acc['top1']:.2f}%  top-5 {100 * acc['top5']:.2f}%  "
