@@ -5,8 +5,8 @@ results.parquet or a trade-off's tradeoff.parquet.
 """
 
 from accelsim.report.build import Report, write_report
-from accelsim.report.figures import FIGURES, FigureSpec, RenderedFigure, SkipFigure, render
+from accelsim.report.figures import FIGURES, FigureDef, RenderedFigure, SkipFigure, render
 from accelsim.report.source import ReportSource, load_source
 
-__all__ = ["FIGURES", "FigureSpec", "RenderedFigure", "Report", "ReportSource", "SkipFigure", "load_source", "render",
+__all__ = ["FIGURES", "FigureDef", "RenderedFigure", "Report", "ReportSource", "SkipFigure", "load_source", "render",
            "write_report"]

@@ -37,7 +37,7 @@ class SkipFigure(Exception):
 
 
 @dataclass(frozen=True)
-class FigureSpec:
+class FigureDef:
     """One figure of the report: file stem, title, caption and the function drawing it."""
 
     name: str
@@ -50,7 +50,7 @@ class FigureSpec:
 class RenderedFigure:
     """A drawn figure as PNG and SVG bytes, or the reason it was skipped."""
 
-    spec: FigureSpec
+    spec: FigureDef
     png: bytes | None = None
     svg: bytes | None = None
     skipped: str | None = None
@@ -527,42 +527,42 @@ def draw_sweep_layers(src: ReportSource) -> Figure:
     return fig
 
 
-FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("speedup_energy", "Speedup and energy reduction per layer",
+FIGURES: tuple[FigureDef, ...] = (
+    FigureDef("speedup_energy", "Speedup and energy reduction per layer",
                "Baseline cycles (energy) over the design's, per layer, from layers.parquet; the outlined bars on the "
                "right are the network's, from summary.json. Above the dashed line the design wins.",
                draw_speedup_energy),
-    FigureSpec("speedup_split", "Where the speedup comes from",
+    FigureDef("speedup_split", "Where the speedup comes from",
                "Per layer and for the network, the speedup over the baseline as the product of an architecture "
                "factor (baseline cycles over the design's cycles with every window at full length, same mapper) "
                "and an early-termination factor (the design's dense cycles over its cycles), drawn on a log axis "
                "so the two segments add up; 'share' is the cycles early termination saved over the MAC-cycles it "
                "saved (1: every saved MAC became a saved cycle).", draw_speedup_split),
-    FigureSpec("energy_breakdown", "Energy by component class",
+    FigureDef("energy_breakdown", "Energy by component class",
                "Energy per image in µJ, stacked by energy class (classes with no energy in either design are left "
                "out); left: network totals from summary.json, right: per layer, design solid, baseline hatched.",
                draw_energy_breakdown),
-    FigureSpec("neg_fraction", "Negative-output fraction per layer",
+    FigureDef("neg_fraction", "Negative-output fraction per layer",
                "Share of each layer's outputs that are negative before the ReLU (what early termination can skip), "
                "coloured by the layer's mode.", draw_neg_fraction),
-    FigureSpec("cycle_breakdown", "Cycle breakdown per layer",
+    FigureDef("cycle_breakdown", "Cycle breakdown per layer",
                "Cycles per image split into the timing models' classes (busy, idle lane, barrier, DRAM stall, and "
                "the others a model reports); a class a design does not model is absent from its bar. Design solid, "
                "baseline hatched; each bar totals the layer's cycles.", draw_cycle_breakdown),
-    FigureSpec("lane_sensitivity", "Lane-count sensitivity",
+    FigureDef("lane_sensitivity", "Lane-count sensitivity",
                "Network speedup and cycles per image against lanes per PE, one point per sweep point (log2 axis).",
                draw_lane_sensitivity),
-    FigureSpec("accuracy_speedup", "Accuracy vs speedup",
+    FigureDef("accuracy_speedup", "Accuracy vs speedup",
                "Top-1 accuracy against speedup, one marker per point of the trade-off or sweep (a sweep whose "
                "accuracy does not vary has no such figure).", draw_accuracy_speedup),
-    FigureSpec("sweep_layers", "Per-layer speedup and energy reduction across the points",
+    FigureDef("sweep_layers", "Per-layer speedup and energy reduction across the points",
                "Baseline over design per layer (columns) and sweep point (rows), on a log colour scale centred on "
                "1× (blue: the design wins); values printed where the grid is small enough to read.",
                draw_sweep_layers),
 )
 
 
-def render(src: ReportSource, specs: Sequence[FigureSpec] = FIGURES, dpi: int = 150) -> list[RenderedFigure]:
+def render(src: ReportSource, specs: Sequence[FigureDef] = FIGURES, dpi: int = 150) -> list[RenderedFigure]:
     """Draw every figure that the folder's tables allow, as PNG and SVG bytes (deterministic SVG ids and no dates)."""
     out = []
     with rc_context(_RC):
