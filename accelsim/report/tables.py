@@ -136,7 +136,7 @@ def layer_table(run: RunFolder) -> Table:
 def totals_table(run: RunFolder) -> Table:
     """Network totals per design (per image), one quantity per row, from summary.json."""
     designs: Mapping[str, Mapping[str, Any]] = run.summary.get("designs", {})
-    classes = sorted({k for d in designs.values() for k in d if k.startswith("energy_") and k.endswith("_pj") and k != "energy_pj"},
+    classes = sorted({k for d in designs.values() for k in d if _is_energy_class(k)},
                      key=lambda k: (_CLASS_ORDER.get(_energy_class(k), 99), k))
     quantities = [("cycles", "cycles", "cycles"), ("time µs", "seconds", "us"), ("energy µJ", "energy_pj", "uj"),
                   ("MACs performed", "macs_performed", "cycles"), ("MACs dense", "macs_dense", "int"),
@@ -219,6 +219,11 @@ _CYCLE_LABELS = {"busy": "busy", "idle_lane": "idle lane", "barrier": "barrier",
                  "tail": "tail", "unused_pe": "unused PE", "fill": "fill", "gbuf_stall": "global-buffer stall"}
 
 
+def _is_energy_class(column: str) -> bool:
+    """`energy_<class>_pj`: one energy class's column (energy_pj is the total; energy_reduction_* are ratios)."""
+    return column.startswith("energy_") and column.endswith("_pj") and column != "energy_pj"
+
+
 def _energy_class(column: str) -> str:
     return column[len("energy_"):-len("_pj")] if column.endswith("_pj") else column[len("energy_"):]
 
@@ -231,7 +236,7 @@ def energy_label(column: str) -> str:
 
 def energy_classes(layers: pd.DataFrame) -> list[str]:
     """The energy_<class>_pj columns of a layer table, in a fixed order (compute, storage, movement)."""
-    cols = [c for c in layers.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"]
+    cols = [c for c in layers.columns if _is_energy_class(c)]
     return sorted(cols, key=lambda c: (_CLASS_ORDER.get(_energy_class(c), 99), c))
 
 
