@@ -113,7 +113,7 @@ class _ConvPlan:
     stream: WeightStream | None = None
     threshold: np.ndarray | None = None  # on the accumulator grid
     fl_w: int | None = None
-    walk_dense: bool = False  # dense values must come from the stream-order walk (sums not provably exact)
+    walk_dense: bool = False  # dense values come from the stream-order walk (sums not provably exact in float64)
     weight_zero_fraction: float = 0.0  # share of zero weights after pruning and rounding
 
 
@@ -270,7 +270,7 @@ class PreparedNetwork:
                 acc = self._dense_walk(layer, x)
                 if observing:
                     observer(layer.name, _dense_lane_result(acc, layer))
-                return np.maximum(acc, 0) if layer.relu else acc
+                return (np.maximum(acc, 0) if layer.relu else acc).astype(x.dtype, copy=False)
             acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and not observing)
             if observing:
                 observer(layer.name, _dense_lane_result(acc, layer))
@@ -448,7 +448,7 @@ def _build(network: Network, config: FunctionalConfig, formats: Formats | None,
             plan.stream = reorder_layer(w, n_spec, config.reorder)
             if plan.mode == "predictive" and plan.threshold is None:
                 plan.threshold = np.zeros(layer.out_channels)
-            plan.walk_dense = formats is not None and not (
+            plan.walk_dense = formats is None or not (
                 formats.fixed and sums_exact(w, bias, formats.blob_fl[layer.inputs[0]],
                                              config.number_format.activation_bits, fl_w))
         convs[layer.name] = plan
