@@ -405,8 +405,6 @@ def _search_fixed_split(network: Network, config: FunctionalConfig, ranges: Mapp
 def _build(network: Network, config: FunctionalConfig, formats: Formats | None,
            spec: PredictiveSpec | None) -> PreparedNetwork:
     graph = network.graph
-    if formats is not None and not config.number_format.quantised:
-        formats = None
     eligibility = early_termination_eligibility(graph)
     convs: dict[str, _ConvPlan] = {}
     fcs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}

@@ -76,7 +76,7 @@ class PruneResult:
 
 def _targets(network: Network, layers: str) -> list[str]:
     kinds = {"all": (Conv, FC), "conv": (Conv,), "fc": (FC,)}[layers]
-    return [l.name for l in network.graph.layers if isinstance(l, kinds)]
+    return [layer.name for layer in network.graph.layers if isinstance(layer, kinds)]
 
 
 def prune_masks(weights: dict[str, np.ndarray], options: PruningOptions) -> dict[str, np.ndarray]:
@@ -113,7 +113,7 @@ def _smallest(a: np.ndarray, share: float) -> np.ndarray:
 def prune_network(network: Network, options: PruningOptions) -> PruneResult:
     """`network` with its selected layers' weights pruned (biases untouched); the network itself when `prune` is
     none. Pruned shares are per weight layer (layers not pruned report 0)."""
-    layers = [l.name for l in network.graph.layers if isinstance(l, (Conv, FC))]
+    layers = [layer.name for layer in network.graph.layers if isinstance(layer, (Conv, FC))]
     if not options.active or network.shape_only:
         return PruneResult(network, {name: 0.0 for name in layers})
     targets = _targets(network, options.prune_layers)
