@@ -161,6 +161,41 @@ def run_point(net: str, name: str, settings: dict[str, Any], limit: int) -> dict
     return row
 
 
+def _settings_text(settings: dict[str, Any]) -> str:
+    short = {"number_format": "", "integer_length_rule": "IL ", "skip_zero_weights": "skip0 "}
+    parts = []
+    for k, v in settings.items():
+        if k in ("weight_bits", "activation_bits"):
+            continue
+        key = short.get(k, k.replace("_", "-") + " ")
+        parts.append(f"{key}{v}" if not isinstance(v, bool) else key.strip())
+    return ", ".join(parts) or "default"
+
+
+def tables(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables, one per network, in the order the points were run."""
+    out = []
+    for net in dict.fromkeys(r["net"] for r in rows):
+        mine = [r for r in rows if r["net"] == net]
+        ref = next((r for r in mine if r["point"] == "dfp16"), None)
+        fl = ref.get("top1_float") if ref else None
+        out.append(f"\n**{net}** ({mine[0]['images']} images; float32 top-1 "
+                   f"{'%.2f %%' % (100 * fl) if fl is not None else 'n/a'})\n")
+        out.append("| point | settings | W / A bits | MAC | top-1 % | vs float pts | pruned % | zero w % | speedup "
+                   "| MAC red. | SnaPEA uJ | Eyeriss uJ | E red. | E red. logged | word | s |")
+        out.append("|" + "---|" * 16)
+        for r in mine:
+            d = 100 * (r["top1"] - fl) if fl is not None else math.nan
+            out.append(
+                f"| {r['point']} | {_settings_text(r['settings'])} | {r['weight_bits']} / {r['activation_bits']} "
+                f"| {r['mac_kind']} | {100 * r['top1']:.2f} | {d:+.2f} | {100 * r['pruned_fraction']:.1f} "
+                f"| {100 * r['weight_zero_fraction']:.1f} | {r['speedup']:.3f} | {r['mac_reduction']:.3f} "
+                f"| {r['snapea_energy_format_pj'] / 1e6:.2f} | {r['eyeriss_energy_format_pj'] / 1e6:.2f} "
+                f"| {r['energy_reduction_format']:.3f} | {r['energy_reduction_logged']:.3f} | {r['word_bits']} "
+                f"| {r['seconds']:.0f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="lenet,resnet20,squeezenet")
@@ -169,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-squeezenet", type=int, default=500)
     ap.add_argument("--points", default="", help="only these point names (comma separated)")
     ap.add_argument("--out", default="/tmp/formats.jsonl")
+    ap.add_argument("--table", action="store_true", help="only print the Markdown tables of the results in --out")
     args = ap.parse_args(argv)
+    if args.table:
+        print(tables([json.loads(line) for line in Path(args.out).read_text().splitlines() if line]))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out)
     done = set()
