@@ -5,6 +5,7 @@ mode bit-identical to dense in every format, malformed formats rejected when the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -474,3 +475,50 @@ def test_format_bits():
     assert (b.weight_bits, b.mac_kind, b.shift_stages) == (8, "shift_add", 3)
     b = format_bits(NumberFormat(kind="minifloat", weight_bits=8, activation_bits=8), exponent_bits=4)
     assert (b.mac_kind, b.multiplier_bits, b.exponent_bits) == ("float_multiply", (4, 4), 4)
+
+
+# Each new setting with its declared example and the settings it needs (its format): the example must change what
+# the network computes, against the same companions without it (a setting accepted and ignored would be a defect).
+COMPANIONS = {
+    "number_format": {},
+    "weight_bits": {},
+    "activation_bits": {},
+    "rounding": {},
+    "truncate_lsbs": {"rounding": "truncate", "weight_bits": 8, "activation_bits": 8, "truncate_lsbs": 1},
+    "rounding_seed": {"rounding": "stochastic", "weight_bits": 8, "activation_bits": 8},
+    "integer_length_rule": {"weight_bits": 6, "activation_bits": 6},
+    "output_il_offset": {"weight_bits": 6, "activation_bits": 6},
+    "fixed_integer_bits": {"number_format": "fixed", "weight_bits": 8, "activation_bits": 8},
+    "exponent_bits": {"number_format": "minifloat", "weight_bits": 8, "activation_bits": 8},
+    "shift_max_exp": {"number_format": "power_of_two", "weight_bits": 4},
+    "shift_range": {"number_format": "power_of_two", "weight_bits": 4},
+    "shift_underflow": {"number_format": "power_of_two", "weight_bits": 3},
+    "prune": {"prune_threshold": 0.1},
+    "prune_threshold": {"prune": "threshold", "prune_threshold": 0.01},
+    "prune_sparsity": {"prune": "sparsity", "prune_sparsity": 0.1},
+    "prune_scope": {"prune": "sparsity", "prune_sparsity": 0.5},
+    "prune_layers": {"prune": "sparsity", "prune_sparsity": 0.5},
+}
+
+
+@pytest.mark.parametrize("key", list(COMPANIONS))
+def test_every_format_and_pruning_setting_is_honoured(key):
+    from accelsim.settings import settings_of
+
+    info = settings_of(RunConfig)[key]
+    base = dict(COMPANIONS[key])
+    if key == "prune":
+        base_cfg = None  # prune=none cannot carry a threshold: compare with the unpruned network
+    else:
+        base_cfg = RunConfig.of(**base)
+    cfg = RunConfig.of(**{**base, key: info.example})
+    net = small_net()
+    x = batches()[0][0]
+    keep = [l.output for l in net.graph.layers]
+
+    def outputs(c):
+        fc = dataclasses.replace(c.functional, calibration_images=8) if c else FunctionalConfig(calibration_images=8)
+        return prepare(net, fc, x).forward(x, keep=keep)
+
+    a, b = outputs(cfg), outputs(base_cfg)
+    assert any(not np.array_equal(a[k], b[k]) for k in keep), f"{key}={info.example!r} changed nothing"
