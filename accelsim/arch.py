@@ -177,6 +177,13 @@ class DRAMSpec:
         _number(self.latency_ns, "dram.latency_ns", positive=False, maximum=_MAX_LATENCY_NS)
 
 
+# The MAC-energy scaling rule's parameters and their defaults (docs/arch_energy.md, "Number formats"):
+# reference_bits: the operand width the `pe` classes' pJ/bit is for (Table 3.3's 16-bit PE);
+# multiplier_share: share of that MAC's energy in its multiplier (the rest: the accumulator's adder);
+# shifter_cell: energy of one barrel-shifter mux cell relative to one multiplier cell (AND gate + full adder).
+ARITHMETIC_DEFAULTS: dict[str, float] = {"reference_bits": 16, "multiplier_share": 0.89, "shifter_cell": 0.25}
+
+
 @dataclass(frozen=True)
 class EnergyTable:
     """Energy classes (pJ per bit, optional pJ per event) and the class of every hardware component.
@@ -189,9 +196,11 @@ class EnergyTable:
     pj_per_bit: Mapping[str, float]  # class -> pJ/bit: rf 0.20, pe 0.30, noc 0.40, gbuf 1.20, dram 15.0, io_ram ...
     components: Mapping[str, str]  # component -> class (weight_buffer -> rf, mac -> pe, ...)
     pj_per_event: Mapping[str, float] = field(default_factory=FrozenMap)  # class -> pJ per event (default 0)
+    # How a MAC's energy scales with the number format (docs/arch_energy.md); missing keys take ARITHMETIC_DEFAULTS.
+    arithmetic: Mapping[str, float] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
-        for name in ("pj_per_bit", "components", "pj_per_event"):
+        for name in ("pj_per_bit", "components", "pj_per_event", "arithmetic"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise _FieldError(f"energy.{name}", f"must be a mapping, got {type(value).__name__}")
@@ -215,6 +224,18 @@ class EnergyTable:
             if cls not in self.pj_per_bit:
                 raise _FieldError(f"energy.components.{comp}", f"maps to unknown energy class {cls!r} "
                                   f"(known classes: {', '.join(self.pj_per_bit)})")
+        for key, value in self.arithmetic.items():
+            if key not in ARITHMETIC_DEFAULTS:
+                raise _FieldError(f"energy.arithmetic.{key}", f"is not an arithmetic cost; known: "
+                                  f"{', '.join(ARITHMETIC_DEFAULTS)}")
+            _number(value, f"energy.arithmetic.{key}", positive=key == "reference_bits", maximum=_MAX_PJ)
+        share = self.arithmetic.get("multiplier_share", ARITHMETIC_DEFAULTS["multiplier_share"])
+        if not 0 <= share <= 1:
+            raise _FieldError("energy.arithmetic.multiplier_share", f"must lie in [0, 1], got {share}")
+
+    def arithmetic_cost(self, key: str) -> float:
+        """An arithmetic cost parameter: the table's entry, else its default (ARITHMETIC_DEFAULTS)."""
+        return float(self.arithmetic.get(key, ARITHMETIC_DEFAULTS[key]))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -286,8 +307,8 @@ _SECTIONS: dict[str, type] = {"array": ArraySpec, "pe": PESpec, "global_buffer":
 _SCALARS = ("name", "dataflow", "clock_mhz", "word_bits")
 TOP_KEYS = _SCALARS + tuple(_SECTIONS) + ("energy", "options")
 _REQUIRED = ("dataflow", "clock_mhz", "word_bits", "array", "pe", "dram", "energy")
-ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components")
-_TABLES = ("pj_per_bit", "pj_per_event", "components")
+ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components", "arithmetic")
+_TABLES = ("pj_per_bit", "pj_per_event", "components", "arithmetic")
 
 
 def parse_scalar(text: str, what: str) -> Any:
@@ -411,7 +432,7 @@ def override_keys(raw: Mapping[str, Any]) -> list[str]:
     energy = raw.get("energy") if isinstance(raw.get("energy"), Mapping) else {}
     classes = list((energy or {}).get("pj_per_bit") or {})
     keys += ["energy.<class>_pj_per_bit", "energy.<class>_pj_per_event", "energy.components.<component>[.<event>]",
-             "options.<key>"]
+             *(f"energy.arithmetic.{k}" for k in ARITHMETIC_DEFAULTS), "options.<key>"]
     if classes:
         keys[-1] += f" (energy classes: {', '.join(classes)})"
     return keys
@@ -543,6 +564,8 @@ def _override_path(key: str, raw: Mapping[str, Any]) -> list[str] | None:
             return ["energy", "components", ".".join(rest[1:])]
         if len(rest) == 2 and rest[0] in ("pj_per_bit", "pj_per_event") and rest[1] in classes:
             return ["energy", rest[0], rest[1]]
+        if len(rest) == 2 and rest[0] == "arithmetic" and rest[1] in ARITHMETIC_DEFAULTS:
+            return ["energy", "arithmetic", rest[1]]
         if len(rest) == 1:
             for table in ("pj_per_bit", "pj_per_event"):
                 suffix = f"_{table}"

@@ -56,6 +56,12 @@ class SettingInfo:
     stage: str
     example: Any  # a valid non-default value (tests prove every setting reachable and honoured with it)
     metavar: str | None = None
+    needs: tuple[tuple[str, Any], ...] = ()  # other settings without which a non-default value has no effect
+
+    @property
+    def example_settings(self) -> dict[str, Any]:
+        """The example value with the settings it needs: a valid, non-default configuration fragment."""
+        return {**dict(self.needs), self.key: list(self.example) if self.is_list else self.example}
 
     @property
     def flag(self) -> str:
@@ -82,13 +88,14 @@ class SettingInfo:
 
 def setting(default: Any, help: str, *, key: str | None = None, commands: Sequence[str] = COMMANDS,
             modes: Sequence[str] | None = None, stage: str = "functional", example: Any = None,
-            metavar: str | None = None, **constraints: Any) -> Any:
+            metavar: str | None = None, needs: dict[str, Any] | None = None, **constraints: Any) -> Any:
     """Declare a setting (a dataclass field): `help` is its one-line description for --help and the docs.
 
     `key` renames the flat key (default: the field name); `commands` are the commands that offer it as a flag;
     `modes` the functional modes it applies in (a non-default value in another mode is an error naming the mode);
-    `stage` what it changes (`timing` settings share a functional pass in sweeps); `constraints` are pydantic's
-    (ge, gt, le, min_length, ...).
+    `stage` what it changes (`timing` settings share a functional pass in sweeps); `needs` the other settings
+    (key: value) a non-default value only acts beside (docs print them, tests build the example with them);
+    `constraints` are pydantic's (ge, gt, le, min_length, ...).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -96,7 +103,7 @@ def setting(default: Any, help: str, *, key: str | None = None, commands: Sequen
     if unknown:
         raise ValueError(f"unknown command(s) {sorted(unknown)}")
     meta = {"key": key, "commands": tuple(commands), "modes": tuple(modes) if modes else None, "stage": stage,
-            "example": example, "metavar": metavar}
+            "example": example, "metavar": metavar, "needs": tuple((needs or {}).items())}
     return Field(default, description=help, json_schema_extra={_META: meta}, **constraints)  # type: ignore[arg-type]
 
 
@@ -173,7 +180,8 @@ def _collect(cls: type, prefix: tuple[str, ...], out: dict[str, SettingInfo]) ->
             raise TypeError(f"setting key '{key}' is declared twice ({'.'.join(out[key].path)} and {'.'.join(path)})")
         out[key] = SettingInfo(key=key, path=path, annotation=info.annotation, default=info.default,
                                help=info.description or "", commands=meta["commands"], modes=meta["modes"],
-                               stage=meta["stage"], example=meta["example"], metavar=meta["metavar"])
+                               stage=meta["stage"], example=meta["example"], metavar=meta["metavar"],
+                               needs=meta.get("needs", ()))
 
 
 def _group_classes(cls: type) -> dict[tuple[str, ...], type]:

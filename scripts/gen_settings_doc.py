@@ -40,8 +40,10 @@ def table(cls: type) -> str:
             "|---|---|---|---|---|---|"]
     for key, info in settings_of(cls).items():
         flag = info.flag if info.base_type is not bool else f"{info.flag} / --no-{info.flag[2:]}"
+        needs = ", ".join(f"`{k}={v}`" for k, v in info.needs)
+        what = f"{info.help} (acts with {needs})" if needs else info.help
         rows.append(f"| `{key}` ({flag}) | {_cell(_type(info))} | {_cell(_default(info))} | "
-                    f"{', '.join(info.commands)} | {', '.join(info.modes or ()) or 'all'} | {_cell(info.help)} |")
+                    f"{', '.join(info.commands)} | {', '.join(info.modes or ()) or 'all'} | {_cell(what)} |")
     return "\n".join(rows)
 
 

@@ -43,9 +43,10 @@ def test_fractional_length_of_layer_outputs():
 
 
 def test_number_format_validation():
-    with pytest.raises(ConfigError, match="number_format: must be one of 'dynamic_fixed', 'float32', got 'posit'"):
+    with pytest.raises(ConfigError, match="number_format: must be one of 'dynamic_fixed', 'fixed', 'minifloat', "
+                       "'power_of_two', 'lightnn1', 'lightnn2', 'float32', got 'posit'"):
         NumberFormat(kind="posit")
     with pytest.raises(ConfigError, match="weight_bits"):
         NumberFormat(weight_bits=1)
     with pytest.raises(ConfigError, match="rounding"):
-        NumberFormat(rounding="stochastic")
+        NumberFormat(rounding="round_half_even")

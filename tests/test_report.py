@@ -116,7 +116,7 @@ def test_run_report_writes_every_run_figure_as_png_and_svg(run_dir, report):
     assert not (figures / "lane_sensitivity.png").exists() and not (figures / "accuracy_speedup.svg").exists()
     page = _page(report)
     assert sorted(page.images) == sorted(RUN_FIGURES)
-    assert sorted(page.skipped) == ["accuracy_speedup", "lane_sensitivity", "sweep_layers"]
+    assert sorted(page.skipped) == ["accuracy_speedup", "format_tradeoff", "lane_sensitivity", "sweep_layers"]
     assert "Not drawn" in report.read_text() and "needs a sweep folder" in report.read_text()
     assert not list(run_dir.glob(".*.tmp")) and not list(figures.glob(".*.tmp"))  # atomic writes left nothing
 
@@ -245,7 +245,7 @@ def test_shape_only_run_without_baseline_skips_what_it_lacks(tmp_path):
     assert main(["run", "--shape-only", "--baseline", "none", "--out", str(run)]) == 0
     rep = write_report(run)
     assert set(rep.skipped) == {"speedup_energy", "speedup_split", "neg_fraction", "lane_sensitivity",
-                                "accuracy_speedup", "sweep_layers"}
+                                "accuracy_speedup", "sweep_layers", "format_tradeoff"}
     assert "no baseline" in rep.skipped["speedup_energy"] and "shape-only" in rep.skipped["neg_fraction"]
     assert sorted(p.name for p in rep.figures) == ["cycle_breakdown.png", "cycle_breakdown.svg",
                                                    "energy_breakdown.png", "energy_breakdown.svg"]

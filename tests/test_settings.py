@@ -46,7 +46,7 @@ def test_every_setting_is_declared_with_an_example_value():
             if key in FILE_SETTINGS:
                 continue
             assert info.example is not None and info.example != info.default, key
-            settings.build(cls, {key: list(info.example) if info.is_list else info.example}, "example")
+            settings.build(cls, info.example_settings, "example")
 
 
 @pytest.mark.parametrize("command", ["run", "sweep", "optimize", "tradeoff"])
@@ -59,7 +59,8 @@ def test_every_setting_a_command_takes_is_a_flag_that_reaches_its_config(command
             if cls is SearchSettings and command in ("run", "sweep"):
                 continue
             base = ["--epsilon", "0.01", "--out", "x"] if command == "optimize" else ["--out", "x"]
-            args = parser.parse_args([command, *base, *_flag_args(info, info.example)])
+            needs = [a for k, v in info.needs for a in _flag_args(settings_of(cls)[k], v)]
+            args = parser.parse_args([command, *base, *needs, *_flag_args(info, info.example)])
             if cls is RunConfig:
                 got = _value(_run_config(args, command), info)
             else:
@@ -198,6 +199,11 @@ def test_every_run_setting_is_honoured(key, tmp_path, files, default_run, capsys
         ref = tmp_path / "ref"
         assert main([*base, "--out", str(ref)]) == 0
         reference = _fingerprint(ref)
+    if info.needs:  # the example against the settings it needs alone (where they alone are a valid run)
+        base = [*base, *(a for k, v in info.needs for a in _flag_args(settings_of(RunConfig)[k], v))]
+        ref = tmp_path / "ref"
+        if main([*base, "--out", str(ref)]) == 0:
+            reference = _fingerprint(ref)
     out = tmp_path / "run"
     assert main([*base, *_flag_args(info, value), "--out", str(out)]) == 0, capsys.readouterr().err
     assert _differs(_fingerprint(out), reference), f"--{key} {value} changed nothing the run computes or records"
@@ -210,7 +216,7 @@ def test_every_run_setting_is_honoured(key, tmp_path, files, default_run, capsys
     (["--spec", "x.npz"], "--spec applies in predictive mode only; this run is in exact mode"),
     (["--shape-only", "--limit", "4"], "--limit: no effect with --shape-only"),
     (["--shape-only", "--mode", "predictive", "--spec", "s.npz"], "cannot run predictive mode"),
-    (["--number-format", "float32", "--weight-bits", "8"], "weight_bits applies to fixed-point formats only"),
+    (["--number-format", "float32", "--weight-bits", "8"], "weight_bits applies to quantised formats only"),
 ])
 def test_a_setting_that_does_not_apply_is_an_error_naming_why(args, message, tmp_path, capsys):
     assert main(["run", *args, "--out", str(tmp_path / "x")]) == 2

@@ -1,4 +1,4 @@
-"""Dynamic fixed point (Ristretto, spec B.1/B.2): the number format of the accelerator's datapath.
+"""Fixed point (Ristretto, spec B.1/B.2): the grids of the accelerator's default datapath format.
 
 Every blob (layer output) and every layer's weights get their own fractional length FL, chosen from the largest
 magnitude seen on calibration data. Values are kept as float64 numbers that lie exactly on the format's grid
@@ -9,69 +9,48 @@ decisions of the PAU are the ones integer hardware would make.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
-
 import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.settings import declared, non_default, setting
-
-NumberFormatKind = Literal["dynamic_fixed", "float32"]
-Rounding = Literal["nearest", "floor"]
-NUMBER_FORMATS: tuple[str, ...] = get_args(NumberFormatKind)
-ROUNDINGS: tuple[str, ...] = get_args(Rounding)
-
-
-@declared
-class NumberFormat:
-    """How the datapath represents weights and activations.
-
-    `dynamic_fixed`: two's complement with `weight_bits` / `activation_bits` per value and a per-layer FL; products
-    go to a wide accumulator (no overflow; the bias enters it at the accumulator's precision); the layer output is
-    rounded and saturated to `activation_bits`. `float32`: the float reference, no quantisation.
-    """
-
-    kind: NumberFormatKind = setting(
-        "dynamic_fixed", "number format of weights and activations (float32: the unquantised reference)",
-        key="number_format", example="float32")
-    weight_bits: int = setting(16, "bits per weight (dynamic fixed point); products must stay exact", ge=2, le=24,
-                               example=12)
-    activation_bits: int = setting(16, "bits per activation (dynamic fixed point)", ge=2, le=24, example=12)
-    rounding: Rounding = setting(
-        "nearest", "rounding onto the fixed-point grid: round half up (Ristretto's round-nearest) or floor "
-        "(truncation)", example="floor")
-    output_il_offset: int = setting(
-        0, "extra integer bits taken from each layer output's format (Ristretto found IL-1 slightly better at low "
-        "widths; 0 = the range seen on calibration images fits without saturation)", ge=-8, le=8, example=1)
-
-    def __post_init__(self) -> None:
-        if self.kind == "float32":
-            changed = [k for k in non_default(self) if k != "number_format"]
-            if changed:
-                raise ConfigError(f"{', '.join(changed)} appl{'ies' if len(changed) == 1 else 'y'} to fixed-point "
-                                  "formats only; number_format is float32")
-
-    @property
-    def is_fixed(self) -> bool:
-        return self.kind == "dynamic_fixed"
+from accelsim.functional.numberformat import (  # noqa: F401  (re-exported: the declaration used to live here)
+    NUMBER_FORMATS,
+    ROUNDINGS,
+    NumberFormat,
+    NumberFormatKind,
+    Rounding,
+)
 
 
-def integer_length(max_abs: float) -> int:
-    """Bits left of the binary point, sign included, so that `max_abs` is representable (Ristretto eq 5.2 + sign).
+def integer_length(max_abs: float, rule: str = "fit", role: str = "weights") -> int:
+    """Bits left of the binary point, sign included, of a group whose largest magnitude is `max_abs`.
 
-    A zero or empty range gets IL = 1 (only the sign bit): the FL is then as fine as the width allows.
+    `rule` (docs/formats.md): `fit` = floor(log2 max) + 2, the smallest IL with no saturation (accelsim's default);
+    `thesis` = Ristretto eq 5.2, ceil(log2(max + 1)) magnitude bits plus the sign, one fewer for layer outputs;
+    `tool` = Ristretto's released code, ceil(log2 max) + 1 for weights and ceil(log2 max) for every blob (input
+    included), which saturates the top of a blob's range. `role`: "weights", "output" (a layer's output blob) or
+    "input" (the network's input blob). A zero or empty range gets IL = 1 (only the sign bit).
     """
     if not np.isfinite(max_abs):
         raise ConfigError(f"cannot choose a fixed-point format for a range with non-finite maximum {max_abs}")
+    if role not in ("weights", "output", "input"):
+        raise ValueError(f"integer_length: role must be weights, output or input, got {role!r}")
     if max_abs <= 0:
         return 1
-    return int(math.floor(math.log2(max_abs))) + 2
+    if rule == "fit":
+        return int(math.floor(math.log2(max_abs))) + 2
+    if rule == "thesis":
+        il = int(math.ceil(math.log2(max_abs + 1.0))) + 1
+        return il - 1 if role == "output" else il
+    if rule == "tool":
+        il = int(math.ceil(math.log2(max_abs)))
+        return il + 1 if role == "weights" else il
+    raise ConfigError(f"unknown integer-length rule {rule!r}; expected fit, thesis or tool")
 
 
-def fractional_length(max_abs: float, bits: int, il_offset: int = 0) -> int:
-    """FL of a `bits`-wide dynamic fixed-point group whose largest magnitude is `max_abs`."""
-    return bits - (integer_length(max_abs) + il_offset)
+def fractional_length(max_abs: float, bits: int, il_offset: int = 0, rule: str = "fit", role: str = "weights") -> int:
+    """FL of a `bits`-wide dynamic fixed-point group whose largest magnitude is `max_abs` (IL by `rule`)."""
+    return bits - (integer_length(max_abs, rule, role) + il_offset)
 
 
 # Below this many values the NumPy path is about as fast, and a short call need not load the compiled kernel.

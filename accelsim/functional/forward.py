@@ -18,8 +18,10 @@ import pandas as pd
 from accelsim.errors import ConfigError
 from accelsim.functional import ops
 from accelsim.functional.eligibility import Eligibility, early_termination_eligibility
-from accelsim.functional.fixedpoint import NumberFormat, fractional_length, quantize
+from accelsim.functional.fixedpoint import NumberFormat, integer_length
+from accelsim.functional.formats import Formats, sums_exact
 from accelsim.functional.lanes import LaneResult, predictive_outputs, run_lanes
+from accelsim.functional.pruning import PruningOptions, prune_network
 from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
 from accelsim.nets.graph import (
     FC,
@@ -59,12 +61,14 @@ class FunctionalConfig:
                          commands=("run", "sweep"), example="dense")
     number_format: NumberFormat = group(NumberFormat)
     reorder: ReorderOptions = group(ReorderOptions)
+    pruning: PruningOptions = group(PruningOptions)
     terminate_at_zero: bool = setting(
         False, "PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)", modes=("exact", "predictive"),
         example=True)
     batch_size: int = setting(16, "images per functional batch (results do not depend on it; memory does)", gt=0,
                               example=5)
-    calibration_images: int = setting(32, "images used to choose the dynamic fixed-point formats", gt=0, example=4)
+    calibration_images: int = setting(32, "images used to choose the number formats (ranges, exponent bits, the "
+                                      "fixed-point split)", gt=0, example=4)
     float_reference: bool = setting(True, "also run the float32 network to report its accuracy beside the "
                                     "fixed-point one", commands=("run", "sweep"), example=False)
 
@@ -109,6 +113,8 @@ class _ConvPlan:
     stream: WeightStream | None = None
     threshold: np.ndarray | None = None  # on the accumulator grid
     fl_w: int | None = None
+    walk_dense: bool = False  # dense values come from the stream-order walk (sums not provably exact in float64)
+    weight_zero_fraction: float = 0.0  # share of zero weights after pruning and rounding
 
 
 @dataclass
@@ -117,25 +123,38 @@ class PreparedNetwork:
 
     network: Network
     config: FunctionalConfig
-    blob_fl: dict[str, int]  # fractional length of every blob (empty for float32)
+    blob_fl: dict[str, int]  # fractional length of every blob (activations on a fixed-point grid; else empty)
     convs: dict[str, _ConvPlan]
     fcs: dict[str, tuple[np.ndarray, np.ndarray | None]]
     last_use: dict[str, int]
+    formats: Formats | None = None  # None: float32
+    pruned_fraction: dict[str, float] = field(default_factory=dict)  # per weight layer: share zeroed by pruning
+    fc_zero_fraction: dict[str, float] = field(default_factory=dict)  # per fc layer: zero weights after rounding
 
     @property
     def fixed(self) -> bool:
+        """Activations lie on a per-blob fixed-point grid (`blob_fl`)."""
         return self.config.number_format.is_fixed
 
-    def _grid(self, blob: str) -> ops.OutputGrid:
-        """The fixed-point grid `blob` is stored on (fixed-point formats only)."""
-        nf = self.config.number_format
-        return ops.OutputGrid(self.blob_fl[blob], nf.activation_bits, nf.rounding)
+    def _grid(self, blob: str) -> ops.OutputGrid | None:
+        """The grid the fused conv epilogue rounds `blob` onto (deterministic fixed-point rounding only)."""
+        return self.formats.output_grid(blob) if self.formats is not None else None
 
     def _q(self, blob: str, x: np.ndarray) -> np.ndarray:
-        if not self.fixed:
-            return x
-        g = self._grid(blob)
-        return quantize(x, g.fl, g.bits, g.rounding)
+        return self.formats.blob(blob, x) if self.formats is not None else x
+
+    def accumulator_fl(self, layer: str) -> int | None:
+        """FL of conv `layer`'s accumulator (its bias and thresholds live there); None where it is not a fixed grid."""
+        plan = self.convs[layer]
+        return self.formats.accumulator_fl(plan.layer.inputs[0], plan.fl_w) if self.formats is not None else None
+
+    def threshold_on_format(self, layer: str, threshold: np.ndarray) -> np.ndarray:
+        """Predictive thresholds of conv `layer` as its PAU compares them: on the format's accumulator."""
+        th = np.asarray(threshold, dtype=np.float64)
+        if self.formats is None:
+            return th
+        plan = self.convs[layer]
+        return self.formats.threshold(th, plan.layer.inputs[0], plan.fl_w)
 
     def forward(
         self,
@@ -151,7 +170,7 @@ class PreparedNetwork:
         `input_zeros`, if given, accumulates [zero values, values] of every conv layer's input (for zero gating).
         """
         graph = self.network.graph
-        dtype = np.float64 if self.fixed else np.float32
+        dtype = np.float64 if self.formats is not None else np.float32
         x = self._q(graph.input_blob, x.astype(dtype))
         return self.forward_from(0, {graph.input_blob: x}, policy, observer, keep, input_zeros)
 
@@ -220,14 +239,21 @@ class PreparedNetwork:
     def _fused_conv(self, layer: Layer, policy: bool, observer: WindowObserver | None) -> bool:
         """Whether `layer` is a dense fixed-point conv whose ReLU and rounding `ops.conv2d` does in its own pass
         (not when the lanes run it or an observer must see its accumulator values)."""
-        if not (self.fixed and isinstance(layer, Conv)):
+        if not (isinstance(layer, Conv) and self._grid(layer.output) is not None):
             return False
         plan = self.convs[layer.name]
-        return not (policy and (plan.stream is not None or observer is not None))
+        return not (plan.walk_dense or policy and (plan.stream is not None or observer is not None))
 
     def _dense_conv_on_grid(self, layer: Conv, x: np.ndarray) -> np.ndarray:
         plan = self.convs[layer.name]
         return ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu, grid=self._grid(layer.output))
+
+    def _dense_walk(self, layer: Conv, x: np.ndarray) -> np.ndarray:
+        """Dense pre-ReLU values in the lanes' stream order (the GEMM where its sums are exact): the values exact
+        mode compares against, for formats whose sums float64 may round (minifloat, wide words)."""
+        plan = self.convs[layer.name]
+        assert plan.stream is not None
+        return run_lanes(x.astype(np.float64, copy=False), layer, plan.stream, plan.bias, "dense").acc
 
     def _layer(self, layer: Layer, ins: list[np.ndarray], policy: bool, observer: WindowObserver | None) -> np.ndarray:
         x = ins[0]
@@ -240,6 +266,11 @@ class PreparedNetwork:
                     observer(layer.name, res)
                 return res.output.astype(x.dtype, copy=False)
             observing = observer is not None and policy
+            if plan.walk_dense and plan.stream is not None:
+                acc = self._dense_walk(layer, x)
+                if observing:
+                    observer(layer.name, _dense_lane_result(acc, layer))
+                return (np.maximum(acc, 0) if layer.relu else acc).astype(x.dtype, copy=False)
             acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and not observing)
             if observing:
                 observer(layer.name, _dense_lane_result(acc, layer))
@@ -283,6 +314,9 @@ def _dense_lane_result(acc: np.ndarray, layer: Conv) -> LaneResult:
     return LaneResult(acc=acc, macs=macs, terminated=no, spec_stop=no)
 
 
+_FLOAT_CONFIG = FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"), float_reference=False)
+
+
 def _take_images(batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
     got, total = [], 0
     for x, _ in batches:
@@ -297,11 +331,16 @@ def _take_images(batches: Iterator[tuple[np.ndarray, np.ndarray]], n: int) -> np
 
 def calibrate(network: Network, images: np.ndarray) -> dict[str, float]:
     """Largest |value| of every blob over a float pass of `images` (the ranges the formats must cover)."""
-    float_cfg = FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"), float_reference=False)
-    plan = _build(network, float_cfg, {}, None)
+    return _float_pass(network, images)[0]
+
+
+def _float_pass(network: Network, images: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """(largest |value| of every blob, the network's output) of a float pass of `images`."""
+    plan = _build(network, _FLOAT_CONFIG, None, None)
     graph = network.graph
     blobs = plan.forward(images.astype(np.float64), policy=False, keep=[graph.input_blob] + [l.output for l in graph.layers])
-    return {b: float(np.max(np.abs(v))) if v.size else 0.0 for b, v in blobs.items()}
+    ranges = {b: float(np.max(np.abs(v))) if v.size else 0.0 for b, v in blobs.items()}
+    return ranges, blobs[graph.output_blob]
 
 
 def prepare(
@@ -310,29 +349,66 @@ def prepare(
     calibration: np.ndarray | Iterator[tuple[np.ndarray, np.ndarray]],
     spec: PredictiveSpec | None = None,
 ) -> PreparedNetwork:
-    """Choose the number formats from calibration images and build the per-layer execution plans."""
+    """Prune, choose the number formats from calibration images and build the per-layer execution plans."""
     if network.shape_only:
         raise ConfigError(f"network '{network.name}' has no weights: the functional model needs real values")
     if config.mode == "predictive" and spec is None:
         raise ConfigError("predictive mode needs a speculation spec (per-kernel N and Th): give --spec")
-    blob_fl: dict[str, int] = {}
-    if config.number_format.is_fixed:
-        images = calibration if isinstance(calibration, np.ndarray) else _take_images(calibration, config.calibration_images)
-        ranges = calibrate(network, images[: config.calibration_images])
-        nf = config.number_format
-        for blob, m in ranges.items():
-            offset = 0 if blob == network.graph.input_blob else nf.output_il_offset
-            blob_fl[blob] = fractional_length(m, nf.activation_bits, offset)
-    return _build(network, config, blob_fl, spec)
-
-
-def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], spec: PredictiveSpec | None) -> PreparedNetwork:
-    graph = network.graph
+    pruned = prune_network(network, config.pruning)
+    network = pruned.network
     nf = config.number_format
-    fixed = nf.is_fixed
+    formats = None
+    if nf.quantised:
+        images = calibration if isinstance(calibration, np.ndarray) else _take_images(calibration, config.calibration_images)
+        images = images[: config.calibration_images]
+        ranges, float_out = _float_pass(network, images)
+        il = None
+        if nf.kind == "fixed" and nf.fixed_integer_bits is None:
+            il = _search_fixed_split(network, config, ranges, images, float_out)
+        formats = Formats.choose(nf, ranges, network.graph.input_blob, il)
+    prepared = _build(network, config, formats, spec)
+    prepared.pruned_fraction = pruned.pruned_fraction
+    return prepared
+
+
+def _search_fixed_split(network: Network, config: FunctionalConfig, ranges: Mapping[str, float], images: np.ndarray,
+                        float_out: np.ndarray) -> int:
+    """The [IL.FL] split of `fixed` found as Ristretto's ch. 4 does, by trying partitions jointly over weights and
+    outputs: the IL whose dense network agrees most with the float network's top-1 on the calibration images
+    (ties: the smaller squared error of the outputs, then the smaller IL). Candidates run from the IL that fits the
+    narrowest group (a weight tensor or blob) to the one that fits the widest."""
+    nf = config.number_format
+    fits = [integer_length(m) for m in ranges.values()]
+    for layer in network.graph.layers:
+        if isinstance(layer, (Conv, FC)):
+            w = np.asarray(network.tensor(f"{layer.name}.weight"))
+            fits.append(integer_length(float(np.max(np.abs(w))) if w.size else 0.0))
+    lo = max(min(fits), 1 - max(nf.weight_bits, nf.activation_bits))
+    hi = min(max(fits), max(nf.weight_bits, nf.activation_bits) + 8)
+    ref = float_out.reshape(len(images), -1)
+    best: tuple[float, float, int] | None = None
+    dense = FunctionalConfig(mode="dense", number_format=nf, float_reference=False)
+    for il in range(lo, hi + 1):
+        plan = _build(network, dense, Formats.choose(nf, ranges, network.graph.input_blob, il), None)
+        out = plan.forward(images, policy=False)[network.graph.output_blob].reshape(len(images), -1)
+        agree = float(np.count_nonzero(out.argmax(axis=1) == ref.argmax(axis=1)))
+        err = float(np.mean((out - ref) ** 2))
+        key = (-agree, err if math.isfinite(err) else math.inf, il)
+        log.debug("fixed split IL=%d: agreement %d/%d, output MSE %.3g", il, agree, len(images), err)
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    log.info("number_format fixed: chose %d integer bits (agreement with float %d/%d)", best[2], -best[0], len(images))
+    return best[2]
+
+
+def _build(network: Network, config: FunctionalConfig, formats: Formats | None,
+           spec: PredictiveSpec | None) -> PreparedNetwork:
+    graph = network.graph
     eligibility = early_termination_eligibility(graph)
     convs: dict[str, _ConvPlan] = {}
     fcs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    fc_zero: dict[str, float] = {}
     last_use: dict[str, int] = {}
     for i, layer in enumerate(graph.layers):
         for b in layer.inputs:
@@ -342,19 +418,19 @@ def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], 
         w = np.asarray(network.tensor(f"{layer.name}.weight"), dtype=np.float64)
         b = np.asarray(network.tensor(f"{layer.name}.bias"), dtype=np.float64) if layer.bias else None
         fl_w = None
-        if fixed:
-            fl_w = fractional_length(float(np.max(np.abs(w))) if w.size else 0.0, nf.weight_bits)
-            w = quantize(w, fl_w, nf.weight_bits, nf.rounding)
-            fl_acc = blob_fl[layer.inputs[0]] + fl_w
-            # The bias initialises the wide accumulator, at the accumulator's precision (no saturation).
-            b = quantize(b, fl_acc, 62, nf.rounding) if b is not None else None
+        if formats is not None:
+            w, fl_w = formats.weights(layer.name, w)
+            b = formats.bias(layer.name, b, layer.inputs[0], fl_w) if b is not None else None
+        zero_share = float(np.count_nonzero(w == 0)) / w.size if w.size else 0.0
         if isinstance(layer, FC):
             fcs[layer.name] = (w, b)
+            fc_zero[layer.name] = zero_share
             continue
         bias = b if b is not None else np.zeros(layer.out_channels)
         elig = eligibility[layer.name]
         mode = config.mode if elig.eligible else "dense"
-        plan = _ConvPlan(layer=layer, weight=w, bias=bias, mode=mode, eligibility=elig, fl_w=fl_w)
+        plan = _ConvPlan(layer=layer, weight=w, bias=bias, mode=mode, eligibility=elig, fl_w=fl_w,
+                         weight_zero_fraction=zero_share)
         if mode != "dense":
             n_spec = None
             if mode == "predictive":
@@ -364,14 +440,18 @@ def _build(network: Network, config: FunctionalConfig, blob_fl: dict[str, int], 
                     plan.mode = "exact"
                 else:
                     n_spec, th = got
-                    if fixed:
-                        th = quantize(th, blob_fl[layer.inputs[0]] + fl_w, 62, nf.rounding)
+                    if formats is not None:
+                        th = formats.threshold(th, layer.inputs[0], fl_w)
                     plan.threshold = th
             plan.stream = reorder_layer(w, n_spec, config.reorder)
             if plan.mode == "predictive" and plan.threshold is None:
                 plan.threshold = np.zeros(layer.out_channels)
+            plan.walk_dense = formats is None or not (
+                formats.fixed and sums_exact(w, bias, formats.blob_fl[layer.inputs[0]],
+                                             config.number_format.activation_bits, fl_w))
         convs[layer.name] = plan
-    return PreparedNetwork(network=network, config=config, blob_fl=blob_fl, convs=convs, fcs=fcs, last_use=last_use)
+    return PreparedNetwork(network=network, config=config, blob_fl=dict(formats.blob_fl) if formats else {},
+                           convs=convs, fcs=fcs, last_use=last_use, formats=formats, fc_zero_fraction=fc_zero)
 
 
 # Dense positive outputs of predictive layers are histogrammed on a log2 grid of this many bins per octave (relative
@@ -469,7 +549,8 @@ class FunctionalResult:
     accuracy: dict[str, float]
     blob_fl: dict[str, int]
     batches: int = 0  # functional batches run (the batch_size setting at work)
-    calibration_images: int = 0  # images the fixed-point formats were chosen from (0 for float32)
+    calibration_images: int = 0  # images the number formats were chosen from (0 for float32)
+    formats: dict = field(default_factory=dict)  # what the formats chose (Formats.describe), for the summary
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -496,7 +577,7 @@ def run(
     """
     batches = iter(batches)
     buffered: list[tuple[np.ndarray, np.ndarray]] = []
-    if config.number_format.is_fixed and calibration is None:
+    if config.number_format.quantised and calibration is None:
         got = 0
         for xb, yb in batches:
             buffered.append((xb, yb))
@@ -510,9 +591,8 @@ def run(
     if on_prepare is not None:
         on_prepare(prepared)
     float_net = None
-    if config.float_reference and config.number_format.is_fixed:
-        float_net = _build(network, FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"),
-                                                     float_reference=False), {}, None)
+    if config.float_reference and config.number_format.quantised:  # the float network with the same pruning
+        float_net = _build(prepared.network, _FLOAT_CONFIG, None, None)
     graph = network.graph
     stats = {name: _ConvStats(small=SmallPositiveErrors() if plan.mode == "predictive" else None)
              for name, plan in prepared.convs.items()}
@@ -586,6 +666,8 @@ def run(
                    {"fn_small_share": math.nan, "fn_small_mass_share": math.nan, "fn_mass_share": math.nan}),
                 exact_violations=st.mismatches,
                 fl_in=prepared.blob_fl.get(layer.inputs[0]), fl_w=plan.fl_w, fl_out=prepared.blob_fl.get(layer.output),
+                pruned_fraction=prepared.pruned_fraction.get(layer.name, 0.0),
+                weight_zero_fraction=plan.weight_zero_fraction,
             ))
             if st.mismatches:
                 log.error("layer %s: %d windows were cut short although their sum was positive", layer.name, st.mismatches)
@@ -600,10 +682,14 @@ def run(
                              pos_fraction=math.nan, fn_small_share=math.nan, fn_small_mass_share=math.nan,
                              fn_mass_share=math.nan,
                              exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
-                             fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
+                             fl_w=prepared.formats.layer_weights[layer.name].fl if prepared.formats else None,
+                             fl_out=prepared.blob_fl.get(layer.output),
+                             pruned_fraction=prepared.pruned_fraction.get(layer.name, 0.0),
+                             weight_zero_fraction=prepared.fc_zero_fraction.get(layer.name, 0.0)))
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
                             accuracy=accuracy, blob_fl=prepared.blob_fl, batches=n_batches,
-                            calibration_images=len(calibration) if config.number_format.is_fixed else 0)
+                            calibration_images=len(calibration) if config.number_format.quantised else 0,
+                            formats=prepared.formats.describe() if prepared.formats is not None else {})
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

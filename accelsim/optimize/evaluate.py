@@ -22,7 +22,6 @@ from typing import Callable, Mapping
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.functional.fixedpoint import quantize
 from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, prepare
 from accelsim.functional.lanes import LaneResult, run_lanes
 from accelsim.functional.reorder import WeightStream, reorder_layer
@@ -139,7 +138,8 @@ class SpeculationEvaluator:
     def _decode(self, blob: str, codes: np.ndarray) -> np.ndarray:
         if self.prepared.fixed:
             return codes * math.ldexp(1.0, -self.prepared.blob_fl[blob])  # float64, exact
-        return codes.astype(np.float32)
+        # minifloat values (<= 7 exponent bits, <= 22 mantissa bits) are exact in float32; the pass runs in float64
+        return codes.astype(np.float64 if self.prepared.formats is not None else np.float32)
 
     def layer_input(self, layer: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         conv = self.conv(layer)
@@ -157,20 +157,14 @@ class SpeculationEvaluator:
         return self.prepared.convs[layer].bias
 
     def acc_unit(self, layer: str) -> float | None:
-        """Step of the accumulator grid of `layer` (thresholds are compared on it), None for float32."""
-        plan = self.prepared.convs[layer]
-        if not self.prepared.fixed:
-            return None
-        return float(np.ldexp(1.0, -(self.prepared.blob_fl[plan.layer.inputs[0]] + plan.fl_w)))
+        """Step of the accumulator grid of `layer` (thresholds are compared on it); None where it is not a fixed grid
+        (float32, minifloat)."""
+        fl = self.prepared.accumulator_fl(layer)
+        return None if fl is None else float(np.ldexp(1.0, -fl))
 
     def quantize_threshold(self, layer: str, threshold: np.ndarray) -> np.ndarray:
         """Thresholds as the forward pass uses them: on the accumulator grid (exactly what `prepare` does)."""
-        plan = self.prepared.convs[layer]
-        th = np.asarray(threshold, dtype=np.float64)
-        if not self.prepared.fixed:
-            return th
-        nf = self.config.number_format
-        return quantize(th, self.prepared.blob_fl[plan.layer.inputs[0]] + plan.fl_w, 62, nf.rounding)
+        return self.prepared.threshold_on_format(layer, threshold)
 
     def stream(self, layer: str, n_spec: np.ndarray | None) -> WeightStream:
         """The layer's weight stream for `n_spec` (None: exact mode), built once and kept for the next requests."""

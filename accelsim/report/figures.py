@@ -527,6 +527,58 @@ def draw_sweep_layers(src: ReportSource) -> Figure:
     return fig
 
 
+FORMAT_KEYS = ("run.number_format", "run.weight_bits", "run.activation_bits")
+
+
+def draw_format_tradeoff(src: ReportSource) -> Figure:
+    """Top-1 against the design's energy per image (left) and its speedup (right), one curve per number format,
+    from a sweep over `run.number_format` and / or the widths (`run.weight_bits`, `run.activation_bits`)."""
+    if src.sweep is None:
+        raise SkipFigure(f"accuracy vs energy per format needs a sweep folder (`accelsim sweep --set "
+                         f"run.number_format=... --set run.weight_bits=...`); {src.path} is a {src.kind} folder")
+    swept = [k for k in FORMAT_KEYS if k in src.sweep_keys]
+    if not swept:
+        raise SkipFigure(f"the sweep varies no number format or width ({', '.join(FORMAT_KEYS)}); swept keys: "
+                         f"{', '.join(src.sweep_keys) or 'none'}")
+    points = T.sweep_points(src.sweep, src.sweep_keys, src.sweep_totals)
+    design, _ = T.sweep_designs(src.sweep, src.sweep_totals)
+    energy = f"{design} energy_pj"
+    if "top1" not in points.columns or energy not in points.columns:
+        raise SkipFigure("the sweep's points carry no top-1 or no energy (shape-only sweeps have no accuracy)")
+    points = points[points[["top1", energy]].notna().all(axis=1)]
+    if len(points) < 2:
+        raise SkipFigure("the sweep has fewer than two finished points with accuracy and energy")
+    has_speedup = "speedup" in points.columns and points["speedup"].notna().any()
+    fig, axes = _new_figure((10.0 if has_speedup else 5.5, 4.0), ncols=2 if has_speedup else 1)
+    axes = list(np.atleast_1d(axes))
+    by_format = "run.number_format" in points.columns and points["run.number_format"].nunique() > 1
+    groups = points.groupby("run.number_format", sort=True) if by_format else [("", points)]
+    others = [k for k in src.sweep_keys if k != "run.number_format"]
+    markers = "osD^v<>"
+    for i, (name, group) in enumerate(groups):
+        group = group.sort_values(energy)
+        style = dict(marker=markers[i % len(markers)], color=_ENERGY_COLORS[i % len(_ENERGY_COLORS)],
+                     label=str(name) or "sweep points")
+        axes[0].plot(group[energy] / 1e6, 100 * group["top1"], **style)
+        if has_speedup:
+            axes[1].plot(group["speedup"], 100 * group["top1"], linestyle="none", **style)
+        for _, r in group.iterrows():
+            text = ", ".join(f"{k.removeprefix('run.')}={r[k]}" for k in others if k in r)
+            if text:
+                axes[0].annotate(text, (r[energy] / 1e6, 100 * r["top1"]), xytext=(3, 3),
+                                 textcoords="offset points", fontsize=6)
+    axes[0].set_xlabel(f"{design} energy per image (µJ)")
+    axes[0].set_title("accuracy vs energy")
+    if has_speedup:
+        axes[1].set_xlabel("speedup over the baseline (×)")
+        axes[1].set_title("accuracy vs speedup")
+    for ax in axes:
+        ax.set_ylabel("top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False, title="number format" if by_format else None)
+    return fig
+
+
 FIGURES: tuple[FigureDef, ...] = (
     FigureDef("speedup_energy", "Speedup and energy reduction per layer",
                "Baseline cycles (energy) over the design's, per layer, from layers.parquet; the outlined bars on the "
@@ -559,6 +611,11 @@ FIGURES: tuple[FigureDef, ...] = (
                "Baseline over design per layer (columns) and sweep point (rows), on a log colour scale centred on "
                "1× (blue: the design wins); values printed where the grid is small enough to read.",
                draw_sweep_layers),
+    FigureDef("format_tradeoff", "Accuracy vs energy and speedup per number format",
+               "Top-1 against the design's energy per image (left) and its speedup over the baseline (right), one "
+               "curve per number format of a sweep over run.number_format and the widths; markers name the other "
+               "swept settings. Energy is as the timing models log it (see docs/formats.md on storage widths).",
+               draw_format_tradeoff),
 )
 
 
