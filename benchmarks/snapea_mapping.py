@@ -125,16 +125,21 @@ def lockstep_loss(macs: np.ndarray, lanes: int = 4) -> dict[str, int]:
 
 
 def functional_pass(net: str, weights: str | None, images: str, limit: int, mode: str, models: list[Any],
-                    batch_size: int = 16, extra: Any = None) -> tuple[float, Any]:
-    """One functional pass (as `accelsim.run` does it) whose per-window MAC counts feed every model."""
+                    batch_size: int = 16, extra: Any = None, spec: str | None = None) -> tuple[float, Any]:
+    """One functional pass (as `accelsim.run` does it) whose per-window MAC counts feed every model; `spec`: the
+    speculation parameters of predictive mode (.npz from `accelsim optimize`)."""
+    from accelsim.config import RunConfig
     from accelsim.functional import forward
+    from accelsim.functional.spec import load_spec
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
-    from accelsim.run import RunConfig
 
-    cfg = RunConfig(net=net, weights=weights, images=images, limit=limit, mode=mode, batch_size=batch_size)
+    cfg = RunConfig.of(net=net, weights=weights, images=images, limit=limit, mode=mode, batch_size=batch_size,
+                       spec=spec)
     network = load_network(cfg.net, cfg.weights)
-    dataset = load_dataset(cfg.images, network.graph, limit=cfg.limit, order=cfg.image_order)
+    dataset = load_dataset(cfg.images, network.graph, limit=cfg.limit, order=cfg.image_order, seed=cfg.seed,
+                           class_list=cfg.class_list, max_upscale=cfg.max_upscale)  # the images `accelsim run` takes
+    spec_params = load_spec(spec, network.graph) if spec else None
     streams: dict[str, Any] = {}
 
     def on_prepare(prepared: Any) -> None:
@@ -148,8 +153,8 @@ def functional_pass(net: str, weights: str | None, images: str, limit: int, mode
             extra(layer_name, res.macs, stream)
 
     t0 = time.perf_counter()
-    result = forward.run(network, dataset.iter_batches(cfg.batch_size), cfg.functional(), observer=observe,
-                         on_prepare=on_prepare)
+    result = forward.run(network, dataset.iter_batches(cfg.functional.batch_size), cfg.functional, spec=spec_params,
+                         observer=observe, on_prepare=on_prepare)
     return time.perf_counter() - t0, result
 
 

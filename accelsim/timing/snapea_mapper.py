@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class Choice:
     candidates: int
     fixed_cycles: float | None
     overflow: bool = False
+    energy: float = float("nan")  # the objective's energy figure (pJ per image on the scoring data)
 
 
 @dataclass
@@ -159,6 +161,7 @@ class _Search:
                    "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
                    + e("mac", "pool", wb) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
+        self._space: dict[tuple[str, ...], list[tuple[int, float, Any]]] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -173,19 +176,21 @@ class _Search:
     def columns(self, kcols: int, kdeal: str) -> _Columns:
         key = (kcols, kdeal)
         if key not in self._cols:
-            ctx, lengths = self.ctx, self.lengths
-            part = snapea.kernel_partition(lengths, kcols, kdeal)
-            pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
-            swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
-            wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
-            kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
-            loads = np.bincount(part, weights=lengths, minlength=kcols)
-            self._cols[key] = _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()),
-                                       kept_bytes=-(-kept * (wb + ib) // 8), step_bytes=-(-streamed * (wb + ib) // 8),
-                                       kept_entries=kept, streamed_entries=streamed,
-                                       s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
-                                       channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
+            self._cols[key] = self.columns_of(kcols, snapea.kernel_partition(self.lengths, kcols, kdeal))
         return self._cols[key]
+
+    def columns_of(self, kcols: int, part: np.ndarray) -> _Columns:
+        """What a kernel partition (0..kcols-1 per kernel) implies: residency, DMA bytes, dense loads, channels."""
+        ctx, lengths = self.ctx, self.lengths
+        pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
+        swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
+        wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
+        kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+        loads = np.bincount(part, weights=lengths, minlength=kcols)
+        return _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()), kept_bytes=-(-kept * (wb + ib) // 8),
+                        step_bytes=-(-streamed * (wb + ib) // 8), kept_entries=kept, streamed_entries=streamed,
+                        s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
+                        channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
 
     def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
         """The portions of a geometry and the lane groups of each (for a lane assignment)."""
@@ -194,6 +199,11 @@ class _Search:
             portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
             self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
         return self._counts[gkey]
+
+    def portion_facts(self, m: ConvMapping) -> tuple[int, int]:
+        """(portions, input words over all portions) of a geometry."""
+        portions, counts = self.counts(m)
+        return len(counts), self.words_of(m, portions)
 
     def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
         key = ("total", m.portion, m.th, m.tw, m.pieces)
@@ -300,15 +310,20 @@ class _Search:
     def _energy(self, split: int, col: _Columns, words: int, groups: int, portions: int, rows: int,
                 steps: int) -> float:
         k = self._k
-        fetched = col.kept_entries + steps * col.streamed_entries
-        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
         reads = col.s_total * groups  # one weight (and index) read per lane-group cycle
         dense_macs = k["windows"] * col.s_total
-        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+        return (self.static_energy(split, col, words, portions, rows, steps)
                 + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
-                + k["swap"] * k["windows"] * col.swaps_per_window
-                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram)
-                + k["mac"] * dense_macs + k["fixed"])
+                + k["swap"] * k["windows"] * col.swaps_per_window + k["mac"] * dense_macs)
+
+    def static_energy(self, split: int, col: _Columns, words: int, portions: int, rows: int, steps: int) -> float:
+        """pJ per image of the events a schedule fixes whatever the data: input and weight words broadcast, buffer
+        fills, DRAM traffic, output writes and pooling."""
+        k = self._k
+        fetched = col.kept_entries + steps * col.streamed_entries
+        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
+        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram) + k["fixed"])
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -349,7 +364,25 @@ class _Search:
         """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
         over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
         the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
-        (built when scored: most never are)."""
+        (built when scored: most never are). Cached per lane options."""
+        if lane_options not in self._space:
+            every = tuple(dict.fromkeys(PROFILE_LANES + lane_options))
+            if lane_options != every and self.opts.lane_assignment is None:  # a subset of the whole space, in order
+                full = self.space(every)
+                self._space[lane_options] = [full[0]] + [c for c in full[1:] if c[2][7] in lane_options]
+            else:
+                self._space[lane_options] = self._enumerate(lane_options)
+        return self._space[lane_options]
+
+    def bounds(self, lane_options: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The space's lower bounds on dense cycles and energy as arrays (cached)."""
+        key = ("bounds",) + lane_options
+        if key not in self._space:
+            space = self.space(lane_options)
+            self._space[key] = (np.array([c[0] for c in space], np.float64), np.array([c[1] for c in space]))
+        return self._space[key]  # type: ignore[return-value]
+
+    def _enumerate(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
         opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
         equal = len(set(self.ctx.lengths)) <= 1
@@ -419,6 +452,14 @@ class _Search:
         no remaining candidate can enter, and skips the costly part (legality, spilled DMA) of one that cannot.
         Also returns the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the
         candidates scored."""
+        half = self.half
+        try:
+            return self._best(lane_options, keep)
+        finally:
+            self.half = half  # the overflow attempt lifts it; the search object is shared (profile scoring)
+
+    def _best(self, lane_options: tuple[str, ...], keep: int
+              ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
         obj = self.opts.mapper_objective
         space = self.space(lane_options)
         fixed = ConvMapping(*space[0][2])
@@ -458,73 +499,160 @@ class _Search:
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
 
 
+@functools.lru_cache(maxsize=64)
+def _search_of(ctx: ConvContext, opts: SnaPEAOptions) -> _Search:
+    """The layer's search object, shared by its dense choice and its profile choices (their caches: geometries,
+    kernel columns, the candidate space)."""
+    return _Search(ctx, opts)
+
+
 @functools.lru_cache(maxsize=1024)
 def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
-    """The schedule with the fewest dense cycles (then least DRAM traffic, then fewest NoC words), cached per
-    context; `options.mapper: fixed` returns the fixed schedule."""
+    """The best schedule on dense data under `options.mapper_objective`, cached per context; `options.mapper:
+    fixed` returns the fixed schedule."""
     if opts.mapper == "fixed":
         return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
-    best, overflow, fixed_cycles, scored = _Search(ctx, opts).best(DENSE_LANES)
+    best, overflow, fixed_cycles, scored = _search_of(ctx, opts).best(DENSE_LANES)
     score, mapping = best[0]
     if overflow:
         log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
                  "charged, flagged '!io')", ctx.shape, ctx.arch.pe.io_buffer_bytes // 2)
-    return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow)
+    return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow, float(score[1]))
 
 
-PROFILE_TOP = 8  # profile scoring: the best this many dense candidates ...
-PROFILE_VARIED = 3  # ... and, for the best this many, every other lane assignment and balanced kernel dealing
+# Lane assignments the profile score tries unless one is pinned: interleaved lanes (window g + j x G) are left out:
+# on SqueezeNet v1.1 and LeNet they lose the most to lockstep on every layer and an exhaustive profile search never
+# picks them (benchmarks/snapea_mapping.md); pin them with options.lane_assignment=interleaved
+PROFILE_LANES = DENSE_LANES
+PROFILE_SLACK = 0.25  # profile pool: dense bound within (1 + PROFILE_SLACK x saved share) of the dense choice
+
+
+class Profile:
+    """A layer's MAC profile (B, F, Ho, Wo) with its kernels' PAU positions, hashed by content: the mapper caches
+    its choice per (layer context, options, profile), so a repeated run, or a layer of the same shape that sees the
+    same counts, costs nothing."""
+
+    def __init__(self, macs: np.ndarray, neg_start: np.ndarray | None, n_spec: np.ndarray | None):
+        self.macs = np.ascontiguousarray(macs, dtype=np.int32)
+        self.neg_start = None if neg_start is None else np.asarray(neg_start, np.int64)
+        self.n_spec = None if n_spec is None else np.asarray(n_spec, np.int64)
+        h = hashlib.blake2b(digest_size=16)
+        for a in (self.macs, self.neg_start, self.n_spec):
+            h.update(b"-" if a is None else repr(a.shape).encode() + a.tobytes())
+        self.digest = h.digest()
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and other.digest == self.digest
 
 
 def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
                    n_spec: np.ndarray | None) -> Choice:
-    """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images.
+    """The best schedule on `macs` (B, F, Ho, Wo), the layer's first observed images, under
+    `options.mapper_objective` (`_profile_choice`); cached per context, options and profile content."""
+    return _profile_choice(ctx, opts, Profile(macs, neg_start, n_spec))
 
-    Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
-    terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
-    profile can. Candidates: the PROFILE_TOP best dense ones; for the best PROFILE_VARIED of them, every other lane
-    assignment (interleaved included), kernels dealt to partitions balanced on the profile's mean MACs per kernel,
-    and dynamic portion dealing (where legal); the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
-    profile's cycles and energy (the energy table's cost of the events the profile produces)."""
-    search = _Search(ctx, opts)
-    top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
-    pool: list[tuple[tuple[int, ...], ConvMapping]] = list(top)
-    lane_opts = (opts.lane_assignment,) if opts.lane_assignment else DENSE_LANES + ("interleaved",)
-    for s, m in top[:PROFILE_VARIED]:
-        pool += [(s, dataclasses.replace(m, lanes=la)) for la in lane_opts
-                 if la != m.lanes and not (la == "block" and m.portion == "range")]
-        if opts.kernel_dealing is None:
-            pool.append((s, dataclasses.replace(m, kernel_dealing="balanced")))
-        if opts.tile_dealing is None:
-            pool.append((s, dataclasses.replace(m, dealing="dynamic")))
-    if fixed_cycles is not None:
-        pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
-    mean = macs.mean(axis=(0, 2, 3))
-    found: list[tuple[int, float, int, ConvMapping]] = []
-    seen: set[ConvMapping] = set()
-    lanes = ctx.arch.pe.lanes
-    for i, (score, m) in enumerate(pool):
-        if m in seen:
-            continue
-        seen.add(m)
-        try:
-            plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec,
-                                    mean if m.kernel_dealing == "balanced" else None)
-        except ConfigError:  # dynamic dealing where kernels stream or activations spill
-            continue
-        if not overflow and not plan.fits:
-            continue  # another lane assignment or partition can need more of the input half
-        if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
-            continue
-        totals = snapea._conv_totals(plan, macs, lanes)
-        energy = search._e.of_events(snapea.timing_from_totals(ctx.arch, plan, totals).events)
-        found.append((int(totals["cycles"]), energy, i, m))
-    if opts.mapper_objective == "edp":  # no slower than the fixed schedule on the profile, where it is a candidate
-        fixed_c = next((c for c, e, i, m in found if m == search.fixed), math.inf)
-        found = [x for x in found if x[0] <= fixed_c] or found
-    c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
-    return Choice(m, mean if m.kernel_dealing == "balanced" else None, c / len(macs), len(seen), fixed_cycles,
-                  overflow)
+
+@functools.lru_cache(maxsize=256)
+def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> Choice:
+    """Profile scoring. Candidates: the dense search's space with every lane assignment (interleaved too), each
+    also with kernels dealt balanced on the profile's mean MACs per kernel, with dynamic portion dealing and (with
+    `options.portion_lookahead: 1`) a portion lookahead, where legal and not pinned otherwise. A candidate enters
+    the pool when its dense lower bound is within (1 + PROFILE_SLACK x s) of the dense choice's objective value
+    (squared for edp), s = the share of dense MACs the profile saves: early termination cannot make a schedule
+    faster than its dense time by much more than the work it removes, so what lies further out cannot win (the
+    benchmark checks the pool against scoring every candidate). Each pool candidate is timed on the profile exactly
+    as the model would (`snapea_profile.ProfileScorer`) and ranked by the objective on its profile cycles and
+    energy; `edp` keeps only candidates no slower on the profile than the fixed schedule where that is legal.
+    Layers where no portion fits the input half keep the dense choice."""
+    from accelsim.timing.snapea_profile import ProfileScorer
+
+    dense = dense_choice(ctx, opts)
+    if opts.mapper == "fixed" or dense.overflow:
+        return dense
+    search = _search_of(ctx, opts)
+    scorer = ProfileScorer(search, profile.macs, profile.neg_start, profile.n_spec)
+    lengths = search.lengths
+    dense_macs = float(ctx.out_hw[0] * ctx.out_hw[1] * lengths.sum())
+    saved = max(0.0, 1.0 - scorer.mac_total / dense_macs) if dense_macs else 0.0
+    slack = 1.0 + PROFILE_SLACK * saved
+    obj = opts.mapper_objective
+    lanes = PROFILE_LANES if opts.lane_assignment is None else (opts.lane_assignment,)
+    space = search.space(lanes)
+    lb, lb_e = search.bounds(lanes)
+    if obj == "edp":
+        bound, limit = lb * lb_e, dense.cycles * dense.energy * slack * slack
+    elif obj == "energy":
+        bound, limit = lb_e, dense.energy * slack
+    else:
+        bound, limit = lb.astype(np.float64), dense.cycles * slack
+    pool = np.flatnonzero(bound <= limit)
+    if not len(pool) or pool[0] != 0:
+        pool = np.concatenate(([0], pool))  # the fixed schedule: the edp cap needs its profile cycles
+    cols_cache: dict[tuple[int, str], Any] = {}
+    grids: dict[tuple[int, int], tuple[int, int]] = {}
+    balance = opts.kernel_dealing is None
+    dynamic = opts.tile_dealing is None
+    # every pool candidate, with kernels dealt balanced on the profile, dynamic dealing and a lookahead where they
+    # apply (legality against the input half is checked last, in rank order: it is the costly part)
+    items: list[tuple[ConvMapping, Any, int, int]] = []
+    facts: list[tuple[int, int, int, int]] = []  # n_p, words, steps, column index
+    col_index: dict[tuple[int, str], int] = {}
+    for i in pool:
+        portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid = space[i][2]
+        if grid not in grids:
+            grids[grid] = snapea.grid_of(ctx.arch, ConvMapping(grid=grid))
+        rows, cols = grids[grid]
+        m = ConvMapping(portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid)
+        n_p, words = search.portion_facts(m)
+        for kd in ((kdeal, "balanced") if balance and kdeal == "round_robin" and kcols < ctx.kernels else (kdeal,)):
+            key = (kcols, kd)
+            if key not in cols_cache:
+                part = snapea.kernel_partition(lengths, kcols, kd, scorer.weights(kd))
+                cols_cache[key] = search.columns_of(kcols, part)
+                col_index[key] = len(col_index)
+            col = cols_cache[key]
+            mk = m if kd == kdeal else ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid)
+            free = col.step_bytes == 0 and not search.spills and n_p > rows
+            variants = [mk]
+            if free and dynamic and dealing == "round_robin":
+                variants.append(ConvMapping(portion, th, tw, pieces, "dynamic", kcols, kd, lane, grid))
+            if free and opts.portion_lookahead:
+                variants.append(ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid, 1))
+            for v in variants:
+                items.append((v, col, rows, cols))
+                facts.append((n_p, words, -(-n_p // rows), col_index[key]))
+    cols_list = list(cols_cache.values())
+    f = np.array(facts, np.int64).reshape(-1, 4)
+    rows_a = np.array([it[2] for it in items], np.int64)
+    split_a = np.array([it[3] // it[0].kcols for it in items], np.int64)
+    energy = scorer.energies(cols_list, f[:, 3], split_a, rows_a, f[:, 2], f[:, 1], f[:, 0],
+                             np.array([scorer.prefix(it[0]).reads for it in items]))
+    cycles = scorer.cycles_many(items)
+    order = np.arange(len(items))
+    if obj == "edp":
+        keys = (order, cycles, cycles * energy)
+    elif obj == "energy":
+        keys = (order, cycles, energy)
+    else:
+        keys = (order, energy, cycles)
+    ranked = np.lexsort(keys)
+    half = search.half
+
+    def legal(j: int) -> bool:
+        m, col, rows, cols = items[j]
+        return (1 + m.lookahead) * search.need(search.geo(m, cols // m.kcols), col) <= half
+
+    # edp: no slower on the profile than the fixed schedule where that one is legal (item 0)
+    cap = cycles[0] if obj == "edp" and items[0][0] == search.fixed and legal(0) else None
+    pick = next((j for j in ranked if (cap is None or cycles[j] <= cap) and legal(j)), None)
+    if pick is None:  # nothing legal in the pool (the dense choice always is): keep it
+        return dense
+    m = items[pick][0]
+    return Choice(m, scorer.weights(m.kernel_dealing), cycles[pick] / scorer.images, len(items), dense.fixed_cycles,
+                  False, float(energy[pick]))
 
 
 def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
