@@ -17,6 +17,7 @@ assignment pinned); per image cycle classes, saved_cycle_share, speedups against
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from typing import Any
@@ -289,13 +290,15 @@ def lenet(args: argparse.Namespace) -> None:
 
 
 def cost(args: argparse.Namespace) -> None:
-    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline): the time spent in
-    the dense search and the profile scoring, against the run's elapsed time, cold cache."""
-    from accelsim.run import RunConfig, run
+    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline, cold caches): the
+    dense search (`dense_choice`, every layer) and the profile scoring (`_profile_choice`, layers with early
+    termination) against the run's elapsed time."""
+    from accelsim.config import RunConfig
+    from accelsim.run import run
 
-    for sets in ([], ["options.mapper_score=profile"]):
+    for sets in ([], ["options.mapper_score=dense"]):
         spent = {"dense": 0.0, "profile": 0.0}
-        originals = {"dense": snapea_mapper._Search.best, "profile": snapea_mapper.profile_choice}
+        originals = {"dense": snapea_mapper._Search._best, "profile": snapea_mapper._profile_choice.__wrapped__}
 
         def timed(kind: str, fn: Any) -> Any:
             def wrapper(*a: Any, **k: Any) -> Any:
@@ -306,19 +309,20 @@ def cost(args: argparse.Namespace) -> None:
                     spent[kind] += time.perf_counter() - t0
             return wrapper
 
-        snapea_mapper._Search.best = timed("dense", originals["dense"])
-        snapea_mapper.profile_choice = timed("profile", originals["profile"])
-        snapea_mapper.dense_choice.cache_clear()
-        cfg = RunConfig(net=args.net, weights=args.weights, images=args.images, limit=args.limit,
-                        set=tuple(sets))
+        snapea_mapper._Search._best = timed("dense", originals["dense"])
+        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(timed("profile", originals["profile"]))
+        for cached in (snapea_mapper.dense_choice, snapea_mapper._search_of):
+            cached.cache_clear()
+        cfg = RunConfig.of(net=args.net, weights=args.weights, images=args.images, limit=args.limit, set=tuple(sets))
         t0 = time.perf_counter()
         run(cfg)
         elapsed = time.perf_counter() - t0
-        snapea_mapper._Search.best, snapea_mapper.profile_choice = originals["dense"], originals["profile"]
-        search = spent["dense"] + (spent["profile"] - 0.0)
+        snapea_mapper._Search._best = originals["dense"]
+        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(originals["profile"])
+        search = spent["dense"] + spent["profile"]
         print(f"{args.net}, {args.limit} images, set {sets or 'defaults'}: run {elapsed:.1f} s, dense search "
-              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} % "
-              "of the run (2 shared cores)")
+              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} "
+              "% of the run (2 shared cores)")
 
 
 def main() -> None:

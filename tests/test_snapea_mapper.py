@@ -402,3 +402,70 @@ def test_the_profile_score_is_the_models_cycles_and_energy_for_every_candidate()
                             else "spill" if plan.in_bytes.any() or plan.out_bytes.any() else "rows")
                     kinds[kind] = kinds.get(kind, 0) + 1
     assert set(kinds) == {"dynamic", "ahead", "lockstep", "spill", "rows"}, kinds
+
+
+def test_profile_scoring_does_not_depend_on_how_the_images_are_batched():
+    """The profile is the layer's first `profile_images` images, however the functional pass batches them: the
+    same schedule and the same totals for batches of 1, 2, 4 and 7 images."""
+    graph = load_workload("lenet")
+    arch = load_arch("snapea")
+    rng = np.random.default_rng(11)
+    data = {}
+    for layer in graph.conv_layers():
+        f, ho, wo = graph.out_shape(layer)
+        k = layer.kernel_size
+        depth = rng.random((1, f, 1, 1)) * k  # kernels that terminate at different depths
+        data[layer.name] = np.clip(rng.normal(depth, k / 4, (7, f, ho, wo)), 0, k).astype(np.int32)
+    results = []
+    for size in (1, 2, 4, 7):
+        model = snapea.SnaPEATiming(arch, graph)
+        for start in range(0, 7, size):
+            for name, macs in data.items():
+                model.observe(name, macs[start:start + size])
+        res = model.finish()
+        results.append({n: (res[n].mapping, res[n].cycles, res[n].events.counts) for n in data})
+    assert all(r == results[0] for r in results[1:])
+    assert any("bal" in results[0][n][0] for n in data)  # the profile made a difference somewhere
+
+
+def test_the_profile_choice_is_legal_no_slower_than_the_dense_choice_on_its_profile_and_cached():
+    from accelsim.timing.snapea_profile import ProfileScorer
+
+    arch = load_arch("snapea", ["options.mapper_objective=fastest", "options.portion_lookahead=1"])
+    opts = snapea.SnaPEAOptions.from_mapping(arch.options)
+    rng = np.random.default_rng(4)
+    for net in ("lenet", "squeezenet1_1"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers()[1::4]:
+            f, ho, wo = graph.out_shape(layer)
+            k = layer.kernel_size
+            macs = (rng.random((2, f, ho, wo)) ** 2 * (k + 1)).astype(np.int32)
+            ctx = snapea.conv_context(arch, graph, layer, np.full(f, k))
+            choice = snapea_mapper.profile_choice(ctx, opts, macs, None, None)
+            assert snapea_mapper.profile_choice(ctx, opts, macs.copy(), None, None) is choice  # cached by content
+            plan = snapea.plan_conv(ctx, choice.mapping, "", True, None, None, choice.kernel_weights)
+            assert plan.fits and plan.rows * plan.cols == arch.array.rows * arch.array.cols
+            if plan.lookahead or plan.dynamic:
+                assert not plan.lockstep and not plan.in_bytes.any() and not plan.out_bytes.any()
+            mine = snapea.layer_totals(arch, plan, macs)["cycles"]
+            assert mine == choice.cycles * 2
+            dense = snapea.plan_conv(ctx, snapea_mapper.dense_choice(ctx, opts).mapping, "", True)
+            assert mine <= snapea.layer_totals(arch, dense, macs)["cycles"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_a_portion_lookahead_is_never_slower_and_equals_the_reference(case):
+    arch, graph, layer, m, macs, stream, weights = case
+    m = dataclasses.replace(m, dealing=m.dealing if m.dealing != "dynamic" else "round_robin", lookahead=1)
+    try:
+        ahead = snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+    except ConfigError as exc:
+        assert "lookahead" in str(exc)
+        return
+    plain = snapea.plan_layer(arch, graph, layer, stream=stream, mapping=dataclasses.replace(m, lookahead=0),
+                              kernel_weights=weights)
+    fast = snapea.layer_totals(arch, ahead, macs)
+    assert fast == reference.reference_totals(arch, ahead, macs)
+    assert fast["cycles"] <= snapea.layer_totals(arch, plain, macs)["cycles"]
+    assert "ahead1" in ahead.label

@@ -115,6 +115,39 @@ class _Geo:
     words_total: int = -1  # input words over all portions (on demand)
 
 
+class _Space:
+    """The candidates of a layer as arrays (lower bounds on dense cycles and energy, and what each is made of), the
+    fixed schedule first; `space[i]` gives (cycles bound, energy bound, ConvMapping arguments) like a list."""
+
+    def __init__(self, fixed: tuple[int, float, tuple[Any, ...]], blocks: list[tuple[Any, ...]],
+                 combos: list[tuple[int, str]], dealings: list[str], lb: np.ndarray, lb_e: np.ndarray,
+                 block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
+        self.fixed, self.blocks, self.combos, self.dealings = fixed, blocks, combos, dealings
+        self.lb = np.concatenate(([fixed[0]], lb)).astype(np.int64)
+        self.lb_e = np.concatenate(([fixed[1]], lb_e)).astype(np.float64)
+        self.block, self.combo, self.deal = block, combo, deal
+
+    def __len__(self) -> int:
+        return len(self.lb)
+
+    def args(self, i: int) -> tuple[Any, ...]:
+        """ConvMapping arguments of candidate i."""
+        if i == 0:
+            return self.fixed[2]
+        portion, th, tw, pieces, lanes, grid = self.blocks[self.block[i - 1]]
+        kcols, kdeal = self.combos[self.combo[i - 1]]
+        return (portion, th, tw, pieces, self.dealings[self.deal[i - 1]], kcols, kdeal, lanes, grid)
+
+    def __getitem__(self, i: int) -> tuple[int, float, tuple[Any, ...]]:
+        return int(self.lb[i]), float(self.lb_e[i]), self.args(int(i))
+
+    def subset(self, lanes: tuple[str, ...]) -> "_Space":
+        """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
+        keep = np.array([b[4] in lanes for b in self.blocks], bool)[self.block]
+        return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.lb_e[1:][keep],
+                      self.block[keep], self.combo[keep], self.deal[keep])
+
+
 def _distinct_sizes(n: int) -> list[int]:
     """ceil(n / k) for k = 1..n, distinct, largest first (every band height that gives a different band count)."""
     return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
@@ -161,7 +194,7 @@ class _Search:
                    "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
                    + e("mac", "pool", wb) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
-        self._space: dict[tuple[str, ...], list[tuple[int, float, Any]]] = {}
+        self._space: dict[tuple[str, ...], _Space] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -360,7 +393,7 @@ class _Search:
                 out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
         return out
 
-    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
+    def space(self, lane_options: tuple[str, ...]) -> _Space:
         """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
         over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
         the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
@@ -368,21 +401,12 @@ class _Search:
         if lane_options not in self._space:
             every = tuple(dict.fromkeys(PROFILE_LANES + lane_options))
             if lane_options != every and self.opts.lane_assignment is None:  # a subset of the whole space, in order
-                full = self.space(every)
-                self._space[lane_options] = [full[0]] + [c for c in full[1:] if c[2][7] in lane_options]
+                self._space[lane_options] = self.space(every).subset(lane_options)
             else:
                 self._space[lane_options] = self._enumerate(lane_options)
         return self._space[lane_options]
 
-    def bounds(self, lane_options: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The space's lower bounds on dense cycles and energy as arrays (cached)."""
-        key = ("bounds",) + lane_options
-        if key not in self._space:
-            space = self.space(lane_options)
-            self._space[key] = (np.array([c[0] for c in space], np.float64), np.array([c[1] for c in space]))
-        return self._space[key]  # type: ignore[return-value]
-
-    def _enumerate(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
+    def _enumerate(self, lane_options: tuple[str, ...]) -> _Space:
         opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
         equal = len(set(self.ctx.lengths)) <= 1
@@ -397,13 +421,35 @@ class _Search:
         rows, cols = snapea.grid_of(self.ctx.arch, fx)
         fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
         fcol, fgeo = self.columns(fx.kcols, fx.kernel_dealing), self.geo(fx, cols // fx.kcols)
-        out: list[tuple[int, float, Any]] = [(fcol.s_max * -(-fgeo.total // rows),
-                                              self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
-                                              fixed_args)]
+        fixed = (fcol.s_max * -(-fgeo.total // rows), self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
+                 fixed_args)
+        k = self._k
+        n_deal = len(dealings)
+        blocks: list[tuple[Any, ...]] = []
+        combos: list[tuple[int, str]] = []
+        combo_id: dict[tuple[int, str], int] = {}
+        lbs, lbes, block_ids, combo_ids = [], [], [], []
         for grid in self.grids():
             rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
             kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
                           else _kcols_options(cols, self.ctx.kernels))
+            here = [(kc, d) for kc in kcols_opts for d in kdeals]
+            for c in here:
+                combo_id.setdefault(c, len(combo_id))
+                if len(combos) < len(combo_id):
+                    combos.append(c)
+            ids = np.array([combo_id[c] for c in here], np.int64)
+            cols_here = [self.columns(kc, d) for kc, d in here]
+            split_a = cols // np.array([kc for kc, _ in here], np.int64)
+            splits, split_pos = np.unique(split_a, return_inverse=True)
+            s_max = np.array([c.s_max for c in cols_here], np.int64)
+            kept = np.array([c.kept_entries for c in cols_here], np.int64)
+            streamed = np.array([c.streamed_entries for c in cols_here], np.int64)
+            kept_b = np.array([c.kept_bytes for c in cols_here], np.int64)
+            step_b = np.array([c.step_bytes for c in cols_here], np.int64)
+            s_total = np.array([c.s_total for c in cols_here], np.int64)
+            swaps = np.array([c.swaps_per_window for c in cols_here], np.int64)
+            dense_macs = k["windows"] * s_total
             for base in self._geometries(rows):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
@@ -413,18 +459,33 @@ class _Search:
                     n_p, groups = len(counts), int(counts.sum())
                     steps = -(-n_p // rows)
                     words = self.words_of(probe, portions)
-                    for k in kcols_opts:
-                        split = cols // k
-                        total = int((-(-counts // split)).sum())  # the busiest slice of each portion
-                        for d in kdeals:
-                            col = self.columns(k, d)
-                            lb = col.s_max * -(-total // rows)
-                            lb_e = self._energy(split, col, words, groups, n_p, rows, steps)
-                            for deal in dealings:
-                                args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
-                                if args != fixed_args:
-                                    out.append((lb, lb_e, args))
-        return out
+                    # every kernel partitioning at once, with the same expressions as _energy (bit for bit)
+                    total = (-(-counts[None, :] // splits[:, None])).sum(1)[split_pos]  # busiest slice per portion
+                    lb = s_max * -(-total // rows)
+                    fetched = kept + steps * streamed
+                    writes = split_a * (rows * kept + n_p * streamed)
+                    static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                              + k["dram_read"] * (kept_b + steps * step_b + self.ctx.in_dram) + k["fixed"])
+                    reads = s_total * groups
+                    lb_e = (static + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
+                            + k["swap"] * k["windows"] * swaps + k["mac"] * dense_macs)
+                    block_ids.append(np.full(len(here) * n_deal, len(blocks), np.int64))
+                    blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
+                    lbs.append(np.repeat(lb, n_deal))
+                    lbes.append(np.repeat(lb_e, n_deal))
+                    combo_ids.append(np.repeat(ids, n_deal))
+        cat = (lambda a, t: np.concatenate(a) if a else np.zeros(0, t))
+        block, combo = cat(block_ids, np.int64), cat(combo_ids, np.int64)
+        deal = np.tile(np.arange(n_deal), len(block) // max(n_deal, 1))
+        # the fixed schedule is entry 0: drop its twin from the enumeration
+        twin = next((j for j, b in enumerate(blocks) if b == (fx.portion, fx.th, fx.tw, fx.pieces, fx.lanes, fx.grid)),
+                    None)
+        keep = np.ones(len(block), bool)
+        if twin is not None and (fx.kcols, fx.kernel_dealing) in combo_id and fx.dealing in dealings:
+            keep &= ~((block == twin) & (combo == combo_id[(fx.kcols, fx.kernel_dealing)])
+                      & (deal == dealings.index(fx.dealing)))
+        return _Space(fixed, blocks, combos, dealings, cat(lbs, np.int64)[keep], cat(lbes, np.float64)[keep],
+                      block[keep], combo[keep], deal[keep])
 
     def overflow_ok(self, m: ConvMapping) -> bool:
         """When nothing fits: portions of at most one output row (the smallest that keep whole rows of lanes)."""
@@ -462,35 +523,37 @@ class _Search:
               ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
         obj = self.opts.mapper_objective
         space = self.space(lane_options)
-        fixed = ConvMapping(*space[0][2])
+        fixed = ConvMapping(*space.args(0))
         fixed_sc = self.score(fixed)
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
         # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
         cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
-            key = {"edp": lambda c, e: c * e, "energy": lambda c, e: e}.get(obj, lambda c, e: c)
-            order = sorted((key(lb, lb_e), i) for i, (lb, lb_e, args) in enumerate(space)
-                           if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
+            bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
+            index = np.flatnonzero(space.lb <= cap)  # a bound past the cap cannot qualify
+            if attempt == 1:
+                index = np.array([i for i in index if self.overflow_ok(ConvMapping(*space.args(i)))], np.int64)
+            index = index[np.lexsort((index, bound_a[index]))]  # by bound, then order
             found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
             scored = 0
-            for bound, i in order:
+            for i in index.tolist():
+                bound = float(bound_a[i])
                 full = len(found) >= keep
                 worst = found[keep - 1][0] if full else None
                 if full and bound > worst[0]:
                     break  # bounds only grow from here: nothing left can enter
-                if space[i][0] > cap:
-                    continue
 
                 def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
                     if c > cap:
                         return True
                     return worst is not None and self.rank(c, e, i) >= worst
 
-                sc = self.score(ConvMapping(*space[i][2]), prune)
+                m = ConvMapping(*space.args(i))
+                sc = self.score(m, prune)
                 scored += 1
                 if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
-                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][2])))
+                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], m))
                     found.sort(key=lambda x: x[0])
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
@@ -581,7 +644,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     obj = opts.mapper_objective
     lanes = PROFILE_LANES if opts.lane_assignment is None else (opts.lane_assignment,)
     space = search.space(lanes)
-    lb, lb_e = search.bounds(lanes)
+    lb, lb_e = space.lb.astype(np.float64), space.lb_e
     if obj == "edp":
         bound, limit = lb * lb_e, dense.cycles * dense.energy * slack * slack
     elif obj == "energy":
@@ -601,7 +664,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     facts: list[tuple[int, int, int, int]] = []  # n_p, words, steps, column index
     col_index: dict[tuple[int, str], int] = {}
     for i in pool:
-        portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid = space[i][2]
+        portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid = space.args(int(i))
         if grid not in grids:
             grids[grid] = snapea.grid_of(ctx.arch, ConvMapping(grid=grid))
         rows, cols = grids[grid]

@@ -4,15 +4,15 @@ The dense score (`snapea_mapper._Search`) times every candidate as if each windo
 length. Under early termination other things decide: which kernels share a PE (a partition of kernels that rarely
 terminate sets every barrier), which windows share a lane group (lockstep), how much work a PE has per portion (the
 variance of its time), whether rows wait for each other per step, whether a PE may run ahead by a portion. This module
-times a candidate on the profile exactly as the fast model (`snapea._conv_totals`) does, but shares the work between
-candidates:
+times candidates on the profile exactly as the fast model (`snapea._conv_totals`) does, sharing the work between them:
 
-- per portion geometry and lane assignment, the slowest lane of every lane group of every kernel is gathered once
-  (Numba) and kept as prefix sums over the groups in processing order (`_prefix`);
-- per kernel partition, the prefix sums of its kernels are added (`_partition`);
-- a candidate's busy cycles per (PE, portion) are differences of those prefix sums at its column-slice boundaries,
-  and the portions' schedule on the rows (static dealing, lockstep steps, the claim queue of dynamic dealing, a
-  lookahead) is a short Numba loop; layers that spill activations go through the model's own step functions.
+- per set of lane groups (a portion geometry with a lane assignment; geometries with the same groups in the same
+  order share one), the slowest lane of every group of every kernel is gathered once (Numba) and kept as prefix sums
+  over the groups in processing order (`ProfileScorer.prefix`);
+- `_batch_cycles` times every candidate on those groups in one pass: per kernel partition it adds its kernels' prefix
+  sums once, a PE's busy cycles on a portion are differences of them at its column slice's bounds, and the portions'
+  schedule (static dealing with independent rows or lockstep steps and their DMA, the claim queue of dynamic
+  dealing, a lookahead) is the model's own arithmetic.
 
 The energy figure is the energy table's cost of the candidate's events on the profile (the static events of its
 schedule plus those the MAC counts produce: MACs, gated lanes, weight and index reads, partial-sum swaps, PAU checks).
@@ -51,17 +51,6 @@ def _group_prefix(macs, win, out):  # pragma: no cover - compiled
                             mx = m
                 acc += mx
                 out[b, f, g + 1] = acc
-
-
-@numba.njit(cache=True)
-def _sum_kernels(cum, part, out):  # pragma: no cover - compiled
-    """out[b, part[f], :] += cum[b, f, :] (prefix sums of each kernel partition)."""
-    n_img, n_f, n_g = cum.shape
-    for b in range(n_img):
-        for f in range(n_f):
-            k = part[f]
-            for g in range(n_g):
-                out[b, k, g] += cum[b, f, g]
 
 
 @numba.njit(cache=True)
@@ -271,8 +260,6 @@ class ProfileScorer:
         self._pau = e("pau", "check", wb) * float(checks) / self.images
         self._prefix: dict[tuple[Any, ...], _Prefix] = {}
         self._cum: dict[tuple[Any, ...], np.ndarray] = {}
-        self._load: dict[tuple[Any, ...], float] = {}
-        self._part: dict[tuple[Any, ...], tuple[np.ndarray, int]] = {}
         self._offsets: dict[tuple[Any, ...], int] = {}
         self._flat: list[tuple[np.ndarray, ...]] = []
         self._flat_len = 0
@@ -313,36 +300,9 @@ class ProfileScorer:
                                         reads=float(cum[:, :, -1].sum()) / self.images, key=gkey)
         return self._prefix[key]
 
-    def partition(self, m: ConvMapping, pre: _Prefix, part: np.ndarray) -> tuple[np.ndarray, int]:
-        """(B, K, G + 1) prefix sums of each used kernel partition, and K."""
-        key = (pre.key, m.kcols, m.kernel_dealing)
-        if key not in self._part:
-            used, dense_index = np.unique(part, return_inverse=True)
-            if len(used) == len(part) and (dense_index == np.arange(len(part))).all():
-                self._part[key] = (pre.cum, len(part))  # one kernel per partition, in kernel order
-            else:
-                cp = np.zeros((self.images, len(used), pre.cum.shape[2]), np.int64)
-                _sum_kernels(pre.cum, dense_index.astype(np.int64), cp)
-                self._part[key] = (cp, len(used))
-        return self._part[key]
-
-    def load(self, pre: _Prefix, part_key: Any, part: np.ndarray) -> float:
-        """The heaviest kernel partition's busy cycles (lockstep included), summed over the profile's images. A
-        candidate's cycles are at least its images' global weight loads plus this spread over the partition's PEs
-        (column slices x rows used): no schedule of portions can do better."""
-        key = (pre.key, part_key)
-        if key not in self._load:
-            work = pre.cum[:, :, -1]  # (B, F)
-            n_k = int(part.max(initial=0)) + 1
-            loads = np.zeros((self.images, n_k))
-            for b in range(self.images):
-                loads[b] = np.bincount(part, weights=work[b], minlength=n_k)
-            self._load[key] = float(loads.max(1).sum())
-        return self._load[key]
-
     def energies(self, cols: list[Any], ci: np.ndarray, split: np.ndarray, rows: np.ndarray, steps: np.ndarray,
                  words: np.ndarray, n_p: np.ndarray, reads: np.ndarray) -> np.ndarray:
-        """`energy` for many candidates at once (arrays; `ci` indexes `cols`)."""
+        """`energy` of many candidates at once (arrays; `ci` indexes the kernel columns `cols`)."""
         k = self.search._k
         kept = np.array([c.kept_entries for c in cols], np.float64)[ci]
         streamed = np.array([c.streamed_entries for c in cols], np.float64)[ci]
@@ -428,12 +388,9 @@ class ProfileScorer:
 
     def energy(self, m: ConvMapping, col: Any, rows: int, cols: int, steps: int, words: int, n_p: int,
                pre: _Prefix) -> float:
-        """pJ per image: the schedule's static events (`_Search.static_energy`) plus what the profile's MAC counts
+        """pJ per image: the schedule's static events (as `_Search.static_energy`) plus what the profile's MAC counts
         produce (weight and index reads = the groups' slowest lanes, gated lane cycles, MACs with their input reads,
-        partial-sum swaps of chunked kernels, PAU checks)."""
-        k = self.search._k
-        chunked = ~col.pinned & (self.ctx.lengths_array > self.ctx.cap // 2)
-        swaps = float(self.kernel_swaps[chunked].sum())
-        return (self.search.static_energy(cols // m.kcols, col, words, n_p, rows, steps)
-                + k["read"] * pre.reads + k["gated"] * (self.lanes * pre.reads - self.mac_total)
-                + k["mac"] * self.mac_total + k["swap"] * swaps + self._pau)
+        partial-sum swaps of chunked kernels, PAU checks); `energies` for one candidate."""
+        one = np.ones(1, np.int64)
+        return float(self.energies([col], 0 * one, cols // m.kcols * one, rows * one, steps * one, words * one,
+                                   n_p * one, np.array([pre.reads]))[0])
