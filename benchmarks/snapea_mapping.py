@@ -17,6 +17,7 @@ assignment pinned); per image cycle classes, saved_cycle_share, speedups against
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from typing import Any
@@ -125,16 +126,21 @@ def lockstep_loss(macs: np.ndarray, lanes: int = 4) -> dict[str, int]:
 
 
 def functional_pass(net: str, weights: str | None, images: str, limit: int, mode: str, models: list[Any],
-                    batch_size: int = 16, extra: Any = None) -> tuple[float, Any]:
-    """One functional pass (as `accelsim.run` does it) whose per-window MAC counts feed every model."""
+                    batch_size: int = 16, extra: Any = None, spec: str | None = None) -> tuple[float, Any]:
+    """One functional pass (as `accelsim.run` does it) whose per-window MAC counts feed every model; `spec`: the
+    speculation parameters of predictive mode (.npz from `accelsim optimize`)."""
+    from accelsim.config import RunConfig
     from accelsim.functional import forward
+    from accelsim.functional.spec import load_spec
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
-    from accelsim.run import RunConfig
 
-    cfg = RunConfig(net=net, weights=weights, images=images, limit=limit, mode=mode, batch_size=batch_size)
+    cfg = RunConfig.of(net=net, weights=weights, images=images, limit=limit, mode=mode, batch_size=batch_size,
+                       spec=spec)
     network = load_network(cfg.net, cfg.weights)
-    dataset = load_dataset(cfg.images, network.graph, limit=cfg.limit, order=cfg.image_order)
+    dataset = load_dataset(cfg.images, network.graph, limit=cfg.limit, order=cfg.image_order, seed=cfg.seed,
+                           class_list=cfg.class_list, max_upscale=cfg.max_upscale)  # the images `accelsim run` takes
+    spec_params = load_spec(spec, network.graph) if spec else None
     streams: dict[str, Any] = {}
 
     def on_prepare(prepared: Any) -> None:
@@ -148,8 +154,8 @@ def functional_pass(net: str, weights: str | None, images: str, limit: int, mode
             extra(layer_name, res.macs, stream)
 
     t0 = time.perf_counter()
-    result = forward.run(network, dataset.iter_batches(cfg.batch_size), cfg.functional(), observer=observe,
-                         on_prepare=on_prepare)
+    result = forward.run(network, dataset.iter_batches(cfg.functional.batch_size), cfg.functional, spec=spec_params,
+                         observer=observe, on_prepare=on_prepare)
     return time.perf_counter() - t0, result
 
 
@@ -284,13 +290,15 @@ def lenet(args: argparse.Namespace) -> None:
 
 
 def cost(args: argparse.Namespace) -> None:
-    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline): the time spent in
-    the dense search and the profile scoring, against the run's elapsed time, cold cache."""
-    from accelsim.run import RunConfig, run
+    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline, cold caches): the
+    dense search (`dense_choice`, every layer) and the profile scoring (`_profile_choice`, layers with early
+    termination) against the run's elapsed time."""
+    from accelsim.config import RunConfig
+    from accelsim.run import run
 
-    for sets in ([], ["options.mapper_score=profile"]):
+    for sets in ([], ["options.mapper_score=dense"]):
         spent = {"dense": 0.0, "profile": 0.0}
-        originals = {"dense": snapea_mapper._Search.best, "profile": snapea_mapper.profile_choice}
+        originals = {"dense": snapea_mapper._Search._best, "profile": snapea_mapper._profile_choice.__wrapped__}
 
         def timed(kind: str, fn: Any) -> Any:
             def wrapper(*a: Any, **k: Any) -> Any:
@@ -301,19 +309,20 @@ def cost(args: argparse.Namespace) -> None:
                     spent[kind] += time.perf_counter() - t0
             return wrapper
 
-        snapea_mapper._Search.best = timed("dense", originals["dense"])
-        snapea_mapper.profile_choice = timed("profile", originals["profile"])
-        snapea_mapper.dense_choice.cache_clear()
-        cfg = RunConfig(net=args.net, weights=args.weights, images=args.images, limit=args.limit,
-                        set=tuple(sets))
+        snapea_mapper._Search._best = timed("dense", originals["dense"])
+        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(timed("profile", originals["profile"]))
+        for cached in (snapea_mapper.dense_choice, snapea_mapper._search_of):
+            cached.cache_clear()
+        cfg = RunConfig.of(net=args.net, weights=args.weights, images=args.images, limit=args.limit, set=tuple(sets))
         t0 = time.perf_counter()
         run(cfg)
         elapsed = time.perf_counter() - t0
-        snapea_mapper._Search.best, snapea_mapper.profile_choice = originals["dense"], originals["profile"]
-        search = spent["dense"] + (spent["profile"] - 0.0)
+        snapea_mapper._Search._best = originals["dense"]
+        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(originals["profile"])
+        search = spent["dense"] + spent["profile"]
         print(f"{args.net}, {args.limit} images, set {sets or 'defaults'}: run {elapsed:.1f} s, dense search "
-              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} % "
-              "of the run (2 shared cores)")
+              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} "
+              "% of the run (2 shared cores)")
 
 
 def main() -> None:

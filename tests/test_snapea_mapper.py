@@ -50,7 +50,8 @@ def mapped_cases(draw):
     m = snapea_map.Mapping(portion=portion, th=draw(st.integers(1, ho + 1)), tw=draw(st.integers(1, wo + 1)),
                            pieces=draw(st.integers(1, 12)), dealing=draw(st.sampled_from(snapea_map.ROW_DEALINGS)),
                            kcols=draw(st.integers(1, g_cols)),
-                           kernel_dealing=draw(st.sampled_from(snapea_map.KERNEL_DEALINGS)), lanes=lane, grid=grid)
+                           kernel_dealing=draw(st.sampled_from(snapea_map.KERNEL_DEALINGS)), lanes=lane, grid=grid,
+                           lookahead=draw(st.integers(0, 1)))
     shape = (draw(st.integers(1, 2)), *graph.out_shape(layer))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     stream = random_stream(rng, shape[1], layer.kernel_size) if draw(st.booleans()) else None
@@ -64,12 +65,18 @@ def mapped_cases(draw):
 
 
 def _plan(arch, graph, layer, m, stream, weights):
-    try:
-        return snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
-    except ConfigError as exc:  # dynamic dealing where something spills or streams: not a legal schedule
-        assert "dynamic dealing" in str(exc)
-        m = dataclasses.replace(m, dealing="round_robin")
-        return snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+    """The plan of `m`, or of the nearest legal schedule: dynamic dealing and a portion lookahead need kept kernels
+    and no spills (and a lookahead static dealing); where they are not legal, round robin without lookahead."""
+    for _ in range(3):
+        try:
+            return snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+        except ConfigError as exc:
+            if "dynamic dealing" in str(exc):
+                m = dataclasses.replace(m, dealing="round_robin")
+            else:
+                assert "lookahead" in str(exc)
+                m = dataclasses.replace(m, lookahead=0)
+    raise AssertionError("no legal schedule")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -100,10 +107,11 @@ def test_every_dimension_is_drawn():
         seen.add(("grid", plan.rows != arch.array.rows))
         seen.add(("split", plan.split > 1))
         seen.add(("lockstep", plan.lockstep))
+        seen.add(("lookahead", plan.lookahead > 0 and plan.rows < plan.tiles))
 
     collect()
     want = {("dealing", "dynamic"), ("grid", True), ("split", True), ("lanes", "block"), ("portion", "range"),
-            ("portion", "tile"), ("kdeal", "balanced"), ("lockstep", True)}
+            ("portion", "tile"), ("kdeal", "balanced"), ("lockstep", True), ("lookahead", True)}
     assert want <= seen
 
 
@@ -347,3 +355,117 @@ def test_network_split_from_a_real_run_multiplies_back():
     assert math.isclose(net.speedup_architecture * net.speedup_early_termination, net.speedup, rel_tol=1e-15)
     assert math.isclose(net.energy_reduction, tot["baseline_energy"] / tot["energy"], rel_tol=1e-12)
     assert net.speedup_early_termination > 1 and 0 < net.saved_cycle_share <= 1.5
+
+
+def test_the_profile_score_is_the_models_cycles_and_energy_for_every_candidate():
+    """ProfileScorer times a candidate on a MAC profile exactly as the model does (independent rows, lockstep
+    steps, spilled activations, dynamic dealing, a portion lookahead) and prices its events with the energy table."""
+    from accelsim.energy import evaluate_events
+    from accelsim.timing.snapea_profile import ProfileScorer
+
+    arch = load_arch("snapea", ["options.portion_lookahead=1"])
+    opts = snapea.SnaPEAOptions.from_mapping(arch.options)
+    rng = np.random.default_rng(3)
+    stalls = {("pe", "barrier_stall_cycle"), ("dram", "stall_cycle"), ("lane", "idle_cycle")}
+    kinds: dict[str, int] = {}
+    for net in ("lenet", "squeezenet1_1"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers()[::2]:
+            f, ho, wo = graph.out_shape(layer)
+            k = layer.kernel_size
+            stream = random_stream(rng, f, k) if net == "lenet" else None
+            lengths = np.full(f, k) if stream is None else stream.length
+            macs = (rng.random((2, f, ho, wo)) * (lengths[None, :, None, None] + 1)).astype(np.int32)
+            macs[:, ::3] //= 3  # kernels that terminate sooner: balanced dealing differs from round robin
+            ctx = snapea.conv_context(arch, graph, layer, np.asarray(lengths, np.int64))
+            search = snapea_mapper._Search(ctx, opts)
+            neg, spec = (None, None) if stream is None else (stream.neg_start, stream.n_spec)
+            scorer = ProfileScorer(search, macs, neg, spec)
+            space = search.space(snapea_mapper.PROFILE_LANES)
+            for i in rng.choice(len(space), min(14, len(space)), replace=False):
+                base = snapea.ConvMapping(*space[i][2])
+                for m in (base, dataclasses.replace(base, kernel_dealing="balanced"),
+                          dataclasses.replace(base, dealing="dynamic"), dataclasses.replace(base, lookahead=1)):
+                    weights = scorer.weights(m.kernel_dealing)
+                    try:
+                        plan = snapea.plan_conv(ctx, m, "", True, neg, spec, weights)
+                    except ConfigError:
+                        continue
+                    col = search.columns_of(m.kcols, plan.kernel_pe)
+                    words = int(snapea.portion_input_words(ctx, plan.portions).sum())
+                    cycles, energy = scorer.score(m, col, plan.rows, plan.cols, plan.steps, words, plan.tiles)
+                    t = snapea.timing_from_totals(arch, plan, snapea.layer_totals(arch, plan, macs))
+                    model = sum(v for key, v in evaluate_events(t.events, arch.energy).items() if key not in stalls)
+                    assert cycles == t.cycles * 2, (layer.name, plan.label)
+                    assert math.isclose(energy, model, rel_tol=1e-9), (layer.name, plan.label)
+                    kind = ("dynamic" if plan.dynamic else "ahead" if plan.lookahead else "lockstep" if plan.lockstep
+                            else "spill" if plan.in_bytes.any() or plan.out_bytes.any() else "rows")
+                    kinds[kind] = kinds.get(kind, 0) + 1
+    assert set(kinds) == {"dynamic", "ahead", "lockstep", "spill", "rows"}, kinds
+
+
+def test_profile_scoring_does_not_depend_on_how_the_images_are_batched():
+    """The profile is the layer's first `profile_images` images, however the functional pass batches them: the
+    same schedule and the same totals for batches of 1, 2, 4 and 7 images."""
+    graph = load_workload("lenet")
+    arch = load_arch("snapea")
+    rng = np.random.default_rng(11)
+    data = {}
+    for layer in graph.conv_layers():
+        f, ho, wo = graph.out_shape(layer)
+        k = layer.kernel_size
+        depth = rng.random((1, f, 1, 1)) * k  # kernels that terminate at different depths
+        data[layer.name] = np.clip(rng.normal(depth, k / 4, (7, f, ho, wo)), 0, k).astype(np.int32)
+    results = []
+    for size in (1, 2, 4, 7):
+        model = snapea.SnaPEATiming(arch, graph)
+        for start in range(0, 7, size):
+            for name, macs in data.items():
+                model.observe(name, macs[start:start + size])
+        res = model.finish()
+        results.append({n: (res[n].mapping, res[n].cycles, res[n].events.counts) for n in data})
+    assert all(r == results[0] for r in results[1:])
+    assert any("bal" in results[0][n][0] for n in data)  # the profile made a difference somewhere
+
+
+def test_the_profile_choice_is_legal_no_slower_than_the_dense_choice_on_its_profile_and_cached():
+    from accelsim.timing.snapea_profile import ProfileScorer
+
+    arch = load_arch("snapea", ["options.mapper_objective=fastest", "options.portion_lookahead=1"])
+    opts = snapea.SnaPEAOptions.from_mapping(arch.options)
+    rng = np.random.default_rng(4)
+    for net in ("lenet", "squeezenet1_1"):
+        graph = load_workload(net)
+        for layer in graph.conv_layers()[1::4]:
+            f, ho, wo = graph.out_shape(layer)
+            k = layer.kernel_size
+            macs = (rng.random((2, f, ho, wo)) ** 2 * (k + 1)).astype(np.int32)
+            ctx = snapea.conv_context(arch, graph, layer, np.full(f, k))
+            choice = snapea_mapper.profile_choice(ctx, opts, macs, None, None)
+            assert snapea_mapper.profile_choice(ctx, opts, macs.copy(), None, None) is choice  # cached by content
+            plan = snapea.plan_conv(ctx, choice.mapping, "", True, None, None, choice.kernel_weights)
+            assert plan.fits and plan.rows * plan.cols == arch.array.rows * arch.array.cols
+            if plan.lookahead or plan.dynamic:
+                assert not plan.lockstep and not plan.in_bytes.any() and not plan.out_bytes.any()
+            mine = snapea.layer_totals(arch, plan, macs)["cycles"]
+            assert mine == choice.cycles * 2
+            dense = snapea.plan_conv(ctx, snapea_mapper.dense_choice(ctx, opts).mapping, "", True)
+            assert mine <= snapea.layer_totals(arch, dense, macs)["cycles"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_a_portion_lookahead_is_never_slower_and_equals_the_reference(case):
+    arch, graph, layer, m, macs, stream, weights = case
+    m = dataclasses.replace(m, dealing=m.dealing if m.dealing != "dynamic" else "round_robin", lookahead=1)
+    try:
+        ahead = snapea.plan_layer(arch, graph, layer, stream=stream, mapping=m, kernel_weights=weights)
+    except ConfigError as exc:
+        assert "lookahead" in str(exc)
+        return
+    plain = snapea.plan_layer(arch, graph, layer, stream=stream, mapping=dataclasses.replace(m, lookahead=0),
+                              kernel_weights=weights)
+    fast = snapea.layer_totals(arch, ahead, macs)
+    assert fast == reference.reference_totals(arch, ahead, macs)
+    assert fast["cycles"] <= snapea.layer_totals(arch, plain, macs)["cycles"]
+    assert "ahead1" in ahead.label

@@ -189,7 +189,7 @@ def test_lane_group_costs_its_slowest_lane_and_assignment_matters():
 
 
 def test_accumulator_over_batches_equals_one_batch_and_covers_every_costed_layer():
-    arch = make_arch(rows=2, cols=2, lanes=2)
+    arch = make_arch(rows=2, cols=2, lanes=2, mapper_score="dense")  # the dense choice: what simulate_layer runs
     graph = conv_graph(c=2, f=3, h=6, w=6, pool=True, first=False, fc=5)
     rng = np.random.default_rng(1)
     k = graph.layer("c1").kernel_size
@@ -201,6 +201,12 @@ def test_accumulator_over_batches_equals_one_batch_and_covers_every_costed_layer
     assert list(res) == ["c0", "c1", "fc"]  # p1 is fused into c1
     whole = snapea.simulate_layer(arch, graph, "c1", macs)
     assert res["c1"].cycles == pytest.approx(whole.cycles)
+    profiled = make_arch(rows=2, cols=2, lanes=2)  # the default: the schedule is chosen on the first two images
+    split, once = snapea.SnaPEATiming(profiled, graph), snapea.SnaPEATiming(profiled, graph)
+    split.observe("c1", macs[:1])
+    split.observe("c1", macs[1:])
+    once.observe("c1", macs)
+    assert split.finish()["c1"].cycles == once.finish()["c1"].cycles
     for key, count in whole.events.counts.items():
         assert res["c1"].events.counts[key] == pytest.approx(count)
     assert res["c1"].events.count("mac", "pool") == 3 * 36  # the pooling unit sees every conv output

@@ -9,7 +9,8 @@ MACs to do performs one (and the PAU checks it where the stream says so), the ot
 ends when all its lanes are done; a step ends when all its PEs are done and its DMA (a byte counter: latency, then
 `rate` bytes per cycle) has finished. Without streamed kernels every PE row has its own steps and its own share of
 the channel (or, with dynamic dealing, claims portions from a queue); with them the whole array moves step by step
-(one weight broadcast per column per step). The layer ends when every row is done. The fast model
+(one weight broadcast per column per step); with a portion lookahead each PE walks its row's portions on its own,
+at most that many portions ahead of the row's slowest PE. The layer ends when every row is done. The fast model
 (`snapea.layer_totals`) must give exactly the same totals.
 """
 
@@ -388,6 +389,68 @@ def _dynamic_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, 
     return tot
 
 
+def _ahead_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, int]:
+    """Static dealing with a portion lookahead (every kernel kept, nothing spilled): every PE walks through its row's
+    portions on its own; it may start its k-th portion once it has finished the (k-1)-th and every PE of its row has
+    finished the (k-1-lookahead)-th (whose slot of the input half then holds the k-th). Starts are settled at each
+    cycle boundary until nothing changes (a portion without work ends where it starts)."""
+    tot = dict.fromkeys(TOTAL_KEYS, 0)
+    tot["images"] = 1
+    cols = _used_cols(plan)
+    seqs = {r: [t for t in range(plan.tiles) if plan.tile_row[t] == r] for r in range(plan.rows)}
+    seqs = {r: seq for r, seq in seqs.items() if seq}
+    n_pes, n_active = plan.rows * plan.cols, len(seqs) * len(cols)
+    tot["dram_read"] = plan.prologue_bytes
+    cycle = 0
+    dma = _new_dma(plan, plan.prologue_bytes, plan.rows)
+    while not dma.done:
+        dma.tick()
+        cycle += 1
+        tot["dram_pe"] += n_active
+        tot["unused_pe"] += n_pes - n_active
+    work = {(r, k): _tile_groups(plan, macs, t) for r, seq in seqs.items() for k, t in enumerate(seq)}
+    done = {(r, c): 0 for r in seqs for c in cols}  # portions each PE has finished
+    current: dict[tuple[int, int], _PE | None] = {key: None for key in done}
+
+    def settle() -> None:
+        changed = True
+        while changed:
+            changed = False
+            for (r, c), pe in current.items():
+                if pe is not None and not pe.busy:  # finished its portion
+                    done[(r, c)] += 1
+                    current[(r, c)] = None
+                    changed = True
+                if current[(r, c)] is None:
+                    k = done[(r, c)]
+                    if k < len(seqs[r]) and min(done[(r, c2)] for c2 in cols) >= k - plan.lookahead:
+                        pe = _PE(list(work[(r, k)].get(c, [])))
+                        pe.skip_empty()
+                        current[(r, c)] = pe
+                        changed = True
+
+    def row_done(r: int) -> bool:
+        return all(done[(r, c)] == len(seqs[r]) for c in cols)
+
+    settle()
+    while not all(row_done(r) for r in seqs):
+        for r in seqs:
+            if row_done(r):
+                tot["tail_pe"] += len(cols)
+                continue
+            for c in cols:
+                pe = current[(r, c)]
+                if pe is not None and pe.busy:
+                    _pe_cycle(plan, pe, tot, lanes)
+                else:
+                    tot["barrier_pe"] += 1  # waiting for a slot, or done before the row's slowest PE
+        tot["unused_pe"] += n_pes - n_active
+        cycle += 1
+        settle()
+    tot["cycles"] = cycle
+    return tot
+
+
 def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -> dict[str, int]:
     """Integer totals over the images of `macs` (B, F, Ho, Wo), or one dense image when macs is None."""
     if plan.kind == "eltwise":
@@ -397,7 +460,8 @@ def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -
         full = plan.kernel_lengths if plan.kind == "conv" else np.full(plan.kernels, plan.kernel_len)
         macs = np.broadcast_to(np.asarray(full, np.int32)[None, :, None, None], (1, plan.kernels, ho, wo))
     out = dict.fromkeys(TOTAL_KEYS, 0)
-    simulate = _dynamic_totals if plan.dynamic else _lockstep_totals if plan.lockstep else _image_totals
+    simulate = (_dynamic_totals if plan.dynamic else _lockstep_totals if plan.lockstep
+                else _ahead_totals if plan.lookahead else _image_totals)
     for image in np.asarray(macs):
         for key, value in simulate(plan, image, arch.pe.lanes).items():
             out[key] += value

@@ -19,6 +19,7 @@ at a time and must agree exactly.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import math
 from dataclasses import dataclass, field, fields
@@ -83,9 +84,9 @@ class SnaPEAOptions:
     """
 
     mapper: str = "search"  # search | fixed
-    mapper_score: str = "dense"  # dense: rank schedules on dense cycles; profile: on the first observed batch
+    mapper_score: str = "profile"  # profile: layers with early termination ranked on their first images; dense
     mapper_objective: str = "edp"  # edp: least energy x cycles, no slower than the fixed schedule | fastest | energy
-    profile_images: int = 2  # images of the first observed batch the profile score uses
+    profile_images: int = 2  # images the profile score uses (the first ones the layer sees, whatever the batches)
     lane_assignment: str | None = None  # row | flat | interleaved | block (see snapea_map)
     tile_rows: int | str | None = None  # output rows per band/tile; "auto": the band rule of the fixed schedule
     tile_cols: int | None = None  # output columns per tile (pins portion: tile)
@@ -95,6 +96,7 @@ class SnaPEAOptions:
     kernel_columns: int | None = None  # kernel partitions over the PE columns (the rest of a column split is windows)
     array_shape: str | None = None  # logical PE groups: 'physical' or 'RxC' (e.g. 4x16); unset: searched
     fc_batch: str = "auto"  # fc layers: auto (the mapper picks 1 or the run's batch) | image (1) | batch
+    portion_lookahead: int = 0  # 0: the paper's barrier per portion; 1: the mapper may let PEs run one portion ahead
 
     def __post_init__(self) -> None:
         choices = (("mapper", MAPPERS), ("mapper_score", MAPPER_SCORES),
@@ -115,6 +117,9 @@ class SnaPEAOptions:
         if self.tile_cols is not None and self.portion not in (None, "tile"):
             raise ConfigError(f"options.tile_cols sets the width of 2-D tiles; it cannot go with "
                               f"options.portion={self.portion!r}")
+        if isinstance(self.portion_lookahead, bool) or self.portion_lookahead not in (0, 1):
+            raise ConfigError(f"options.portion_lookahead must be 0 (a barrier after every portion, the paper) or 1 "
+                              f"(a second portion slot per PE), got {self.portion_lookahead!r}")
         if self.lane_assignment == "block" and self.portion == "range":
             raise ConfigError("options.lane_assignment=block needs rectangular portions (band or tile), not range")
 
@@ -127,7 +132,7 @@ class SnaPEAOptions:
         if unknown:
             raise ConfigError(f"unknown SnaPEA timing option(s) {', '.join('options.' + k for k in unknown)}; "
                               f"allowed: {', '.join('options.' + k for k in allowed)}")
-        for key in ("tile_rows", "tile_cols", "kernel_columns", "profile_images"):
+        for key in ("tile_rows", "tile_cols", "kernel_columns", "profile_images", "portion_lookahead"):
             _opt_int(options, key)
         return cls(**options)
 
@@ -189,6 +194,7 @@ class LayerPlan:
     split: int = 1  # columns per kernel partition (they split each portion's lane groups)
     kcols: int = 1  # kernel partitions
     dynamic: bool = False  # portions are claimed from a queue by the next row to start one
+    lookahead: int = 0  # portions a PE may run ahead of its row's slowest PE (static dealing, kept kernels, no spills)
     seg_groups: np.ndarray = _empty()  # (P * split,) lane groups of each (portion, column slice)
     group_win: np.ndarray = _empty(np.int32)  # (G, lanes) windows of every lane group (-1 = empty lane)
     group_seg: np.ndarray = _empty(np.int32)  # (G,) segment p * split + s of every lane group
@@ -339,11 +345,11 @@ def kernel_partition(lengths: np.ndarray, kcols: int, how: str, weights: np.ndar
         return _deal(n, kcols, how)
     w = np.asarray(lengths if weights is None else weights, np.float64)
     part = np.zeros(n, np.int64)
-    load = np.zeros(kcols)
-    for f in np.argsort(-w, kind="stable"):
-        p = int(np.argmin(load))
+    heap = [(0.0, p) for p in range(kcols)]  # (load, partition): the lightest, then the lowest index
+    for f in np.argsort(-w, kind="stable").tolist():
+        load, p = heapq.heappop(heap)
         part[f] = p
-        load[p] += w[f]
+        heapq.heappush(heap, (load + float(w[f]), p))
     return part
 
 
@@ -616,7 +622,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     seg_groups = snapea_map.slice_counts(gcount, split).ravel()
     need = portion_need_bytes(ctx, portions, m.lanes, split, bool(kernel_chunk.any()),
                               channels=partition_channels(ctx, part))
-    fits = bool(need.max(initial=0) <= arch.pe.io_buffer_bytes // 2)
+    fits = bool((1 + m.lookahead) * need.max(initial=0) <= arch.pe.io_buffer_bytes // 2)
     windows = np.diff(_window_bounds(portions, (ho, wo)), axis=1)[:, 0]
     in_bytes, out_bytes = _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
     kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
@@ -625,6 +631,12 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     if dynamic and (step_bytes > 0 or in_bytes.any() or out_bytes.any()):
         raise ConfigError(f"layer '{name}': dynamic dealing needs every kernel kept in the PEs and no spilled "
                           "activations (a row cannot prefetch a portion it has not claimed yet)")
+    if m.lookahead and (dynamic or step_bytes > 0 or in_bytes.any() or out_bytes.any()):
+        raise ConfigError(f"layer '{name}': a portion lookahead needs static dealing, every kernel kept in the PEs and "
+                          "no spilled activations (the second portion slot is filled from the I/O RAM while the row "
+                          "works; streamed kernels keep the rows in step)")
+    if m.lookahead not in (0, 1):
+        raise ConfigError(f"layer '{name}': a portion lookahead is 0 or 1, got {m.lookahead}")
     tile_row = np.full(n_p, -1, np.int64) if dynamic else _deal(n_p, rows, m.dealing)
     steps = -(-n_p // rows) if dynamic else int(np.bincount(tile_row, minlength=rows).max(initial=0))
     static: dict[tuple[str, str, int], int] = {}
@@ -653,8 +665,8 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
                      chunk=int(kernel_chunk.max(initial=0)), stream_bytes=np.zeros(rows, np.int64),
                      prologue_bytes=kept_bytes, in_bytes=in_bytes, out_bytes=out_bytes, dma=dma_of(arch, rows), pau=pau,
                      static=static, mapping=m, label=label, fits=fits, portions=portions, split=split,
-                     kcols=m.kcols, dynamic=dynamic, seg_groups=seg_groups, group_win=win, group_seg=seg,
-                     kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,
+                     kcols=m.kcols, dynamic=dynamic, lookahead=m.lookahead, seg_groups=seg_groups, group_win=win,
+                     group_seg=seg, kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,
                      neg_start=neg_start, n_spec=n_spec)
 
 
@@ -947,19 +959,27 @@ def kernel_segment_times(plan: LayerPlan, macs: np.ndarray | None) -> np.ndarray
     return kt
 
 
-def portion_times(plan: LayerPlan, kt: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(tt, pt_sum, active columns): per image and portion the slowest PE of the row (the barrier) and the sum of
-    its PEs' busy cycles, from kernel times kt (B, F, P * split)."""
+def pe_portion_times(plan: LayerPlan, kt: np.ndarray) -> np.ndarray:
+    """(B, partitions, P, split): the busy cycles of every used PE (kernel partition x column slice) on every portion,
+    from kernel times kt (B, F, P * split)."""
     n_img, n_p, split = kt.shape[0], plan.tiles, plan.split
     parts = plan.partition_kernels()
     if not parts or not n_p:
-        zero = np.zeros((n_img, n_p), np.int64)
-        return zero, zero, 0
+        return np.zeros((n_img, len(parts), n_p, split), np.int64)
     kt4 = kt.reshape(n_img, plan.kernels, n_p, split)
     order = np.concatenate(parts)
     starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
-    ptp = np.add.reduceat(kt4[:, order], starts, axis=1)  # (B, partitions, P, split)
-    return ptp.max(axis=(1, 3)), ptp.sum(axis=(1, 3)), len(parts) * split
+    return np.add.reduceat(kt4[:, order], starts, axis=1)
+
+
+def portion_times(plan: LayerPlan, kt: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(tt, pt_sum, active columns): per image and portion the slowest PE of the row (the barrier) and the sum of
+    its PEs' busy cycles, from kernel times kt (B, F, P * split)."""
+    ptp = pe_portion_times(plan, kt)
+    if not ptp.shape[1] or not plan.tiles:
+        zero = np.zeros((kt.shape[0], plan.tiles), np.int64)
+        return zero, zero, 0
+    return ptp.max(axis=(1, 3)), ptp.sum(axis=(1, 3)), ptp.shape[1] * plan.split
 
 
 def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
@@ -986,6 +1006,8 @@ def _conv_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[s
     tt, pt_sum, n_cols = portion_times(plan, kt)
     if plan.dynamic:
         cycles, barrier, dram_pe, tail, n_active = _dynamic_steps(plan, pt_sum, tt, n_cols)
+    elif plan.lookahead:
+        cycles, barrier, dram_pe, tail, n_active = _lookahead_steps(plan, pe_portion_times(plan, kt), pt_sum, n_cols)
     else:
         step = _lockstep_steps if plan.lockstep else _row_steps
         cycles, barrier, dram_pe, tail, n_active = step(Steps.of(plan), pt_sum, tt, n_cols)
@@ -1072,6 +1094,52 @@ def _dynamic_steps(plan: LayerPlan, pt_sum: np.ndarray, tt: np.ndarray, n_cols: 
     span = row_time.max(1)
     n_active = n_cols * n_r
     tail = n_cols * (span[:, None] - row_time[:, :n_r]).sum(1)
+    return glob + span, barrier, n_active * glob + np.zeros_like(span), tail, n_active
+
+
+@numba.njit(cache=True)
+def _ahead_rows(w, at, depth, row_end):  # pragma: no cover - compiled
+    """Portion lookahead: row r runs portions at[r, 0..]; PE c starts its k-th portion when it has finished the
+    (k-1)-th and every PE of the row has finished the (k-1-depth)-th (that portion's slot then holds the k-th).
+    w[b, p, c]: busy cycles of PE c on portion p; row_end[b, r] = when row r's last PE finishes."""
+    n_img, n_c = w.shape[0], w.shape[2]
+    rows, steps = at.shape
+    for b in range(n_img):
+        for r in range(rows):
+            end = np.zeros(n_c, np.int64)
+            done = np.zeros(steps, np.int64)  # when every PE of the row has finished its k-th portion
+            last = 0
+            for k in range(steps):
+                p = at[r, k]
+                if p < 0:
+                    break
+                avail = done[k - 1 - depth] if k - 1 - depth >= 0 else 0
+                mx = 0
+                for c in range(n_c):
+                    start = end[c] if end[c] > avail else avail
+                    end[c] = start + w[b, p, c]
+                    if end[c] > mx:
+                        mx = end[c]
+                done[k] = mx
+                last = mx
+            row_end[b, r] = last
+
+
+def _lookahead_steps(plan: LayerPlan, ptp: np.ndarray, pt_sum: np.ndarray, n_cols: int):
+    """Static dealing with a portion lookahead (every kernel kept, nothing spilled): each PE of a row runs its
+    portions back to back, at most `plan.lookahead` portions ahead of the row's slowest PE (`_ahead_rows`). A PE
+    waiting for a slot, or done before its row's slowest PE, is `barrier`; rows done early are `tail`."""
+    at = step_table(plan.tile_row, plan.rows)
+    n_img = ptp.shape[0]
+    w = np.ascontiguousarray(ptp.transpose(0, 2, 1, 3).reshape(n_img, plan.tiles, -1))
+    row_end = np.zeros((n_img, plan.rows), np.int64)
+    _ahead_rows(w, at, plan.lookahead, row_end)
+    used = at[:, 0] >= 0 if at.shape[1] else np.zeros(plan.rows, bool)
+    glob = plan.dma.cycles(plan.prologue_bytes, plan.rows)
+    span = row_end[:, used].max(1) if used.any() else np.zeros(n_img, np.int64)
+    n_active = n_cols * int(used.sum())
+    barrier = n_cols * row_end[:, used].sum(1) - pt_sum.sum(1)
+    tail = n_cols * (span[:, None] - row_end[:, used]).sum(1)
     return glob + span, barrier, n_active * glob + np.zeros_like(span), tail, n_active
 
 
@@ -1195,6 +1263,7 @@ class SnaPEATiming:
         self._dense: dict[tuple[str, Any], LayerPlan] = {}
         self._totals: dict[str, dict[str, int]] = {}
         self._keys: dict[str, tuple[bool, Any]] = {}
+        self._pending: dict[str, tuple[list[np.ndarray], Any]] = {}  # profiled layers: batches before the profile
         for name, layer in self._layers.items():  # validate every layer up front: a bad config fails before any image
             if isinstance(layer, FC):
                 plan_layer(arch, graph, layer, self.options, batch=batch)
@@ -1209,21 +1278,23 @@ class SnaPEATiming:
                                            stream=stream)
         return self._dense[full]
 
-    def _mode_plan(self, name: str, pau: bool, stream: Any, key: Any, macs: np.ndarray) -> LayerPlan:
-        """The schedule of an observed layer, fixed at its first batch: the dense choice, or with
-        `mapper_score: profile` the best schedule on the first `profile_images` images of that batch."""
+    def _profiled(self, pau: bool) -> bool:
+        return self.options.mapper == "search" and self.options.mapper_score == "profile" and pau
+
+    def _mode_plan(self, name: str, pau: bool, stream: Any, key: Any, profile: np.ndarray | None) -> LayerPlan:
+        """The schedule of an observed layer, fixed once: the dense choice, or with `mapper_score: profile` (layers
+        with early termination) the best schedule on `profile`, the layer's first `profile_images` images."""
         full = (name, pau, key)
         if full not in self._plans:
             dense = self._dense_plan(name, stream, key)
             plan = dataclasses.replace(dense, pau=pau)
-            if self.options.mapper == "search" and self.options.mapper_score == "profile" and pau:
+            if profile is not None and self._profiled(pau):
                 from accelsim.timing import snapea_mapper
 
                 layer = self._layers[name]
                 lengths, neg_start, n_spec = (_stream_arrays(layer, dense.kernels, stream) if stream is not None
                                               else (dense.kernel_lengths, None, None))
                 ctx = conv_context(self.arch, self.graph, layer, lengths)
-                profile = _check_macs(dense, macs[:self.options.profile_images])
                 choice = snapea_mapper.profile_choice(ctx, self.options, profile, neg_start, n_spec)
                 plan = plan_conv(ctx, choice.mapping, name, pau, neg_start, n_spec, choice.kernel_weights)
             self._plans[full] = plan
@@ -1236,7 +1307,8 @@ class SnaPEATiming:
         `accelsim.functional.reorder.WeightStream` (fields `length`, `neg_start`, `n_spec`, each (F,)), or None: with
         it PAU checks are exact and buffer footprint and weight traffic follow each kernel's stored length (shorter
         when zero weights are skipped); without it kernels are full length and every MAC is checked. Every batch of a
-        layer must come with the same `pau` and the same stream.
+        layer must come with the same `pau` and the same stream. With profile scoring, batches are held until the
+        layer has seen `profile_images` images (so the schedule does not depend on how the images were batched).
         """
         layer = self._layers.get(layer_name)
         if not isinstance(layer, Conv):
@@ -1245,8 +1317,26 @@ class SnaPEATiming:
         if self._keys.setdefault(layer_name, (pau, key)) != (pau, key):
             raise ConfigError(f"observe: layer '{layer_name}' observed with different PAU settings or weight streams "
                               "in different batches (expected the same for every batch)")
-        plan = self._mode_plan(layer_name, pau, stream, key, np.asarray(macs))
-        totals = layer_totals(self.arch, plan, macs)
+        macs = _check_macs(self._dense_plan(layer_name, stream, key), np.asarray(macs))
+        if (layer_name, pau, key) not in self._plans and self._profiled(pau):
+            pending = self._pending.setdefault(layer_name, ([], stream))[0]
+            pending.append(macs)
+            if sum(len(m) for m in pending) >= self.options.profile_images:
+                self._settle(layer_name)
+            return
+        self._add(layer_name, self._mode_plan(layer_name, pau, stream, key, None), macs)
+
+    def _settle(self, layer_name: str) -> None:
+        """Fix a profiled layer's schedule on its first images and time the batches held until then."""
+        batches, stream = self._pending.pop(layer_name)
+        pau, key = self._keys[layer_name]
+        profile = np.concatenate(batches)[:self.options.profile_images]
+        plan = self._mode_plan(layer_name, pau, stream, key, profile)
+        for macs in batches:
+            self._add(layer_name, plan, macs)
+
+    def _add(self, layer_name: str, plan: LayerPlan, macs: np.ndarray) -> None:
+        totals = _conv_totals(plan, macs, self.arch.pe.lanes)  # macs checked by observe
         acc = self._totals.setdefault(layer_name, dict.fromkeys(TOTAL_KEYS, 0))
         for name, value in totals.items():
             acc[name] += value
@@ -1263,6 +1353,8 @@ class SnaPEATiming:
         already reflect the data).
         """
         batch = getattr(facts, "batch", None) or self.batch
+        for name in list(self._pending):  # profiled layers that saw fewer than profile_images images in all
+            self._settle(name)
         out: dict[str, LayerTiming] = {}
         for name, layer in self._layers.items():
             if isinstance(layer, FC):

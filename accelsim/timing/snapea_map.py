@@ -6,7 +6,8 @@ A `Mapping` is one point of the SnaPEA mapper's search space (spec A.3, A.7 item
   `band` = `th` full output rows; `tile` = a `th` x `tw` rectangle of output windows; `range` = `pieces` runs of
   consecutive windows in raster order, each a whole number of lane groups;
 - how portions go to PE rows: `round_robin`, `block` (static) or `dynamic` (a row claims the next portion of a queue
-  when it starts its current one);
+  when it starts its current one); with static dealing, a `lookahead` of 1 lets a PE start the row's next portion
+  (already delivered into the second slot of its input half) while slower PEs of the row finish the current one;
 - the logical array (`grid`): the paper groups the PEs "logically" into horizontal and vertical groups, so a layer
   may use R' x C' groups (R' x C' = the PE count, e.g. 4 x 16 on the 8 x 8 array) where the broadcast buses can be
   joined or cut (docs/timing_snapea.md says what that needs);
@@ -48,9 +49,11 @@ class Mapping:
     kernel_dealing: str = "round_robin"  # kernels -> partitions
     lanes: str = "row"  # windows -> lanes of a PE
     grid: tuple[int, int] = (0, 0)  # logical (rows, cols) of PE groups; (0, 0) = the physical array
+    lookahead: int = 0  # portions a PE may run ahead of its row's slowest PE (0: a barrier after every portion)
 
     def describe(self, cols: int, lanes: int, portions: int) -> str:
-        """A short label, e.g. 'rows:band2 x28 rr, cols:k8 rr, lanes:row4' (used for the `mapping` column)."""
+        """A short label, e.g. 'rows:band2 x28 rr, cols:k8 rr, lanes:row4' (used for the `mapping` column); a
+        lookahead shows as 'rr ahead1'."""
         geo = {"band": f"band{self.th}", "tile": f"tile{self.th}x{self.tw}", "range": "range"}[self.portion]
         split = cols // self.kcols
         col = f"k{self.kcols}" + (f"xw{split}" if split > 1 else "") + f" {_SHORT[self.kernel_dealing]}"
@@ -59,7 +62,8 @@ class Mapping:
             bh, bw = block_shape(lanes)
             lane = f"block{bh}x{bw}"
         shape = f"grid:{self.grid[0]}x{self.grid[1]}, " if self.grid != (0, 0) else ""
-        return f"{shape}rows:{geo} x{portions} {_SHORT[self.dealing]}, cols:{col}, lanes:{lane}"
+        ahead = f" ahead{self.lookahead}" if self.lookahead else ""
+        return f"{shape}rows:{geo} x{portions} {_SHORT[self.dealing]}{ahead}, cols:{col}, lanes:{lane}"
 
 
 def block_shape(lanes: int) -> tuple[int, int]:

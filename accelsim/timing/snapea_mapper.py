@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class Choice:
     candidates: int
     fixed_cycles: float | None
     overflow: bool = False
+    energy: float = float("nan")  # the objective's energy figure (pJ per image on the scoring data)
 
 
 @dataclass
@@ -111,6 +113,39 @@ class _Geo:
     units: dict[tuple[str, int], Any]  # (dealing, rows) -> schedule of unit-length portions (on demand)
     groups_total: int = 0  # sum of gsum
     words_total: int = -1  # input words over all portions (on demand)
+
+
+class _Space:
+    """The candidates of a layer as arrays (lower bounds on dense cycles and energy, and what each is made of), the
+    fixed schedule first; `space[i]` gives (cycles bound, energy bound, ConvMapping arguments) like a list."""
+
+    def __init__(self, fixed: tuple[int, float, tuple[Any, ...]], blocks: list[tuple[Any, ...]],
+                 combos: list[tuple[int, str]], dealings: list[str], lb: np.ndarray, lb_e: np.ndarray,
+                 block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
+        self.fixed, self.blocks, self.combos, self.dealings = fixed, blocks, combos, dealings
+        self.lb = np.concatenate(([fixed[0]], lb)).astype(np.int64)
+        self.lb_e = np.concatenate(([fixed[1]], lb_e)).astype(np.float64)
+        self.block, self.combo, self.deal = block, combo, deal
+
+    def __len__(self) -> int:
+        return len(self.lb)
+
+    def args(self, i: int) -> tuple[Any, ...]:
+        """ConvMapping arguments of candidate i."""
+        if i == 0:
+            return self.fixed[2]
+        portion, th, tw, pieces, lanes, grid = self.blocks[self.block[i - 1]]
+        kcols, kdeal = self.combos[self.combo[i - 1]]
+        return (portion, th, tw, pieces, self.dealings[self.deal[i - 1]], kcols, kdeal, lanes, grid)
+
+    def __getitem__(self, i: int) -> tuple[int, float, tuple[Any, ...]]:
+        return int(self.lb[i]), float(self.lb_e[i]), self.args(int(i))
+
+    def subset(self, lanes: tuple[str, ...]) -> "_Space":
+        """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
+        keep = np.array([b[4] in lanes for b in self.blocks], bool)[self.block]
+        return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.lb_e[1:][keep],
+                      self.block[keep], self.combo[keep], self.deal[keep])
 
 
 def _distinct_sizes(n: int) -> list[int]:
@@ -159,6 +194,7 @@ class _Search:
                    "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
                    + e("mac", "pool", wb) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
+        self._space: dict[tuple[str, ...], _Space] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -173,19 +209,21 @@ class _Search:
     def columns(self, kcols: int, kdeal: str) -> _Columns:
         key = (kcols, kdeal)
         if key not in self._cols:
-            ctx, lengths = self.ctx, self.lengths
-            part = snapea.kernel_partition(lengths, kcols, kdeal)
-            pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
-            swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
-            wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
-            kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
-            loads = np.bincount(part, weights=lengths, minlength=kcols)
-            self._cols[key] = _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()),
-                                       kept_bytes=-(-kept * (wb + ib) // 8), step_bytes=-(-streamed * (wb + ib) // 8),
-                                       kept_entries=kept, streamed_entries=streamed,
-                                       s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
-                                       channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
+            self._cols[key] = self.columns_of(kcols, snapea.kernel_partition(self.lengths, kcols, kdeal))
         return self._cols[key]
+
+    def columns_of(self, kcols: int, part: np.ndarray) -> _Columns:
+        """What a kernel partition (0..kcols-1 per kernel) implies: residency, DMA bytes, dense loads, channels."""
+        ctx, lengths = self.ctx, self.lengths
+        pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
+        swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
+        wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
+        kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
+        loads = np.bincount(part, weights=lengths, minlength=kcols)
+        return _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()), kept_bytes=-(-kept * (wb + ib) // 8),
+                        step_bytes=-(-streamed * (wb + ib) // 8), kept_entries=kept, streamed_entries=streamed,
+                        s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
+                        channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
 
     def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
         """The portions of a geometry and the lane groups of each (for a lane assignment)."""
@@ -194,6 +232,11 @@ class _Search:
             portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
             self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
         return self._counts[gkey]
+
+    def portion_facts(self, m: ConvMapping) -> tuple[int, int]:
+        """(portions, input words over all portions) of a geometry."""
+        portions, counts = self.counts(m)
+        return len(counts), self.words_of(m, portions)
 
     def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
         key = ("total", m.portion, m.th, m.tw, m.pieces)
@@ -300,15 +343,20 @@ class _Search:
     def _energy(self, split: int, col: _Columns, words: int, groups: int, portions: int, rows: int,
                 steps: int) -> float:
         k = self._k
-        fetched = col.kept_entries + steps * col.streamed_entries
-        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
         reads = col.s_total * groups  # one weight (and index) read per lane-group cycle
         dense_macs = k["windows"] * col.s_total
-        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+        return (self.static_energy(split, col, words, portions, rows, steps)
                 + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
-                + k["swap"] * k["windows"] * col.swaps_per_window
-                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram)
-                + k["mac"] * dense_macs + k["fixed"])
+                + k["swap"] * k["windows"] * col.swaps_per_window + k["mac"] * dense_macs)
+
+    def static_energy(self, split: int, col: _Columns, words: int, portions: int, rows: int, steps: int) -> float:
+        """pJ per image of the events a schedule fixes whatever the data: input and weight words broadcast, buffer
+        fills, DRAM traffic, output writes and pooling."""
+        k = self._k
+        fetched = col.kept_entries + steps * col.streamed_entries
+        writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
+        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram) + k["fixed"])
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -345,11 +393,20 @@ class _Search:
                 out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
         return out
 
-    def space(self, lane_options: tuple[str, ...]) -> list[tuple[int, float, Any]]:
+    def space(self, lane_options: tuple[str, ...]) -> _Space:
         """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
         over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
         the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
-        (built when scored: most never are)."""
+        (built when scored: most never are). Cached per lane options."""
+        if lane_options not in self._space:
+            every = tuple(dict.fromkeys(PROFILE_LANES + lane_options))
+            if lane_options != every and self.opts.lane_assignment is None:  # a subset of the whole space, in order
+                self._space[lane_options] = self.space(every).subset(lane_options)
+            else:
+                self._space[lane_options] = self._enumerate(lane_options)
+        return self._space[lane_options]
+
+    def _enumerate(self, lane_options: tuple[str, ...]) -> _Space:
         opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
         equal = len(set(self.ctx.lengths)) <= 1
@@ -364,13 +421,35 @@ class _Search:
         rows, cols = snapea.grid_of(self.ctx.arch, fx)
         fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
         fcol, fgeo = self.columns(fx.kcols, fx.kernel_dealing), self.geo(fx, cols // fx.kcols)
-        out: list[tuple[int, float, Any]] = [(fcol.s_max * -(-fgeo.total // rows),
-                                              self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
-                                              fixed_args)]
+        fixed = (fcol.s_max * -(-fgeo.total // rows), self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
+                 fixed_args)
+        k = self._k
+        n_deal = len(dealings)
+        blocks: list[tuple[Any, ...]] = []
+        combos: list[tuple[int, str]] = []
+        combo_id: dict[tuple[int, str], int] = {}
+        lbs, lbes, block_ids, combo_ids = [], [], [], []
         for grid in self.grids():
             rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
             kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
                           else _kcols_options(cols, self.ctx.kernels))
+            here = [(kc, d) for kc in kcols_opts for d in kdeals]
+            for c in here:
+                combo_id.setdefault(c, len(combo_id))
+                if len(combos) < len(combo_id):
+                    combos.append(c)
+            ids = np.array([combo_id[c] for c in here], np.int64)
+            cols_here = [self.columns(kc, d) for kc, d in here]
+            split_a = cols // np.array([kc for kc, _ in here], np.int64)
+            splits, split_pos = np.unique(split_a, return_inverse=True)
+            s_max = np.array([c.s_max for c in cols_here], np.int64)
+            kept = np.array([c.kept_entries for c in cols_here], np.int64)
+            streamed = np.array([c.streamed_entries for c in cols_here], np.int64)
+            kept_b = np.array([c.kept_bytes for c in cols_here], np.int64)
+            step_b = np.array([c.step_bytes for c in cols_here], np.int64)
+            s_total = np.array([c.s_total for c in cols_here], np.int64)
+            swaps = np.array([c.swaps_per_window for c in cols_here], np.int64)
+            dense_macs = k["windows"] * s_total
             for base in self._geometries(rows):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
@@ -380,18 +459,33 @@ class _Search:
                     n_p, groups = len(counts), int(counts.sum())
                     steps = -(-n_p // rows)
                     words = self.words_of(probe, portions)
-                    for k in kcols_opts:
-                        split = cols // k
-                        total = int((-(-counts // split)).sum())  # the busiest slice of each portion
-                        for d in kdeals:
-                            col = self.columns(k, d)
-                            lb = col.s_max * -(-total // rows)
-                            lb_e = self._energy(split, col, words, groups, n_p, rows, steps)
-                            for deal in dealings:
-                                args = (base.portion, base.th, base.tw, base.pieces, deal, k, d, lanes, grid)
-                                if args != fixed_args:
-                                    out.append((lb, lb_e, args))
-        return out
+                    # every kernel partitioning at once, with the same expressions as _energy (bit for bit)
+                    total = (-(-counts[None, :] // splits[:, None])).sum(1)[split_pos]  # busiest slice per portion
+                    lb = s_max * -(-total // rows)
+                    fetched = kept + steps * streamed
+                    writes = split_a * (rows * kept + n_p * streamed)
+                    static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                              + k["dram_read"] * (kept_b + steps * step_b + self.ctx.in_dram) + k["fixed"])
+                    reads = s_total * groups
+                    lb_e = (static + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
+                            + k["swap"] * k["windows"] * swaps + k["mac"] * dense_macs)
+                    block_ids.append(np.full(len(here) * n_deal, len(blocks), np.int64))
+                    blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
+                    lbs.append(np.repeat(lb, n_deal))
+                    lbes.append(np.repeat(lb_e, n_deal))
+                    combo_ids.append(np.repeat(ids, n_deal))
+        cat = (lambda a, t: np.concatenate(a) if a else np.zeros(0, t))
+        block, combo = cat(block_ids, np.int64), cat(combo_ids, np.int64)
+        deal = np.tile(np.arange(n_deal), len(block) // max(n_deal, 1))
+        # the fixed schedule is entry 0: drop its twin from the enumeration
+        twin = next((j for j, b in enumerate(blocks) if b == (fx.portion, fx.th, fx.tw, fx.pieces, fx.lanes, fx.grid)),
+                    None)
+        keep = np.ones(len(block), bool)
+        if twin is not None and (fx.kcols, fx.kernel_dealing) in combo_id and fx.dealing in dealings:
+            keep &= ~((block == twin) & (combo == combo_id[(fx.kcols, fx.kernel_dealing)])
+                      & (deal == dealings.index(fx.dealing)))
+        return _Space(fixed, blocks, combos, dealings, cat(lbs, np.int64)[keep], cat(lbes, np.float64)[keep],
+                      block[keep], combo[keep], deal[keep])
 
     def overflow_ok(self, m: ConvMapping) -> bool:
         """When nothing fits: portions of at most one output row (the smallest that keep whole rows of lanes)."""
@@ -419,37 +513,47 @@ class _Search:
         no remaining candidate can enter, and skips the costly part (legality, spilled DMA) of one that cannot.
         Also returns the overflow flag, the fixed schedule's dense cycles (None when it is not legal) and the
         candidates scored."""
+        half = self.half
+        try:
+            return self._best(lane_options, keep)
+        finally:
+            self.half = half  # the overflow attempt lifts it; the search object is shared (profile scoring)
+
+    def _best(self, lane_options: tuple[str, ...], keep: int
+              ) -> tuple[list[tuple[tuple[float, ...], ConvMapping]], bool, float | None, int]:
         obj = self.opts.mapper_objective
         space = self.space(lane_options)
-        fixed = ConvMapping(*space[0][2])
+        fixed = ConvMapping(*space.args(0))
         fixed_sc = self.score(fixed)
         fixed_cycles = None if fixed_sc is None else float(fixed_sc[0])
         # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
         cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
-            key = {"edp": lambda c, e: c * e, "energy": lambda c, e: e}.get(obj, lambda c, e: c)
-            order = sorted((key(lb, lb_e), i) for i, (lb, lb_e, args) in enumerate(space)
-                           if attempt != 1 or self.overflow_ok(ConvMapping(*args)))
+            bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
+            index = np.flatnonzero(space.lb <= cap)  # a bound past the cap cannot qualify
+            if attempt == 1:
+                index = np.array([i for i in index if self.overflow_ok(ConvMapping(*space.args(i)))], np.int64)
+            index = index[np.lexsort((index, bound_a[index]))]  # by bound, then order
             found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
             scored = 0
-            for bound, i in order:
+            for i in index.tolist():
+                bound = float(bound_a[i])
                 full = len(found) >= keep
                 worst = found[keep - 1][0] if full else None
                 if full and bound > worst[0]:
                     break  # bounds only grow from here: nothing left can enter
-                if space[i][0] > cap:
-                    continue
 
                 def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
                     if c > cap:
                         return True
                     return worst is not None and self.rank(c, e, i) >= worst
 
-                sc = self.score(ConvMapping(*space[i][2]), prune)
+                m = ConvMapping(*space.args(i))
+                sc = self.score(m, prune)
                 scored += 1
                 if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
-                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], ConvMapping(*space[i][2])))
+                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], m))
                     found.sort(key=lambda x: x[0])
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
@@ -458,73 +562,160 @@ class _Search:
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
 
 
+@functools.lru_cache(maxsize=64)
+def _search_of(ctx: ConvContext, opts: SnaPEAOptions) -> _Search:
+    """The layer's search object, shared by its dense choice and its profile choices (their caches: geometries,
+    kernel columns, the candidate space)."""
+    return _Search(ctx, opts)
+
+
 @functools.lru_cache(maxsize=1024)
 def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
-    """The schedule with the fewest dense cycles (then least DRAM traffic, then fewest NoC words), cached per
-    context; `options.mapper: fixed` returns the fixed schedule."""
+    """The best schedule on dense data under `options.mapper_objective`, cached per context; `options.mapper:
+    fixed` returns the fixed schedule."""
     if opts.mapper == "fixed":
         return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
-    best, overflow, fixed_cycles, scored = _Search(ctx, opts).best(DENSE_LANES)
+    best, overflow, fixed_cycles, scored = _search_of(ctx, opts).best(DENSE_LANES)
     score, mapping = best[0]
     if overflow:
         log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
                  "charged, flagged '!io')", ctx.shape, ctx.arch.pe.io_buffer_bytes // 2)
-    return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow)
+    return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow, float(score[1]))
 
 
-PROFILE_TOP = 8  # profile scoring: the best this many dense candidates ...
-PROFILE_VARIED = 3  # ... and, for the best this many, every other lane assignment and balanced kernel dealing
+# Lane assignments the profile score tries unless one is pinned: interleaved lanes (window g + j x G) are left out:
+# on SqueezeNet v1.1 and LeNet they lose the most to lockstep on every layer and an exhaustive profile search never
+# picks them (benchmarks/snapea_mapping.md); pin them with options.lane_assignment=interleaved
+PROFILE_LANES = DENSE_LANES
+PROFILE_SLACK = 0.25  # profile pool: dense bound within (1 + PROFILE_SLACK x saved share) of the dense choice
+
+
+class Profile:
+    """A layer's MAC profile (B, F, Ho, Wo) with its kernels' PAU positions, hashed by content: the mapper caches
+    its choice per (layer context, options, profile), so a repeated run, or a layer of the same shape that sees the
+    same counts, costs nothing."""
+
+    def __init__(self, macs: np.ndarray, neg_start: np.ndarray | None, n_spec: np.ndarray | None):
+        self.macs = np.ascontiguousarray(macs, dtype=np.int32)
+        self.neg_start = None if neg_start is None else np.asarray(neg_start, np.int64)
+        self.n_spec = None if n_spec is None else np.asarray(n_spec, np.int64)
+        h = hashlib.blake2b(digest_size=16)
+        for a in (self.macs, self.neg_start, self.n_spec):
+            h.update(b"-" if a is None else repr(a.shape).encode() + a.tobytes())
+        self.digest = h.digest()
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and other.digest == self.digest
 
 
 def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
                    n_spec: np.ndarray | None) -> Choice:
-    """The schedule with the fewest cycles on `macs` (B, F, Ho, Wo), the layer's first observed images.
+    """The best schedule on `macs` (B, F, Ho, Wo), the layer's first observed images, under
+    `options.mapper_objective` (`_profile_choice`); cached per context, options and profile content."""
+    return _profile_choice(ctx, opts, Profile(macs, neg_start, n_spec))
 
-    Dense cycles cannot tell lane assignments apart (they differ only in partial groups), nor see kernels that
-    terminate sooner than others, nor steps that turn DMA-bound once early termination shortens their compute; the
-    profile can. Candidates: the PROFILE_TOP best dense ones; for the best PROFILE_VARIED of them, every other lane
-    assignment (interleaved included), kernels dealt to partitions balanced on the profile's mean MACs per kernel,
-    and dynamic portion dealing (where legal); the fixed schedule. Pinned options stay pinned. They are ranked by `options.mapper_objective` on the
-    profile's cycles and energy (the energy table's cost of the events the profile produces)."""
-    search = _Search(ctx, opts)
-    top, overflow, fixed_cycles, _ = search.best(DENSE_LANES, keep=PROFILE_TOP)
-    pool: list[tuple[tuple[int, ...], ConvMapping]] = list(top)
-    lane_opts = (opts.lane_assignment,) if opts.lane_assignment else DENSE_LANES + ("interleaved",)
-    for s, m in top[:PROFILE_VARIED]:
-        pool += [(s, dataclasses.replace(m, lanes=la)) for la in lane_opts
-                 if la != m.lanes and not (la == "block" and m.portion == "range")]
-        if opts.kernel_dealing is None:
-            pool.append((s, dataclasses.replace(m, kernel_dealing="balanced")))
-        if opts.tile_dealing is None:
-            pool.append((s, dataclasses.replace(m, dealing="dynamic")))
-    if fixed_cycles is not None:
-        pool.append(((int(fixed_cycles), 0, 0, 0), search.fixed))
-    mean = macs.mean(axis=(0, 2, 3))
-    found: list[tuple[int, float, int, ConvMapping]] = []
-    seen: set[ConvMapping] = set()
-    lanes = ctx.arch.pe.lanes
-    for i, (score, m) in enumerate(pool):
-        if m in seen:
-            continue
-        seen.add(m)
-        try:
-            plan = snapea.plan_conv(ctx, m, "", True, neg_start, n_spec,
-                                    mean if m.kernel_dealing == "balanced" else None)
-        except ConfigError:  # dynamic dealing where kernels stream or activations spill
-            continue
-        if not overflow and not plan.fits:
-            continue  # another lane assignment or partition can need more of the input half
-        if plan.dynamic and (plan.lockstep or plan.in_bytes.any() or plan.out_bytes.any()):
-            continue
-        totals = snapea._conv_totals(plan, macs, lanes)
-        energy = search._e.of_events(snapea.timing_from_totals(ctx.arch, plan, totals).events)
-        found.append((int(totals["cycles"]), energy, i, m))
-    if opts.mapper_objective == "edp":  # no slower than the fixed schedule on the profile, where it is a candidate
-        fixed_c = next((c for c, e, i, m in found if m == search.fixed), math.inf)
-        found = [x for x in found if x[0] <= fixed_c] or found
-    c, e, i, m = min(found, key=lambda x: search.rank(x[0], x[1], x[2]))
-    return Choice(m, mean if m.kernel_dealing == "balanced" else None, c / len(macs), len(seen), fixed_cycles,
-                  overflow)
+
+@functools.lru_cache(maxsize=256)
+def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> Choice:
+    """Profile scoring. Candidates: the dense search's space with every lane assignment (interleaved too), each
+    also with kernels dealt balanced on the profile's mean MACs per kernel, with dynamic portion dealing and (with
+    `options.portion_lookahead: 1`) a portion lookahead, where legal and not pinned otherwise. A candidate enters
+    the pool when its dense lower bound is within (1 + PROFILE_SLACK x s) of the dense choice's objective value
+    (squared for edp), s = the share of dense MACs the profile saves: early termination cannot make a schedule
+    faster than its dense time by much more than the work it removes, so what lies further out cannot win (the
+    benchmark checks the pool against scoring every candidate). Each pool candidate is timed on the profile exactly
+    as the model would (`snapea_profile.ProfileScorer`) and ranked by the objective on its profile cycles and
+    energy; `edp` keeps only candidates no slower on the profile than the fixed schedule where that is legal.
+    Layers where no portion fits the input half keep the dense choice."""
+    from accelsim.timing.snapea_profile import ProfileScorer
+
+    dense = dense_choice(ctx, opts)
+    if opts.mapper == "fixed" or dense.overflow:
+        return dense
+    search = _search_of(ctx, opts)
+    scorer = ProfileScorer(search, profile.macs, profile.neg_start, profile.n_spec)
+    lengths = search.lengths
+    dense_macs = float(ctx.out_hw[0] * ctx.out_hw[1] * lengths.sum())
+    saved = max(0.0, 1.0 - scorer.mac_total / dense_macs) if dense_macs else 0.0
+    slack = 1.0 + PROFILE_SLACK * saved
+    obj = opts.mapper_objective
+    lanes = PROFILE_LANES if opts.lane_assignment is None else (opts.lane_assignment,)
+    space = search.space(lanes)
+    lb, lb_e = space.lb.astype(np.float64), space.lb_e
+    if obj == "edp":
+        bound, limit = lb * lb_e, dense.cycles * dense.energy * slack * slack
+    elif obj == "energy":
+        bound, limit = lb_e, dense.energy * slack
+    else:
+        bound, limit = lb.astype(np.float64), dense.cycles * slack
+    pool = np.flatnonzero(bound <= limit)
+    if not len(pool) or pool[0] != 0:
+        pool = np.concatenate(([0], pool))  # the fixed schedule: the edp cap needs its profile cycles
+    cols_cache: dict[tuple[int, str], Any] = {}
+    grids: dict[tuple[int, int], tuple[int, int]] = {}
+    balance = opts.kernel_dealing is None
+    dynamic = opts.tile_dealing is None
+    # every pool candidate, with kernels dealt balanced on the profile, dynamic dealing and a lookahead where they
+    # apply (legality against the input half is checked last, in rank order: it is the costly part)
+    items: list[tuple[ConvMapping, Any, int, int]] = []
+    facts: list[tuple[int, int, int, int]] = []  # n_p, words, steps, column index
+    col_index: dict[tuple[int, str], int] = {}
+    for i in pool:
+        portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid = space.args(int(i))
+        if grid not in grids:
+            grids[grid] = snapea.grid_of(ctx.arch, ConvMapping(grid=grid))
+        rows, cols = grids[grid]
+        m = ConvMapping(portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid)
+        n_p, words = search.portion_facts(m)
+        for kd in ((kdeal, "balanced") if balance and kdeal == "round_robin" and kcols < ctx.kernels else (kdeal,)):
+            key = (kcols, kd)
+            if key not in cols_cache:
+                part = snapea.kernel_partition(lengths, kcols, kd, scorer.weights(kd))
+                cols_cache[key] = search.columns_of(kcols, part)
+                col_index[key] = len(col_index)
+            col = cols_cache[key]
+            mk = m if kd == kdeal else ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid)
+            free = col.step_bytes == 0 and not search.spills and n_p > rows
+            variants = [mk]
+            if free and dynamic and dealing == "round_robin":
+                variants.append(ConvMapping(portion, th, tw, pieces, "dynamic", kcols, kd, lane, grid))
+            if free and opts.portion_lookahead:
+                variants.append(ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid, 1))
+            for v in variants:
+                items.append((v, col, rows, cols))
+                facts.append((n_p, words, -(-n_p // rows), col_index[key]))
+    cols_list = list(cols_cache.values())
+    f = np.array(facts, np.int64).reshape(-1, 4)
+    rows_a = np.array([it[2] for it in items], np.int64)
+    split_a = np.array([it[3] // it[0].kcols for it in items], np.int64)
+    energy = scorer.energies(cols_list, f[:, 3], split_a, rows_a, f[:, 2], f[:, 1], f[:, 0],
+                             np.array([scorer.prefix(it[0]).reads for it in items]))
+    cycles = scorer.cycles_many(items)
+    order = np.arange(len(items))
+    if obj == "edp":
+        keys = (order, cycles, cycles * energy)
+    elif obj == "energy":
+        keys = (order, cycles, energy)
+    else:
+        keys = (order, energy, cycles)
+    ranked = np.lexsort(keys)
+    half = search.half
+
+    def legal(j: int) -> bool:
+        m, col, rows, cols = items[j]
+        return (1 + m.lookahead) * search.need(search.geo(m, cols // m.kcols), col) <= half
+
+    # edp: no slower on the profile than the fixed schedule where that one is legal (item 0)
+    cap = cycles[0] if obj == "edp" and items[0][0] == search.fixed and legal(0) else None
+    pick = next((j for j in ranked if (cap is None or cycles[j] <= cap) and legal(j)), None)
+    if pick is None:  # nothing legal in the pool (the dense choice always is): keep it
+        return dense
+    m = items[pick][0]
+    return Choice(m, scorer.weights(m.kernel_dealing), cycles[pick] / scorer.images, len(items), dense.fixed_cycles,
+                  False, float(energy[pick]))
 
 
 def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
