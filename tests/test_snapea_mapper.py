@@ -469,3 +469,18 @@ def test_a_portion_lookahead_is_never_slower_and_equals_the_reference(case):
     assert fast == reference.reference_totals(arch, ahead, macs)
     assert fast["cycles"] <= snapea.layer_totals(arch, plain, macs)["cycles"]
     assert "ahead1" in ahead.label
+
+
+@pytest.mark.parametrize("lanes", [6, 9, 16])
+def test_profile_scoring_shares_lane_groups_only_between_equal_groupings(lanes):
+    """2-D lane blocks taller than 2 (9 lanes: 3x3, 16: 4x4): bands shorter than a block cut it, so their groups are
+    not the whole map's and must not share its prefix sums (LeNet at 16 lanes once failed this)."""
+    graph = load_workload("lenet")
+    arch = load_arch("snapea", [f"pe.lanes={lanes}"])
+    rng = np.random.default_rng(lanes)
+    model = snapea.SnaPEATiming(arch, graph)
+    for layer in graph.conv_layers():
+        f, ho, wo = graph.out_shape(layer)
+        model.observe(layer.name, rng.integers(0, layer.kernel_size + 1, (3, f, ho, wo)).astype(np.int32))
+    res = model.finish()
+    assert all(res[layer.name].cycles > 0 for layer in graph.conv_layers())

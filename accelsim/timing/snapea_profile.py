@@ -268,7 +268,7 @@ class ProfileScorer:
     def group_key(self, m: ConvMapping) -> tuple[Any, ...]:
         """A key that is equal for two portion geometries with the same lane groups in the same order: row lanes
         of bands (and of window runs when a row holds whole groups), flat lanes of runs and of bands that hold whole
-        groups, 2-D blocks of even-height bands all give the groups of the whole map in raster order."""
+        groups, 2-D blocks of bands a whole number of blocks high all give the groups of the whole map in raster order."""
         ho, wo = self.ctx.out_hw
         lanes = self.lanes
         whole = ("map", m.lanes)
@@ -277,7 +277,7 @@ class ProfileScorer:
         if m.lanes == "flat" and (m.portion == "range" or (m.portion == "band" and (m.th * wo % lanes == 0
                                                                                     or m.th >= ho))):
             return whole
-        if m.lanes == "block" and m.portion == "band" and (m.th % 2 == 0 or m.th >= ho):
+        if m.lanes == "block" and m.portion == "band" and (m.th % sm.block_shape(lanes)[0] == 0 or m.th >= ho):
             return whole
         return (m.portion, m.th, m.tw, m.pieces, m.lanes)
 
@@ -295,7 +295,7 @@ class ProfileScorer:
         if key not in self._prefix:
             cum = self._cum[gkey]
             counts = np.asarray(self.search.counts(m)[1], np.int64)
-            assert counts.sum() == cum.shape[2] - 1
+            assert counts.sum() == cum.shape[2] - 1, (m, gkey)
             self._prefix[key] = _Prefix(cum=cum, gstart=np.cumsum(counts) - counts, counts=counts,
                                         reads=float(cum[:, :, -1].sum()) / self.images, key=gkey)
         return self._prefix[key]
