@@ -300,3 +300,45 @@ def test_window_stats_count_what_the_arrays_say():
                 "tn_any": int((term & neg).sum()), "fn": int((spec & pos).sum()),
                 "mismatches": int((term & ~spec & pos).sum())}
         assert lanes.window_stats(res, at_zero) == want
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), mode=st.sampled_from(["dense", "exact", "predictive"]))
+def test_spec_sums_are_the_partial_sums_after_n_macs(case, mode):
+    """The partial sum the PAU compares with Th: bias plus the first N products of the stream, per window."""
+    layer, x, stream, bias, threshold = case
+    got = run_lanes(x, layer, stream, bias, mode, threshold, spec_sums=True)
+    plain = run_lanes(x, layer, stream, bias, mode, threshold)
+    for name in FIELDS:
+        assert np.array_equal(getattr(got, name), getattr(plain, name)), name
+    n = np.asarray(stream.n_spec)
+    want = run_lanes_reference(x, layer, _prefix(stream), bias, "dense").acc
+    has = n > 0
+    assert np.array_equal(got.spec_sums[:, has], want[:, has])
+    assert np.isnan(got.spec_sums[:, ~has]).all()
+
+
+def _prefix(stream):
+    """The stream cut to its first N weights per kernel (N = 0 kernels keep theirs; they are not compared)."""
+    from accelsim.functional.reorder import WeightStream
+
+    n = np.asarray(stream.n_spec)
+    length = np.where(n > 0, n, stream.length).astype(stream.length.dtype)
+    return WeightStream(weights=stream.weights, index=stream.index, length=length,
+                        neg_start=np.minimum(stream.neg_start, length).astype(stream.neg_start.dtype),
+                        n_spec=np.zeros_like(stream.n_spec))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=long_kernels(), at_zero=st.booleans(), n_share=st.sampled_from([0.05, 0.9]))
+def test_predictive_outputs_walk_short_speculation_sets_and_gemm_long_ones(case, at_zero, n_share):
+    """Short speculation sets are summed by walking their weights, long ones by a GEMM: both give the lanes'
+    outputs bit for bit."""
+    layer, x, _, bias, threshold = case
+    rng = np.random.default_rng(int(x.sum() * 4) % 2**32)
+    w = rng.integers(-40, 12, (layer.out_channels, layer.in_channels, *layer.kernel)) / 16.0
+    n = np.maximum(1, (rng.random(layer.out_channels) * n_share * layer.kernel_size).astype(np.int64))
+    n[0] = 0  # one kernel does not speculate
+    stream = reorder_layer(w, n)
+    got = lanes.predictive_outputs(x, layer, stream, bias, threshold, at_zero)
+    assert np.array_equal(got, run_lanes(x, layer, stream, bias, "predictive", threshold, at_zero).output)

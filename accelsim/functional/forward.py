@@ -466,6 +466,16 @@ class FunctionalResult:
     layers: pd.DataFrame
     accuracy: dict[str, float]
     blob_fl: dict[str, int]
+    predictions: np.ndarray | None = None  # top-1 class per image, in stream order
+    reference_predictions: np.ndarray | None = None  # the dense fixed-point network's top-1 class per image
+    labels: np.ndarray | None = None  # label per image (negative: unlabelled)
+
+    def correct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per image: (dense network right, this run right), for paired accuracy statistics. An unlabelled image
+        counts as right when the dense network's answer is kept (the optimiser's convention)."""
+        assert self.predictions is not None and self.reference_predictions is not None and self.labels is not None
+        target = np.where(self.labels >= 0, self.labels, self.reference_predictions)
+        return self.reference_predictions == target, self.predictions == target
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -533,6 +543,7 @@ def run(
     hits = {"top1": 0, "top5": 0, "agree": 0, "top1_float": 0, "top5_float": 0, "agree_float": 0}
     labelled = 0
     reference_runs = 0
+    per_image: dict[str, list[np.ndarray]] = {"pred": [], "ref": [], "label": []}
     for xb, yb in _chain(buffered, batches):
         batch_exact[0] = True
         out = prepared.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
@@ -545,6 +556,9 @@ def run(
             ref_pred = ref.argmax(axis=1)
             reference_runs += 1
         hits["agree"] += int(np.count_nonzero(pred == ref_pred))
+        per_image["pred"].append(pred)
+        per_image["ref"].append(ref_pred)
+        per_image["label"].append(np.asarray(yb, dtype=np.int64))
         valid = yb >= 0
         labelled += int(np.count_nonzero(valid))
         hits["top1"] += _topk_hits(scores[valid], yb[valid], 1)
@@ -610,7 +624,10 @@ def run(
                              exact_violations=0, fl_in=prepared.blob_fl.get(layer.inputs[0]),
                              fl_w=None, fl_out=prepared.blob_fl.get(layer.output)))
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
-                            accuracy=accuracy, blob_fl=prepared.blob_fl)
+                            accuracy=accuracy, blob_fl=prepared.blob_fl,
+                            predictions=np.concatenate(per_image["pred"]),
+                            reference_predictions=np.concatenate(per_image["ref"]),
+                            labels=np.concatenate(per_image["label"]))
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

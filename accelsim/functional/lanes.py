@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.functional import simd
+from accelsim.functional import ops, simd
 from accelsim.functional.reorder import WeightStream
 from accelsim.nets.graph import Conv
 
@@ -47,6 +47,7 @@ class LaneResult:
     spec_stop: np.ndarray  # bool: cut at the speculation check (predictive mode)
     values: np.ndarray | None = None  # `output`, when the lanes wrote it as they went (None: computed on request)
     exact_sums: bool = False  # every partial sum was exact, so `acc` is the dense value in any summation order
+    spec_sums: np.ndarray | None = None  # partial sum after each kernel's first N MACs (`run_lanes(spec_sums=True)`)
 
     @property
     def output(self) -> np.ndarray:
@@ -200,7 +201,7 @@ def _walk_count_alive(acc, cnt, alive, patch, wrow, orow, start, stop, at_zero):
 @numba.njit(cache=True, parallel=True)
 def _lanes_kernel(
     xq, koff, cg, ho, wo, sy, sx, wts, offs, length, neg_start, n_spec, bias, thr, mode, at_zero, monotone, fused,
-    count_max, acc_out, macs_out, term_out, spec_out, val_out,
+    count_max, want_snap, acc_out, macs_out, term_out, spec_out, val_out, snap_out,
 ):  # fmt: skip
     """Every window of the zero-padded input `xq` (B, C, Hp, Wp) through the lanes; writes the NCHW outputs.
 
@@ -258,13 +259,18 @@ def _lanes_kernel(
             ns = neg_start[f]
             ln = length[f]
             speculates = mode == 2 and n > 0
+            split = n > 0 and (speculates or want_snap)
             checks = mode != 0 and ln > ns
             blocks = False
             for t in range(TILE):
                 acc[t] = bias[f]
-            if speculates:
+            if split:
                 _walk(acc, patch, wrow, orow, 0, n, fused)
                 snap[:] = acc
+                if want_snap:
+                    base0 = pout[0] + f * hw
+                    for t in range(nvalid):
+                        snap_out[base0 + t if contiguous else pout[t] + f * hw] = acc[t]
                 _walk(acc, patch, wrow, orow, n, ns, fused)
             else:
                 _walk(acc, patch, wrow, orow, 0, ns, fused)
@@ -385,36 +391,6 @@ def _dense_kernels(wts, idx, length, k):
     return out
 
 
-def _im2col(xpad: np.ndarray, layer: Conv, ho: int, wo: int, g: int, npix: int) -> np.ndarray:
-    """(K, npix) float64 columns of group g: row c*kh*kw + ky*kw + kx (the stream index), column b*Ho*Wo + y*Wo + x."""
-    (kh, kw), (sy, sx) = layer.kernel, layer.stride
-    cg = layer.in_channels // layer.groups
-    b = xpad.shape[0]
-    cols = np.empty((cg, kh, kw, npix), dtype=np.float64)
-    view = cols.reshape(cg, kh, kw, b, ho, wo)
-    src = xpad[:, g * cg : (g + 1) * cg].transpose(1, 0, 2, 3)  # (cg, B, Hp, Wp)
-    for ky in range(kh):
-        for kx in range(kw):
-            view[:, ky, kx] = src[:, :, ky : ky + sy * (ho - 1) + 1 : sy, kx : kx + sx * (wo - 1) + 1 : sx]
-    return cols.reshape(cg * kh * kw, npix)
-
-
-def _gemm_sums(p: _Prepared, layer: Conv, dense_w: np.ndarray) -> np.ndarray:
-    """(F, B*Ho*Wo) bias + dense_w . window for every window, by a float64 GEMM per group (exact where
-    `_sums_are_exact` holds)."""
-    b, f_count, ho, wo = p.out_shape
-    fg = f_count // layer.groups
-    npix = b * ho * wo
-    (py, px) = layer.pad
-    xpad = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px)))
-    sums = np.empty((f_count, npix))
-    for g in range(layer.groups):
-        fs = slice(g * fg, (g + 1) * fg)
-        np.matmul(dense_w[fs], _im2col(xpad, layer, ho, wo, g, npix), out=sums[fs])
-    sums += p.bias[:, None]
-    return sums
-
-
 def _stored_stream(p: _Prepared, stream: WeightStream) -> tuple[np.ndarray, np.ndarray, bool]:
     """Stream weights (float64) and indices with unstored positions zeroed, and whether the partial sum can only
     fall in the negative segment (inputs >= 0, only negative weights there): then a window stops in exact mode
@@ -436,12 +412,15 @@ def run_lanes(
     mode: str,
     threshold: np.ndarray | None = None,
     terminate_at_zero: bool = False,
+    spec_sums: bool = False,
 ) -> LaneResult:
     """Run one conv layer's windows through the MAC lanes under `mode` ("dense", "exact" or "predictive").
 
     x is (B, C, H, W); padded positions read 0 and count as MACs. Exact mode: after each MAC of the negative segment,
     stop when the partial sum is < 0 (<= 0 with `terminate_at_zero`). Predictive mode adds, for kernels with N > 0,
     a check `acc < threshold[f]` after the first N MACs. Results are identical to the NumPy reference.
+    With `spec_sums`, `LaneResult.spec_sums` holds every window's partial sum after its kernel's first N MACs (bias
+    plus the speculation set: what the PAU compares with Th), whatever the mode; NaN where N = 0 (kernel profiling).
     """
     p = _prepare(x, layer, stream, bias, mode, threshold)
     b, f_count, ho, wo = p.out_shape
@@ -451,21 +430,35 @@ def run_lanes(
     # On the fixed-point grid a float64 GEMM is exact in any order: it gives dense mode outright. (Starting the walk
     # at the negative segment from GEMM partial sums measured no faster: benchmarks/functional_speed.md.)
     exact_sums = bool(size) and _sums_are_exact(p.x, wts, p.bias)
-    if exact_sums and mode == "dense":
-        sums = _gemm_sums(p, layer, _dense_kernels(wts, index, p.length, layer.kernel_size))
+    if exact_sums and mode == "dense" and not spec_sums:
+        wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
+        sums = ops.conv2d(p.x, _dense_kernels(wts, index, p.length, layer.kernel_size).reshape(wshape), p.bias, layer)
         return LaneResult(
-            acc=np.ascontiguousarray(sums.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3)),
+            acc=sums,
             macs=np.broadcast_to(p.length.astype(np.int32)[None, :, None, None], shape).copy(),
             terminated=np.zeros(shape, dtype=np.bool_),
             spec_stop=np.zeros(shape, dtype=np.bool_),
             exact_sums=True,
         )
+    arrays = _walk_layer(p, layer, wts, index, monotone, mode, terminate_at_zero, exact_sums, spec_sums)
+    acc, macs, term, spec, val, snaps = (a.reshape(shape) for a in arrays)
+    return LaneResult(acc=acc, macs=macs, terminated=term, spec_stop=spec, values=val, exact_sums=exact_sums,
+                      spec_sums=snaps if spec_sums else None)
+
+
+def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, monotone: bool, mode: str,
+                terminate_at_zero: bool, fused: bool, spec_sums: bool) -> tuple[np.ndarray, ...]:
+    """The lanes kernel over every window of `p.x`: flat (acc, MACs, terminated, speculation stop, output, partial
+    sum after N MACs (empty unless `spec_sums`))."""
+    b, f_count, ho, wo = p.out_shape
+    size = b * f_count * ho * wo
     offs = index * TILE
     acc = np.empty(size)
     macs = np.empty(size, dtype=np.int32)
     term = np.empty(size, dtype=np.bool_)
     spec = np.empty(size, dtype=np.bool_)
     val = np.empty(size)
+    snaps = np.full(size if spec_sums else 0, np.nan)
     if size:
         (kh, kw), (py, px) = layer.kernel, layer.pad
         xp = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px))) if (py or px) else p.x
@@ -479,12 +472,9 @@ def run_lanes(
         _lanes_kernel(
             xq, koff, layer.in_channels // layer.groups, ho, wo, *layer.stride, wts, offs, p.length, p.neg_start,
             p.n_spec, p.bias, p.threshold, _MODE_CODE[mode], bool(terminate_at_zero), monotone,
-            exact_sums, _COUNT_MAX, acc, macs, term, spec, val,
+            fused, _COUNT_MAX, bool(spec_sums), acc, macs, term, spec, val, snaps,
         )  # fmt: skip
-    return LaneResult(
-        acc=acc.reshape(shape), macs=macs.reshape(shape), terminated=term.reshape(shape), spec_stop=spec.reshape(shape),
-        values=val.reshape(shape), exact_sums=exact_sums,
-    )
+    return acc, macs, term, spec, val, snaps if spec_sums else np.zeros(size)
 
 
 @numba.njit(cache=True)
@@ -524,19 +514,6 @@ def window_stats(res: LaneResult, terminate_at_zero: bool = False) -> dict[str, 
     return dict(zip(WINDOW_STATS, (int(v) for v in out)))
 
 
-def _gemm_rows(x: np.ndarray, layer: Conv, rows: np.ndarray, row_group: np.ndarray, ho: int, wo: int) -> np.ndarray:
-    """(R, B*Ho*Wo) products of each (K,) row of `rows` with every window of its group, by a float64 GEMM per group."""
-    (py, px) = layer.pad
-    xpad = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
-    npix = x.shape[0] * ho * wo
-    out = np.empty((rows.shape[0], npix))
-    for g in range(layer.groups):
-        sel = np.flatnonzero(row_group == g)
-        if sel.size:
-            out[sel] = rows[sel] @ _im2col(xpad, layer, ho, wo, g, npix)
-    return out
-
-
 def predictive_outputs(
     x: np.ndarray,
     layer: Conv,
@@ -545,12 +522,14 @@ def predictive_outputs(
     threshold: np.ndarray,
     terminate_at_zero: bool = False,
 ) -> np.ndarray:
-    """`run_lanes(..., "predictive", threshold).output` without walking the lanes (so without MAC counts).
+    """`run_lanes(..., "predictive", threshold).output` without walking the whole lanes (so without MAC counts).
 
     Where the exact-mode stop is the sign of the full sum (inputs >= 0, only negative weights after `neg_start`) and
     every sum is exact (`_sums_are_exact`), a window's output is 0 when the speculation check stops it (bias + the
-    first N products < Th) and ReLU(full sum) otherwise: one GEMM with the kernels and one with their speculation
-    sets give it, bit for bit. Otherwise this runs the lanes. The optimiser's global pass needs only these values.
+    first N products < Th) and ReLU(full sum) otherwise: a float64 GEMM gives the full sums, and the speculation
+    sums come from walking only the first N weights of each stream in the lanes (or, where N is a large part of
+    the kernel, from a second GEMM with the speculation sets), bit for bit. Otherwise this runs the lanes. The
+    optimiser's evaluations need only these values.
     """
     p = _prepare(x, layer, stream, bias, "predictive", threshold)
     b, f_count, ho, wo = p.out_shape
@@ -558,13 +537,34 @@ def predictive_outputs(
     if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias):
         return run_lanes(x, layer, stream, bias, "predictive", threshold, terminate_at_zero).output
     k = layer.kernel_size
-    spec = np.flatnonzero(p.n_spec > 0)
-    rows = np.concatenate([_dense_kernels(wts, index, p.length, k),
-                           _dense_kernels(wts[spec], index[spec], p.n_spec[spec], k)])
-    kernel_group = np.arange(f_count) // (f_count // layer.groups)
-    sums = _gemm_rows(p.x, layer, rows, np.concatenate([kernel_group, kernel_group[spec]]), ho, wo)
-    sums += np.concatenate([p.bias, p.bias[spec]])[:, None]
-    out = np.maximum(sums[:f_count], 0.0)
-    stop = sums[f_count:] < p.threshold[spec, None]
-    out[spec] = np.where(stop, 0.0, out[spec])
-    return np.ascontiguousarray(out.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3))
+    wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
+    full = ops.conv2d(p.x, _dense_kernels(wts, index, p.length, k).reshape(wshape), p.bias, layer)
+    spec = p.n_spec > 0
+    if not spec.any():
+        return np.maximum(full, 0.0)
+    if 3.0 * float(p.n_spec[spec].mean()) + 16.0 < k:  # a short walk beats a GEMM over the whole kernel
+        prefix = _Prepared(x=p.x, out_shape=p.out_shape, mode="dense", bias=p.bias, threshold=p.threshold,
+                           length=np.where(spec, p.n_spec, 0), neg_start=np.where(spec, p.n_spec, 0),
+                           n_spec=np.zeros_like(p.n_spec))
+        sums = _walk_layer(prefix, layer, wts, index, True, "dense", terminate_at_zero, True, False)[0]
+        sums = sums.reshape(p.out_shape)
+    else:
+        sums = ops.conv2d(p.x, _dense_kernels(wts, index, np.where(spec, p.n_spec, 0), k).reshape(wshape), p.bias,
+                          layer)
+    out = np.empty_like(full)
+    _speculated_relu(full.reshape(b, f_count, -1), sums.reshape(b, f_count, -1), spec, p.threshold,
+                     out.reshape(b, f_count, -1))
+    return out
+
+
+@numba.njit(cache=True)
+def _speculated_relu(full, sums, spec, threshold, out):  # pragma: no cover - compiled
+    """out = 0 where the kernel speculates and its speculation sum is below Th, else np.maximum(full, 0)."""
+    for i in range(full.shape[0]):
+        for f in range(full.shape[1]):
+            check = spec[f]
+            th = threshold[f]
+            for j in range(full.shape[2]):
+                v = full[i, f, j]
+                stop = check and sums[i, f, j] < th
+                out[i, f, j] = 0.0 if (stop or v < 0.0) else v
