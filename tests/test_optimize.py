@@ -140,7 +140,8 @@ def test_resume_after_an_interruption_gives_the_same_spec(lenet, tmp_path):
         optimize(net, data, 0.01 if not change else 0.05, state_path=state, resume=True,
                  checkpoint=lambda stage, what: resumed_stages.append(stage),
                  **{**kw, "settings": dataclasses.replace(SMALL, **change)})
-        assert resumed_stages == [] or set(resumed_stages) == {"validation"}  # at most further validation steps
+        # at most further validation steps and the new choice's loss on the optimisation images
+        assert set(resumed_stages) <= {"validation", "optimisation check"}
     # A new path setting keeps the profiles and the layer measurements, and lays out the path again.
     resumed_stages.clear()
     optimize(net, data, 0.05, state_path=state, resume=True, checkpoint=lambda s, w: resumed_stages.append(s),

@@ -28,8 +28,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
+from accelsim.functional.forward import FunctionalConfig, PredictiveSpec, PreparedNetwork, prepare
 from accelsim.nets.datasets import Dataset
+from accelsim.nets.graph import Conv
 from accelsim.nets.network import Network
 from accelsim.optimize.evaluate import Progress, SpeculationEvaluator
 from accelsim.optimize.grid import SearchSettings, fingerprint_fields
@@ -134,6 +135,22 @@ def _fingerprint(network: Network, dataset: Dataset, config: FunctionalConfig, s
     return json.loads(json.dumps(fp))  # as the JSON state file gives it back
 
 
+class _Lazy:
+    """An evaluator built on first use (its constructor runs a dense pass over its images), and dropped again by
+    `release` to free its activation cache."""
+
+    def __init__(self, build: Callable[[], SpeculationEvaluator]) -> None:
+        self._build, self._ev = build, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._ev is None:
+            self._ev = self._build()
+        return getattr(self._ev, name)
+
+    def release(self) -> None:
+        self._ev = None
+
+
 def _stage_key(settings: SearchSettings, *names: str) -> dict[str, Any]:
     d = settings.to_dict()
     return json.loads(json.dumps({k: d[k] for k in names}))
@@ -185,25 +202,32 @@ def optimize(
     knapsack = settings.search == "knapsack"
     t0 = time.perf_counter()
     n_sens = min(settings.sensitivity_images, n_opt) if knapsack else 0
-    ev = SpeculationEvaluator(network, config, images[:n_opt], labels[:n_opt], settings.eval_batch, progress,
-                              keep_outputs=n_sens)
-    timings["dense_pass_s"] = time.perf_counter() - t0
-    if not ev.eligible:
+    # The evaluators (a dense pass over their images each) are built only when a stage needs them: a resumed run
+    # whose every measurement is in the state builds none.
+    ev = _Lazy(lambda: SpeculationEvaluator(network, config, images[:n_opt], labels[:n_opt], settings.eval_batch,
+                                            progress, keep_outputs=n_sens))
+    ev_val = _Lazy(lambda: SpeculationEvaluator(network, config, images[n_opt:], labels[n_opt:], settings.eval_batch,
+                                                progress, calibration=images[:n_opt], stage="validation dense pass"))
+    facts = prepare(network, config, images[: config.calibration_images])
+    eligible = [l.name for l in network.graph.layers if isinstance(l, Conv) and l.name in facts.convs
+                and facts.convs[l.name].eligibility.eligible]
+    timings["prepare_s"] = time.perf_counter() - t0
+    if not eligible:
         log.warning("network '%s' has no conv layer eligible for early termination: the spec is empty", network.name)
 
     # Kernel profiling: ParamK per layer, from the cached inputs of the profiling images (all of them by default).
     t0 = time.perf_counter()
     n_prof = n_opt if settings.profile_images == 0 else min(settings.profile_images, n_opt)
-    for i, name in enumerate(ev.eligible):
+    for i, name in enumerate(eligible):
         if name not in state.profiles:
             state.profiles[name] = profile_layer(
                 lambda s, e, name=name: ev.layer_input(name, s, e), ev.conv(name), ev.weights(name), ev.bias(name),
                 settings, config.reorder, ev.acc_unit(name), config.terminate_at_zero, images=n_prof)
             save("profiling", name)
         if progress is not None:
-            progress("kernel profiling", i + 1, len(ev.eligible))
+            progress("kernel profiling", i + 1, len(eligible))
     timings["profiling_s"] = time.perf_counter() - t0
-    profiles = {name: state.profiles[name] for name in ev.eligible}
+    profiles = {name: state.profiles[name] for name in eligible}
     macs_scale = n_opt / n_prof  # profile MACs -> MACs over the optimisation images
     exact_ops = {name: float(p.column_op(EXACT)) * macs_scale for name, p in profiles.items()}
     state.exact_ops = {name: int(round(v)) for name, v in exact_ops.items()}
@@ -214,25 +238,25 @@ def optimize(
         sens_key = _stage_key(settings, "sensitivity_images", "sensitivity_columns")
         if state.sensitivity_key != sens_key:
             state.sensitivity, state.sensitivity_key = {}, sens_key
-        for i, name in enumerate(ev.eligible):
+        for i, name in enumerate(eligible):
             if name not in state.sensitivity:
                 cols = sensitivity_columns(profiles[name], settings.sensitivity_columns)
                 state.sensitivity[name] = measure_sensitivity(ev, profiles[name], cols)
                 save("sensitivity", name)
             if progress is not None:
-                progress("layer sensitivity", i + 1, len(ev.eligible))
+                progress("layer sensitivity", i + 1, len(eligible))
         path_key = {"search": "knapsack", **sens_key, **_stage_key(settings, "path_steps", "path_max_loss")}
         if state.path_key != path_key:
             state.path, state.path_key, state.validation, state.opt_losses = \
                 knapsack_path(profiles, state.sensitivity, settings), path_key, {}, {}
             save("path", "knapsack")
     else:
-        for i, name in enumerate(ev.eligible):
+        for i, name in enumerate(eligible):
             if name not in state.local:
                 state.local[name] = local_pass(ev, profiles[name], macs_scale)
                 save("local", name)
             if progress is not None:
-                progress("local pass", i + 1, len(ev.eligible))
+                progress("local pass", i + 1, len(eligible))
         path_key = {"search": "algorithm1", **_stage_key(settings, "algorithm1_budgets", "refine")}
         if state.path_key != path_key:
             state.path, state.path_key, state.validation, state.opt_losses, state.algorithm1_runs = \
@@ -256,9 +280,6 @@ def optimize(
     walk = None
     val_counts: dict[int, PairedCounts] = {}
     if n_val > 0:
-        ev_val = SpeculationEvaluator(network, config, images[n_opt:], labels[n_opt:], settings.eval_batch, progress,
-                                      calibration=images[:n_opt], stage="validation dense pass")
-
         def counts_of(i: int) -> PairedCounts:
             if i not in state.validation:
                 correct = ev_val.correct(settings_of(profiles, path[i].columns))
@@ -272,9 +293,11 @@ def optimize(
 
         walk = fixed_sequence(promise, counts_of, len(path))
         chosen = walk.chosen
-        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in ev.eligible}
-        dense_val = float(np.mean(ev_val.dense_correct))
-        del ev_val
+        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in eligible}
+        if "validation" not in state.dense_top1:
+            state.dense_top1["validation"] = float(np.mean(ev_val.dense_correct))
+        dense_val = state.dense_top1["validation"]
+        ev_val.release()
     elif knapsack:  # the paper's promise: the loss on the optimisation images, walked the same way
         chosen = -1
         for i, step in enumerate(path):
@@ -284,9 +307,9 @@ def optimize(
             if state.opt_losses[i] > epsilon + 1e-12:
                 break
             chosen = i
-        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in ev.eligible}
+        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in eligible}
     else:  # Algorithm 1 as in the paper (with refinement unless switched off): the global pass at epsilon
-        param_ls = {name: param_l(state.local[name], exact_ops[name], epsilon) for name in ev.eligible}
+        param_ls = {name: param_l(state.local[name], exact_ops[name], epsilon) for name in eligible}
         if state.global_ is None or state.global_.epsilon != epsilon or state.global_.refine != settings.refine:
             state.global_ = initial_state(param_ls, exact_ops, epsilon, settings.refine)
 
@@ -299,17 +322,27 @@ def optimize(
         final = global_pass(state.global_, evaluate, on_iteration)
         save("global", "done")
         chosen = -1
-        columns = {name: final.current[name].t for name in ev.eligible}
+        columns = {name: final.current[name].t for name in eligible}
     timings["choice_s"] = time.perf_counter() - t0
 
     # The chosen spec's loss on the optimisation images (and its validation counts), with confidence intervals.
-    opt_counts = PairedCounts.from_correct(ev.dense_correct, ev.correct(settings_of(profiles, columns)))
-    losses: dict[str, Any] = {"optimisation": _loss_entry(opt_counts, settings.confidence, ev.dense_top1)}
+    key = json.dumps(sorted(columns.items()))
+    if key not in state.opt_counts:
+        c = PairedCounts.from_correct(ev.dense_correct, ev.correct(settings_of(profiles, columns)))
+        state.opt_counts[key] = [c.n, c.worse, c.better]
+        save("optimisation check", "chosen spec")
+    if "optimisation" not in state.dense_top1:
+        state.dense_top1["optimisation"] = ev.dense_top1
+        save("optimisation check", "dense")
+    opt_counts = PairedCounts(*state.opt_counts[key])
+    losses: dict[str, Any] = {"optimisation": _loss_entry(opt_counts, settings.confidence,
+                                                          state.dense_top1["optimisation"])}
     if n_val > 0:
         vc = val_counts.get(chosen, PairedCounts(n_val, 0, 0))
         losses["validation"] = _loss_entry(vc, settings.confidence, dense_val)
         losses["validation"]["upper_bound_promise"] = upper_bound(vc, settings.confidence, promise.images)
-    spec, layers = _spec_and_layers(ev, state, columns, profiles, knapsack, final)
+    ev.release()
+    spec, layers = _spec_and_layers(eligible, facts, state, columns, profiles, knapsack, final)
     path_rows = []
     for i, step in enumerate(path):
         row = {"step": i, "macs_opt": step.macs * macs_scale, "predicted_loss": step.predicted_loss,
@@ -329,7 +362,7 @@ def optimize(
         timings=timings,
         search={"settings": settings.to_dict(), "method": settings.search, "T": settings.T,
                 "profile_images": n_prof, "optimisation_images": n_opt, "validation_images": n_val,
-                "path_steps": len(path), "dense_top1_opt": ev.dense_top1,
+                "path_steps": len(path), "dense_top1_opt": state.dense_top1["optimisation"],
                 "mac_reduction_opt_estimate": exact_total / chosen_macs if chosen_macs else math.nan,
                 "global_iterations": final.iterations if final else 0, "global_err": final.err if final else None,
                 "refine": final.refine if final else settings.refine,
@@ -369,11 +402,11 @@ def _promise_text(promise: Promise, n_val: int) -> str:
             f"{100 * promise.epsilon:g} points against the dense fixed-point network")
 
 
-def _spec_and_layers(ev: SpeculationEvaluator, state: OptimizeState, columns: Mapping[str, int],
+def _spec_and_layers(eligible: list[str], facts: PreparedNetwork, state: OptimizeState, columns: Mapping[str, int],
                      profiles: Mapping[str, LayerProfile], knapsack: bool, final: GlobalState | None
                      ) -> tuple[PredictiveSpec, list[dict[str, Any]]]:
     n_spec, threshold, layers = {}, {}, []
-    for name in ev.eligible:
+    for name in eligible:
         prof = profiles[name]
         t = columns.get(name, EXACT)
         s = settings_of(profiles, {name: t}).get(name)
@@ -397,7 +430,7 @@ def _spec_and_layers(ev: SpeculationEvaluator, state: OptimizeState, columns: Ma
         layers.append({
             "layer": name, "mode": mode, "fallback": fallback, "t": None if t == EXACT else t,
             "kernels": f, "kernels_speculating": int(len(spec_n)), "kernels_exact": f - int(len(spec_n)),
-            "kernel_length": ev.conv(name).kernel_size,
+            "kernel_length": facts.convs[name].layer.kernel_size,
             "n_min": int(spec_n.min()) if len(spec_n) else 0,
             "n_median": float(np.median(spec_n)) if len(spec_n) else 0,
             "n_max": int(spec_n.max()) if len(spec_n) else 0,

@@ -38,6 +38,8 @@ class OptimizeState:
     path_key: dict[str, Any] | None = None
     validation: dict[int, list[int]] = field(default_factory=dict)  # path step -> [images, worse, better]
     opt_losses: dict[int, float] = field(default_factory=dict)  # path step -> loss on the optimisation images
+    opt_counts: dict[str, list[int]] = field(default_factory=dict)  # a chosen spec's columns -> [n, worse, better]
+    dense_top1: dict[str, float] = field(default_factory=dict)  # "optimisation"/"validation" -> dense top-1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,8 @@ class OptimizeState:
             "path_key": self.path_key,
             "validation": {str(k): v for k, v in self.validation.items()},
             "opt_losses": {str(k): v for k, v in self.opt_losses.items()},
+            "opt_counts": self.opt_counts,
+            "dense_top1": self.dense_top1,
         }
 
     @classmethod
@@ -71,6 +75,8 @@ class OptimizeState:
             path_key=d.get("path_key"),
             validation={int(k): [int(x) for x in v] for k, v in d.get("validation", {}).items()},
             opt_losses={int(k): float(v) for k, v in d.get("opt_losses", {}).items()},
+            opt_counts={k: [int(x) for x in v] for k, v in d.get("opt_counts", {}).items()},
+            dense_top1={k: float(v) for k, v in d.get("dense_top1", {}).items()},
         )
 
 
