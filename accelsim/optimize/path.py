@@ -191,8 +191,8 @@ def _hull_moves(profile: LayerProfile, sens: LayerSensitivity) -> list[_Move]:
     for p in frontier:
         while len(hull) >= 2:
             (d1, o1, _), (d2, o2, _) = hull[-2], hull[-1]
-            if (o1 - o2) * (p[0] - d1) <= (o1 - p[1]) * (d2 - d1):  # p saves at least as much per damage from d1
-                hull.pop()
+            if (o1 - o2) * (p[0] - d1) < (o1 - p[1]) * (d2 - d1):  # p saves more per damage from d1
+                hull.pop()  # (points on a straight line stay: finer steps for the same efficiency)
             else:
                 break
         hull.append(p)
