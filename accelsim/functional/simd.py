@@ -4,9 +4,11 @@ LLVM's own vectorisation of the lane loop (`acc[t] += w * patch[o + t]`) reloads
 at every step and guards each step with run-time alias checks, because it cannot prove that the accumulators and the
 input patch are distinct. These intrinsics emit the loop directly in LLVM IR with the accumulators as eight
 <8 x double> SSA values (registers) for the whole walk, so a step is only the patch loads, the multiplies and the adds.
-The arithmetic is the lanes' definition, in the same order: acc = acc + w * x, one rounding per operation (no fused
-multiply-add), so results are bit for bit those of the plain loop and the NumPy reference, on any data. LLVM lowers
-the vector type to whatever the CPU has (AVX-512, AVX2, SSE, NEON).
+The arithmetic is the lanes' definition, in the same order: acc = acc + w * x, one rounding per operation, so
+results are bit for bit those of the plain loop and the NumPy reference, on any data. The `_fma` variants fuse each
+multiply-add (one rounding instead of two): the same bits wherever every product and partial sum is exact (the
+fixed-point grid, `lanes._sums_are_exact`), and faster, since the walk is bound by the vector units (measured in
+benchmarks/functional_speed.md). LLVM lowers the vector type to whatever the CPU has (AVX-512, AVX2, SSE, NEON).
 """
 
 from __future__ import annotations
@@ -103,14 +105,14 @@ def _check_types(acc, patch, wrow, orow):
         raise TypeError("walk: acc must be a 1-d C-contiguous float64 array")
     if not (isinstance(patch, types.Array) and patch.dtype in (types.float32, types.float64) and patch.layout == "C"):
         raise TypeError("walk: patch must be a C-contiguous float32 or float64 array")
-    if not (isinstance(wrow, types.Array) and wrow.dtype == types.float64 and wrow.layout in "CA"):
-        raise TypeError("walk: weights must be a float64 array")
-    if not (isinstance(orow, types.Array) and orow.dtype == types.int64):
-        raise TypeError("walk: offsets must be an int64 array")
+    if not (isinstance(wrow, types.Array) and wrow.dtype == types.float64 and wrow.ndim == 1 and wrow.layout == "C"):
+        raise TypeError("walk: weights must be a 1-d C-contiguous float64 array")
+    if not (isinstance(orow, types.Array) and orow.dtype == types.int64 and orow.ndim == 1 and orow.layout == "C"):
+        raise TypeError("walk: offsets must be a 1-d C-contiguous int64 array")
 
 
 def _row_ptr(context, builder, aryty, value):
-    """Data pointer of a 1-d row (contiguous: the kernels pass rows of C-contiguous 2-d arrays)."""
+    """Data pointer of a 1-d C-contiguous row (the kernels pass rows of C-contiguous 2-d arrays)."""
     return _data(context, builder, aryty, value)
 
 
