@@ -171,3 +171,18 @@ def test_exact_mode_skips_the_reference_pass_only_where_the_guard_proves_it_redu
                         lambda res, at_zero=False: {**real(res, at_zero), "mismatches": 1})
     bad = run(net, batches(), FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
     assert calls == [8, 8, 8] and (bad.layers["exact_violations"] > 0).any()
+
+
+def test_run_keeps_each_images_answers_for_paired_statistics():
+    net = small_net()
+    data = batches()
+    spec = PredictiveSpec({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.3)})
+    res = run(net, data, FunctionalConfig(mode="predictive", calibration_images=8, float_reference=False), spec=spec)
+    labels = np.concatenate([y for _, y in data])
+    assert np.array_equal(res.labels, labels) and res.predictions.shape == res.reference_predictions.shape == (24,)
+    assert res.accuracy["agreement"] == np.mean(res.predictions == res.reference_predictions)
+    dense_right, spec_right = res.correct()
+    assert res.accuracy["top1"] == np.mean(spec_right)
+    exact = run(net, data, FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
+    assert np.array_equal(exact.predictions, res.reference_predictions)  # the reference is the dense network
+    assert np.array_equal(dense_right, exact.predictions == labels)
