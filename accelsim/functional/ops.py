@@ -29,9 +29,10 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad:
 
 
 # A chunk's column matrix and GEMM result each stay under this many bytes (VGG-16's conv1_2 columns: 231 MB an image).
-# 16 MB keeps them in the caches: ResNet-20's thin CIFAR layers (16-64 channels, 9x the input as columns) ran 2x
-# faster than with 256 MB chunks, SqueezeNet v1.1 the same (benchmarks/dense_forward.md, 2026-12-06).
-_COLS_BYTES = 16 << 20
+# 32 MB keeps them closer to the caches: ResNet-20's thin CIFAR layers (16-64 channels, 9x the input as columns) ran
+# 1.1-2.2x faster than with 256 MB chunks, SqueezeNet v1.1's forward pass within the noise (benchmarks/dense_forward.md,
+# 2026-12-06; 16 MB was 20% slower there).
+_COLS_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
