@@ -134,3 +134,55 @@ def test_observer_sees_every_conv_of_every_batch():
         observer=lambda name, res: seen.append((name, res.macs.shape)))
     assert [s[0] for s in seen] == ["c1", "c2", "c3", "c4"] * 3
     assert seen[0][1] == (8, 8, 12, 12)
+
+
+def _reference_passes(monkeypatch):
+    """Count the dense fixed-point reference passes `run` makes (forward with policy=False on a fixed format)."""
+    from accelsim.functional import forward as fwd
+
+    calls = []
+    original = fwd.PreparedNetwork.forward
+
+    def counting(self, x, policy=True, *args, **kwargs):
+        if not policy and self.fixed:
+            calls.append(len(x))
+        return original(self, x, policy, *args, **kwargs)
+
+    monkeypatch.setattr(fwd.PreparedNetwork, "forward", counting)
+    return calls
+
+
+def test_exact_mode_skips_the_reference_pass_only_where_the_guard_proves_it_redundant(monkeypatch):
+    """Exact mode's outputs are the dense ones when the lanes summed exactly and cut no positive window: the run
+    then takes its own answers as the reference (agreement 1 by construction). A violation, or inexact sums, bring
+    the reference pass back, batch by batch, and predictive mode always runs it."""
+    from accelsim.functional import lanes
+
+    net = small_net()
+    calls = _reference_passes(monkeypatch)
+    res = run(net, batches(), FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
+    assert calls == [] and res.accuracy["agreement"] == 1.0
+    spec = PredictiveSpec({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.1)})
+    run(net, batches(), FunctionalConfig(mode="predictive", calibration_images=8, float_reference=False), spec=spec)
+    assert calls == [8, 8, 8]
+    calls.clear()
+    real = lanes.window_stats
+    monkeypatch.setattr("accelsim.functional.forward.window_stats",
+                        lambda res, at_zero=False: {**real(res, at_zero), "mismatches": 1})
+    bad = run(net, batches(), FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
+    assert calls == [8, 8, 8] and (bad.layers["exact_violations"] > 0).any()
+
+
+def test_run_keeps_each_images_answers_for_paired_statistics():
+    net = small_net()
+    data = batches()
+    spec = PredictiveSpec({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.3)})
+    res = run(net, data, FunctionalConfig(mode="predictive", calibration_images=8, float_reference=False), spec=spec)
+    labels = np.concatenate([y for _, y in data])
+    assert np.array_equal(res.labels, labels) and res.predictions.shape == res.reference_predictions.shape == (24,)
+    assert res.accuracy["agreement"] == np.mean(res.predictions == res.reference_predictions)
+    dense_right, spec_right = res.correct()
+    assert res.accuracy["top1"] == np.mean(spec_right)
+    exact = run(net, data, FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
+    assert np.array_equal(exact.predictions, res.reference_predictions)  # the reference is the dense network
+    assert np.array_equal(dense_right, exact.predictions == labels)

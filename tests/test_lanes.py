@@ -1,5 +1,7 @@
 """The Numba MAC lanes against the plain NumPy reference, plus the invariants of exact and predictive mode."""
 
+from unittest import mock
+
 import numba
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from accelsim.functional.reference import run_lanes_reference
 from accelsim.functional.reorder import NEGATIVE_ORDERS, ReorderOptions, reorder_layer
 from accelsim.nets.graph import Conv
 
-FIELDS = ("acc", "macs", "terminated", "spec_stop")
+FIELDS = ("acc", "macs", "terminated", "spec_stop", "output")
 
 
 def conv(c, f, k=(3, 3), stride=(1, 1), pad=(0, 0), groups=1):
@@ -250,3 +252,93 @@ def test_predictive_outputs_take_the_gemm_path_on_the_grid(monkeypatch):
     want = run_lanes(x, layer, stream, bias, "predictive", threshold).output
     monkeypatch.setattr(lanes, "run_lanes", lambda *a, **k: pytest.fail("walked the lanes on exact sums"))
     assert np.array_equal(lanes.predictive_outputs(x, layer, stream, bias, threshold), want)
+
+
+@st.composite
+def long_kernels(draw):
+    """Conv layers with long negative segments (up to 8 x 5 x 5 weights), so the walk spans many checkpoint blocks."""
+    cg, f = draw(st.integers(2, 8)), draw(st.integers(1, 4))
+    k = draw(st.integers(3, 5))
+    layer = conv(cg, f, (k, k), pad=(1, 1))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    wts = rng.integers(-40, 12, (f, cg, k, k)) / 16.0  # mostly negative: long negative segments
+    x = np.maximum(rng.integers(-3, 9, (draw(st.integers(1, 2)), cg, 7, 9)), 0) / 4.0
+    n_spec = rng.integers(0, 4, f)
+    stream = reorder_layer(wts, n_spec, ReorderOptions(negative_order=draw(st.sampled_from(NEGATIVE_ORDERS))))
+    bias = rng.integers(-8, 200, f) / 4.0  # large positive biases: stops spread over the whole segment
+    threshold = rng.integers(-8, 40, f) / 4.0
+    return layer, x, stream, bias, threshold
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=long_kernels(), mode=st.sampled_from(["exact", "predictive"]), at_zero=st.booleans(),
+       count_max=st.sampled_from([0, 10**6]), off_grid=st.booleans())
+def test_block_checkpoints_and_per_weight_counts_find_the_same_stops(case, mode, at_zero, count_max, off_grid):
+    """The two ways of finding where a window stops in the negative segment (a count per partial sum, or a
+    checkpoint every `simd.BLOCK` weights plus a re-scan) both match the reference, fused multiply-adds or not."""
+    layer, x, stream, bias, threshold = case
+    if off_grid:
+        x = x * (1.0 + np.random.default_rng(int(x.size)).random(x.shape) * 1e-3)
+    with mock.patch.object(lanes, "_COUNT_MAX", count_max):
+        got = run_lanes(x, layer, stream, bias, mode, threshold, at_zero)
+    assert_same(got, run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero))
+    assert got.exact_sums == (not off_grid or not x.any())
+
+
+def test_window_stats_count_what_the_arrays_say():
+    rng = np.random.default_rng(2)
+    shape = (3, 5, 7, 6)
+    acc = rng.integers(-3, 4, shape) / 2.0
+    term = (acc <= 0) & (rng.random(shape) < 0.8) | (rng.random(shape) < 0.05)
+    spec = term & (rng.random(shape) < 0.4)
+    res = LaneResult(acc=acc, macs=rng.integers(0, 50, shape).astype(np.int32), terminated=term, spec_stop=spec)
+    for at_zero in (False, True):
+        neg = acc <= 0 if at_zero else acc < 0
+        pos = acc > 0
+        want = {"macs": int(res.macs.sum()), "neg": int(neg.sum()), "pos": int(pos.sum()),
+                "zero_out": int((res.output == 0).sum()), "tn_spec": int((spec & neg).sum()),
+                "tn_any": int((term & neg).sum()), "fn": int((spec & pos).sum()),
+                "mismatches": int((term & ~spec & pos).sum())}
+        assert lanes.window_stats(res, at_zero) == want
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), mode=st.sampled_from(["dense", "exact", "predictive"]))
+def test_spec_sums_are_the_partial_sums_after_n_macs(case, mode):
+    """The partial sum the PAU compares with Th: bias plus the first N products of the stream, per window."""
+    layer, x, stream, bias, threshold = case
+    got = run_lanes(x, layer, stream, bias, mode, threshold, spec_sums=True)
+    plain = run_lanes(x, layer, stream, bias, mode, threshold)
+    for name in FIELDS:
+        assert np.array_equal(getattr(got, name), getattr(plain, name)), name
+    n = np.asarray(stream.n_spec)
+    want = run_lanes_reference(x, layer, _prefix(stream), bias, "dense").acc
+    has = n > 0
+    assert np.array_equal(got.spec_sums[:, has], want[:, has])
+    assert np.isnan(got.spec_sums[:, ~has]).all()
+
+
+def _prefix(stream):
+    """The stream cut to its first N weights per kernel (N = 0 kernels keep theirs; they are not compared)."""
+    from accelsim.functional.reorder import WeightStream
+
+    n = np.asarray(stream.n_spec)
+    length = np.where(n > 0, n, stream.length).astype(stream.length.dtype)
+    return WeightStream(weights=stream.weights, index=stream.index, length=length,
+                        neg_start=np.minimum(stream.neg_start, length).astype(stream.neg_start.dtype),
+                        n_spec=np.zeros_like(stream.n_spec))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=long_kernels(), at_zero=st.booleans(), n_share=st.sampled_from([0.05, 0.9]))
+def test_predictive_outputs_walk_short_speculation_sets_and_gemm_long_ones(case, at_zero, n_share):
+    """Short speculation sets are summed by walking their weights, long ones by a GEMM: both give the lanes'
+    outputs bit for bit."""
+    layer, x, _, bias, threshold = case
+    rng = np.random.default_rng(int(x.sum() * 4) % 2**32)
+    w = rng.integers(-40, 12, (layer.out_channels, layer.in_channels, *layer.kernel)) / 16.0
+    n = np.maximum(1, (rng.random(layer.out_channels) * n_share * layer.kernel_size).astype(np.int64))
+    n[0] = 0  # one kernel does not speculate
+    stream = reorder_layer(w, n)
+    got = lanes.predictive_outputs(x, layer, stream, bias, threshold, at_zero)
+    assert np.array_equal(got, run_lanes(x, layer, stream, bias, "predictive", threshold, at_zero).output)

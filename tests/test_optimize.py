@@ -1,4 +1,5 @@
-"""Algorithm 1 (accelsim optimize): the budget holds on held-out images, resume, merit/fall-back rules, CLI, proxy."""
+"""The optimiser (accelsim optimize): the promise checked on validation images, exact mode at confidence 1, resume
+with the new options, Algorithm 1's merit/fall-back rules, CLI, the profiling proxy."""
 
 import dataclasses
 import json
@@ -20,10 +21,12 @@ from accelsim.optimize import (
 from accelsim.optimize.evaluate import SpeculationEvaluator
 from accelsim.optimize.passes import GlobalState, LocalEvaluation, param_l
 from accelsim.optimize.profiling import profile_layer
+from accelsim.optimize.stats import PairedCounts, Promise, upper_bound
 
 SMALL = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(-0.25, 0.0, 0.25, 0.5),
-                       levels=(0.2, 0.05, 0.01, 0.0), profile_images=48, eval_batch=64)
-OPT, EVAL = 150, 150
+                       levels=(0.2, 0.05, 0.01, 0.0), profile_images=48, eval_batch=64, sensitivity_images=64,
+                       path_steps=12)
+OPT, EVAL = 600, 200  # 300 optimisation, 300 validation, 200 test digits
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +36,26 @@ def lenet():
 
 
 @pytest.fixture(scope="module")
-def runs(lenet):
+def runs(lenet, tmp_path_factory):
     net, data = lenet
-    return {eps: optimize(net, data, eps, settings=SMALL, opt_limit=OPT, eval_limit=EVAL) for eps in (0.0, 0.02, 0.05)}
+    state = tmp_path_factory.mktemp("opt") / "state.json"
+    return {eps: optimize(net, data, eps, settings=SMALL, opt_limit=OPT, eval_limit=EVAL, state_path=state,
+                          resume=True) for eps in (0.0, 0.02, 0.05)}
 
 
-def test_spec_keeps_the_loss_within_epsilon_on_held_out_images(runs, lenet, tmp_path):
-    r = runs[0.02]
+def test_spec_keeps_the_promise_on_the_validation_images(runs, lenet, tmp_path):
+    r = runs[0.05]
     opt, ev = r.evaluation["optimisation"], r.evaluation["evaluation"]
-    assert opt["images"] == OPT and ev["images"] == EVAL
-    assert opt["top1_loss"] <= 0.02 + 1e-12
-    assert ev["top1_loss"] <= 0.02 + 1e-12
-    assert opt["top1_loss"] == pytest.approx(r.global_state.err)  # the search's own measure = the forward pass's
+    assert opt["images"] == OPT // 2 and ev["images"] == EVAL
+    assert r.search["validation_images"] == OPT // 2 and r.chosen_step >= 0
+    val = r.losses["validation"]
+    assert val["upper_bound_promise"] <= 0.05 + 1e-9 and val["lower"] <= val["loss"] <= val["upper"]
+    # every step the walk passed had its p-value within the level, the next one (if any) did not
+    p = [row["p_value"] for row in r.path if "p_value" in row]
+    assert all(v <= 0.1 for v in p[: r.chosen_step + 1])
+    assert len(p) == len(r.path) or p[-1] > 0.1
+    assert opt["top1_loss"] == pytest.approx(r.losses["optimisation"]["loss"])  # the search's measure = the forward pass's
+    assert ev["loss_lower"] <= ev["paired_loss"] <= ev["loss_upper"]
     # It speculates and saves MACs over exact mode, never cutting a window wrongly outside speculation.
     assert any(l["mode"] == "predictive" for l in r.layers)
     assert ev["macs_per_image"]["predictive"] < ev["macs_per_image"]["exact"] < ev["macs_per_image"]["dense"]
@@ -58,12 +69,41 @@ def test_spec_keeps_the_loss_within_epsilon_on_held_out_images(runs, lenet, tmp_
         np.testing.assert_array_equal(back.threshold[name], r.spec.threshold[name])
 
 
-def test_zero_epsilon_loses_nothing_and_a_larger_one_saves_at_least_as_much(runs):
-    zero = runs[0.0].evaluation["optimisation"]
-    assert zero["top1_predictive"] >= zero["top1_dense"]
+def test_a_larger_epsilon_walks_at_least_as_far_along_the_same_path(runs):
+    steps = [runs[eps].chosen_step for eps in (0.0, 0.02, 0.05)]
+    assert steps == sorted(steps)
+    assert runs[0.0].path == runs[0.05].path[: len(runs[0.0].path)] or len(runs[0.0].path) == len(runs[0.05].path)
     macs = {eps: r.evaluation["optimisation"]["macs_per_image"]["predictive"] for eps, r in runs.items()}
-    assert macs[0.05] <= macs[0.02] <= macs[0.0]
     assert macs[0.05] < runs[0.05].evaluation["optimisation"]["macs_per_image"]["exact"]
+
+
+def test_the_chosen_spec_never_has_a_validation_bound_above_epsilon(lenet, tmp_path):
+    """The back-off (the walk stops before the first spec that fails) never returns a spec whose validation bound
+    exceeds epsilon, whatever the epsilon, the confidence and the promise's image count."""
+    net, data = lenet
+    state = tmp_path / "state.json"
+    for eps, conf, m in ((0.01, 0.9, 0), (0.03, 0.8, 0), (0.03, 0.95, 400), (0.1, 0.5, 0)):
+        s = dataclasses.replace(SMALL, confidence=conf, promise_images=m)
+        r = optimize(net, data, eps, settings=s, opt_limit=OPT, eval_limit=EVAL, state_path=state, resume=True,
+                     evaluate_held_out=False)
+        promise = Promise(eps, conf, m or None)
+        for i in range(r.chosen_step + 1):
+            row = r.path[i]
+            counts = PairedCounts(OPT // 2, row["val_worse"], row["val_better"])
+            assert promise.accepts(counts)
+            assert upper_bound(counts, conf, m or None) <= eps + 1e-4
+        if r.chosen_step >= 0:
+            assert r.losses["validation"]["upper_bound_promise"] <= eps + 1e-4
+
+
+def test_epsilon_zero_with_confidence_one_is_exact_mode(lenet):
+    net, data = lenet
+    r = optimize(net, data, 0.0, settings=dataclasses.replace(SMALL, confidence=1.0), opt_limit=200, eval_limit=40,
+                 evaluate_held_out=False)
+    assert r.chosen_step == -1 and r.search["stopped_by"].startswith("confidence 1")
+    assert all(not np.any(n) for n in r.spec.n_spec.values())
+    assert all(l["mode"] == "exact" for l in r.layers)
+    assert r.losses["validation"]["worse"] == r.losses["validation"]["better"] == 0
 
 
 class _Stop(Exception):
@@ -72,30 +112,48 @@ class _Stop(Exception):
 
 def test_resume_after_an_interruption_gives_the_same_spec(lenet, tmp_path):
     net, data = lenet
-    kw = dict(settings=SMALL, opt_limit=60, eval_limit=20, evaluate_held_out=False)
-    whole = optimize(net, data, 0.02, **kw)
+    kw = dict(settings=SMALL, opt_limit=400, eval_limit=20, evaluate_held_out=False)
+    whole = optimize(net, data, 0.05, **kw)
     state = tmp_path / "state.json"
     seen = []
 
-    def stop_after_profiling(stage, what):
+    def stop_in_validation(stage, what):
         seen.append(stage)
-        if stage == "profiling" and what == "conv2":
+        if stage == "validation" and what == "1":
             raise _Stop
 
     with pytest.raises(_Stop):
-        optimize(net, data, 0.02, state_path=state, checkpoint=stop_after_profiling, **kw)
-    assert json.loads(state.read_text())["local"] == {}  # the state holds the profiles only
+        optimize(net, data, 0.05, state_path=state, checkpoint=stop_in_validation, **kw)
+    saved = json.loads(state.read_text())
+    assert set(saved["profiles"]) == {"conv1", "conv2"} and saved["path"] and set(saved["validation"]) == {"0", "1"}
     resumed_stages = []
-    again = optimize(net, data, 0.02, state_path=state, resume=True,
-                     checkpoint=lambda stage, what: resumed_stages.append(stage), **kw)
-    assert "profiling" not in resumed_stages and "local" in resumed_stages
+    again = optimize(net, data, 0.05, state_path=state, resume=True,
+                     checkpoint=lambda stage, what: resumed_stages.append((stage, what)), **kw)
+    assert not any(s in ("profiling", "sensitivity", "path") for s, _ in resumed_stages)
+    assert ("validation", "0") not in resumed_stages and ("validation", "1") not in resumed_stages
     for name in whole.spec.n_spec:
         np.testing.assert_array_equal(again.spec.n_spec[name], whole.spec.n_spec[name])
         np.testing.assert_array_equal(again.spec.threshold[name], whole.spec.threshold[name])
-    # Other settings cannot resume from this state.
+    # New promise settings (epsilon, confidence, promise images) reuse every measurement: no stage is redone.
+    for change in ({"confidence": 0.8}, {"promise_images": 500}, {}):
+        resumed_stages.clear()
+        optimize(net, data, 0.01 if not change else 0.05, state_path=state, resume=True,
+                 checkpoint=lambda stage, what: resumed_stages.append(stage),
+                 **{**kw, "settings": dataclasses.replace(SMALL, **change)})
+        # at most further validation steps and the new choice's loss on the optimisation images
+        assert set(resumed_stages) <= {"validation", "optimisation check"}
+    # A new path setting keeps the profiles and the layer measurements, and lays out the path again.
+    resumed_stages.clear()
+    optimize(net, data, 0.05, state_path=state, resume=True, checkpoint=lambda s, w: resumed_stages.append(s),
+             **{**kw, "settings": dataclasses.replace(SMALL, path_steps=6)})
+    assert "path" in resumed_stages and "profiling" not in resumed_stages and "sensitivity" not in resumed_stages
+    # Other grids, or another optimisation/validation split, cannot resume from this state.
     with pytest.raises(ConfigError, match="different settings"):
         optimize(net, data, 0.02, state_path=state, resume=True,
-                 **{**kw, "settings": SearchSettings(levels=(0.1, 0.0), profile_images=48)})
+                 **{**kw, "settings": dataclasses.replace(SMALL, levels=(0.1, 0.0))})
+    with pytest.raises(ConfigError, match="search differ"):
+        optimize(net, data, 0.02, state_path=state, resume=True,
+                 **{**kw, "settings": dataclasses.replace(SMALL, validation_share=0.3)})
     # Weights are known by their content, not their file: changed values refuse the state, a copy elsewhere resumes.
     changed = dict(net.weights)
     changed["conv2.weight"] = changed["conv2.weight"] * 1.5
@@ -147,9 +205,12 @@ def test_global_pass_falls_back_to_exact_mode():
 
 
 def test_global_pass_on_lenet_iterates_until_the_network_is_within_epsilon(lenet):
+    """Algorithm 1 with the paper's promise (no validation): the global pass, then refinement, on the optimisation
+    images; `refine=False` is the algorithm as printed."""
     net, data = lenet
     aggressive = SearchSettings(n_fractions=(0.1, 0.25, 0.5), th_fractions=(0.0, 0.25, 0.5, 1.0),
-                                levels=(0.5, 0.3, 0.1, 0.0), profile_images=48, eval_batch=64)
+                                levels=(0.5, 0.3, 0.1, 0.0), profile_images=48, eval_batch=64, search="algorithm1",
+                                validation_share=0.0)
     r = optimize(net, data, 0.02, settings=aggressive, opt_limit=150, eval_limit=20, evaluate_held_out=False)
     greedy = [h for h in r.global_state.history if not h.get("why", "").startswith("refine")]
     errs = [h["err"] for h in greedy]
@@ -160,6 +221,7 @@ def test_global_pass_on_lenet_iterates_until_the_network_is_within_epsilon(lenet
     assert len(refined) == r.global_state.refine_trials and r.global_state.refine_trials > 0
     assert all(h["err"] <= 0.02 + 1e-12 for h in refined if h["why"] == "refine: kept")
     assert r.global_state.err <= 0.02 + 1e-12
+    assert r.losses["optimisation"]["loss"] == pytest.approx(r.global_state.err) and "validation" not in r.losses
 
     paper = optimize(net, data, 0.02, settings=dataclasses.replace(aggressive, refine=False), opt_limit=150,
                      eval_limit=20, evaluate_held_out=False)
@@ -226,15 +288,18 @@ def test_profile_macs_match_the_lanes_with_that_kernel_speculating(lenet):
 # -- CLI -----------------------------------------------------------------------------------------------------------------
 def test_cli_writes_spec_and_report_that_run_uses(tmp_path, capsys):
     out = tmp_path / "spec.npz"
-    argv = ["optimize", "--net", "lenet", "--epsilon", "0.02", "--opt-limit", "60", "--eval-limit", "40",
+    argv = ["optimize", "--net", "lenet", "--epsilon", "0.05", "--opt-limit", "200", "--eval-limit", "40",
             "--out", str(out), "--n-fractions", "0.1,0.5", "--th-fractions", "0,0.25", "--levels", "0.1,0",
             "--profile-images", "32"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "conv2" in printed and "evaluation" in printed
     report = json.loads((tmp_path / "spec.npz.json").read_text())
-    assert report["epsilon"] == 0.02
-    assert report["images"] == {"optimisation": {"first": 0, "count": 60}, "evaluation": {"first": 60, "count": 40}}
+    assert report["epsilon"] == 0.05
+    assert report["images"] == {"optimisation": {"first": 0, "count": 100}, "validation": {"first": 100, "count": 100},
+                                "evaluation": {"first": 200, "count": 40}}
+    assert report["promise"]["confidence"] == 0.9 and "expected top-1 loss on new images" in report["promise"]["about"]
+    assert {"optimisation", "validation"} <= set(report["losses"])
     for part in ("optimisation", "evaluation"):
         r = report["accuracy_and_macs"][part]
         assert {"top1_dense", "top1_predictive", "top1_loss", "mac_reduction_vs_dense"} <= set(r)
@@ -253,12 +318,9 @@ def test_cli_writes_spec_and_report_that_run_uses(tmp_path, capsys):
     assert main(["run", "--mode", "predictive", "--spec", str(tmp_path / "other.npz"), "--limit", "4",
                  "--out", str(tmp_path / "run2")]) == 2
     assert "made for network 'resnet20', not 'lenet'" in capsys.readouterr().err
-    # --no-refine: the algorithm as printed, from the same state (refine is not in its fingerprint)
-    assert main([*argv, "--no-refine", "--resume"]) == 0
-    assert "refinement off" in capsys.readouterr().out
-    report = json.loads((tmp_path / "spec.npz.json").read_text())
-    assert report["search"]["refine"] is False and report["search"]["refine_trials"] == 0
-    assert not any(h.get("why", "").startswith("refine") for h in report["global_history"])
+    # resuming from the state file of the same command redoes nothing but the held-out check
+    assert main([*argv, "--resume"]) == 0
+    assert "validation" in capsys.readouterr().out
 
 
 def test_bad_budgets_and_splits_are_clear_errors(lenet):
@@ -274,3 +336,11 @@ def test_bad_budgets_and_splits_are_clear_errors(lenet):
         SearchSettings(levels=(0.0, 0.1))
     with pytest.raises(ConfigError, match="refine: must be true or false, got 'yes'"):
         SearchSettings(refine="yes")
+    for bad, match in (({"confidence": 0.3}, "confidence"), ({"validation_share": 1.0}, "validation_share"),
+                       ({"promise_images": -1}, "promise_images"), ({"search": "greedy"}, "search"),
+                       ({"path_steps": 0}, "path_steps"), ({"algorithm1_budgets": (0.02, 0.01)}, "budgets"),
+                       ({"sensitivity_images": 0}, "sensitivity_images"), ({"path_max_loss": 0.0}, "path_max_loss")):
+        with pytest.raises(ConfigError, match=match):
+            SearchSettings(**bad)
+    with pytest.raises(ConfigError, match="leaves no image"):
+        optimize(net, data, 0.01, opt_limit=1, eval_limit=10)

@@ -1,6 +1,7 @@
 """The optimiser's evaluator: the incremental, GEMM-based `accuracy` equals a full run through the MAC lanes."""
 
 import numpy as np
+import pytest
 
 from accelsim.functional import ops
 from accelsim.functional.forward import FunctionalConfig
@@ -47,3 +48,23 @@ def test_incremental_accuracy_equals_a_full_lane_run_after_every_move():
         assert got.top1 == ev.evaluate({l: s for l, s in current.items() if s.speculates}).top1
     assert changed_somewhere  # the settings were aggressive enough to change some values
     assert ev.accuracy({}).top1 == ev.dense_top1
+
+
+def test_evaluators_of_disjoint_images_share_the_formats_and_damage_is_zero_only_for_no_change():
+    net = small_net(seed=5)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(48, 3, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 10, size=48)
+    opt = SpeculationEvaluator(net, FunctionalConfig(), x[:24], y[:24], eval_batch=8, keep_outputs=16)
+    val = SpeculationEvaluator(net, FunctionalConfig(), x[24:], y[24:], eval_batch=8, calibration=x[:24])
+    assert opt.prepared.blob_fl == val.prepared.blob_fl  # formats from the optimisation images for both
+    assert opt.dense_outputs.shape[0] == 16 and np.array_equal(opt.dense_correct, opt.dense_pred == opt.labels)
+    layer = opt.eligible[-1]
+    f = opt.conv(layer).out_channels
+    none = LayerSetting(np.zeros(f, dtype=np.int64), np.zeros(f))
+    assert opt.damage({layer: none}) == (0.0, pytest.approx(opt.dense_outputs.argmax(axis=1)))
+    harsh = LayerSetting(np.ones(f, dtype=np.int64), np.full(f, 1e6))  # every window stopped: outputs all 0
+    dmg, pred = opt.damage({layer: harsh})
+    assert dmg > 0 and pred.shape == (16,)
+    correct = val.correct({layer: harsh})
+    assert correct.shape == (24,) and np.array_equal(correct, val.last_predictions == val.labels)

@@ -20,7 +20,7 @@ from accelsim.functional import ops
 from accelsim.functional.eligibility import Eligibility, early_termination_eligibility
 from accelsim.functional.fixedpoint import NumberFormat, integer_length
 from accelsim.functional.formats import Formats, sums_exact
-from accelsim.functional.lanes import LaneResult, predictive_outputs, run_lanes
+from accelsim.functional.lanes import LaneResult, predictive_outputs, run_lanes, window_stats
 from accelsim.functional.pruning import PruningOptions, prune_network
 from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
 from accelsim.nets.graph import (
@@ -273,8 +273,9 @@ class PreparedNetwork:
                 return (np.maximum(acc, 0) if layer.relu else acc).astype(x.dtype, copy=False)
             acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and not observing)
             if observing:
-                observer(layer.name, _dense_lane_result(acc, layer))
-                return np.maximum(acc, 0) if layer.relu else acc  # the observer may keep acc: a new array
+                res = _dense_lane_result(acc, layer)
+                observer(layer.name, res)
+                return res.output if layer.relu else acc  # later layers write only into arrays of their own
             return acc
         if isinstance(layer, FC):
             w, b = self.fcs[layer.name]
@@ -311,7 +312,7 @@ class PreparedNetwork:
 def _dense_lane_result(acc: np.ndarray, layer: Conv) -> LaneResult:
     macs = np.full(acc.shape, layer.kernel_size, dtype=np.int32)
     no = np.zeros(acc.shape, dtype=bool)
-    return LaneResult(acc=acc, macs=macs, terminated=no, spec_stop=no)
+    return LaneResult(acc=acc, macs=macs, terminated=no, spec_stop=no, values=np.maximum(acc, 0))
 
 
 _FLOAT_CONFIG = FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"), float_reference=False)
@@ -519,23 +520,20 @@ class _ConvStats:
     small: SmallPositiveErrors | None = None  # kept for predictive layers only
 
     def add(self, res: LaneResult, terminate_at_zero: bool) -> None:
-        acc = res.acc
-        neg = acc <= 0 if terminate_at_zero else acc < 0
-        pos = acc > 0
-        out = res.output
-        fn = res.spec_stop & pos
-        self.windows += acc.size
-        self.macs_performed += int(res.macs.sum(dtype=np.int64))
-        self.neg += int(np.count_nonzero(neg))
-        self.pos += int(np.count_nonzero(pos))
-        self.zero_out += int(np.count_nonzero(out == 0))
-        self.tn_spec += int(np.count_nonzero(res.spec_stop & neg))
-        self.tn_any += int(np.count_nonzero(res.terminated & neg))
-        self.fn += int(np.count_nonzero(fn))
+        c = window_stats(res, terminate_at_zero)  # one pass over the windows
+        self.windows += res.acc.size
+        self.macs_performed += c["macs"]
+        self.neg += c["neg"]
+        self.pos += c["pos"]
+        self.zero_out += c["zero_out"]
+        self.tn_spec += c["tn_spec"]
+        self.tn_any += c["tn_any"]
+        self.fn += c["fn"]
         # Windows cut short without speculation whose dense output is not 0: must never happen.
-        self.mismatches += int(np.count_nonzero(res.terminated & ~res.spec_stop & pos))
+        self.mismatches += c["mismatches"]
         if self.small is not None:
-            self.small.add(acc, pos, fn)
+            pos = res.acc > 0
+            self.small.add(res.acc, pos, res.spec_stop & pos)
 
 
 @dataclass(frozen=True)
@@ -551,6 +549,16 @@ class FunctionalResult:
     batches: int = 0  # functional batches run (the batch_size setting at work)
     calibration_images: int = 0  # images the number formats were chosen from (0 for float32)
     formats: dict = field(default_factory=dict)  # what the formats chose (Formats.describe), for the summary
+    predictions: np.ndarray | None = None  # top-1 class per image, in stream order
+    reference_predictions: np.ndarray | None = None  # the dense fixed-point network's top-1 class per image
+    labels: np.ndarray | None = None  # label per image (negative: unlabelled)
+
+    def correct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per image: (dense network right, this run right), for paired accuracy statistics. An unlabelled image
+        counts as right when the dense network's answer is kept (the optimiser's convention)."""
+        assert self.predictions is not None and self.reference_predictions is not None and self.labels is not None
+        target = np.where(self.labels >= 0, self.labels, self.reference_predictions)
+        return self.reference_predictions == target, self.predictions == target
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -597,8 +605,18 @@ def run(
     stats = {name: _ConvStats(small=SmallPositiveErrors() if plan.mode == "predictive" else None)
              for name, plan in prepared.convs.items()}
 
+    # In exact mode the outputs are the dense ones whenever the lanes summed exactly and cut no positive window (the
+    # exactness guard): then a batch's dense reference answers are its own, and the reference pass is skipped.
+    lane_layers = {name for name, plan in prepared.convs.items() if plan.stream is not None}
+    skip_reference = config.mode == "exact" and config.number_format.is_fixed
+    batch_exact = [True]
+
     def observe(name: str, res: LaneResult) -> None:
-        stats[name].add(res, config.terminate_at_zero)
+        st = stats[name]
+        before = st.mismatches
+        st.add(res, config.terminate_at_zero)
+        if name in lane_layers and (st.mismatches != before or not res.exact_sums):
+            batch_exact[0] = False
         if observer is not None:
             observer(name, res)
 
@@ -607,17 +625,24 @@ def run(
     hits = {"top1": 0, "top5": 0, "agree": 0, "top1_float": 0, "top5_float": 0, "agree_float": 0}
     labelled = 0
     n_batches = 0
+    reference_runs = 0
+    per_image: dict[str, list[np.ndarray]] = {"pred": [], "ref": [], "label": []}
     for xb, yb in _chain(buffered, batches):
         n_batches += 1
+        batch_exact[0] = True
         out = prepared.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
         scores = out.reshape(len(xb), -1)
         pred = scores.argmax(axis=1)
-        if config.mode == "dense":
+        if config.mode == "dense" or (skip_reference and batch_exact[0]):
             ref_pred = pred
         else:
             ref = prepared.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1)
             ref_pred = ref.argmax(axis=1)
+            reference_runs += 1
         hits["agree"] += int(np.count_nonzero(pred == ref_pred))
+        per_image["pred"].append(pred)
+        per_image["ref"].append(ref_pred)
+        per_image["label"].append(np.asarray(yb, dtype=np.int64))
         valid = yb >= 0
         labelled += int(np.count_nonzero(valid))
         hits["top1"] += _topk_hits(scores[valid], yb[valid], 1)
@@ -632,6 +657,7 @@ def run(
             progress(len(xb))
     if n_images == 0:
         raise ConfigError("the dataset yielded no images")
+    log.debug("%s: dense reference pass run on %d batch(es)", network.name, reference_runs)
 
     accuracy = {
         "top1": hits["top1"] / labelled if labelled else math.nan,
@@ -689,7 +715,10 @@ def run(
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
                             accuracy=accuracy, blob_fl=prepared.blob_fl, batches=n_batches,
                             calibration_images=len(calibration) if config.number_format.quantised else 0,
-                            formats=prepared.formats.describe() if prepared.formats is not None else {})
+                            formats=prepared.formats.describe() if prepared.formats is not None else {},
+                            predictions=np.concatenate(per_image["pred"]),
+                            reference_predictions=np.concatenate(per_image["ref"]),
+                            labels=np.concatenate(per_image["label"]))
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

@@ -3,15 +3,19 @@
 A lane walks its kernel's reordered weight stream (spec A.2.2, A.3). The PAU cuts the window short at the
 speculation check (predictive mode) or at the first negative partial sum in the negative segment (exact mode).
 
-How it is fast (see ../shared/notes/performance.md): the windows of a tile of `TILE` output pixels sit side by side as
-SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered once and reused by every kernel of the group;
-per kernel the stream is walked once for all pixels of the tile, in stream order, a few weights per step. The per-window
+How it is fast (see ../shared/notes/performance.md and benchmarks/functional_speed.md): the windows of a tile of
+`TILE` output pixels sit side by side as SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered
+once from the input and reused by every kernel of the group; per kernel the stream is walked once for all pixels of
+the tile, in stream order, by explicit vector code whose 64 accumulators stay in registers (`simd.py`). The per-window
 sign check is taken out of the vector loop: in the negative segment the partial sum can only fall (inputs >= 0,
-weights < 0), so a snapshot every `CHECKPOINT` weights says in which block each window first goes negative, and a
-short scalar re-scan of that block gives the exact stop. When inputs can be negative (a first layer) the partial sum
-is not monotone, and each block also tracks the lowest partial sum of every lane instead. Dense mode on the fixed-point
-grid skips the lanes: a float64 GEMM is exact there in any order (`_sums_are_exact`). Sums follow the stream order exactly as the NumPy reference
-does, so results are bit-identical to it whatever the data.
+weights < 0), so a window stops exactly where its partial sums stop passing the test. On short negative segments the
+walk counts the passing partial sums per lane (the count is the stop); on long ones it keeps a checkpoint every
+`simd.BLOCK` weights, and a short re-scan of the one block where a window stops gives the exact stop. When inputs
+can be negative (a first layer) the partial sum is not monotone, and each lane counts only while every partial sum so
+far passed. Where every partial sum is exact (`_sums_are_exact`: the fixed-point grid) the walk uses fused
+multiply-adds, which then give the same bits; otherwise one rounding per multiply and per add, in stream order, as the
+NumPy reference. Dense mode on the fixed-point grid skips the lanes: a float64 GEMM is exact there in any order.
+Results are bit-identical to the reference whatever the data.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import numba
 import numpy as np
 
 from accelsim.errors import ConfigError
+from accelsim.functional import ops, simd
 from accelsim.functional.reorder import WeightStream
 from accelsim.nets.graph import Conv
 
 MODES = ("dense", "exact", "predictive")
-TILE = 64  # output pixels (windows) walked side by side as SIMD lanes
-CHECKPOINT = 32  # weights between partial-sum snapshots in the negative segment
+TILE = simd.LANES  # output pixels (windows) walked side by side as SIMD lanes
+_COUNT_MAX = 384  # negative segments up to this long count every partial sum; longer ones use block checkpoints
 _MODE_CODE = {"dense": 0, "exact": 1, "predictive": 2}
 
 
@@ -40,10 +45,15 @@ class LaneResult:
     macs: np.ndarray  # int32: MACs the lane performed for that window
     terminated: np.ndarray  # bool: the PAU cut the window short (either check); its output is 0
     spec_stop: np.ndarray  # bool: cut at the speculation check (predictive mode)
+    values: np.ndarray | None = None  # `output`, when the lanes wrote it as they went (None: computed on request)
+    exact_sums: bool = False  # every partial sum was exact, so `acc` is the dense value in any summation order
+    spec_sums: np.ndarray | None = None  # partial sum after each kernel's first N MACs (`run_lanes(spec_sums=True)`)
 
     @property
     def output(self) -> np.ndarray:
         """Post-ReLU value as the hardware writes it: 0 where the PAU terminated the window."""
+        if self.values is not None:
+            return self.values
         return np.where(self.terminated, 0.0, np.maximum(self.acc, 0.0))
 
 
@@ -134,171 +144,197 @@ def _prepare(
     )
 
 
-@numba.njit(cache=True, nogil=True)
-def _walk(acc, patch, wrow, orow, start, stop):
-    """acc[t] += w_i * patch[o_i + t] for stream positions start..stop-1, in order, two weights per step.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _walk(acc, patch, wrow, orow, start, stop, fused):
+    """acc[t] = acc[t] + w_i * patch[o_i + t] for stream positions start..stop-1, in order (`simd.walk`); with
+    `fused`, by fused multiply-adds, which give the same bits where every sum is exact (`_sums_are_exact`)."""
+    if fused:
+        simd.walk_fma(acc, patch, wrow, orow, start, stop)
+    else:
+        simd.walk(acc, patch, wrow, orow, start, stop)
 
-    The row views (slices) keep the lane loop free of index wrap-around checks, so it vectorises; two weights per
-    step measured faster than one or four (fewer accumulator stores, no register spills).
-    """
-    i = start
-    while i + 2 <= stop:
-        w0, w1 = wrow[i], wrow[i + 1]
-        p0 = patch[orow[i] : orow[i] + TILE]
-        p1 = patch[orow[i + 1] : orow[i + 1] + TILE]
-        for t in range(TILE):
-            acc[t] = (acc[t] + w0 * p0[t]) + w1 * p1[t]
-        i += 2
-    while i < stop:
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _walk_count(acc, cnt, patch, wrow, orow, start, stop, at_zero, fused):
+    """As `_walk`, also counting per lane the partial sums that pass the PAU's sign test (>= 0, or > 0 with
+    `at_zero`). Where the partial sum can only fall (inputs >= 0, negative weights) they are exactly those before
+    the first failing one, so the count is where the lane stops: no re-scan. Cheaper than `_walk_blocks` on short
+    negative segments (`_COUNT_MAX`), dearer on long ones."""
+    if fused:
+        simd.walk_count_fma(acc, cnt, patch, wrow, orow, start, stop, at_zero)
+    else:
+        simd.walk_count(acc, cnt, patch, wrow, orow, start, stop, at_zero)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _walk_blocks(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero, fused):
+    """As `_walk`, with a checkpoint every `simd.BLOCK` weights: per lane, the number of blocks whose last partial sum
+    passes the PAU's sign test (`cnt`) and that sum (`snap`). Where the partial sum can only fall (inputs >= 0,
+    negative weights), a lane that stops does so inside block `cnt`, which a short re-scan from `snap` finds."""
+    if fused:
+        simd.walk_blocks_fma(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero)
+    else:
+        simd.walk_blocks(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_count_alive(acc, cnt, alive, patch, wrow, orow, start, stop, at_zero):
+    """As `_walk_count` for partial sums of either sign (signed inputs): a lane counts only while every partial sum
+    so far passed the test (`alive`), so the count is again where it stops."""
+    for i in range(start, stop):
         w0 = wrow[i]
         p0 = patch[orow[i] : orow[i] + TILE]
-        for t in range(TILE):
-            acc[t] = acc[t] + w0 * p0[t]
-        i += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk_min(acc, low, patch, wrow, orow, start, stop):
-    """As `_walk`, also keeping low[t] = min(low[t], every partial sum): for inputs of either sign."""
-    i = start
-    while i + 2 <= stop:
-        w0, w1 = wrow[i], wrow[i + 1]
-        p0 = patch[orow[i] : orow[i] + TILE]
-        p1 = patch[orow[i + 1] : orow[i + 1] + TILE]
-        for t in range(TILE):
-            a0 = acc[t] + w0 * p0[t]
-            a1 = a0 + w1 * p1[t]
-            acc[t] = a1
-            low[t] = min(low[t], min(a0, a1))
-        i += 2
-    while i < stop:
-        w0 = wrow[i]
-        p0 = patch[orow[i] : orow[i] + TILE]
-        for t in range(TILE):
-            a0 = acc[t] + w0 * p0[t]
-            acc[t] = a0
-            low[t] = min(low[t], a0)
-        i += 1
+        if at_zero:
+            for t in range(TILE):
+                a0 = acc[t] + w0 * p0[t]
+                acc[t] = a0
+                alive[t] &= np.int32(a0 > 0.0)
+                cnt[t] += alive[t]
+        else:
+            for t in range(TILE):
+                a0 = acc[t] + w0 * p0[t]
+                acc[t] = a0
+                alive[t] &= np.int32(a0 >= 0.0)
+                cnt[t] += alive[t]
 
 
 @numba.njit(cache=True, parallel=True)
 def _lanes_kernel(
-    xpad, cg, fg, kh, kw, sy, sx, ho, wo, wts, offs, length, neg_start, n_spec, bias, thr, mode, at_zero, monotone,
-    acc_out, macs_out, term_out, spec_out,
+    xq, koff, cg, ho, wo, sy, sx, wts, offs, length, neg_start, n_spec, bias, thr, mode, at_zero, monotone, fused,
+    count_max, want_snap, acc_out, macs_out, term_out, spec_out, val_out, snap_out,
 ):  # fmt: skip
-    n_img = xpad.shape[0]
-    f_count = wts.shape[0]
-    groups = f_count // fg
+    """Every window of the zero-padded input `xq` (B, C, Hp, Wp) through the lanes; writes the NCHW outputs.
+
+    `koff[k]` is the offset of stream index k (c*kh*kw + ky*kw + kx) from a window's first input, c*Hp*Wp + ky*Wp +
+    kx. The tile's patch is gathered from the input itself (a few rows, cache resident and shared by neighbouring
+    tiles), not from im2col columns, whose K-fold copy of the input costs more memory traffic than the walk.
+    """
+    n_img, c_total, hp, wp = xq.shape
+    xflat = xq.reshape(-1)
+    f_total = wts.shape[0]
+    groups = c_total // cg
+    fg = f_total // groups
+    ksize = koff.shape[0]
     hw = ho * wo
     npix = n_img * hw
     ntiles = (npix + TILE - 1) // TILE
-    ksize = cg * kh * kw
-    nblk = (wts.shape[1] + CHECKPOINT - 1) // CHECKPOINT + 1
+    plane = hp * wp
     for item in numba.prange(groups * ntiles):
         g = item // ntiles
         tile = item % ntiles
-        nvalid = min(TILE, npix - tile * TILE)
-        # Gather the input patch of this tile once: patch[k*TILE + t] = input of window t at kernel position k.
-        patch = np.zeros(ksize * TILE, dtype=xpad.dtype)
+        p_first = tile * TILE
+        nvalid = min(TILE, npix - p_first)
         pout = np.empty(TILE, dtype=np.int64)  # flat (b, f=0, y, x) output position of each lane
+        base = np.empty(TILE, dtype=np.int64)  # flat input position of each lane's first kernel position
         for t in range(nvalid):
-            p = tile * TILE + t
-            b = p // hw
-            yx = p % hw
+            p = p_first + t
+            bi = p // hw
+            yx = p - bi * hw
             y = yx // wo
-            x = yx % wo
-            pout[t] = b * f_count * hw + yx
-            for c in range(cg):
-                for ky in range(kh):
-                    for kx in range(kw):
-                        patch[((c * kh + ky) * kw + kx) * TILE + t] = xpad[b, g * cg + c, y * sy + ky, x * sx + kx]
+            x = yx - y * wo
+            pout[t] = bi * f_total * hw + yx
+            base[t] = (bi * c_total + g * cg) * plane + y * sy * wp + x * sx
+        contiguous = p_first // hw == (p_first + nvalid - 1) // hw
+        # The tile's input patch, one row of TILE lanes per kernel position (zeros past the last window).
+        patch = np.zeros(ksize * TILE, dtype=xq.dtype)
+        if contiguous and base[nvalid - 1] - base[0] == nvalid - 1:  # e.g. a pointwise conv: plain row copies
+            for k in range(ksize):
+                src = xflat[base[0] + koff[k] : base[0] + koff[k] + nvalid]
+                dst = patch[k * TILE : k * TILE + nvalid]
+                dst[:] = src
+        else:
+            for k in range(ksize):
+                kb = koff[k]
+                for t in range(nvalid):
+                    patch[k * TILE + t] = xflat[base[t] + kb]
         acc = np.empty(TILE)
-        s0 = np.empty(TILE)
         snap = np.empty(TILE)
-        first_blk = np.empty(TILE, dtype=np.int64)
-        low = np.empty(TILE)
-        cps = np.empty(nblk * TILE)
+        cnt = np.zeros(TILE, dtype=np.int32)
+        alive = np.ones(TILE, dtype=np.int32)
+        snap_neg = np.zeros(TILE)
         for f in range(g * fg, (g + 1) * fg):
             wrow = wts[f]
             orow = offs[f]
             n = n_spec[f]
             ns = neg_start[f]
             ln = length[f]
-            if mode == 2 and n > 0:
-                for t in range(TILE):
-                    acc[t] = bias[f]
-                _walk(acc, patch, wrow, orow, 0, n)
+            speculates = mode == 2 and n > 0
+            split = n > 0 and (speculates or want_snap)
+            checks = mode != 0 and ln > ns
+            blocks = False
+            for t in range(TILE):
+                acc[t] = bias[f]
+            if split:
+                _walk(acc, patch, wrow, orow, 0, n, fused)
                 snap[:] = acc
-                _walk(acc, patch, wrow, orow, n, ns)
+                if want_snap:
+                    base0 = pout[0] + f * hw
+                    for t in range(nvalid):
+                        snap_out[base0 + t if contiguous else pout[t] + f * hw] = acc[t]
+                _walk(acc, patch, wrow, orow, n, ns, fused)
             else:
-                for t in range(TILE):
-                    acc[t] = bias[f]
-                _walk(acc, patch, wrow, orow, 0, ns)
-            if mode == 0:
-                _walk(acc, patch, wrow, orow, ns, ln)
+                _walk(acc, patch, wrow, orow, 0, ns, fused)
+            if not checks:
+                _walk(acc, patch, wrow, orow, ns, ln, fused)
+            elif monotone and ln - ns <= count_max:
+                cnt[:] = 0
+                _walk_count(acc, cnt, patch, wrow, orow, ns, ln, at_zero, fused)
+                blocks = False
+            elif monotone:
+                cnt[:] = 0
+                _walk_blocks(acc, cnt, snap_neg, patch, wrow, orow, ns, ln, at_zero, fused)
+                blocks = True
             else:
-                s0[:] = acc
-                first_blk[:] = -1
-                s = ns
-                j = 0
-                while s < ln:
-                    e = min(s + CHECKPOINT, ln)
-                    if monotone:  # the partial sum only falls here: its value at the block end is its minimum
-                        _walk(acc, patch, wrow, orow, s, e)
-                        probe = acc
-                    else:
-                        low[:] = np.inf
-                        _walk_min(acc, low, patch, wrow, orow, s, e)
-                        probe = low
-                    for t in range(TILE):
-                        cps[j * TILE + t] = acc[t]
-                    # Branch-free (the signs are random per lane): while a lane has not stopped, its first block
-                    # index keeps moving to the next block; it freezes at the first block where it stops.
-                    if at_zero:
-                        for t in range(TILE):
-                            first_blk[t] += (first_blk[t] == j - 1) & (probe[t] > 0.0)
-                    else:
-                        for t in range(TILE):
-                            first_blk[t] += (first_blk[t] == j - 1) & (probe[t] >= 0.0)
-                    s = e
-                    j += 1
-                for t in range(TILE):  # a lane that never stopped ends at the block count
-                    if first_blk[t] == j - 1:
-                        first_blk[t] = -1
-                    else:
-                        first_blk[t] += 1
-            # The PAU's decisions, per window of the tile.
-            for t in range(nvalid):
-                o = pout[t] + f * hw
-                acc_out[o] = acc[t]
-                m = ln
-                term = False
-                sp = False
-                if mode == 2 and n > 0 and snap[t] < thr[f]:
-                    m, term, sp = n, True, True
-                elif mode != 0 and first_blk[t] >= 0:
-                    # Re-scan the block where the partial sum first went negative, from the snapshot before it.
-                    j = first_blk[t]
-                    start = ns + j * CHECKPOINT
-                    v = s0[t] if j == 0 else cps[(j - 1) * TILE + t]
-                    for i in range(start, min(start + CHECKPOINT, ln)):
-                        v = v + wrow[i] * patch[orow[i] + t]
-                        if v < 0.0 or (at_zero and v == 0.0):
-                            m, term = i + 1, True
-                            break
-                macs_out[o] = m
-                term_out[o] = term
-                spec_out[o] = sp
+                cnt[:] = 0
+                alive[:] = 1
+                _walk_count_alive(acc, cnt, alive, patch, wrow, orow, ns, ln, at_zero)
+            _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, contiguous, f * hw, speculates,
+                    checks, monotone, blocks, at_zero, thr[f], n, ns, ln, acc_out, macs_out, term_out, spec_out, val_out)
 
 
-def _padded_input(x: np.ndarray, layer: Conv) -> np.ndarray:
-    """Zero-padded input, float32 when that holds every value exactly (half the memory traffic), else float64."""
-    (py, px) = layer.pad
-    xp = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
-    xp32 = xp.astype(np.float32)
-    if np.array_equal(xp32, xp):
-        return xp32
-    return xp
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, contiguous, f_off, speculates, checks,
+            monotone, blocks, at_zero, th, n, ns, ln, acc_out, macs_out, term_out, spec_out, val_out):
+    """The PAU's decisions for the windows of a tile, written to their output positions (a contiguous run when the
+    tile lies inside one image). A window that stops in the negative segment is re-scanned, from its last passing
+    checkpoint, over the one block where it stops (`_walk_blocks`); the same operations in the same order as the
+    walk, so the same partial sums."""
+    base = pout[0] + f_off
+    for t in range(nvalid):
+        o = base + t if contiguous else pout[t] + f_off
+        a = acc[t]
+        sp = speculates and snap[t] < th
+        m = ln
+        if sp:
+            m = n
+            stop = False
+        elif not checks:
+            stop = False
+        elif monotone and not blocks:
+            stop = a < 0.0 or (at_zero and a == 0.0)
+            m = ns + cnt[t] + 1 if stop else ln
+        elif monotone:
+            stop = a < 0.0 or (at_zero and a == 0.0)
+            if stop:
+                s0 = ns + cnt[t] * simd.BLOCK
+                v = snap_neg[t]
+                m = min(s0 + simd.BLOCK, ln)
+                for i in range(s0, min(s0 + simd.BLOCK, ln)):
+                    v = v + wrow[i] * patch[orow[i] + t]
+                    if v < 0.0 or (at_zero and v == 0.0):
+                        m = i + 1
+                        break
+        else:
+            stop = alive[t] == 0
+            if stop:
+                m = ns + cnt[t] + 1
+        term = sp or stop
+        acc_out[o] = a
+        macs_out[o] = m
+        term_out[o] = term
+        spec_out[o] = sp
+        # np.maximum(a, 0) where not terminated (a itself when a == 0, NaN propagates), else 0
+        val_out[o] = 0.0 if (term or a < 0.0) else a
 
 
 def _grid_unit(v: np.ndarray) -> int | None:
@@ -355,36 +391,6 @@ def _dense_kernels(wts, idx, length, k):
     return out
 
 
-def _im2col(xpad: np.ndarray, layer: Conv, ho: int, wo: int, g: int, npix: int) -> np.ndarray:
-    """(K, npix) float64 columns of group g: row c*kh*kw + ky*kw + kx (the stream index), column b*Ho*Wo + y*Wo + x."""
-    (kh, kw), (sy, sx) = layer.kernel, layer.stride
-    cg = layer.in_channels // layer.groups
-    b = xpad.shape[0]
-    cols = np.empty((cg, kh, kw, npix), dtype=np.float64)
-    view = cols.reshape(cg, kh, kw, b, ho, wo)
-    src = xpad[:, g * cg : (g + 1) * cg].transpose(1, 0, 2, 3)  # (cg, B, Hp, Wp)
-    for ky in range(kh):
-        for kx in range(kw):
-            view[:, ky, kx] = src[:, :, ky : ky + sy * (ho - 1) + 1 : sy, kx : kx + sx * (wo - 1) + 1 : sx]
-    return cols.reshape(cg * kh * kw, npix)
-
-
-def _gemm_sums(p: _Prepared, layer: Conv, dense_w: np.ndarray) -> np.ndarray:
-    """(F, B*Ho*Wo) bias + dense_w . window for every window, by a float64 GEMM per group (exact where
-    `_sums_are_exact` holds)."""
-    b, f_count, ho, wo = p.out_shape
-    fg = f_count // layer.groups
-    npix = b * ho * wo
-    (py, px) = layer.pad
-    xpad = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px)))
-    sums = np.empty((f_count, npix))
-    for g in range(layer.groups):
-        fs = slice(g * fg, (g + 1) * fg)
-        np.matmul(dense_w[fs], _im2col(xpad, layer, ho, wo, g, npix), out=sums[fs])
-    sums += p.bias[:, None]
-    return sums
-
-
 def _stored_stream(p: _Prepared, stream: WeightStream) -> tuple[np.ndarray, np.ndarray, bool]:
     """Stream weights (float64) and indices with unstored positions zeroed, and whether the partial sum can only
     fall in the negative segment (inputs >= 0, only negative weights there): then a window stops in exact mode
@@ -406,59 +412,106 @@ def run_lanes(
     mode: str,
     threshold: np.ndarray | None = None,
     terminate_at_zero: bool = False,
+    spec_sums: bool = False,
 ) -> LaneResult:
     """Run one conv layer's windows through the MAC lanes under `mode` ("dense", "exact" or "predictive").
 
     x is (B, C, H, W); padded positions read 0 and count as MACs. Exact mode: after each MAC of the negative segment,
     stop when the partial sum is < 0 (<= 0 with `terminate_at_zero`). Predictive mode adds, for kernels with N > 0,
     a check `acc < threshold[f]` after the first N MACs. Results are identical to the NumPy reference.
+    With `spec_sums`, `LaneResult.spec_sums` holds every window's partial sum after its kernel's first N MACs (bias
+    plus the speculation set: what the PAU compares with Th), whatever the mode; NaN where N = 0 (kernel profiling).
     """
     p = _prepare(x, layer, stream, bias, mode, threshold)
     b, f_count, ho, wo = p.out_shape
-    cg = layer.in_channels // layer.groups
-    fg = layer.out_channels // layer.groups
-    kh, kw = layer.kernel
-    sy, sx = layer.stride
     wts, index, monotone = _stored_stream(p, stream)
     size = b * f_count * ho * wo
     shape = p.out_shape
     # On the fixed-point grid a float64 GEMM is exact in any order: it gives dense mode outright. (Starting the walk
     # at the negative segment from GEMM partial sums measured no faster: benchmarks/functional_speed.md.)
-    if size and mode == "dense" and _sums_are_exact(p.x, wts, p.bias):
-        sums = _gemm_sums(p, layer, _dense_kernels(wts, index, p.length, layer.kernel_size))
+    exact_sums = bool(size) and _sums_are_exact(p.x, wts, p.bias)
+    if exact_sums and mode == "dense" and not spec_sums:
+        wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
+        sums = ops.conv2d(p.x, _dense_kernels(wts, index, p.length, layer.kernel_size).reshape(wshape), p.bias, layer)
         return LaneResult(
-            acc=np.ascontiguousarray(sums.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3)),
+            acc=sums,
             macs=np.broadcast_to(p.length.astype(np.int32)[None, :, None, None], shape).copy(),
             terminated=np.zeros(shape, dtype=np.bool_),
             spec_stop=np.zeros(shape, dtype=np.bool_),
+            exact_sums=True,
         )
-    xpad = _padded_input(p.x, layer)
+    arrays = _walk_layer(p, layer, wts, index, monotone, mode, terminate_at_zero, exact_sums, spec_sums)
+    acc, macs, term, spec, val, snaps = (a.reshape(shape) for a in arrays)
+    return LaneResult(acc=acc, macs=macs, terminated=term, spec_stop=spec, values=val, exact_sums=exact_sums,
+                      spec_sums=snaps if spec_sums else None)
+
+
+def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, monotone: bool, mode: str,
+                terminate_at_zero: bool, fused: bool, spec_sums: bool) -> tuple[np.ndarray, ...]:
+    """The lanes kernel over every window of `p.x`: flat (acc, MACs, terminated, speculation stop, output, partial
+    sum after N MACs (empty unless `spec_sums`))."""
+    b, f_count, ho, wo = p.out_shape
+    size = b * f_count * ho * wo
     offs = index * TILE
     acc = np.empty(size)
     macs = np.empty(size, dtype=np.int32)
     term = np.empty(size, dtype=np.bool_)
     spec = np.empty(size, dtype=np.bool_)
+    val = np.empty(size)
+    snaps = np.full(size if spec_sums else 0, np.nan)
     if size:
+        (kh, kw), (py, px) = layer.kernel, layer.pad
+        xp = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px))) if (py or px) else p.x
+        xq = xp.astype(np.float32)  # half the memory traffic of the walk, when it holds every input exactly
+        if not np.array_equal(xq, xp):
+            xq = np.ascontiguousarray(xp)
+        hp, wp = xq.shape[2:]
+        c, ky, kx = np.meshgrid(np.arange(layer.in_channels // layer.groups), np.arange(kh), np.arange(kw),
+                                indexing="ij")
+        koff = (c * (hp * wp) + ky * wp + kx).reshape(-1).astype(np.int64)
         _lanes_kernel(
-            xpad, cg, fg, kh, kw, sy, sx, ho, wo, wts, offs, p.length, p.neg_start, p.n_spec, p.bias, p.threshold,
-            _MODE_CODE[mode], bool(terminate_at_zero), monotone, acc, macs, term, spec,
+            xq, koff, layer.in_channels // layer.groups, ho, wo, *layer.stride, wts, offs, p.length, p.neg_start,
+            p.n_spec, p.bias, p.threshold, _MODE_CODE[mode], bool(terminate_at_zero), monotone,
+            fused, _COUNT_MAX, bool(spec_sums), acc, macs, term, spec, val, snaps,
         )  # fmt: skip
-    return LaneResult(
-        acc=acc.reshape(shape), macs=macs.reshape(shape), terminated=term.reshape(shape), spec_stop=spec.reshape(shape)
-    )
+    return acc, macs, term, spec, val, snaps if spec_sums else np.zeros(size)
 
 
-def _gemm_rows(x: np.ndarray, layer: Conv, rows: np.ndarray, row_group: np.ndarray, ho: int, wo: int) -> np.ndarray:
-    """(R, B*Ho*Wo) products of each (K,) row of `rows` with every window of its group, by a float64 GEMM per group."""
-    (py, px) = layer.pad
-    xpad = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
-    npix = x.shape[0] * ho * wo
-    out = np.empty((rows.shape[0], npix))
-    for g in range(layer.groups):
-        sel = np.flatnonzero(row_group == g)
-        if sel.size:
-            out[sel] = rows[sel] @ _im2col(xpad, layer, ho, wo, g, npix)
-    return out
+@numba.njit(cache=True)
+def _window_stats_kernel(acc, macs, term, spec, val, at_zero, out):  # pragma: no cover - compiled
+    """[MACs, negative, positive, zero outputs, TN at the speculation check, TN by either check, FN (positive cut at
+    the speculation check), exactness violations (positive cut without speculating)] over every window. Integer
+    arithmetic instead of boolean logic keeps the loop free of branches (3-4x faster)."""
+    s_macs = s_neg = s_pos = s_zero = s_tn = s_tn_any = s_fn = s_bad = np.int64(0)
+    z = np.int64(at_zero)
+    for i in range(acc.size):
+        a = acc[i]
+        neg = np.int64(a < 0.0) | (z & np.int64(a == 0.0))
+        pos = np.int64(a > 0.0)
+        sp = np.int64(spec[i])
+        tm = np.int64(term[i])
+        s_macs += macs[i]
+        s_neg += neg
+        s_pos += pos
+        s_zero += np.int64(val[i] == 0.0)
+        s_tn += sp * neg
+        s_tn_any += tm * neg
+        s_fn += sp * pos
+        s_bad += tm * (1 - sp) * pos
+    out[0], out[1], out[2], out[3] = s_macs, s_neg, s_pos, s_zero
+    out[4], out[5], out[6], out[7] = s_tn, s_tn_any, s_fn, s_bad
+
+
+WINDOW_STATS = ("macs", "neg", "pos", "zero_out", "tn_spec", "tn_any", "fn", "mismatches")
+
+
+def window_stats(res: LaneResult, terminate_at_zero: bool = False) -> dict[str, int]:
+    """Counts over every window of `res` (names in `WINDOW_STATS`), in one pass: the run's per-layer statistics."""
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (res.acc, res.macs, res.terminated, res.spec_stop, res.output)]
+    out = np.zeros(len(WINDOW_STATS), dtype=np.int64)
+    if flat[0].size:
+        _window_stats_kernel(*flat, bool(terminate_at_zero), out)
+    return dict(zip(WINDOW_STATS, (int(v) for v in out)))
 
 
 def predictive_outputs(
@@ -469,12 +522,14 @@ def predictive_outputs(
     threshold: np.ndarray,
     terminate_at_zero: bool = False,
 ) -> np.ndarray:
-    """`run_lanes(..., "predictive", threshold).output` without walking the lanes (so without MAC counts).
+    """`run_lanes(..., "predictive", threshold).output` without walking the whole lanes (so without MAC counts).
 
     Where the exact-mode stop is the sign of the full sum (inputs >= 0, only negative weights after `neg_start`) and
     every sum is exact (`_sums_are_exact`), a window's output is 0 when the speculation check stops it (bias + the
-    first N products < Th) and ReLU(full sum) otherwise: one GEMM with the kernels and one with their speculation
-    sets give it, bit for bit. Otherwise this runs the lanes. The optimiser's global pass needs only these values.
+    first N products < Th) and ReLU(full sum) otherwise: a float64 GEMM gives the full sums, and the speculation
+    sums come from walking only the first N weights of each stream in the lanes (or, where N is a large part of
+    the kernel, from a second GEMM with the speculation sets), bit for bit. Otherwise this runs the lanes. The
+    optimiser's evaluations need only these values.
     """
     p = _prepare(x, layer, stream, bias, "predictive", threshold)
     b, f_count, ho, wo = p.out_shape
@@ -482,13 +537,34 @@ def predictive_outputs(
     if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias):
         return run_lanes(x, layer, stream, bias, "predictive", threshold, terminate_at_zero).output
     k = layer.kernel_size
-    spec = np.flatnonzero(p.n_spec > 0)
-    rows = np.concatenate([_dense_kernels(wts, index, p.length, k),
-                           _dense_kernels(wts[spec], index[spec], p.n_spec[spec], k)])
-    kernel_group = np.arange(f_count) // (f_count // layer.groups)
-    sums = _gemm_rows(p.x, layer, rows, np.concatenate([kernel_group, kernel_group[spec]]), ho, wo)
-    sums += np.concatenate([p.bias, p.bias[spec]])[:, None]
-    out = np.maximum(sums[:f_count], 0.0)
-    stop = sums[f_count:] < p.threshold[spec, None]
-    out[spec] = np.where(stop, 0.0, out[spec])
-    return np.ascontiguousarray(out.reshape(f_count, b, ho, wo).transpose(1, 0, 2, 3))
+    wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
+    full = ops.conv2d(p.x, _dense_kernels(wts, index, p.length, k).reshape(wshape), p.bias, layer)
+    spec = p.n_spec > 0
+    if not spec.any():
+        return np.maximum(full, 0.0)
+    if 3.0 * float(p.n_spec[spec].mean()) + 16.0 < k:  # a short walk beats a GEMM over the whole kernel
+        prefix = _Prepared(x=p.x, out_shape=p.out_shape, mode="dense", bias=p.bias, threshold=p.threshold,
+                           length=np.where(spec, p.n_spec, 0), neg_start=np.where(spec, p.n_spec, 0),
+                           n_spec=np.zeros_like(p.n_spec))
+        sums = _walk_layer(prefix, layer, wts, index, True, "dense", terminate_at_zero, True, False)[0]
+        sums = sums.reshape(p.out_shape)
+    else:
+        sums = ops.conv2d(p.x, _dense_kernels(wts, index, np.where(spec, p.n_spec, 0), k).reshape(wshape), p.bias,
+                          layer)
+    out = np.empty_like(full)
+    _speculated_relu(full.reshape(b, f_count, -1), sums.reshape(b, f_count, -1), spec, p.threshold,
+                     out.reshape(b, f_count, -1))
+    return out
+
+
+@numba.njit(cache=True)
+def _speculated_relu(full, sums, spec, threshold, out):  # pragma: no cover - compiled
+    """out = 0 where the kernel speculates and its speculation sum is below Th, else np.maximum(full, 0)."""
+    for i in range(full.shape[0]):
+        for f in range(full.shape[1]):
+            check = spec[f]
+            th = threshold[f]
+            for j in range(full.shape[2]):
+                v = full[i, f, j]
+                stop = check and sums[i, f, j] < th
+                out[i, f, j] = 0.0 if (stop or v < 0.0) else v

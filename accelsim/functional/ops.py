@@ -1,8 +1,8 @@
 """Dense NumPy implementations of the layer operations (batch-first NCHW), used by the forward pass.
 
-Convolutions are im2col + BLAS GEMM: on fixed-point-grid values in float64 they are exact, so a dense conv layer
-gives the same accumulator values as the MAC lanes would, in any GEMM layout: float64 takes the cheaper
-(K, images*Ho*Wo) columns, float32 keeps the (B*Ho*Wo, K) rows, whose rounding it has always had. Max pooling is a
+Convolutions are im2col + BLAS GEMM on (K, images*Ho*Wo) columns: on fixed-point-grid values in float64 they are
+exact, so a dense conv layer gives the same accumulator values as the MAC lanes would, in any GEMM layout; float32
+(the float reference) rounds as that GEMM sums. Max pooling is a
 direct Numba loop (the NumPy reduction over a window view was the forward pass's slowest step); average pooling stays
 on NumPy, whose summation order inside a window depends on its iterator's choices and could not be matched bit for bit.
 """
@@ -29,7 +29,10 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad:
 
 
 # A chunk's column matrix and GEMM result each stay under this many bytes (VGG-16's conv1_2 columns: 231 MB an image).
-_COLS_BYTES = 256 << 20
+# 32 MB keeps them closer to the caches: ResNet-20's thin CIFAR layers (16-64 channels, 9x the input as columns) ran
+# 1.1-2.2x faster than with 256 MB chunks, SqueezeNet v1.1's forward pass within the noise (benchmarks/dense_forward.md,
+# 2026-12-06; 16 MB was 20% slower there).
+_COLS_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,14 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Co
     """Dense convolution (B, C, H, W) -> (B, F, Ho, Wo) in the dtype of `x`, then ReLU (`relu`) and the rounding onto
     `grid` (float64 only), bit for bit as `quantize(np.maximum(conv, 0), ...)` would give them.
 
-    float64 (the fixed-point path, where every sum is exact in any order, so any GEMM layout gives the same bits) takes
-    `_conv2d_planes`, which does bias, ReLU and rounding in the one pass that moves the GEMM result to NCHW; float32
-    keeps the (B*Ho*Wo, K) im2col GEMM, since its rounding depends on the summation order.
+    Both dtypes take `_conv2d_planes`, which does bias, ReLU and rounding in the one pass that moves the GEMM result to
+    NCHW. In float64 (the fixed-point path) every sum is exact in any order, so any GEMM layout gives the same bits;
+    in float32 (the float reference) the rounding of a sum depends on BLAS's summation order, which is that of the
+    (F, K) @ (K, pixels) GEMM (until 2026-12 it was the (pixels, K) @ (K, F) one, 3-4x slower; the float reference's
+    values then differed in the last bits, docs/model.md).
     """
-    if x.dtype != np.float64:
-        if grid is not None:
-            raise ValueError("conv2d: rounding onto a fixed-point grid needs float64 values")
-        out = _conv2d_windows(x, weight, bias, layer)
-        return np.maximum(out, 0, out=out) if relu else out
+    if grid is not None and x.dtype != np.float64:
+        raise ValueError("conv2d: rounding onto a fixed-point grid needs float64 values")
     return _conv2d_planes(x, weight, bias, layer, relu=relu, grid=grid)
 
 
@@ -151,27 +153,6 @@ def _epilogue_channel(src, dst, f, b, has_bias, relu, quant, scale, lo, hi, near
             if relu and not (c >= 0.0 or c != c):  # np.maximum: NaN propagates; of c and 0 the first when equal
                 c = 0.0
             dst[i, f, p] = round_onto_grid(c, scale, lo, hi, nearest) if quant else c
-
-
-def _conv2d_windows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, layer: Conv) -> np.ndarray:
-    """im2col as (B*Ho*Wo, K) rows, one GEMM per group, transposed back to NCHW."""
-    b = x.shape[0]
-    f = layer.out_channels
-    g = layer.groups
-    cg, fg = layer.in_channels // g, f // g
-    out = None
-    for gi in range(g):
-        cols = im2col(x[:, gi * cg:(gi + 1) * cg], layer.kernel, layer.stride, layer.pad)
-        ho, wo = cols.shape[1], cols.shape[2]
-        cols = cols.reshape(b * ho * wo, -1)
-        wg = weight[gi * fg:(gi + 1) * fg].reshape(fg, -1).astype(x.dtype, copy=False)
-        y = cols @ wg.T  # (B*Ho*Wo, fg)
-        if out is None:
-            out = np.empty((b, f, ho, wo), dtype=x.dtype)
-        out[:, gi * fg:(gi + 1) * fg] = y.reshape(b, ho, wo, fg).transpose(0, 3, 1, 2)
-    if bias is not None:
-        out += bias.astype(x.dtype, copy=False)[None, :, None, None]
-    return out
 
 
 def fc(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

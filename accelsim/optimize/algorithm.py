@@ -1,9 +1,16 @@
-"""Algorithm 1 end to end: split the images, profile kernels, local pass, global pass, then check on held-out images.
+"""The optimiser end to end: choose a spec on the optimisation images, keep its promise on the validation images.
 
-The optimisation images are the first `opt_limit` images of the data set, the evaluation images the next
-`eval_limit` (disjoint). epsilon is absolute top-1 as a fraction (0.01 = one point), measured against the dense
-fixed-point network on the same images (spec A.7 item 11). The state is saved after every profiled layer, every
-local-pass layer and every global iteration.
+The first `opt_limit` images of the data set are split: the first (1 - validation_share) optimise, the rest
+validate; the next `eval_limit` images are held out for the report (the test images). On the optimisation images:
+kernel profiling (profiling.py), then a path of candidate specs from exact mode towards the most aggressive
+speculation (path.py: the knapsack search, or the paper's Algorithm 1 at several budgets). On the validation images
+the path is walked from its least aggressive end while each spec passes an exact paired test that its top-1 loss
+against the dense network on new images is within epsilon (stats.py); the last spec that passed is chosen (exact mode
+if none). So with probability at least `confidence` the chosen spec keeps the promise: its expected loss on new images
+drawn like these (or, with `promise_images` m, its loss measured on m new images) is at most epsilon. With
+`validation_share` 0 there is no validation: the promise is the paper's, on the optimisation images only.
+
+The state is saved after every profiled layer, every measured layer, every path step and every validation step.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +28,25 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
+from accelsim.functional.forward import FunctionalConfig, PredictiveSpec, PreparedNetwork, prepare
 from accelsim.nets.datasets import Dataset
+from accelsim.nets.graph import Conv
 from accelsim.nets.network import Network
-from accelsim.optimize.evaluate import LayerSetting, Progress, SpeculationEvaluator
+from accelsim.optimize.evaluate import Progress, SpeculationEvaluator
 from accelsim.optimize.grid import SearchSettings, fingerprint_fields
-from accelsim.optimize.passes import EXACT, Candidate, GlobalState, LocalEvaluation, global_pass, initial_state, param_l
+from accelsim.optimize.passes import EXACT, Candidate, GlobalState, global_pass, initial_state, param_l
+from accelsim.optimize.path import (
+    algorithm1_path,
+    knapsack_path,
+    local_pass,
+    measure_sensitivity,
+    sensitivity_columns,
+    settings_of,
+)
 from accelsim.optimize.profiling import LayerProfile, profile_layer
 from accelsim.optimize.report import evaluate_spec, take_images
 from accelsim.optimize.state import OptimizeState, load_state, save_state
+from accelsim.optimize.stats import PairedCounts, Promise, fixed_sequence, interval, upper_bound
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +77,38 @@ class Split:
         return cls(opt, ev)
 
 
+def opt_val_counts(opt_block: int, validation_share: float) -> tuple[int, int]:
+    """(optimisation, validation) images of the first `opt_block` images: the validation ones are the last."""
+    if validation_share <= 0.0:
+        return opt_block, 0
+    n_val = int(round(opt_block * validation_share))
+    if n_val < 1 or n_val >= opt_block:
+        raise ConfigError(f"validation_share {validation_share} of {opt_block} optimisation image(s) leaves no "
+                          "image on one side: give more images (opt_limit) or another share")
+    return opt_block - n_val, n_val
+
+
 @dataclass
 class OptimizeResult:
-    """The spec Algorithm 1 chose and everything the report says about how."""
+    """The spec the optimiser chose and everything the report says about how."""
 
     spec: PredictiveSpec
     network: str
     epsilon: float
     split: Split
     layers: list[dict[str, Any]]
-    global_state: GlobalState
+    global_state: GlobalState | None  # algorithm1 without validation: the global pass at epsilon
     timings: dict[str, float]
     search: dict[str, Any]
     evaluation: dict[str, Any] = field(default_factory=dict)
+    promise: dict[str, Any] = field(default_factory=dict)  # epsilon, confidence, images, what it is about
+    path: list[dict[str, Any]] = field(default_factory=list)  # every path step and what validation said of it
+    chosen_step: int = -1  # index into `path` (-1: exact mode)
+    losses: dict[str, Any] = field(default_factory=dict)  # optimisation/validation: counts, loss, interval
+
+    @property
+    def loss_opt(self) -> float:
+        return float(self.losses.get("optimisation", {}).get("loss", math.nan))
 
 
 def _load_images(dataset: Dataset, count: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,12 +140,25 @@ def _fingerprint(network: Network, dataset: Dataset, config: FunctionalConfig, s
     return json.loads(json.dumps(fp))  # as the JSON state file gives it back
 
 
-def _setting(profile: LayerProfile, t: int) -> LayerSetting:
-    if t == EXACT:
-        f = profile.n_spec.shape[0]
-        return LayerSetting(np.zeros(f, dtype=np.int32), np.zeros(f))
-    n, th = profile.column(t)
-    return LayerSetting(n, th)
+class _Lazy:
+    """An evaluator built on first use (its constructor runs a dense pass over its images), and dropped again by
+    `release` to free its activation cache."""
+
+    def __init__(self, build: Callable[[], SpeculationEvaluator]) -> None:
+        self._build, self._ev = build, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._ev is None:
+            self._ev = self._build()
+        return getattr(self._ev, name)
+
+    def release(self) -> None:
+        self._ev = None
+
+
+def _stage_key(settings: SearchSettings, *names: str) -> dict[str, Any]:
+    d = settings.to_dict()
+    return json.loads(json.dumps({k: d[k] for k in names}))
 
 
 def optimize(
@@ -126,13 +176,14 @@ def optimize(
     checkpoint: Checkpoint | None = None,
     evaluate_held_out: bool = True,
 ) -> OptimizeResult:
-    """Choose per-kernel (Th, N) that minimise MACs with the top-1 loss on the optimisation images within epsilon."""
+    """Choose per-kernel (Th, N) that save the most MACs while keeping the promise (module docstring)."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"epsilon must be a top-1 loss between 0 and 1 (0.01 = one point), got {epsilon!r}")
     epsilon = float(epsilon)
     config = dataclasses.replace(config or FunctionalConfig(), mode="exact", float_reference=False)
     settings = settings or SearchSettings()
     split = Split.choose(len(dataset), opt_limit, eval_limit)
+    n_opt, n_val = opt_val_counts(split.opt, settings.validation_share)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -141,8 +192,7 @@ def optimize(
     state = None
     if resume and state_path is not None and Path(state_path).exists():
         state = load_state(state_path, fingerprint)
-        log.info("resuming from %s: %d layer(s) profiled, %d through the local pass", state_path,
-                 len(state.profiles), len(state.local))
+        log.info("resuming from %s: %d layer(s) profiled", state_path, len(state.profiles))
     elif resume:
         log.warning("no optimisation state at %s: starting from the beginning", state_path)
     if state is None:
@@ -154,128 +204,248 @@ def optimize(
         if checkpoint is not None:
             checkpoint(stage, what)
 
+    knapsack = settings.search == "knapsack"
     t0 = time.perf_counter()
-    ev = SpeculationEvaluator(network, config, images, labels, settings.eval_batch, progress)
-    timings["dense_pass_s"] = time.perf_counter() - t0
-    if not ev.eligible:
+    n_sens = min(settings.sensitivity_images, n_opt) if knapsack else 0
+    # The evaluators (a dense pass over their images each) are built only when a stage needs them: a resumed run
+    # whose every measurement is in the state builds none.
+    ev = _Lazy(lambda: SpeculationEvaluator(network, config, images[:n_opt], labels[:n_opt], settings.eval_batch,
+                                            progress, keep_outputs=n_sens))
+    ev_val = _Lazy(lambda: SpeculationEvaluator(network, config, images[n_opt:], labels[n_opt:], settings.eval_batch,
+                                                progress, calibration=images[:n_opt], stage="validation dense pass"))
+    facts = prepare(network, config, images[: config.calibration_images])
+    eligible = [l.name for l in network.graph.layers if isinstance(l, Conv) and l.name in facts.convs
+                and facts.convs[l.name].eligibility.eligible]
+    timings["prepare_s"] = time.perf_counter() - t0
+    if not eligible:
         log.warning("network '%s' has no conv layer eligible for early termination: the spec is empty", network.name)
 
-    # Kernel profiling: ParamK per layer, from the cached inputs of the first profiling images.
+    # Kernel profiling: ParamK per layer, from the cached inputs of the profiling images (all of them by default).
     t0 = time.perf_counter()
-    n_prof = min(settings.profile_images, split.opt)
-    for i, name in enumerate(ev.eligible):
+    n_prof = n_opt if settings.profile_images == 0 else min(settings.profile_images, n_opt)
+    for i, name in enumerate(eligible):
         if name not in state.profiles:
             state.profiles[name] = profile_layer(
-                ev.layer_input(name, 0, n_prof), ev.conv(name), ev.weights(name), ev.bias(name), settings,
-                config.reorder, ev.acc_unit(name), config.terminate_at_zero)
+                lambda s, e, name=name: ev.layer_input(name, s, e), ev.conv(name), ev.weights(name), ev.bias(name),
+                settings, config.reorder, ev.acc_unit(name), config.terminate_at_zero, images=n_prof)
             save("profiling", name)
         if progress is not None:
-            progress("kernel profiling", i + 1, len(ev.eligible))
+            progress("kernel profiling", i + 1, len(eligible))
     timings["profiling_s"] = time.perf_counter() - t0
+    profiles = {name: state.profiles[name] for name in eligible}
+    macs_scale = n_opt / n_prof  # profile MACs -> MACs over the optimisation images
+    exact_ops = {name: float(p.column_op(EXACT)) * macs_scale for name, p in profiles.items()}
+    state.exact_ops = {name: int(round(v)) for name, v in exact_ops.items()}
 
-    # Local pass: the t-th candidate of every kernel, true top-1 with only this layer speculating.
+    # The path, from the optimisation images only.
     t0 = time.perf_counter()
-    for i, name in enumerate(ev.eligible):
-        if name not in state.local:
-            state.exact_ops[name] = ev.exact_macs(name)
-            prof = state.profiles[name]
-            evals: list[LocalEvaluation] = []
-            seen: dict[bytes, LocalEvaluation] = {}
-            for t in range(settings.T):
-                s = _setting(prof, t)
-                if not np.any(s.n_spec):
-                    continue  # exact mode: the fall-back, not a candidate
-                key = s.n_spec.tobytes() + s.threshold.tobytes()
-                if key in seen:  # the same configuration as an earlier t: measured once
-                    continue
-                e = ev.evaluate({name: s})
-                seen[key] = LocalEvaluation(t=t, op=e.macs[name], err=e.err, top1=e.top1)
-                evals.append(seen[key])
-            state.local[name] = evals
-            save("local", name)
-        if progress is not None:
-            progress("local pass", i + 1, len(ev.eligible))
-    timings["local_s"] = time.perf_counter() - t0
+    if knapsack:
+        sens_key = _stage_key(settings, "sensitivity_images", "sensitivity_columns")
+        if state.sensitivity_key != sens_key:
+            state.sensitivity, state.sensitivity_key = {}, sens_key
+        for i, name in enumerate(eligible):
+            if name not in state.sensitivity:
+                cols = sensitivity_columns(profiles[name], settings.sensitivity_columns)
+                state.sensitivity[name] = measure_sensitivity(ev, profiles[name], cols)
+                save("sensitivity", name)
+            if progress is not None:
+                progress("layer sensitivity", i + 1, len(eligible))
+        path_key = {"search": "knapsack", **sens_key, **_stage_key(settings, "path_steps", "path_max_loss")}
+        if state.path_key != path_key:
+            state.path, state.path_key, state.validation, state.opt_losses = \
+                knapsack_path(profiles, state.sensitivity, settings), path_key, {}, {}
+            save("path", "knapsack")
+    else:
+        for i, name in enumerate(eligible):
+            if name not in state.local:
+                state.local[name] = local_pass(ev, profiles[name], macs_scale)
+                save("local", name)
+            if progress is not None:
+                progress("local pass", i + 1, len(eligible))
+        path_key = {"search": "algorithm1", **_stage_key(settings, "algorithm1_budgets", "refine")}
+        if state.path_key != path_key:
+            state.path, state.path_key, state.validation, state.opt_losses, state.algorithm1_runs = \
+                None, path_key, {}, {}, {}
+        if n_val > 0 and state.path is None:
+            def on_iteration(budget: float, g: GlobalState) -> None:
+                save("global", f"budget {budget}: {g.iterations}")
+                if progress is not None:
+                    progress(f"global pass (budget {100 * budget:g} pt)", g.iterations + g.refine_trials, 0)
 
-    # Global pass: all layers together, greedy by merit until the error is within epsilon.
+            state.path = algorithm1_path(ev, profiles, state.local, exact_ops, settings, state.algorithm1_runs,
+                                         on_iteration)
+            save("path", "algorithm1")
+    timings["path_s"] = time.perf_counter() - t0
+
+    # Choose: on the validation images by the fixed-sequence test, or (no validation) on the optimisation images.
     t0 = time.perf_counter()
-    param_ls = {name: param_l(state.local[name], state.exact_ops[name], epsilon) for name in ev.eligible}
-    if state.global_ is None or state.global_.epsilon != epsilon or state.global_.refine != settings.refine:
-        state.global_ = initial_state(param_ls, state.exact_ops, epsilon, settings.refine)
-    budget = sum(len(v) for v in state.global_.remaining.values())
-
-    def evaluate(current: Mapping[str, Candidate]) -> float:
-        settings_now = {l: _setting(state.profiles[l], c.t) for l, c in current.items() if c.t != EXACT}
-        return ev.accuracy(settings_now).err
-
-    def on_iteration(g: GlobalState) -> None:
-        if g.refine_pending is None:
-            save("global", str(g.iterations))
+    promise = Promise(epsilon, settings.confidence, settings.promise_images or None)
+    path = state.path or []
+    final: GlobalState | None = None
+    walk = None
+    val_counts: dict[int, PairedCounts] = {}
+    if n_val > 0:
+        def counts_of(i: int) -> PairedCounts:
+            if i not in state.validation:
+                correct = ev_val.correct(settings_of(profiles, path[i].columns))
+                c = PairedCounts.from_correct(ev_val.dense_correct, correct)
+                state.validation[i] = [c.n, c.worse, c.better]
+                save("validation", str(i))
             if progress is not None:
-                progress("global pass", g.iterations, budget)
-        else:
-            save("refine", str(g.refine_trials))
-            if progress is not None:
-                progress("refinement", g.refine_trials, g.refine_trials + len(g.refine_pending))
+                progress("validation", i + 1, len(path))
+            val_counts[i] = PairedCounts(*state.validation[i])
+            return val_counts[i]
 
-    final = global_pass(state.global_, evaluate, on_iteration)
-    save("global", "done")
-    timings["global_s"] = time.perf_counter() - t0
+        walk = fixed_sequence(promise, counts_of, len(path))
+        chosen = walk.chosen
+        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in eligible}
+        if "validation" not in state.dense_top1:
+            state.dense_top1["validation"] = float(np.mean(ev_val.dense_correct))
+        dense_val = state.dense_top1["validation"]
+        ev_val.release()
+    elif knapsack:  # the paper's promise: the loss on the optimisation images, walked the same way
+        chosen = -1
+        for i, step in enumerate(path):
+            if i not in state.opt_losses:
+                state.opt_losses[i] = ev.accuracy(settings_of(profiles, step.columns)).err
+                save("path on optimisation images", str(i))
+            if state.opt_losses[i] > epsilon + 1e-12:
+                break
+            chosen = i
+        columns = path[chosen].columns if chosen >= 0 else {name: EXACT for name in eligible}
+    else:  # Algorithm 1 as in the paper (with refinement unless switched off): the global pass at epsilon
+        param_ls = {name: param_l(state.local[name], exact_ops[name], epsilon) for name in eligible}
+        if state.global_ is None or state.global_.epsilon != epsilon or state.global_.refine != settings.refine:
+            state.global_ = initial_state(param_ls, exact_ops, epsilon, settings.refine)
 
-    spec, layers = _spec_and_layers(ev, state, final, param_ls)
+        def evaluate(current: Mapping[str, Candidate]) -> float:
+            return ev.accuracy(settings_of(profiles, {l: c.t for l, c in current.items()})).err
+
+        def on_iteration(g: GlobalState) -> None:
+            save("global" if g.refine_pending is None else "refine", str(g.iterations + g.refine_trials))
+
+        final = global_pass(state.global_, evaluate, on_iteration)
+        save("global", "done")
+        chosen = -1
+        columns = {name: final.current[name].t for name in eligible}
+    timings["choice_s"] = time.perf_counter() - t0
+
+    # The chosen spec's loss on the optimisation images (and its validation counts), with confidence intervals.
+    key = json.dumps(sorted(columns.items()))
+    if key not in state.opt_counts:
+        c = PairedCounts.from_correct(ev.dense_correct, ev.correct(settings_of(profiles, columns)))
+        state.opt_counts[key] = [c.n, c.worse, c.better]
+        save("optimisation check", "chosen spec")
+    if "optimisation" not in state.dense_top1:
+        state.dense_top1["optimisation"] = ev.dense_top1
+        save("optimisation check", "dense")
+    opt_counts = PairedCounts(*state.opt_counts[key])
+    losses: dict[str, Any] = {"optimisation": _loss_entry(opt_counts, settings.confidence,
+                                                          state.dense_top1["optimisation"])}
+    if n_val > 0:
+        vc = val_counts.get(chosen, PairedCounts(n_val, 0, 0))
+        losses["validation"] = _loss_entry(vc, settings.confidence, dense_val)
+        losses["validation"]["upper_bound_promise"] = upper_bound(vc, settings.confidence, promise.images)
+    ev.release()
+    spec, layers = _spec_and_layers(eligible, facts, state, columns, profiles, knapsack, final)
+    path_rows = []
+    for i, step in enumerate(path):
+        row = {"step": i, "macs_opt": step.macs * macs_scale, "predicted_loss": step.predicted_loss,
+               "budget": step.budget, "opt_loss": step.opt_loss if step.opt_loss is not None
+               else state.opt_losses.get(i),
+               "predictive_layers": sum(t != EXACT for t in step.columns.values())}
+        if i in state.validation:
+            c = PairedCounts(*state.validation[i])
+            row.update(val_worse=c.worse, val_better=c.better, val_loss=c.loss)
+        if walk is not None and i < len(walk.p_values):
+            row["p_value"] = walk.p_values[i]
+        path_rows.append(row)
+    exact_total = sum(exact_ops.values())
+    chosen_macs = sum(profiles[n].column_op(t) * macs_scale for n, t in columns.items())
     result = OptimizeResult(
         spec=spec, network=network.name, epsilon=epsilon, split=split, layers=layers, global_state=final,
         timings=timings,
-        search={"settings": settings.to_dict(), "T": settings.T, "profile_images": n_prof,
+        search={"settings": settings.to_dict(), "method": settings.search, "T": settings.T,
+                "profile_images": n_prof, "optimisation_images": n_opt, "validation_images": n_val,
+                "path_steps": len(path), "dense_top1_opt": state.dense_top1["optimisation"],
+                "mac_reduction_opt_estimate": exact_total / chosen_macs if chosen_macs else math.nan,
+                "global_iterations": final.iterations if final else 0, "global_err": final.err if final else None,
+                "refine": final.refine if final else settings.refine,
+                "refine_trials": final.refine_trials if final else 0, "refine_kept": final.refine_kept if final else 0,
+                "stopped_by": walk.stopped_by if walk is not None else ("no validation" if knapsack else "global pass"),
                 "local_evaluations": sum(len(v) for v in state.local.values()),
-                "global_iterations": final.iterations, "global_err": final.err, "refine": final.refine,
-                "refine_trials": final.refine_trials, "refine_kept": final.refine_kept,
-                "dense_top1_opt": ev.dense_top1},
+                "sensitivity_evaluations": sum(len(s.columns) for s in state.sensitivity.values())},
+        promise={"epsilon": epsilon, "confidence": settings.confidence, "images": promise.images,
+                 "about": _promise_text(promise, n_val)},
+        path=path_rows, chosen_step=chosen, losses=losses,
     )
     if evaluate_held_out:
         t0 = time.perf_counter()
-        result.evaluation = evaluate_spec(network, dataset, config, spec, split, images, labels, progress)
+        result.evaluation = evaluate_spec(network, dataset, config, spec, split, images[:n_opt], labels[:n_opt],
+                                          progress, confidence=settings.confidence)
         timings["evaluation_s"] = time.perf_counter() - t0
         opt_loss = result.evaluation["optimisation"]["top1_loss"]
-        if abs(opt_loss - final.err) > 1e-9:
-            log.warning("global pass error %.6f and the forward pass's loss %.6f on the optimisation images differ",
-                        final.err, opt_loss)
+        if abs(opt_loss - opt_counts.loss) > 1e-9:
+            log.warning("the search's loss %.6f and the forward pass's loss %.6f on the optimisation images differ",
+                        opt_counts.loss, opt_loss)
     timings["total_s"] = time.perf_counter() - started
     return result
 
 
-def _spec_and_layers(ev: SpeculationEvaluator, state: OptimizeState, final: GlobalState,
-                     param_ls: Mapping[str, list[Candidate]]) -> tuple[PredictiveSpec, list[dict[str, Any]]]:
+def _loss_entry(counts: PairedCounts, confidence: float, dense_top1: float) -> dict[str, Any]:
+    lo, hi = interval(counts, confidence)
+    return {"images": counts.n, "worse": counts.worse, "better": counts.better, "loss": counts.loss,
+            "dense_top1": dense_top1, "lower": lo, "upper": hi, "confidence": confidence}
+
+
+def _promise_text(promise: Promise, n_val: int) -> str:
+    if n_val == 0:
+        return "the loss on the optimisation images (the paper's promise; nothing is promised for new images)"
+    what = "the expected top-1 loss on new images" if promise.images is None else \
+        f"the top-1 loss measured on {promise.images} new images"
+    return (f"with probability at least {promise.confidence:g}, {what} (drawn like the validation images) is at most "
+            f"{100 * promise.epsilon:g} points against the dense fixed-point network")
+
+
+def _spec_and_layers(eligible: list[str], facts: PreparedNetwork, state: OptimizeState, columns: Mapping[str, int],
+                     profiles: Mapping[str, LayerProfile], knapsack: bool, final: GlobalState | None
+                     ) -> tuple[PredictiveSpec, list[dict[str, Any]]]:
     n_spec, threshold, layers = {}, {}, []
-    for name in ev.eligible:
-        prof = state.profiles[name]
-        cur = final.current[name]
-        s = _setting(prof, cur.t)
-        n_spec[name], threshold[name] = s.n_spec.astype(np.int32), s.threshold.astype(np.float64)
-        spec_n = s.n_spec[s.n_spec > 0]
-        spec_th = s.threshold[s.n_spec > 0]
-        moved = [h["why"] for h in final.history if h.get("move") and h["move"][0] == name and h["move"][1] == EXACT]
-        if cur.t != EXACT:
+    for name in eligible:
+        prof = profiles[name]
+        t = columns.get(name, EXACT)
+        s = settings_of(profiles, {name: t}).get(name)
+        f = prof.n_spec.shape[0]
+        n = s.n_spec if s is not None else np.zeros(f, dtype=np.int32)
+        th = s.threshold if s is not None else np.zeros(f)
+        n_spec[name], threshold[name] = n.astype(np.int32), th.astype(np.float64)
+        spec_n, spec_th = n[n > 0], th[n > 0]
+        if t != EXACT:
             mode, fallback = "predictive", None
-        elif not param_ls[name]:
+        elif final is not None:
+            moved = [h["why"] for h in final.history if h.get("move") and h["move"][0] == name
+                     and h["move"][1] == EXACT]
             mode = "exact"
-            fallback = ("no candidates: no local-pass configuration saved MACs within epsilon"
-                        if state.local[name] else "no candidates: kernel profiling kept none")
+            fallback = f"global pass: {moved[-1]}" if moved else \
+                ("no candidates" if not param_l(state.local.get(name, []), state.exact_ops[name], final.epsilon)
+                 else "exact")
         else:
-            mode = "exact"
-            fallback = f"global pass: {moved[-1]}" if moved else "exact"
-        kernels = int(len(s.n_spec))
+            mode, fallback = "exact", "not speculating at the chosen path step"
+        sens = state.sensitivity.get(name)
         layers.append({
-            "layer": name, "mode": mode, "fallback": fallback, "t": None if cur.t == EXACT else cur.t,
-            "kernels": kernels, "kernels_speculating": int(len(spec_n)), "kernels_exact": kernels - int(len(spec_n)),
-            "kernel_length": ev.conv(name).kernel_size,
-            "n_min": int(spec_n.min()) if len(spec_n) else 0, "n_median": float(np.median(spec_n)) if len(spec_n) else 0,
+            "layer": name, "mode": mode, "fallback": fallback, "t": None if t == EXACT else t,
+            "kernels": f, "kernels_speculating": int(len(spec_n)), "kernels_exact": f - int(len(spec_n)),
+            "kernel_length": facts.convs[name].layer.kernel_size,
+            "n_min": int(spec_n.min()) if len(spec_n) else 0,
+            "n_median": float(np.median(spec_n)) if len(spec_n) else 0,
             "n_max": int(spec_n.max()) if len(spec_n) else 0,
             "th_min": float(spec_th.min()) if len(spec_th) else None,
             "th_median": float(np.median(spec_th)) if len(spec_th) else None,
             "th_max": float(spec_th.max()) if len(spec_th) else None,
-            "local_op": cur.op, "local_err": cur.err, "exact_op": state.exact_ops[name],
-            "local_candidates": len(param_ls[name]), "local_evaluations": len(state.local[name]),
+            "macs_profiled": prof.column_op(t), "exact_macs_profiled": prof.column_op(EXACT),
+            "proxy_loss": prof.column_loss(t), "energy_share": prof.column_energy(t) / max(
+                float(np.sum(prof.pos_energy)) if prof.pos_energy is not None else 1.0, 1e-300),
+            "predicted_damage": sens.predict(prof.column_energy(t)) if knapsack and sens is not None else None,
             "profiled_kernels_without_candidates": int(np.count_nonzero(prof.candidates == 0)),
         })
     return PredictiveSpec(n_spec, threshold), layers

@@ -25,7 +25,7 @@ from accelsim.errors import ConfigError
 from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, prepare
 from accelsim.functional.lanes import LaneResult, run_lanes
 from accelsim.functional.reorder import WeightStream, reorder_layer
-from accelsim.nets.graph import Conv
+from accelsim.nets.graph import Conv, Softmax
 from accelsim.nets.network import Network
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,12 @@ class Evaluation:
     macs: dict[str, int]
 
 
+def _kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per row, KL(p || q) with probabilities floored at 1e-12 (a class the dense network rules out costs 0)."""
+    p, q = np.maximum(p, 1e-12), np.maximum(q, 1e-12)
+    return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+
+
 def frontiers(prepared: PreparedNetwork, layers: list[str]) -> dict[str, list[str]]:
     """For each named layer, the blobs written before it (or the input) that it or any later layer reads."""
     graph = prepared.network.graph
@@ -82,11 +88,18 @@ class SpeculationEvaluator:
         labels: np.ndarray,
         eval_batch: int = 128,
         progress: Progress | None = None,
+        calibration: np.ndarray | None = None,
+        keep_outputs: int = 0,
+        stage: str = "dense pass",
     ) -> None:
+        """`calibration`: the images the number formats come from (default: the first of `images`), so that
+        evaluators of disjoint image sets share one format; `keep_outputs`: how many of the first images keep their
+        dense output scores (for `damage`)."""
         if len(images) == 0:
             raise ConfigError("the optimisation needs at least one image")
         self.network, self.config, self.eval_batch = network, config, eval_batch
-        self.prepared = prepare(network, config, images[: config.calibration_images])
+        cal = images[: config.calibration_images] if calibration is None else calibration[: config.calibration_images]
+        self.prepared = prepare(network, config, cal)
         graph = network.graph
         self.eligible = [l.name for l in graph.layers if isinstance(l, Conv) and l.name in self.prepared.convs
                          and self.prepared.convs[l.name].eligibility.eligible]
@@ -105,19 +118,25 @@ class SpeculationEvaluator:
         self.last_predictions: np.ndarray | None = None  # `accuracy`'s top-1 class of every image, last setting
         preds = []
         n = len(images)
+        kept = []
         for start in range(0, n, eval_batch):
             blobs = self.prepared.forward(images[start : start + eval_batch], policy=False, keep=cached)
-            preds.append(self._scores(blobs[graph.output_blob]).argmax(axis=1))
+            scores = self._scores(blobs[graph.output_blob])
+            preds.append(scores.argmax(axis=1))
+            if start < keep_outputs:
+                kept.append(scores[: keep_outputs - start].astype(np.float64))
             for b in cached:
                 self._store(b, blobs[b], start, n)
             if progress is not None:
-                progress("dense pass", min(start + eval_batch, n), n)
+                progress(stage, min(start + eval_batch, n), n)
         self.dense_pred = np.concatenate(preds)
+        self.dense_outputs = np.concatenate(kept) if kept else np.zeros((0, 0))
         labels = np.asarray(labels, dtype=np.int64)
         # Unlabelled images (label < 0) count as correct when the dense network's answer is kept.
         self.labels = np.where(labels >= 0, labels, self.dense_pred)
         self.images = n
         self.dense_top1 = float(np.mean(self.dense_pred == self.labels))
+        self.dense_correct = self.dense_pred == self.labels
         log.info("dense fixed-point top-1 on %d optimisation images: %.4f; cache %.1f MB of %d blobs", n,
                  self.dense_top1, sum(a.nbytes for a in self._cache.values()) / 2**20, len(cached))
 
@@ -242,6 +261,45 @@ class SpeculationEvaluator:
         self._last = dict(settings)
         self._last_top1 = top1
         return Evaluation(top1=top1, err=self.dense_top1 - top1, macs={})
+
+    def correct(self, settings: Mapping[str, LayerSetting]) -> np.ndarray:
+        """Per image, whether the network with `settings` gets its label right (as `accuracy`, incremental)."""
+        self.accuracy(settings)
+        assert self.last_predictions is not None
+        return self.last_predictions == self.labels
+
+    def damage(self, settings: Mapping[str, LayerSetting]) -> tuple[float, np.ndarray]:
+        """Mean KL divergence of the output distribution with `settings` from the dense one, and the per-image top-1
+        classes, on the first images whose dense outputs were kept (`keep_outputs`). A smooth measure of how much a
+        setting disturbs the network, where top-1 on a few images moves in steps of whole images."""
+        count = len(self.dense_outputs)
+        if count == 0:
+            raise ConfigError("damage needs the dense outputs of some images: build the evaluator with keep_outputs")
+        settings = {l: s for l, s in settings.items() if s.speculates}
+        if not settings:
+            return 0.0, self.dense_outputs.argmax(axis=1)
+        plans = self._plans(settings)
+        first = min(settings, key=self.index.__getitem__)
+        output = self.network.graph.output_blob
+        outs = []
+        for start in range(0, count, self.eval_batch):
+            stop = min(start + self.eval_batch, count)
+            blobs = {b: self.cached(b, start, stop) for b in self.frontier[first]}
+            got = self.prepared.forward_from(self.index[first], blobs, policy=False, speculate=plans,
+                                             outputs_only=True)
+            outs.append(self._scores(got[output]).astype(np.float64))
+        spec = np.concatenate(outs)
+        return float(np.mean(_kl(self._probabilities(self.dense_outputs), self._probabilities(spec)))), \
+            spec.argmax(axis=1)
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """The network's output as a distribution over classes: as is after a softmax layer, else its softmax."""
+        if isinstance(self.network.graph.layers[-1], Softmax):
+            p = np.clip(scores, 0.0, None)
+            return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+        z = scores - scores.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
     def _rerun_from(self, first: str, settings: Mapping[str, LayerSetting],
                     plans: Mapping[str, tuple[WeightStream, np.ndarray]]) -> float:

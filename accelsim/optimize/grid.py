@@ -1,21 +1,28 @@
-"""The search space of Algorithm 1: the (Th, N) grid of kernel profiling and the T levels of the local pass.
+"""The optimiser's settings: the (Th, N) grid of kernel profiling, the T levels, how the path of candidate specs is
+built, and the promise the chosen spec must keep on new images.
 
 The papers leave the grid and T open (spec A.7 item 11). N is given as fractions of the kernel length and/or as
 absolute MAC counts; Th as multiples of each kernel's output scale (the standard deviation of its dense pre-ReLU
-outputs on the profiling images), so one grid fits every layer. The local pass tries T configurations per layer; the
-t-th is every kernel's cheapest candidate whose proxy loss is at most `levels[t]` (see profiling.py).
+outputs on the profiling images), so one grid fits every layer. The t-th configuration of a layer is every kernel's
+cheapest candidate whose proxy loss is at most `levels[t]` (see profiling.py). Every field has a type, a default,
+validation and a one-line help (the comment), from which the command-line flags are generated.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from accelsim.settings import Problems, build, declared, flatten, setting
 
 DEFAULT_N_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
 DEFAULT_TH_FRACTIONS = (-0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0)
 DEFAULT_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.0)
+DEFAULT_ALGORITHM1_BUDGETS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
+Search = Literal["knapsack", "algorithm1"]
+SEARCHES: tuple[str, ...] = typing.get_args(Search)
 
 
 _SEARCH = ("optimize", "tradeoff")
@@ -42,16 +49,38 @@ class SearchSettings:
     levels: tuple[float, ...] = setting(
         DEFAULT_LEVELS, "proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)",
         commands=_SEARCH, strict=False, min_length=1, example=(0.1, 0.0), metavar="L1,L2,...")
-    profile_images: int = setting(256, "optimisation images kernel profiling looks at (the first ones)", gt=0,
-                                  commands=_SEARCH, metavar="N", example=32)
+    profile_images: int = setting(0, "optimisation images kernel profiling looks at (the first ones); 0: all of "
+                                  "them", ge=0, commands=_SEARCH, metavar="N", example=32)
     eval_batch: int = setting(128, "images per batch when the passes evaluate the network (values do not depend "
                               "on it)", gt=0, commands=_SEARCH, metavar="N", example=64)
-    refine: bool = setting(True, "after the global pass, step layers forward again while the network stays within "
-                           "epsilon (--no-refine: Algorithm 1 as printed)", commands=_SEARCH, example=False)
+    refine: bool = setting(True, "algorithm1: after the global pass, step layers forward again while the network "
+                           "stays within its budget (--no-refine: Algorithm 1 as printed)", commands=_SEARCH,
+                           example=False, needs={"search": "algorithm1"})
+    search: Search = setting("knapsack", "how the path of candidate specs is built: knapsack (from each layer's "
+                             "measured damage) or algorithm1 (the paper's passes at several budgets)",
+                             commands=_SEARCH, example="algorithm1")
+    confidence: float = setting(0.9, "probability that the chosen spec keeps the promise on new images (1: exact "
+                                "mode only)", ge=0.5, le=1.0, commands=_SEARCH, example=0.8, strict=False)
+    validation_share: float = setting(0.5, "share of the optimisation images held back to check the promise (0: "
+                                      "unchecked)", ge=0.0, le=0.95, commands=_SEARCH, example=0.4, strict=False)
+    promise_images: int = setting(0, "0: promise the expected top-1 loss on new images; m > 0: the loss measured "
+                                  "on m new images", ge=0, commands=_SEARCH, metavar="M", example=500)
+    path_steps: int = setting(32, "knapsack: specs on the path the validation walks (finer choice, more "
+                              "validation passes)", gt=0, commands=_SEARCH, metavar="N", example=8)
+    path_max_loss: float = setting(0.1, "knapsack: predicted top-1 loss (fraction) up to which the path is laid "
+                                   "out", ge=1e-4, le=1.0, commands=_SEARCH, example=0.05, strict=False)
+    sensitivity_images: int = setting(128, "knapsack: optimisation images each layer's damage is measured on",
+                                      gt=0, commands=_SEARCH, metavar="N", example=64)
+    sensitivity_columns: int = setting(2, "knapsack: configurations per layer whose damage is measured (others "
+                                       "interpolated)", gt=0, commands=_SEARCH, metavar="N", example=3)
+    algorithm1_budgets: tuple[float, ...] = setting(
+        DEFAULT_ALGORITHM1_BUDGETS, "algorithm1: loss budgets of the path's specs (distinct, increasing, in [0, 1])",
+        commands=_SEARCH, strict=False, min_length=1, example=(0.0, 0.01), metavar="B1,B2,...",
+        needs={"search": "algorithm1"})
 
     def __post_init__(self) -> None:
         problems = []
-        for key in ("n_fractions", "th_fractions", "levels"):
+        for key in ("n_fractions", "th_fractions", "levels", "algorithm1_budgets"):
             try:
                 _finite(getattr(self, key))
             except ValueError as exc:
@@ -66,6 +95,9 @@ class SearchSettings:
             problems.append(f"levels: must be shares in [0, 1], got {list(self.levels)}")
         if list(self.levels) != sorted(self.levels, reverse=True):
             problems.append(f"levels: must be decreasing (most aggressive first), got {list(self.levels)}")
+        budgets = list(self.algorithm1_budgets)
+        if any(not 0.0 <= b <= 1.0 for b in budgets) or budgets != sorted(set(budgets)):
+            problems.append(f"algorithm1_budgets: must be distinct increasing losses in [0, 1], got {budgets}")
         if problems:
             raise Problems(problems)
 
@@ -87,10 +119,15 @@ class SearchSettings:
         return build(cls, d, where)
 
 
+# Settings that only decide how the path is built or how the promise is checked: a state made with other values
+# resumes, and the stages they decide are redone (stage keys in state.py); the rest must match to resume.
+STAGE_FIELDS = ("eval_batch", "refine", "search", "confidence", "promise_images", "path_steps", "path_max_loss",
+                "sensitivity_images", "sensitivity_columns", "algorithm1_budgets")
+
+
 def fingerprint_fields(settings: SearchSettings) -> dict[str, Any]:
-    """The settings that decide the profiling and local-pass results (eval_batch does not matter; refine only
-    changes the global pass, which is redone when it differs)."""
+    """The settings that decide the profiles, the split and the images (a state must match them to resume)."""
     d = settings.to_dict()
-    d.pop("eval_batch")
-    d.pop("refine")
+    for key in STAGE_FIELDS:
+        d.pop(key)
     return d

@@ -1,9 +1,11 @@
-"""The accuracy/speed trade-off of predictive mode: Algorithm 1 at several epsilons, each spec run end to end.
+"""The accuracy/speed trade-off of predictive mode: the optimiser at several epsilons, each spec run end to end.
 
-Per epsilon the optimiser runs from one saved state (kernel profiling and the local pass happen once; a new epsilon
-redoes only the global pass), then the spec runs through `accelsim.run.run` (functional model, timing, energy,
-against the baseline) on the held-out evaluation images; exact mode on the same images is the reference point.
-Top-1 and MACs on the optimisation images come from `functional.run` with the same formats the optimiser used.
+Per epsilon the optimiser runs from one saved state (kernel profiling, the path and every validation measurement
+happen once; a new epsilon only walks the validation results again), then the spec runs through `accelsim.run.run`
+(functional model, timing, energy, against the baseline) on the held-out evaluation (test) images; exact mode on
+the same images is the reference point. The loss on the test images comes with a confidence interval from the
+paired per-image counts, and `promise_kept` says whether it is within epsilon. Top-1 and MACs on the optimisation
+images come from `functional.run` with the same formats the optimiser used (or from the optimiser itself).
 The table (`tradeoff.parquet`, `tradeoff.md`) is rewritten atomically after every point, the figure
 (`tradeoff.png`, `.svg`) too. This module sits above `accelsim.run` (it calls it), unlike the rest of `optimize/`.
 """
@@ -26,10 +28,11 @@ import pandas as pd
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
 from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
-from accelsim.optimize.algorithm import Split, optimize
+from accelsim.optimize.algorithm import Split, opt_val_counts, optimize
 from accelsim.optimize.evaluate import Progress
 from accelsim.optimize.grid import SearchSettings
 from accelsim.optimize.report import take_images, write_outputs
+from accelsim.optimize.stats import PairedCounts, interval
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +40,16 @@ DEFAULT_EPSILONS = (0.0, 0.01, 0.02, 0.03)
 
 # Columns of tradeoff.md, in order (the parquet holds more).
 _MD_COLUMNS = {
-    "point": "point", "top1_opt": "top-1 opt %", "loss_opt": "loss opt pts", "top1_eval": "top-1 eval %",
-    "loss_eval": "loss eval pts", "mac_reduction_vs_dense": "MAC red. vs dense",
+    "point": "point", "top1_opt": "top-1 opt %", "loss_opt": "loss opt pts", "loss_val": "loss val pts",
+    "loss_val_upper": "val bound pts", "top1_eval": "top-1 test %", "loss_eval": "loss test pts",
+    "loss_eval_interval": "test interval pts", "mac_reduction_vs_dense": "MAC red. vs dense",
     "mac_reduction_vs_exact": "MAC red. vs exact", "speedup": "speedup vs base", "energy_reduction": "energy red. vs base",
     "speedup_vs_exact": "speedup vs exact", "energy_reduction_vs_exact": "energy red. vs exact",
     "predictive_layer_share": "pred. conv layers", "predictive_speedup": "pred. layers speedup",
     "fn_rate": "FN rate %", "fn_small_share": "FN small %", "wall_s": "wall s",
 }
-_PERCENT = {"top1_opt", "top1_eval", "loss_opt", "loss_eval", "fn_rate", "fn_small_share"}
+_PERCENT = {"top1_opt", "top1_eval", "loss_opt", "loss_val", "loss_val_upper", "loss_eval", "fn_rate",
+            "fn_small_share"}
 
 
 @dataclass(frozen=True)
@@ -130,11 +135,13 @@ def tradeoff(
     fcfg = dataclasses.replace(base.functional, mode="exact")
     settings = settings or SearchSettings()
     state = folder / "optimize.state.json"
-    log.info("trade-off of %s: epsilons %s; optimisation images 0..%d, evaluation images %d..%d of %s",
-             network.name, eps_list, split.opt - 1, split.opt, split.opt + split.eval - 1, dataset.name)
+    n_opt, n_val = opt_val_counts(split.opt, settings.validation_share)
+    log.info("trade-off of %s: epsilons %s; optimisation images 0..%d, validation images %d..%d, evaluation (test) "
+             "images %d..%d of %s", network.name, eps_list, n_opt - 1, n_opt, split.opt - 1, split.opt,
+             split.opt + split.eval - 1, dataset.name)
 
     xs, ys = [], []
-    for x, y in take_images(dataset.iter_batches(fcfg.batch_size), 0, split.opt):
+    for x, y in take_images(dataset.iter_batches(fcfg.batch_size), 0, n_opt):
         xs.append(x)
         ys.append(y)
     opt_images, opt_labels = np.concatenate(xs), np.concatenate(ys)
@@ -144,7 +151,7 @@ def tradeoff(
     t0 = time.perf_counter()
     exact_opt = _opt_set(network, opt_images, opt_labels, fcfg, None) if check_opt else None
     exact_run = run_mod.run(run_base, out=folder / "exact" / "run", overwrite=True)
-    exact = _row("exact", math.nan, split, exact_opt, exact_opt, exact_run, exact_run, None)
+    exact = _row("exact", math.nan, split, exact_opt, exact_opt, exact_run, exact_run, None, (n_opt, n_val))
     exact.update(optimize_s=0.0, wall_s=time.perf_counter() - t0)
     rows.append(exact)
     _write_table(folder, rows)
@@ -162,11 +169,11 @@ def tradeoff(
         pred_opt = _opt_set(network, opt_images, opt_labels, fcfg, result.spec) if check_opt else None
         pred_run = run_mod.run(run_base.replace(mode="predictive", spec=str(spec_path)),
                                out=point / "run", overwrite=True)
-        row = _row(f"eps={100 * eps:g}pt", eps, split, exact_opt, pred_opt, exact_run, pred_run, result)
+        row = _row(f"eps={100 * eps:g}pt", eps, split, exact_opt, pred_opt, exact_run, pred_run, result, (n_opt, n_val))
         row.update(optimize_s=optimize_s, wall_s=time.perf_counter() - t0)
-        if row["loss_opt"] > eps + 1e-12:
-            log.warning("epsilon %g: the forward pass measures a loss of %.4f on the optimisation images", eps,
-                        row["loss_opt"])
+        if row["loss_eval"] > eps + 1e-12:
+            log.info("epsilon %g: the loss on the %d test images is %.4f (the promise: %s)", eps, split.eval,
+                     row["loss_eval"], result.promise.get("about"))
         rows.append(row)
         _write_table(folder, rows)
         log.info("epsilon %g: top-1 eval %.4f, speedup %.3f, %.1f s", eps, row["top1_eval"], row["speedup"],
@@ -187,29 +194,45 @@ def _opt_columns(exact_opt: forward.FunctionalResult | None, opt: forward.Functi
     if result is None:
         return {"top1_dense_opt": math.nan, "top1_opt": math.nan, "loss_opt": 0.0, "mac_reduction_opt": 1.0,
                 "opt_source": "exact mode"}
-    top1_dense, err = result.search["dense_top1_opt"], result.global_state.err
-    exact_ops = sum(l["exact_op"] for l in result.layers)
-    ops = sum(l["local_op"] for l in result.layers)
+    top1_dense, err = result.search["dense_top1_opt"], result.loss_opt
     return {"top1_dense_opt": top1_dense, "top1_opt": top1_dense - err, "loss_opt": err,
-            "mac_reduction_opt": exact_ops / ops if ops else math.nan,
-            "opt_source": "optimiser (global-pass loss; local-pass MACs of the eligible conv layers)"}
+            "mac_reduction_opt": result.search.get("mac_reduction_opt_estimate", math.nan),
+            "opt_source": "optimiser (its own loss; the profiles' per-layer MACs of the eligible conv layers)"}
 
 
 def _row(point: str, eps: float, split: Split, exact_opt: forward.FunctionalResult | None,
-         opt: forward.FunctionalResult | None, exact_run: Any, run: Any, result: Any) -> dict[str, Any]:
+         opt: forward.FunctionalResult | None, exact_run: Any, run: Any, result: Any,
+         opt_val: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """One point of the curve, every ratio computed from the runs' own totals."""
     s, es = run.summary, exact_run.summary
     design, baseline = s["design"], s.get("baseline")
     d, ed = s["designs"][design], es["designs"][design]
     pr = s.get("predictive", {})
     conv = run.layers[(run.layers["design"] == design) & (run.layers["type"] == "conv")]
+    confidence = result.promise.get("confidence", 0.9) if result is not None else 0.9
+    test = PairedCounts.from_correct(*run.functional.correct()) if run.functional is not None and \
+        run.functional.predictions is not None else PairedCounts(0, 0, 0)
+    lo, hi = interval(test, confidence) if test.n and result is not None else (0.0, 0.0)
+    val = result.losses.get("validation") if result is not None else None
+    g = result.global_state if result is not None else None
     row: dict[str, Any] = {
         "point": point, "epsilon": eps, "mode": "exact" if result is None else "predictive",
-        "opt_images": split.opt, "eval_images": split.eval,
+        "opt_images": opt_val[0], "val_images": opt_val[1],
+        "eval_images": split.eval,
+        "search": result.search["method"] if result is not None else "",
+        "confidence": confidence if result is not None else math.nan,
+        "promise_images": result.promise.get("images") if result is not None else None,
+        "promise_text": result.promise.get("about", "") if result is not None else "",
         **_opt_columns(exact_opt, opt, result),
-        "loss_opt_global_pass": math.nan if result is None else result.global_state.err,
+        "loss_val": val["loss"] if val else (0.0 if result is None else math.nan),
+        "loss_val_upper": val["upper_bound_promise"] if val else math.nan,
+        "chosen_step": result.chosen_step if result is not None else -1,
+        "path_steps": result.search["path_steps"] if result is not None else 0,
         "top1_dense_eval": es["accuracy"]["top1"], "top1_eval": s["accuracy"]["top1"],
         "loss_eval": es["accuracy"]["top1"] - s["accuracy"]["top1"],
+        "loss_eval_paired": test.loss, "eval_worse": test.worse, "eval_better": test.better,
+        "loss_eval_lower": lo, "loss_eval_upper": hi,
+        "promise_kept": bool(test.loss <= eps + 1e-12) if result is not None else True,
         "agreement_eval": s["accuracy"]["agreement"],
         "mac_reduction_vs_dense": d["macs_dense"] / d["macs_performed"],
         "mac_reduction_vs_exact": ed["macs_performed"] / d["macs_performed"],
@@ -229,12 +252,14 @@ def _row(point: str, eps: float, split: Split, exact_opt: forward.FunctionalResu
         "tn_rate_any_all_layers": _num(pr.get("tn_rate_any_all_layers")),
         "fn_rate_all_layers": _num(pr.get("fn_rate_all_layers")),
         "cycles": d["cycles"], "energy_pj": d["energy_pj"], "macs_performed": d["macs_performed"],
-        "global_iterations": 0 if result is None else result.global_state.iterations,
-        "refine_trials": 0 if result is None else result.global_state.refine_trials,
-        "refine_kept": 0 if result is None else result.global_state.refine_kept,
+        "global_iterations": g.iterations if g is not None else 0,
+        "refine_trials": g.refine_trials if g is not None else 0,
+        "refine_kept": g.refine_kept if g is not None else 0,
         "run_folder": str(Path(run.folder).parent.name) + "/" + str(Path(run.folder).name),
         "run_s": s.get("elapsed_s", math.nan),
     }
+    if result is not None:
+        row.update({f"optimize_{k}": v for k, v in result.timings.items()})
     return row
 
 
@@ -258,6 +283,9 @@ def format_table(table: pd.DataFrame) -> str:
                 cells.append(f"{100 * v:.2f}")
             elif key == "predictive_layer_share":
                 cells.append(f"{int(r['predictive_layers'])}/{int(r['conv_layers'])}")
+            elif key == "loss_eval_interval":
+                cells.append("" if r["mode"] == "exact" else
+                             f"[{100 * r['loss_eval_lower']:.2f}, {100 * r['loss_eval_upper']:.2f}]")
             elif key == "wall_s":
                 cells.append(f"{v:.0f}")
             else:
@@ -270,10 +298,13 @@ def _write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
     table = pd.DataFrame(rows)
     _atomic(folder / "tradeoff.parquet", lambda p: table.to_parquet(p, index=False))
     first = rows[0]
+    promise = next((r.get("promise_text") for r in rows if r.get("promise_text")), "")
     text = (f"# Accuracy vs speed of predictive mode\n\noptimisation images: {first['opt_images']} (the first of the "
-            f"set); evaluation images: {first['eval_images']} (the next ones). 'loss' is dense top-1 minus top-1, in "
-            f"points; speedup and energy reduction are per image, over the whole network, on the evaluation images."
-            f"\n\n{format_table(table)}\n")
+            f"set); validation images: {first['val_images']} (the next ones); test (evaluation) images: "
+            f"{first['eval_images']} (the next ones). 'loss' is dense top-1 minus top-1, in points; 'val bound' is the "
+            f"validation bound the promise was checked with; the test interval is a confidence interval of the "
+            f"expected loss from the test images' paired counts. Speedup and energy reduction are per image, over the "
+            f"whole network, on the test images.\n\nPromise: {promise}\n\n{format_table(table)}\n")
     _atomic(folder / "tradeoff.md", lambda p: p.write_text(text))
 
 
