@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import ConfigError
+from accelsim.voltage import VoltageFieldError, VoltageModel, parse_models
 from accelsim.yamlio import compose_yaml
 
 DATAFLOWS = ("snapea", "eyeriss")
@@ -189,9 +190,11 @@ class EnergyTable:
     pj_per_bit: Mapping[str, float]  # class -> pJ/bit: rf 0.20, pe 0.30, noc 0.40, gbuf 1.20, dram 15.0, io_ram ...
     components: Mapping[str, str]  # component -> class (weight_buffer -> rf, mac -> pe, ...)
     pj_per_event: Mapping[str, float] = field(default_factory=FrozenMap)  # class -> pJ per event (default 0)
+    # class -> supply-voltage model (bit-error rate and energy per bit at a voltage; accelsim.voltage)
+    voltage: Mapping[str, Any] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
-        for name in ("pj_per_bit", "components", "pj_per_event"):
+        for name in ("pj_per_bit", "components", "pj_per_event", "voltage"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise _FieldError(f"energy.{name}", f"must be a mapping, got {type(value).__name__}")
@@ -215,6 +218,15 @@ class EnergyTable:
             if cls not in self.pj_per_bit:
                 raise _FieldError(f"energy.components.{comp}", f"maps to unknown energy class {cls!r} "
                                   f"(known classes: {', '.join(self.pj_per_bit)})")
+        try:
+            parse_models(_thaw(self.voltage), self.pj_per_bit)
+        except VoltageFieldError as exc:
+            raise _FieldError(exc.key, exc.detail) from None
+
+    @property
+    def voltage_models(self) -> dict[str, VoltageModel]:
+        """The supply-voltage model of each class that has one (checked when the table was built)."""
+        return parse_models(_thaw(self.voltage), self.pj_per_bit)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -286,8 +298,8 @@ _SECTIONS: dict[str, type] = {"array": ArraySpec, "pe": PESpec, "global_buffer":
 _SCALARS = ("name", "dataflow", "clock_mhz", "word_bits")
 TOP_KEYS = _SCALARS + tuple(_SECTIONS) + ("energy", "options")
 _REQUIRED = ("dataflow", "clock_mhz", "word_bits", "array", "pe", "dram", "energy")
-ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components")
-_TABLES = ("pj_per_bit", "pj_per_event", "components")
+ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components", "voltage")
+_TABLES = ("pj_per_bit", "pj_per_event", "components", "voltage")
 
 
 def parse_scalar(text: str, what: str) -> Any:
@@ -411,7 +423,7 @@ def override_keys(raw: Mapping[str, Any]) -> list[str]:
     energy = raw.get("energy") if isinstance(raw.get("energy"), Mapping) else {}
     classes = list((energy or {}).get("pj_per_bit") or {})
     keys += ["energy.<class>_pj_per_bit", "energy.<class>_pj_per_event", "energy.components.<component>[.<event>]",
-             "options.<key>"]
+             "energy.voltage.<class>.<key>", "options.<key>"]
     if classes:
         keys[-1] += f" (energy classes: {', '.join(classes)})"
     return keys
@@ -543,6 +555,8 @@ def _override_path(key: str, raw: Mapping[str, Any]) -> list[str] | None:
             return ["energy", "components", ".".join(rest[1:])]
         if len(rest) == 2 and rest[0] in ("pj_per_bit", "pj_per_event") and rest[1] in classes:
             return ["energy", rest[0], rest[1]]
+        if len(rest) == 3 and rest[0] == "voltage" and rest[1] in classes and rest[2]:
+            return ["energy", "voltage", rest[1], rest[2]]
         if len(rest) == 1:
             for table in ("pj_per_bit", "pj_per_event"):
                 suffix = f"_{table}"
