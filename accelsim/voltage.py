@@ -18,6 +18,7 @@ nothing of accelsim but its errors.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,11 @@ def parse_models(raw: Mapping[str, Any], classes: Iterable[str], prefix: str = "
 
 def default_models() -> dict[str, VoltageModel]:
     """The voltage models of the built-in energy table (arch_configs/energy_table.yaml)."""
+    return dict(_default_models())
+
+
+@functools.lru_cache(maxsize=1)
+def _default_models() -> dict[str, VoltageModel]:
     import yaml
 
     path = Path(__file__).resolve().parent / "arch_configs" / "energy_table.yaml"
