@@ -733,6 +733,8 @@ class FaultInjector:
             weights, differing = self._weights(group, repeat)
             convs, fcs = dict(convs), dict(fcs)
             for name, w in weights.items():
+                if not differing[name]:  # nothing failed: the prepared plan itself (bit-identical to no faults)
+                    continue
                 if name in convs:
                     convs[name] = _conv_plan_with(convs[name], w)
                 else:
@@ -922,6 +924,21 @@ def build_injector(settings: FaultSettings, prepared: "PreparedNetwork",
     if not resolved.active:
         return None
     return FaultInjector(resolved, prepared)
+
+
+def fault_problems(settings: FaultSettings, graph: Graph, models: Mapping[str, "VoltageModel"] | None = None,
+                   classes: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with a run's fault settings for this network and these voltage models (empty when nothing):
+    for `run.check`, so that an unknown layer is reported with the run's other problems, before any image."""
+    try:
+        spec = settings.spec()
+        if not spec.empty:
+            resolve(spec, graph, models, classes)
+    except Problems as exc:
+        return list(exc.problems)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 # -- result columns ------------------------------------------------------------------------------------------------------
