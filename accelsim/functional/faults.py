@@ -1000,7 +1000,7 @@ def accuracy_interval(top1: Sequence[float], labelled: int) -> tuple[float, floa
     mean = float(np.mean(values))
     if len(values) >= 2:
         half = t975(len(values) - 1) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-        return mean, mean - half, mean + half, f"t over {len(values)} draws"
+        return mean, max(0.0, mean - half), min(1.0, mean + half), f"t over {len(values)} draws"
     lo, hi = wilson(round(values[0] * labelled), labelled)
     return mean, lo, hi, f"Wilson over {labelled} images (one draw)"
 
