@@ -176,6 +176,7 @@ class Axis:
     kinds: tuple[str, ...]
     level_kind: str  # "voltage" | "ber"
     levels: tuple[float, ...]
+    ber_reference: float = 1e-9  # B.11's reliable BER for BER levels of a table-modelled memory (DRAM)
 
     def __post_init__(self) -> None:
         if self.level_kind not in LEVEL_KINDS:
@@ -202,7 +203,7 @@ def energy_factor(inputs: StudyInputs, axis: Axis, level: float) -> float:
     """Energy per bit at `level` relative to the energy table's (nominal) entry, for the axis's memory class.
 
     Voltages: the class's voltage model. Bit-error rates: the class's model if it is exponential (B.11); for a
-    measured table (DRAM) B.11's form anchored at the axis's most reliable level, E(p) / E(p_0) = ln p / ln p_0.
+    measured table (DRAM) B.11's form anchored at the axis's `ber_reference` p_0, E(p) / E(p_0) = ln p / ln p_0.
     """
     cls = inputs.classes[axis.memory]
     model = inputs.models.get(cls)
@@ -212,10 +213,7 @@ def energy_factor(inputs: StudyInputs, axis: Axis, level: float) -> float:
         return model.energy_factor(level)
     if model.model == "exponential":
         return model.energy_factor_of_ber(level)
-    ref = axis.levels[0]
-    if ref <= 0:
-        raise ConfigError("bit-error-rate levels of a table-modelled memory need a positive first level (the "
-                          "reliable point B.11's energy form is anchored at)")
+    ref = axis.ber_reference
     return 1.0 if level <= ref else math.log(level) / math.log(ref)
 
 

@@ -52,8 +52,9 @@ def test_memory_energy_is_words_times_bits_times_the_scaled_energy_per_bit(input
     assert nominal == pytest.approx(15.0 * 16 * sum(w for w, _ in words.values()))
     low = S.memory_energy(inputs, AXIS, {("fc1", "weights"): 1.2})
     assert nominal - low == pytest.approx(48000 * 16 * 15.0 * (1 - (1.2 / 1.5) ** 2))
-    ber_axis = S.Axis("dram", ("weights",), "ber", (1e-9, 1e-6, 1e-3))
-    assert S.energy_factor(inputs, ber_axis, 1e-3) == pytest.approx(math.log(1e-3) / math.log(1e-9))
+    ber_axis = S.Axis("dram", ("weights",), "ber", (0.0, 1e-6, 1e-3), ber_reference=1e-8)
+    assert S.energy_factor(inputs, ber_axis, 1e-3) == pytest.approx(math.log(1e-3) / math.log(1e-8))
+    assert S.energy_factor(inputs, ber_axis, 0.0) == 1.0
     sram = S.Axis("global_buffer", ("weights",), "ber", (1e-9, 1e-4))
     assert S.energy_factor(inputs, sram, 1e-4) == pytest.approx(4 / 9)  # B.11 with the table's 1e-9 nominal
 

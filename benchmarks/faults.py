@@ -1,0 +1,235 @@
+"""Memory faults on real networks (accelsim.functional.faults, accelsim.faults_study): the recorded outputs and the
+source papers' figures beside them are in faults.md.
+
+    python benchmarks/faults.py b8 [--images 10000] [--rates 1e-6,...,1] [--formats float32,dynamic_fixed]
+    python benchmarks/faults.py resnet20 [--images 320] [--fetch 80] [--budget 0.01]
+    python benchmarks/faults.py squeezenet [--images 200] [--fetch 50]
+    (every part: --out DIR for the tables and figures; data from ../shared/data or $ACCELSIM_SHARED_DATA)
+
+b8: spec B.8's setting on LeNet-5 / MNIST test set: weight faults that persist and accumulate (never refreshed), one
+read per weight and image, sign bit excluded; flip / sign-mask / zero-mask; accuracy of each block of images
+against images run. resnet20: spec B.13's shape on ResNet-20 / CIFAR-10 with DRAM errors replacing a word by a
+uniformly random value: per-layer sensitivity, greedy per-layer BERs under a one-point budget, greedy per-layer DRAM
+voltages and their DRAM energy against uniform 1.3 V and 1.5 V. squeezenet: SqueezeNet v1.1 top-1 against a
+uniform DRAM bit-error rate (weights and feature maps), the tolerable BER.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATA = Path(os.environ.get("ACCELSIM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+def _machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{platform.node()}: {os.cpu_count()} cores shared with other jobs (1-min load {load:.1f} at start), "
+            f"python {platform.python_version()}, numpy {np.__version__}")
+
+
+def _md(frame: pd.DataFrame, floats: str = "{:.4g}") -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = [floats.format(v) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- B.8: accumulating weight faults on LeNet-5 / MNIST ---------------------------------------------------------------
+def b8(args: argparse.Namespace) -> None:
+    from accelsim import faults_study as S
+    from accelsim.config import RunConfig
+
+    out = Path(args.out) / "b8"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, curves = [], {}
+    for fmt in args.formats.split(","):
+        cfg = RunConfig.of(net=str(DATA / "models" / "lenet5_mnist.npz"), images=str(DATA / "mnist"),
+                           limit=args.images, image_order="file", mode="dense", float_reference=False,
+                           number_format=fmt, batch_size=500)
+        inputs = S.study_inputs(cfg, base={"persistence": "accumulate", "reads": "once", "bits": "no_sign",
+                                           "refresh_images": 0, "seed": args.seed})
+        t0 = time.perf_counter()
+        clean = S.evaluate(inputs, {})
+        print(f"{fmt}: fault-free top-1 {clean.mean:.4f} on {clean.images} images ({time.perf_counter() - t0:.1f} s)",
+              flush=True)
+        for mitigation in ("flip", "sign_mask", "zero_mask"):
+            for rate in _floats(args.rates):
+                t0 = time.perf_counter()
+                spec = {"mitigation": mitigation, "weights.global_buffer.ber": rate}
+                curve = S.images_curve(inputs, spec, block=args.block)
+                seconds = time.perf_counter() - t0
+                curves[(fmt, mitigation, rate)] = curve
+                below = curve[curve["block_top1"] < clean.mean - 0.01]
+                held = int(below["images_run"].iloc[0] - args.block) if len(below) else int(curve["images_run"].iloc[-1])
+                rows.append(dict(format=fmt, mitigation=mitigation, rate=rate,
+                                 first_block=curve["block_top1"].iloc[0], last_block=curve["block_top1"].iloc[-1],
+                                 all_images=curve["cumulative_top1"].iloc[-1], images_at_top=held,
+                                 clean=clean.mean, seconds=seconds))
+                print(f"  {mitigation:9s} {rate:7.0e}: first block {curve['block_top1'].iloc[0]:.4f}, last "
+                      f"{curve['block_top1'].iloc[-1]:.4f}, all {curve['cumulative_top1'].iloc[-1]:.4f}; "
+                      f"top accuracy (within 1 point) for {held} images; {seconds:.1f} s", flush=True)
+        for mitigation in ("flip", "sign_mask", "zero_mask"):
+            S.plot_images_curve({f"{r:g}": c for (f, m, r), c in curves.items() if f == fmt and m == mitigation},
+                                out / f"b8_{fmt}_{mitigation}.png", title=f"LeNet-5 {fmt}, {mitigation}")
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "b8.csv", index=False)
+    pd.concat([c.assign(format=k[0], mitigation=k[1], rate=k[2]) for k, c in curves.items()]).to_csv(
+        out / "b8_curves.csv", index=False)
+    print(_md(table.drop(columns=["seconds"])))
+
+
+# -- B.13's shape on ResNet-20 / CIFAR-10 --------------------------------------------------------------------------------
+def resnet20(args: argparse.Namespace) -> None:
+    from accelsim import faults_study as S
+    from accelsim.config import RunConfig
+
+    out = Path(args.out) / "resnet20"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = RunConfig.of(net=str(DATA / "models" / "resnet20_cifar10.npz"),
+                       images=str(DATA / "cifar10" / "cifar10_test_jpegq75.npz"), limit=args.images,
+                       image_order="shuffled", mode="dense", float_reference=False, batch_size=args.fetch)
+    inputs = S.study_inputs(cfg, base={"model": "value", "images_per_fetch": args.fetch, "seed": args.seed})
+    t0 = time.perf_counter()
+    clean = S.evaluate(inputs, {})
+    print(f"ResNet-20 fault-free top-1 {clean.mean:.4f} [{clean.low:.4f}, {clean.high:.4f}] on {clean.images} images "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    summary: dict = {"clean_top1": clean.mean, "images": clean.images, "fetch": args.fetch}
+
+    def note(text: str) -> None:
+        print("   ", text, flush=True)
+
+    # per-layer BERs under a one-point budget (B.13 eq 4.13)
+    t0 = time.perf_counter()
+    ber_axis = S.Axis("dram", ("weights", "activations"), "ber", tuple(_floats(args.bers)))
+    sens = S.sensitivity(inputs, ber_axis, progress=note if args.verbose else None)
+    sens.to_csv(out / "sensitivity_ber.csv", index=False)
+    S.plot_sensitivity(sens, out / "sensitivity_ber.png", title="ResNet-20")
+    res = S.assign(inputs, ber_axis, args.budget, sensitivity_table=sens, progress=note if args.verbose else None)
+    S.write_assignment(res, out / "assign_ber", sensitivity_table=sens)
+    t = res.table
+    avg = {k: float(t.loc[t["kind"] == k, "ber"].mean()) for k in ("weights", "activations")}
+    print(f"per-layer BER assignment ({time.perf_counter() - t0:.0f} s): top-1 {res.summary['greedy_top1']:.4f} "
+          f"(target {res.summary['target_top1']:.4f}); mean BER weights {avg['weights']:.3g}, feature maps "
+          f"{avg['activations']:.3g}", flush=True)
+    print(_md(t.pivot(index="layer", columns="kind", values="ber").reset_index()[["layer", "weights", "activations"]]
+              , "{:.0e}"))
+    uniform = sens[sens["layer"] == "(all)"].pivot(index="level", columns="kind", values="top1").reset_index()
+    print(_md(uniform))
+    summary["ber"] = {**res.summary, "mean_ber": avg}
+
+    # per-layer DRAM voltages, DRAM energy against uniform 1.3 V and 1.5 V
+    t0 = time.perf_counter()
+    v_axis = S.Axis("dram", ("weights", "activations"), "voltage", tuple(_floats(args.voltages)))
+    vsens = S.sensitivity(inputs, v_axis, progress=note if args.verbose else None)
+    vsens.to_csv(out / "sensitivity_voltage.csv", index=False)
+    S.plot_sensitivity(vsens, out / "sensitivity_voltage.png", title="ResNet-20")
+    vres = S.assign(inputs, v_axis, args.budget, sensitivity_table=vsens, progress=note if args.verbose else None)
+    S.write_assignment(vres, out / "assign_voltage", sensitivity_table=vsens)
+    e = vres.summary["greedy_energy_pj"]
+    e13 = S.memory_energy(inputs, v_axis, {u: 1.3 for u in vres.levels})
+    e15 = vres.summary["nominal_energy_pj"]
+    vt = vres.table
+    share = {k: float((vt.loc[vt["kind"] == k, "level"] < 1.3).mean()) for k in ("weights", "activations")}
+    print(f"per-layer DRAM voltages ({time.perf_counter() - t0:.0f} s): top-1 {vres.summary['greedy_top1']:.4f}; "
+          f"DRAM energy {e / 1e6:.2f} uJ/image: {100 * (e / e13 - 1):+.2f} % vs uniform 1.3 V, "
+          f"{100 * (e / e15 - 1):+.2f} % vs 1.5 V; layers below 1.3 V: weights {share['weights']:.0%}, feature maps "
+          f"{share['activations']:.0%}", flush=True)
+    print(_md(vt.pivot(index="layer", columns="kind", values="level").reset_index()[["layer", "weights",
+                                                                                      "activations"]], "{:g}"))
+    print(_md(vres.uniform[["level", "ber", "top1", "energy_pj"]]))
+    summary["voltage"] = {**vres.summary, "vs_1v3": e / e13 - 1, "vs_1v5": e / e15 - 1, "below_1v3_share": share}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+
+
+# -- SqueezeNet v1.1 tolerable BER ---------------------------------------------------------------------------------------
+def squeezenet(args: argparse.Namespace) -> None:
+    from accelsim import faults_study as S
+    from accelsim.config import RunConfig
+
+    out = Path(args.out) / "squeezenet"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = RunConfig.of(net=str(DATA / "models" / "squeezenet_v1_1.npz"),
+                       images=str(DATA / "imagenet" / "sample_images"), limit=args.images, image_order="shuffled",
+                       mode="dense", float_reference=False, batch_size=args.fetch)
+    inputs = S.study_inputs(cfg, base={"images_per_fetch": args.fetch, "seed": args.seed})
+    t0 = time.perf_counter()
+    clean = S.evaluate(inputs, {})
+    print(f"SqueezeNet v1.1 fault-free top-1 {clean.mean:.4f} [{clean.low:.4f}, {clean.high:.4f}] on {clean.images} "
+          f"images ({time.perf_counter() - t0:.1f} s)", flush=True)
+    rows = []
+    for model in ("bit", "value"):
+        for what in ("weights", "activations", "both"):
+            for ber in _floats(args.bers):
+                keys = ["weights", "activations"] if what == "both" else [what]
+                spec = {"model": model, **{f"{k}.dram.ber": ber for k in keys}}
+                t0 = time.perf_counter()
+                ev = S.evaluate(inputs, spec)
+                rows.append(dict(model=model, faulty=what, ber=ber, top1=ev.mean, low=ev.low, high=ev.high,
+                                 drop=clean.mean - ev.mean, seconds=time.perf_counter() - t0))
+                print(f"  {model:5s} {what:11s} BER {ber:7.0e}: top-1 {ev.mean:.4f} [{ev.low:.4f}, {ev.high:.4f}] "
+                      f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "squeezenet.csv", index=False)
+    tolerable = (table[table["drop"] <= 0.01].groupby(["model", "faulty"])["ber"].max()
+                 .reindex(pd.MultiIndex.from_product([["bit", "value"], ["weights", "activations", "both"]]))
+                 .reset_index())
+    tolerable.columns = ["model", "faulty", "tolerable_ber"]
+    print(_md(table.drop(columns=["seconds"])))
+    print(_md(tolerable, "{:.0e}"))
+    tolerable.to_csv(out / "tolerable.csv", index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=["b8", "resnet20", "squeezenet", "all"])
+    ap.add_argument("--out", default="/tmp/accelsim_faults")
+    ap.add_argument("--seed", type=int, default=0, help="fault seed")
+    ap.add_argument("--images", type=int, default=None, help="images (default: b8 10000, resnet20 320, squeezenet 200)")
+    ap.add_argument("--rates", default="1e-6,1e-5,1e-4,1e-3,1e-2,1e-1,1", help="b8: per-bit rates per read")
+    ap.add_argument("--formats", default="float32,dynamic_fixed", help="b8: number formats")
+    ap.add_argument("--block", type=int, default=500, help="b8: images per accuracy block")
+    ap.add_argument("--fetch", type=int, default=None, help="images per weight fetch (resnet20 80, squeezenet 50)")
+    ap.add_argument("--bers", default=None, help="resnet20 / squeezenet bit-error-rate levels")
+    ap.add_argument("--voltages", default="1.5,1.3,1.25,1.2", help="resnet20: DRAM voltages")
+    ap.add_argument("--budget", type=float, default=0.01, help="resnet20: top-1 budget (B.13: one point)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # float32 exponent faults overflow, as in hardware
+    if not DATA.is_dir():
+        raise SystemExit(f"data not found in {DATA} (set ACCELSIM_SHARED_DATA)")
+    print(_machine(), flush=True)
+    started = time.perf_counter()
+    parts = ["b8", "resnet20", "squeezenet"] if args.part == "all" else [args.part]
+    for part in parts:
+        a = argparse.Namespace(**vars(args))
+        defaults = {"b8": (10000, None, None), "resnet20": (320, 80, "0,1e-5,1e-4,1e-3"),
+                    "squeezenet": (200, 50, "1e-7,1e-6,1e-5,1e-4,1e-3,5e-3")}[part]
+        a.images = args.images or defaults[0]
+        a.fetch = args.fetch or defaults[1]
+        a.bers = args.bers or defaults[2]
+        t0 = time.perf_counter()
+        {"b8": b8, "resnet20": resnet20, "squeezenet": squeezenet}[part](a)
+        print(f"{part}: {time.perf_counter() - t0:.0f} s wall", flush=True)
+    print(f"total {time.perf_counter() - started:.0f} s wall", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
