@@ -34,6 +34,7 @@ from accelsim.functional.faults import (
     accuracy_interval,
     fault_spec,
     mac_layers,
+    memory_classes,
     resolve,
     t975,
 )
@@ -85,7 +86,7 @@ def study_inputs(cfg: Any, base: Mapping[str, Any] | None = None, arch: str | No
     if base is None:
         base = dict(fcfg.fault_injection.spec().flat)
     return StudyInputs(network=network, prepared=prepared, batches=batches, table=table, base=dict(base),
-                       classes={m: table.class_of(m, "read") for m in MEMORY_CLASSES})
+                       classes=memory_classes(table))
 
 
 # -- evaluation --------------------------------------------------------------------------------------------------------

@@ -437,3 +437,20 @@ def test_sweep_keys_with_the_faults_prefix_go_to_the_fault_set():
     assert cfg.functional.fault_injection.spec().entries[0].fields == {"ber": 1e-4}
     with pytest.raises(ConfigError, match="unknown memory 'dramm'"):
         RunConfig.of(**make_points({}, parse_sets(["faults.weights.dramm.ber=1e-4"]))[0].settings)
+
+
+def test_a_designs_own_voltage_models_decide_rates_energy_and_range(lenet, digits):
+    from accelsim.arch import load_arch
+
+    table = load_arch("snapea", ["energy.voltage.dram.nominal_v=1.35", "energy.voltage.dram.v_max=1.35"]).energy
+    assert F.memory_classes(table)["weight_buffer"] == "rf" and F.memory_classes(table)["dram"] == "dram"
+    high = _cfg("voltage.dram=1.4").fault_injection  # inside the built-in model's range, outside this table's
+    problems = F.fault_problems(high, lenet.graph, table)
+    assert len(problems) == 1 and "outside the dram voltage model's range [1.1, 1.35] V" in problems[0]
+    assert F.fault_problems(high, lenet.graph) == []
+    factors = F.energy_factors(_cfg("voltage.dram=1.2").fault_injection, lenet.graph, table)
+    assert set(factors) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
+    assert all(f["dram"] == pytest.approx((1.2 / 1.35) ** 2) for f in factors.values())
+    assert F.energy_factors(_cfg("weights.dram.ber=1e-3").fault_injection, lenet.graph, table) == {}
+    r = run(lenet, _batches(digits, 16), _cfg("voltage.dram=1.2", mode="dense"), fault_table=table)
+    assert r.faults["rates"][0]["energy_class"] == "dram" and r.faults["rates"][0]["voltage"] == 1.2

@@ -40,6 +40,7 @@ from accelsim.nets.graph import FC, Conv, Graph
 from accelsim.settings import Problems, declared, setting
 
 if TYPE_CHECKING:  # forward imports this module; the types are only for hints
+    from accelsim.arch import EnergyTable
     from accelsim.functional.forward import PreparedNetwork
     from accelsim.voltage import VoltageModel
 
@@ -913,27 +914,42 @@ def _topk(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
     return int(np.count_nonzero((top == labels[:, None]).any(axis=1)))
 
 
-def build_injector(settings: FaultSettings, prepared: "PreparedNetwork",
-                   models: Mapping[str, "VoltageModel"] | None = None,
-                   classes: Mapping[str, str] | None = None) -> FaultInjector | None:
-    """The injector of a run's fault settings, or None when nothing can fail (then the run is the fault-free one)."""
+def memory_classes(table: "EnergyTable") -> dict[str, str]:
+    """Memory -> energy class as a design's energy table maps the memory components (their `read` events)."""
+    out = dict(MEMORY_CLASSES)
+    for memory in ALL_MEMORIES:
+        cls = table.components.get(f"{memory}.read", table.components.get(memory))
+        if cls is not None:
+            out[memory] = cls
+    return out
+
+
+def build_injector(settings: FaultSettings, prepared: "PreparedNetwork", table: "EnergyTable | None" = None
+                   ) -> FaultInjector | None:
+    """The injector of a run's fault settings, or None when nothing can fail (then the run is the fault-free one).
+
+    `table`: the design's energy table, whose voltage models and component classes turn voltages into rates
+    (default: the built-in table's models and MEMORY_CLASSES)."""
     spec = settings.spec()
     if spec.empty:
         return None
+    models = table.voltage_models if table is not None else None
+    classes = memory_classes(table) if table is not None else None
     resolved = resolve(spec, prepared.network.graph, models, classes)
     if not resolved.active:
         return None
     return FaultInjector(resolved, prepared)
 
 
-def fault_problems(settings: FaultSettings, graph: Graph, models: Mapping[str, "VoltageModel"] | None = None,
-                   classes: Mapping[str, str] | None = None) -> list[str]:
-    """What is wrong with a run's fault settings for this network and these voltage models (empty when nothing):
-    for `run.check`, so that an unknown layer is reported with the run's other problems, before any image."""
+def fault_problems(settings: FaultSettings, graph: Graph, table: "EnergyTable | None" = None) -> list[str]:
+    """What is wrong with a run's fault settings for this network and this design's energy table (empty when
+    nothing): for `run.check`, so that an unknown layer or a voltage outside the design's models is reported with
+    the run's other problems, before any image."""
     try:
         spec = settings.spec()
         if not spec.empty:
-            resolve(spec, graph, models, classes)
+            resolve(spec, graph, table.voltage_models if table is not None else None,
+                    memory_classes(table) if table is not None else None)
     except Problems as exc:
         return list(exc.problems)
     except ConfigError as exc:
@@ -1051,6 +1067,16 @@ def layer_energy_factors(resolved: ResolvedFaults, graph: Graph, models: Mapping
 
 def _weight_shape(layer: Conv | FC) -> tuple[int, ...]:
     return tuple(layer.weight_shapes()[f"{layer.name}.weight"])
+
+
+def energy_factors(settings: FaultSettings, graph: Graph, table: "EnergyTable") -> dict[str, dict[str, float]]:
+    """Layer -> energy class -> factor on the layer's `energy_<class>_pj` for a run's memory voltages under this
+    design's energy table ({} when the spec names no voltage): what `apply_energy_factors` takes."""
+    spec = settings.spec()
+    if spec.empty or not (spec.voltages or any("voltage" in e.fields for e in spec.entries)):
+        return {}
+    resolved = resolve(spec, graph, table.voltage_models, memory_classes(table))
+    return {k: v for k, v in layer_energy_factors(resolved, graph, table.voltage_models).items() if v}
 
 
 def apply_energy_factors(rows: list[dict[str, Any]], factors: Mapping[str, Mapping[str, float]]

@@ -494,14 +494,16 @@ def run(
     progress: Callable[[int], None] | None = None,
     on_prepare: Callable[[PreparedNetwork], None] | None = None,
     faults: FaultInjector | None = None,
+    fault_table: Any = None,
 ) -> FunctionalResult:
     """Stream `batches` of (images, labels) through the accelerator's functional model.
 
     Calibration uses `calibration` images if given, else the first `config.calibration_images` images of the stream
     (they are also evaluated: the format only needs their ranges). Memory stays flat in the number of images.
     `on_prepare` sees the prepared network (formats, layer modes, weight streams) before the first batch runs.
-    Memory faults come from `config.fault_injection`, or from `faults` (an injector built by the caller, e.g. with
-    the design's voltage models); see accelsim.functional.faults.
+    Memory faults come from `config.fault_injection` (voltages become rates by the voltage models of `fault_table`,
+    the design's EnergyTable; default the built-in table's), or from `faults`, an injector built by the caller; see
+    accelsim.functional.faults.
     """
     batches = iter(batches)
     buffered: list[tuple[np.ndarray, np.ndarray]] = []
@@ -518,7 +520,7 @@ def run(
     prepared = prepare(network, config, calibration if calibration is not None else np.zeros((0,)), spec)
     if on_prepare is not None:
         on_prepare(prepared)
-    injector = faults if faults is not None else build_injector(config.fault_injection, prepared)
+    injector = faults if faults is not None else build_injector(config.fault_injection, prepared, table=fault_table)
     float_net = None
     if config.float_reference and config.number_format.is_fixed:
         float_net = _build(network, FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"),
