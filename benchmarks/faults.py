@@ -1,6 +1,7 @@
 """Memory faults on real networks (accelsim.functional.faults, accelsim.faults_study): the recorded outputs and the
 source papers' figures beside them are in faults.md.
 
+    python benchmarks/faults.py mitigations [--mitigation-ber 0.01]
     python benchmarks/faults.py b8 [--images 10000] [--rates 1e-6,...,1] [--formats float32,dynamic_fixed]
     python benchmarks/faults.py resnet20 [--images 320] [--fetch 80] [--budget 0.01]
     python benchmarks/faults.py squeezenet [--images 200] [--fetch 50]
@@ -92,6 +93,50 @@ def b8(args: argparse.Namespace) -> None:
     pd.concat([c.assign(format=k[0], mitigation=k[1], rate=k[2]) for k, c in curves.items()]).to_csv(
         out / "b8_curves.csv", index=False)
     print(_md(table.drop(columns=["seconds"])))
+
+
+# -- what each mitigation does to the stored weights --------------------------------------------------------------------
+def mitigations(args: argparse.Namespace) -> None:
+    """Every LeNet-5 weight stored with faults at BER `--mitigation-ber` in its non-sign bits, once: how the faulty
+    words move, per mitigation and number format (the two's complement semantics measured on real weights)."""
+    from accelsim import faults_study as S
+    from accelsim.config import RunConfig
+    from accelsim.functional import faults as F
+
+    rows = []
+    for fmt in ("float32", "dynamic_fixed"):
+        cfg = RunConfig.of(net=str(DATA / "models" / "lenet5_mnist.npz"), images=str(DATA / "mnist"), limit=64,
+                           mode="dense", float_reference=False, number_format=fmt)
+        inputs = S.study_inputs(cfg, base={})
+        prepared = inputs.prepared
+        for mitigation in ("flip", "sign_mask", "zero_mask"):
+            spec = F.fault_spec({"weights.dram.ber": args.mitigation_ber, "bits": "no_sign", "mitigation": mitigation,
+                                 "seed": args.seed})
+            inj = F.FaultInjector(F.resolve(spec, inputs.network.graph), prepared)
+            view = inj.view(prepared, 0, 1)
+            before, after = [], []
+            for name in prepared.convs:
+                before.append(prepared.convs[name].weight.ravel())
+                after.append(view.convs[name].weight.ravel())
+            for name in prepared.fcs:
+                before.append(prepared.fcs[name][0].ravel())
+                after.append(view.fcs[name][0].ravel())
+            w, v = np.concatenate(before), np.concatenate(after)
+            bad = (w != v) & np.isfinite(v)
+            scale = float(np.max(np.abs(w)))
+            for sign, sel in (("w < 0", bad & (w < 0)), ("w >= 0", bad & (w >= 0))):
+                n = int(sel.sum())
+                rows.append(dict(format=fmt, mitigation=mitigation, words=sign, faulty=n,
+                                 toward_zero=float(np.mean(np.abs(v[sel]) < np.abs(w[sel]))) if n else np.nan,
+                                 mean_change=float(np.mean(v[sel] - w[sel]) / scale) if n else np.nan,
+                                 mean_abs_change=float(np.mean(np.abs(v[sel]) - np.abs(w[sel])) / scale) if n else np.nan,
+                                 non_finite=int(np.sum(~np.isfinite(v) & (w < 0 if sign == "w < 0" else w >= 0)))))
+    table = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "mitigations.csv", index=False)
+    print(f"LeNet-5 weights, BER {args.mitigation_ber:g} per non-sign bit, one draw; changes in units of max |w|")
+    print(_md(table))
 
 
 # -- B.13's shape on ResNet-20 / CIFAR-10 --------------------------------------------------------------------------------
@@ -197,7 +242,7 @@ def squeezenet(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["b8", "resnet20", "squeezenet", "all"])
+    ap.add_argument("part", choices=["mitigations", "b8", "resnet20", "squeezenet", "all"])
     ap.add_argument("--out", default="/tmp/accelsim_faults")
     ap.add_argument("--seed", type=int, default=0, help="fault seed")
     ap.add_argument("--images", type=int, default=None, help="images (default: b8 10000, resnet20 320, squeezenet 200)")
@@ -208,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bers", default=None, help="resnet20 / squeezenet bit-error-rate levels")
     ap.add_argument("--voltages", default="1.5,1.3,1.25,1.2", help="resnet20: DRAM voltages")
     ap.add_argument("--budget", type=float, default=0.01, help="resnet20: top-1 budget (B.13: one point)")
+    ap.add_argument("--mitigation-ber", type=float, default=1e-2, help="mitigations: per-bit rate")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -216,16 +262,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"data not found in {DATA} (set ACCELSIM_SHARED_DATA)")
     print(_machine(), flush=True)
     started = time.perf_counter()
-    parts = ["b8", "resnet20", "squeezenet"] if args.part == "all" else [args.part]
+    parts = ["mitigations", "b8", "resnet20", "squeezenet"] if args.part == "all" else [args.part]
     for part in parts:
         a = argparse.Namespace(**vars(args))
-        defaults = {"b8": (10000, None, None), "resnet20": (320, 80, "0,1e-5,1e-4,1e-3"),
+        defaults = {"mitigations": (64, None, None), "b8": (10000, None, None), "resnet20": (320, 80, "0,1e-5,1e-4,1e-3"),
                     "squeezenet": (200, 50, "1e-7,1e-6,1e-5,1e-4,1e-3,5e-3")}[part]
         a.images = args.images or defaults[0]
         a.fetch = args.fetch or defaults[1]
         a.bers = args.bers or defaults[2]
         t0 = time.perf_counter()
-        {"b8": b8, "resnet20": resnet20, "squeezenet": squeezenet}[part](a)
+        {"mitigations": mitigations, "b8": b8, "resnet20": resnet20, "squeezenet": squeezenet}[part](a)
         print(f"{part}: {time.perf_counter() - t0:.0f} s wall", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s wall", flush=True)
     return 0
