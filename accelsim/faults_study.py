@@ -38,7 +38,7 @@ from accelsim.functional.faults import (
     resolve,
     t975,
 )
-from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, prepare
+from accelsim.functional.forward import PreparedNetwork, prepare
 from accelsim.nets.network import Network
 from accelsim.voltage import VoltageModel
 
