@@ -554,21 +554,28 @@ def draw_bit_faults(n_words: int, positions: np.ndarray, q: float, rng: np.rando
     if q <= 0 or total == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.uint64), 0
     if q >= 1:
-        flat = np.arange(total, dtype=np.int64)
-    else:
-        k = int(rng.binomial(total, q))
-        if k == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint64), 0
-        if k * 32 < total:
-            flat = np.sort(rng.choice(total, size=k, replace=False))
-        else:
-            flat = np.flatnonzero(rng.random(total) < q)
+        return _dense_masks(np.ones((n_words, m), dtype=bool), positions)
+    k = int(rng.binomial(total, q))
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64), 0
+    if k * 32 >= total:  # dense: the same draws in the same order as the flat index word * m + bit
+        return _dense_masks(rng.random((n_words, m)) < q, positions)
+    flat = np.sort(rng.choice(total, size=k, replace=False))
     words = flat // m
     bits = positions[flat % m]
     uniq, inverse = np.unique(words, return_inverse=True)
     masks = np.zeros(len(uniq), dtype=np.uint64)
     np.bitwise_or.at(masks, inverse, np.left_shift(np.uint64(1), bits.astype(np.uint64)))
     return uniq.astype(np.int64), masks, int(len(flat))
+
+
+def _dense_masks(hits: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(faulty words, their masks, faulty bits) of a (words x faultable bits) Bernoulli matrix."""
+    masks = np.zeros(hits.shape[0], dtype=np.uint64)
+    for j, bit in enumerate(positions):
+        masks |= hits[:, j].astype(np.uint64) << np.uint64(bit)
+    words = np.flatnonzero(masks)
+    return words.astype(np.int64), masks[words], int(np.count_nonzero(hits))
 
 
 def draw_value_faults(n_words: int, q: float, rng: np.random.Generator) -> np.ndarray:
