@@ -563,11 +563,56 @@ def write_assignment(result: Assignment, folder: str | Path, *, sensitivity_tabl
     return folder
 
 
+STUDIES = ("evaluate", "sensitivity", "assign")
+
+
+def run_study(cfg: Any, study: str, out: str | Path, *, memory: str = "dram",
+              kinds: Sequence[str] = ("weights", "activations"), voltages: Sequence[float] | None = None,
+              bers: Sequence[float] | None = None, budget: float = 0.01, repeats: int = 1,
+              ci_halfwidth: float | None = None, max_repeats: int = 50, layers: Sequence[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> Path:
+    """What `accelsim faults <study>` runs: a RunConfig's network and images (its `fault_set` / `faults` are the
+    fixed part of every evaluation, e.g. model=value), written to folder `out`.
+
+    `evaluate`: top-1 under the run's own fault spec, `repeats` draws or B.11's stopping rule (`ci_halfwidth`),
+    -> evaluation.json. `sensitivity`: one layer faulty at a time over the levels (`voltages` or `bers`) ->
+    sensitivity.parquet, sensitivity.png, uniform rows included. `assign`: the greedy per-layer assignment under
+    `budget` -> assignment.parquet, trace.parquet, uniform.parquet, sensitivity.parquet, summary.json and the two
+    figures.
+    """
+    import json
+
+    if study not in STUDIES:
+        raise ConfigError(f"unknown fault study {study!r}; studies: {', '.join(STUDIES)}")
+    folder = Path(out)
+    inputs = study_inputs(cfg)
+    if study == "evaluate":
+        ev = evaluate(inputs, {}, repeats=repeats, ci_halfwidth=ci_halfwidth, max_repeats=max_repeats)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"top1_draws": list(ev.top1_draws), "top1_mean": ev.mean, "top1_ci95": [ev.low, ev.high],
+                  "method": ev.method, "images": ev.images, "seconds": ev.seconds, "spec": dict(inputs.base)}
+        (folder / "evaluation.json").write_text(json.dumps(record, indent=1, default=float))
+        return folder
+    if (voltages is None) == (bers is None):
+        raise ConfigError("give the levels as voltages or as bit-error rates (one of the two)")
+    axis = Axis(memory, tuple(kinds), "voltage" if voltages is not None else "ber",
+                tuple(voltages if voltages is not None else bers or ()))
+    if study == "sensitivity":
+        table = sensitivity(inputs, axis, repeats=repeats, layers=layers, progress=progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(folder / "sensitivity.parquet")
+        plot_sensitivity(table, folder / "sensitivity.png")
+        return folder
+    table = sensitivity(inputs, axis, repeats=repeats, layers=layers, uniform=False, progress=progress)
+    result = assign(inputs, axis, budget, repeats=repeats, sensitivity_table=table, layers=layers, progress=progress)
+    return write_assignment(result, folder, sensitivity_table=table)
+
+
 def conv_or_fc(inputs: StudyInputs) -> list[str]:
     """The layers a study can make faulty, in graph order."""
     return [l.name for l in mac_layers(inputs.network.graph)]
 
 
 __all__ = ["Assignment", "Axis", "Evaluation", "StudyInputs", "assign", "evaluate", "images_curve", "memory_energy",
-           "plot_accuracy_vs_energy", "plot_images_curve", "plot_sensitivity", "sensitivity", "study_inputs",
-           "write_assignment"]
+           "plot_accuracy_vs_energy", "plot_images_curve", "plot_sensitivity", "run_study", "sensitivity",
+           "study_inputs", "write_assignment"]

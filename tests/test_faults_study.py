@@ -108,3 +108,22 @@ def test_the_sensitivity_figure_is_drawn(tmp_path):
     table = pd.DataFrame([dict(layer=l, kind=k, level=v, level_kind="ber", drop=d, top1=0.9)
                           for l in ("a", "b") for k in ("weights", "activations") for v, d in ((0.0, 0), (1e-3, 0.1))])
     assert S.plot_sensitivity(table, tmp_path / "s.png").stat().st_size > 0
+
+
+def test_the_study_commands_write_their_folders(tmp_path):
+    cfg = RunConfig.of(limit=20, mode="dense", float_reference=False, fault_set=["model=value"])
+    ev = S.run_study(RunConfig.of(limit=20, mode="dense", float_reference=False,
+                                  fault_set=["weights.dram.ber=0.01"]), "evaluate", tmp_path / "e", repeats=2)
+    import json
+
+    record = json.loads((ev / "evaluation.json").read_text())
+    assert len(record["top1_draws"]) == 2 and record["spec"] == {"weights.dram.ber": 0.01}
+    sens = S.run_study(cfg, "sensitivity", tmp_path / "s", kinds=("weights",), voltages=(1.5, 1.25),
+                       layers=["fc1"])
+    assert (sens / "sensitivity.png").exists()
+    table = pd.read_parquet(sens / "sensitivity.parquet")
+    assert set(table["layer"]) == {"fc1", "(all)"}
+    a = S.run_study(cfg, "assign", tmp_path / "a", kinds=("weights",), bers=(0.0, 1e-4), layers=["fc1", "fc2"])
+    assert (a / "summary.json").exists() and (a / "accuracy_vs_energy.png").exists()
+    with pytest.raises(ConfigError, match="voltages or as bit-error rates"):
+        S.run_study(cfg, "sensitivity", tmp_path / "x")
