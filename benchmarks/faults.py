@@ -3,6 +3,7 @@ source papers' figures beside them are in faults.md.
 
     python benchmarks/faults.py mitigations [--mitigation-ber 0.01]
     python benchmarks/faults.py b8 [--images 10000] [--block 250] [--rates 1e-6,...,1] [--formats float32,dynamic_fixed]
+                                  [--reading bit|one_bit]
     python benchmarks/faults.py b8-table          # the B.8 table and figures again from the recorded curves
     python benchmarks/faults.py resnet20 [--images 320] [--fetch 80] [--budget 0.01]
     python benchmarks/faults.py squeezenet [--images 200] [--fetch 50]
@@ -66,7 +67,7 @@ def _b8_inputs(fmt: str, images: int, seed: int):
 def b8(args: argparse.Namespace) -> None:
     from accelsim import faults_study as S
 
-    out = Path(args.out) / "b8"
+    out = Path(args.out) / ("b8" if args.reading == "bit" else f"b8_{args.reading}")
     out.mkdir(parents=True, exist_ok=True)
     curves = []
     for fmt in args.formats.split(","):
@@ -79,8 +80,9 @@ def b8(args: argparse.Namespace) -> None:
         for mitigation in ("flip", "sign_mask", "zero_mask"):
             for rate in _floats(args.rates):
                 t0 = time.perf_counter()
-                curve = S.images_curve(inputs, {"mitigation": mitigation, "weights.global_buffer.ber": rate},
-                                       block=args.block)
+                spec = ({"mitigation": mitigation, "weights.global_buffer.ber": rate} if args.reading == "bit" else
+                        {"mitigation": mitigation, "model": "one_bit", "weights.global_buffer.value_rate": rate})
+                curve = S.images_curve(inputs, spec, block=args.block)
                 seconds = time.perf_counter() - t0
                 curves.append(curve.assign(format=fmt, mitigation=mitigation, rate=rate, seconds=seconds))
                 print(f"  {mitigation:9s} {rate:7.0e}: first block {curve['block_top1'].iloc[0]:.4f}, last "
@@ -95,7 +97,7 @@ def b8_table(args: argparse.Namespace) -> None:
     """The B.8 table and figures from a recorded b8_curves.csv (clean curves computed if the file lacks them)."""
     from accelsim import faults_study as S
 
-    out = Path(args.out) / "b8"
+    out = Path(args.out) / ("b8" if args.reading == "bit" else f"b8_{args.reading}")
     frame = pd.read_csv(out / "b8_curves.csv")
     block = int(frame["images_run"].min())
     for fmt in frame["format"].unique():
@@ -289,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=None, help="images (default: b8 10000, resnet20 320, squeezenet 200)")
     ap.add_argument("--rates", default="1e-6,1e-5,1e-4,1e-3,1e-2,1e-1,1", help="b8: per-bit rates per read")
     ap.add_argument("--formats", default="float32,dynamic_fixed", help="b8: number formats")
-    ap.add_argument("--block", type=int, default=500, help="b8: images per accuracy block")
+    ap.add_argument("--block", type=int, default=250, help="b8: images per accuracy block")
+    ap.add_argument("--reading", choices=["bit", "one_bit"], default="bit",
+                    help="b8: the rate per bit and read (bit), or per weight use with one random bit (one_bit)")
     ap.add_argument("--fetch", type=int, default=None, help="images per weight fetch (resnet20 80, squeezenet 50)")
     ap.add_argument("--bers", default=None, help="resnet20 / squeezenet bit-error-rate levels")
     ap.add_argument("--voltages", default="1.5,1.3,1.25,1.2", help="resnet20: DRAM voltages")

@@ -454,3 +454,19 @@ def test_a_designs_own_voltage_models_decide_rates_energy_and_range(lenet, digit
     assert F.energy_factors(_cfg("weights.dram.ber=1e-3").fault_injection, lenet.graph, table) == {}
     r = run(lenet, _batches(digits, 16), _cfg("voltage.dram=1.2", mode="dense"), fault_table=table)
     assert r.faults["rates"][0]["energy_class"] == "dram" and r.faults["rates"][0]["voltage"] == 1.2
+
+
+def test_the_one_bit_model_fails_words_at_the_rate_with_exactly_one_bit_each():
+    word = FixedPointWord(16, 8)
+    values = word.decode(np.random.default_rng(7).integers(0, 2**16, 100_000, dtype=np.uint64))
+    copy = _copy(rate_field="value_rate", rate=0.01, ber=None, model="one_bit", bits="no_sign")
+    out, events = F.corrupt_values(values, word, copy, np.random.default_rng(8))
+    diff = word.encode(out) ^ word.encode(values)
+    changed = diff[diff != 0]
+    assert len(changed) == events and abs(_z(events, values.size, 0.01)) < 3.3
+    assert all(bin(int(d)).count("1") == 1 and int(d) < 1 << 15 for d in changed)  # one bit, never the sign
+    per_bit = np.bincount(np.log2(changed.astype(np.float64)).astype(int), minlength=15)
+    assert per_bit.min() > 0.6 * events / 15  # uniform over the 15 faultable bits
+    spec = F.fault_spec({"model": "one_bit", "weights.dram.ber": 1e-3})
+    c = F.resolve(spec, load_network("lenet").graph).layers["fc1"]["weights"][0]
+    assert c.per_word(16) == pytest.approx(1 - (1 - 1e-3) ** 16)

@@ -6,8 +6,9 @@ weights and for the feature map a layer reads (its input), in which memory (`wei
 
 - what: independent bit errors at a rate per bit (B.11's binary symmetric channel), given as a bit-error rate, a
   per-value rate (B.13 eq 4.11), a per-64-bit-beat rate (B.13 eq 4.17) or a supply voltage (the energy table's
-  voltage model); the `bit` model changes the failing bits, the `value` model replaces a failing word by a value
-  drawn uniformly over the representable range (B.13's DRAM model); `bits` says which bits may fail;
+  voltage model); the `bit` model changes the failing bits, `one_bit` one uniformly chosen bit of a failing word
+  (B.8's other reading), the `value` model replaces a failing word by a value drawn uniformly over the representable
+  range (B.13's DRAM model); `bits` says which bits may fail;
 - how a failing bit reads (B.8's mitigations): `flip` (no mitigation), `sign_mask` (the word's sign bit),
   `zero_mask` (0);
 - when: `per_read`, a fresh draw each time a stored copy is read for an image (or for a group of
@@ -54,7 +55,7 @@ ALL_MEMORIES = ("dram", "global_buffer", "weight_buffer", "io_buffer")
 MEMORY_CLASSES = {"weight_buffer": "rf", "io_buffer": "io_ram", "global_buffer": "gbuf", "dram": "dram"}
 RATE_FIELDS = ("ber", "value_rate", "beat_rate", "voltage")
 ENTRY_FIELDS = RATE_FIELDS + ("model", "mitigation", "bits")
-FAULT_MODELS = ("bit", "value")
+FAULT_MODELS = ("bit", "one_bit", "value")
 MITIGATIONS = ("flip", "sign_mask", "zero_mask")
 PERSISTENCE = ("per_read", "accumulate")
 READS = ("once", "shapes")
@@ -412,6 +413,12 @@ class CopyFaults:
         # value_rate = 1 - (1 - p) ** bits (B.13 eq 4.11)
         return 0.0 if self.rate <= 0 else 1.0 if self.rate >= 1 else -math.expm1(math.log1p(-self.rate) / word_bits)
 
+    def per_word(self, word_bits: int) -> float:
+        """Probability per read that a word has a fault (B.13 eq 4.11 from a per-bit rate)."""
+        if self.rate_field == "value_rate":
+            return self.rate
+        return exposure_probability(self.per_bit(word_bits), word_bits, "hit")
+
     def positions(self, word: StoredWord) -> np.ndarray:
         """The bit positions that may fail in `word`."""
         b = word.bits
@@ -578,6 +585,15 @@ def _dense_masks(hits: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, n
     return words.astype(np.int64), masks[words], int(np.count_nonzero(hits))
 
 
+def draw_one_bit_faults(n_words: int, positions: np.ndarray, q: float, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Words failing at per-word probability `q`, each with exactly one of its faultable bits (uniform): the
+    per-use reading of B.8's rate ("one random bit"). Returns the words (ascending) and their one-bit masks."""
+    words = draw_value_faults(n_words, q, rng)
+    bits = positions[rng.integers(0, len(positions), size=len(words))]
+    return words, np.left_shift(np.uint64(1), bits.astype(np.uint64))
+
+
 def draw_value_faults(n_words: int, q: float, rng: np.random.Generator) -> np.ndarray:
     """Words (ascending) that fail at per-word probability `q`."""
     if q <= 0 or n_words == 0:
@@ -613,6 +629,11 @@ def corrupt_codes(codes: np.ndarray, word: StoredWord, copy: CopyFaults, reads: 
     faulty bits under the bit model, replaced words under the value model)."""
     p = copy.per_bit(word.bits)
     out = codes.copy()
+    if copy.model == "one_bit":
+        idx, masks = draw_one_bit_faults(len(codes), copy.positions(word),
+                                         exposure_probability(copy.per_word(word.bits), reads, "hit"), rng)
+        out[idx] = apply_mitigation(codes[idx], masks, copy.mitigation, word.sign_bit)
+        return out, int(len(idx))
     if copy.model == "value":
         p_err = exposure_probability(p, word.bits, "hit")  # B.13 eq 4.11
         idx = draw_value_faults(len(codes), exposure_probability(p_err, reads, "hit"), rng)
@@ -630,7 +651,13 @@ def corrupt_values(values: np.ndarray, word: StoredWord, copy: CopyFaults, rng: 
     itself) and the fault events. Only the failing words are encoded and decoded."""
     p = copy.per_bit(word.bits)
     n = values.size
-    if copy.model == "value":
+    if copy.model == "one_bit":
+        idx, masks = draw_one_bit_faults(n, copy.positions(word), copy.per_word(word.bits), rng)
+        if not len(idx):
+            return values, 0
+        new = apply_mitigation(word.encode(values[idx]), masks, copy.mitigation, word.sign_bit)
+        events = len(idx)
+    elif copy.model == "value":
         idx = draw_value_faults(n, exposure_probability(p, word.bits, "hit"), rng)
         if not len(idx):
             return values, 0
