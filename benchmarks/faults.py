@@ -274,7 +274,7 @@ def squeezenet(args: argparse.Namespace) -> None:
                       f"({rows[-1]['seconds']:.0f} s)", flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(out / "squeezenet.csv", index=False)
-    tolerable = (table[table["drop"] <= 0.01].groupby(["model", "faulty"])["ber"].max()
+    tolerable = (table[table["drop"] <= 0.01 + 1e-9].groupby(["model", "faulty"])["ber"].max()
                  .reindex(pd.MultiIndex.from_product([["bit", "value"], ["weights", "activations", "both"]]))
                  .reset_index())
     tolerable.columns = ["model", "faulty", "tolerable_ber"]
