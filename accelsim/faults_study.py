@@ -335,8 +335,8 @@ def assign(inputs: StudyInputs, axis: Axis, budget: float, *, repeats: int = 1,
     2. Start with every (layer, kind) at the reliable level; repeatedly take the move one level down with the most
        memory energy saved per predicted top-1 lost, evaluate the whole assignment with it, keep it if top-1 stays
        within the budget, else freeze that (layer, kind). Stop when no move is left.
-    3. The uniform assignments (every layer at one level) give the energy of the same accuracy: the cheapest uniform
-       level at least as accurate as the greedy result, and the uniform curve interpolated at its top-1.
+    3. The uniform assignments (every layer at one level) give the energy of the same accuracy
+       (`compare_with_uniform`).
     """
     if not 0 <= budget < 1:
         raise ConfigError(f"the accuracy budget is a top-1 drop in [0, 1), got {budget}")
@@ -399,28 +399,47 @@ def assign(inputs: StudyInputs, axis: Axis, budget: float, *, repeats: int = 1,
         uniform_rows.append(dict(level=level, ber=_ber(inputs, axis, level), top1=ev.mean, top1_low=ev.low,
                                  top1_high=ev.high, energy_pj=memory_energy(inputs, axis, assignment)))
     uniform = pd.DataFrame(uniform_rows)
-    same = uniform[uniform["top1"] >= final.mean - 1e-12]
-    uniform_same = float(same["energy_pj"].min()) if len(same) else math.nan
-    interpolated = _interpolate_energy(uniform, final.mean)
     table = pd.DataFrame([dict(layer=u[0], kind=u[1], level=l, ber=_ber(inputs, axis, l), words=words[u][0],
                                energy_pj=unit_energy(u, l)) for u, l in levels.items()])
     summary = {
         "memory": axis.memory, "kinds": list(axis.kinds), "level_kind": axis.level_kind, "levels": list(axis.levels),
         "budget": budget, "clean_top1": clean, "target_top1": target, "greedy_top1": final.mean,
         "greedy_top1_ci95": [final.low, final.high], "greedy_search_top1": current,
-        "nominal_energy_pj": nominal, "greedy_energy_pj": greedy_energy,
-        "uniform_energy_pj_same_accuracy": uniform_same,
-        "uniform_energy_pj_interpolated": interpolated,
-        "saving_vs_nominal": 1 - greedy_energy / nominal,
-        "saving_vs_uniform": 1 - greedy_energy / uniform_same if uniform_same == uniform_same else math.nan,
-        "saving_vs_uniform_interpolated": 1 - greedy_energy / interpolated if interpolated == interpolated
-        else math.nan,
+        **compare_with_uniform(uniform, final.mean, greedy_energy, target, nominal),
         "evaluations": int(len(trace) + len(sens) + len(uniform) + 2),
         "images": inputs.images,
         "repeats": repeats,
     }
     return Assignment(axis=axis, levels=levels, table=table, trace=pd.DataFrame(trace), uniform=uniform,
                       summary=summary)
+
+
+def compare_with_uniform(uniform: pd.DataFrame, top1: float, energy: float, target: float, nominal: float
+                         ) -> dict[str, float]:
+    """An assignment's memory energy against the uniform ones (rows: level, top1, energy_pj) that match it.
+
+    `same_budget`: the cheapest uniform level that meets the same accuracy target; `same_accuracy`: the cheapest
+    at least as accurate as the assignment (NaN when none is: the assignment beat every uniform level, e.g. by an
+    image of noise); `interpolated`: the uniform curve's energy at the assignment's top-1 (linear between the two
+    levels that bracket it). Savings are 1 - energy / uniform energy.
+    """
+    def cheapest(rows: pd.DataFrame) -> float:
+        return float(rows["energy_pj"].min()) if len(rows) else math.nan
+
+    same_budget = cheapest(uniform[uniform["top1"] >= target - 1e-12])
+    same_accuracy = cheapest(uniform[uniform["top1"] >= top1 - 1e-12])
+    interpolated = _interpolate_energy(uniform, top1)
+
+    def saving(reference: float) -> float:
+        return 1 - energy / reference if reference == reference and reference > 0 else math.nan
+
+    return {
+        "nominal_energy_pj": nominal, "greedy_energy_pj": energy,
+        "uniform_energy_pj_same_budget": same_budget, "uniform_energy_pj_same_accuracy": same_accuracy,
+        "uniform_energy_pj_interpolated": interpolated,
+        "saving_vs_nominal": saving(nominal), "saving_vs_uniform_same_budget": saving(same_budget),
+        "saving_vs_uniform": saving(same_accuracy), "saving_vs_uniform_interpolated": saving(interpolated),
+    }
 
 
 def _interpolate_energy(uniform: pd.DataFrame, top1: float) -> float:

@@ -6,6 +6,7 @@ source papers' figures beside them are in faults.md.
                                   [--reading bit|one_bit]
     python benchmarks/faults.py b8-table          # the B.8 table and figures again from the recorded curves
     python benchmarks/faults.py resnet20 [--images 320] [--fetch 80] [--budget 0.01]
+    python benchmarks/faults.py resnet20-table    # the ResNet-20 tables again from the recorded study folders
     python benchmarks/faults.py squeezenet [--images 200] [--fetch 50]
     (every part: --out DIR for the tables and figures; data from ../shared/data or $ACCELSIM_SHARED_DATA)
 
@@ -210,16 +211,7 @@ def resnet20(args: argparse.Namespace) -> None:
     S.plot_sensitivity(sens, out / "sensitivity_ber.png", title="ResNet-20")
     res = S.assign(inputs, ber_axis, args.budget, sensitivity_table=sens, progress=note if args.verbose else None)
     S.write_assignment(res, out / "assign_ber", sensitivity_table=sens)
-    t = res.table
-    avg = {k: float(t.loc[t["kind"] == k, "ber"].mean()) for k in ("weights", "activations")}
-    print(f"per-layer BER assignment ({time.perf_counter() - t0:.0f} s): top-1 {res.summary['greedy_top1']:.4f} "
-          f"(target {res.summary['target_top1']:.4f}); mean BER weights {avg['weights']:.3g}, feature maps "
-          f"{avg['activations']:.3g}", flush=True)
-    print(_md(t.pivot(index="layer", columns="kind", values="ber").reset_index()[["layer", "weights", "activations"]]
-              , "{:.0e}"))
-    uniform = sens[sens["layer"] == "(all)"].pivot(index="level", columns="kind", values="top1").reset_index()
-    print(_md(uniform))
-    summary["ber"] = {**res.summary, "mean_ber": avg}
+    print(f"per-layer BER study: {time.perf_counter() - t0:.0f} s", flush=True)
 
     # per-layer DRAM voltages, DRAM energy against uniform 1.3 V and 1.5 V
     t0 = time.perf_counter()
@@ -229,20 +221,49 @@ def resnet20(args: argparse.Namespace) -> None:
     S.plot_sensitivity(vsens, out / "sensitivity_voltage.png", title="ResNet-20")
     vres = S.assign(inputs, v_axis, args.budget, sensitivity_table=vsens, progress=note if args.verbose else None)
     S.write_assignment(vres, out / "assign_voltage", sensitivity_table=vsens)
-    e = vres.summary["greedy_energy_pj"]
-    e13 = S.memory_energy(inputs, v_axis, {u: 1.3 for u in vres.levels})
-    e15 = vres.summary["nominal_energy_pj"]
-    vt = vres.table
-    share = {k: float((vt.loc[vt["kind"] == k, "level"] < 1.3).mean()) for k in ("weights", "activations")}
-    print(f"per-layer DRAM voltages ({time.perf_counter() - t0:.0f} s): top-1 {vres.summary['greedy_top1']:.4f}; "
-          f"DRAM energy {e / 1e6:.2f} uJ/image: {100 * (e / e13 - 1):+.2f} % vs uniform 1.3 V, "
-          f"{100 * (e / e15 - 1):+.2f} % vs 1.5 V; layers below 1.3 V: weights {share['weights']:.0%}, feature maps "
-          f"{share['activations']:.0%}", flush=True)
-    print(_md(vt.pivot(index="layer", columns="kind", values="level").reset_index()[["layer", "weights",
-                                                                                      "activations"]], "{:g}"))
-    print(_md(vres.uniform[["level", "ber", "top1", "energy_pj"]]))
-    summary["voltage"] = {**vres.summary, "vs_1v3": e / e13 - 1, "vs_1v5": e / e15 - 1, "below_1v3_share": share}
+    print(f"per-layer voltage study: {time.perf_counter() - t0:.0f} s", flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    resnet20_table(args)
+
+
+def resnet20_table(args: argparse.Namespace) -> None:
+    """The ResNet-20 tables from the recorded study folders (assign_ber, assign_voltage, the sensitivity CSVs)."""
+    from accelsim import faults_study as S
+
+    out = Path(args.out) / "resnet20"
+    for study in ("ber", "voltage"):
+        folder = out / f"assign_{study}"
+        s = json.loads((folder / "summary.json").read_text())
+        uniform = pd.read_parquet(folder / "uniform.parquet")
+        table = pd.read_parquet(folder / "assignment.parquet")
+        cmp = S.compare_with_uniform(uniform, s["greedy_top1"], s["greedy_energy_pj"], s["target_top1"],
+                                     s["nominal_energy_pj"])
+        by = table.pivot(index="layer", columns="kind", values="level").loc[list(dict.fromkeys(table["layer"]))]
+        print(f"\n{study}: fault-free top-1 {s['clean_top1']:.4f}, per-layer assignment top-1 {s['greedy_top1']:.4f} "
+              f"[{s['greedy_top1_ci95'][0]:.4f}, {s['greedy_top1_ci95'][1]:.4f}] (target {s['target_top1']:.4f}), "
+              f"{s['evaluations']} evaluations")
+        print(f"  memory energy per image: nominal {cmp['nominal_energy_pj'] / 1e6:.2f} uJ, per-layer "
+              f"{cmp['greedy_energy_pj'] / 1e6:.2f} uJ ({100 * cmp['saving_vs_nominal']:.1f} % less); uniform at the same "
+              f"budget {cmp['uniform_energy_pj_same_budget'] / 1e6:.2f} uJ (per-layer saves "
+              f"{100 * cmp['saving_vs_uniform_same_budget']:.2f} %), uniform curve at the same top-1 "
+              f"{cmp['uniform_energy_pj_interpolated'] / 1e6:.2f} uJ (saves "
+              f"{100 * cmp['saving_vs_uniform_interpolated']:.2f} %)")
+        if study == "ber":
+            mean = table.groupby("kind")["ber"].mean()
+            w, f = by["weights"], by["activations"]
+            print(f"  mean BER: weights {mean['weights']:.3g}, feature maps {mean['activations']:.3g}; weights tolerate "
+                  f"more than feature maps in {int((w > f).sum())} of {len(by)} layers, less in {int((w < f).sum())}")
+            print(_md(by.reset_index()[["layer", "weights", "activations"]], "{:.0e}"))
+        else:
+            e13 = float(uniform.loc[uniform["level"] == 1.3, "energy_pj"].iloc[0])
+            below = (table["level"] < 1.3).groupby(table["kind"]).mean()
+            share = (e13 - cmp["greedy_energy_pj"]) / (cmp["nominal_energy_pj"] - cmp["greedy_energy_pj"])
+            print(f"  DRAM energy {100 * (cmp['greedy_energy_pj'] / e13 - 1):+.2f} % vs uniform 1.3 V, "
+                  f"{100 * (cmp['greedy_energy_pj'] / cmp['nominal_energy_pj'] - 1):+.2f} % vs uniform 1.5 V; "
+                  f"below 1.3 V: weights of {below['weights']:.0%} of the layers, feature maps of "
+                  f"{below['activations']:.0%}; share of the reduction from below 1.3 V {share:.1%}")
+            print(_md(by.reset_index()[["layer", "weights", "activations"]], "{:g}"))
+        print(_md(uniform[["level", "ber", "top1", "top1_low", "top1_high", "energy_pj"]]))
 
 
 # -- SqueezeNet v1.1 tolerable BER ---------------------------------------------------------------------------------------
@@ -285,7 +306,8 @@ def squeezenet(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["mitigations", "b8", "b8-table", "resnet20", "squeezenet", "all"])
+    ap.add_argument("part", choices=["mitigations", "b8", "b8-table", "resnet20", "resnet20-table", "squeezenet",
+                                     "all"])
     ap.add_argument("--out", default="/tmp/accelsim_faults")
     ap.add_argument("--seed", type=int, default=0, help="fault seed")
     ap.add_argument("--images", type=int, default=None, help="images (default: b8 10000, resnet20 320, squeezenet 200)")
@@ -310,14 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     parts = ["mitigations", "b8", "resnet20", "squeezenet"] if args.part == "all" else [args.part]
     for part in parts:
         a = argparse.Namespace(**vars(args))
-        defaults = {"mitigations": (64, None, None), "b8": (10000, None, None), "b8-table": (10000, None, None), "resnet20": (320, 80, "0,1e-5,1e-4,1e-3"),
+        defaults = {"mitigations": (64, None, None), "b8": (10000, None, None), "b8-table": (10000, None, None),
+                    "resnet20-table": (320, 80, None), "resnet20": (320, 80, "0,1e-5,1e-4,1e-3"),
                     "squeezenet": (200, 50, "1e-7,1e-6,1e-5,1e-4,1e-3,5e-3")}[part]
         a.images = args.images or defaults[0]
         a.fetch = args.fetch or defaults[1]
         a.bers = args.bers or defaults[2]
         t0 = time.perf_counter()
         {"mitigations": mitigations, "b8": b8, "b8-table": b8_table, "resnet20": resnet20,
-         "squeezenet": squeezenet}[part](a)
+         "resnet20-table": resnet20_table, "squeezenet": squeezenet}[part](a)
         print(f"{part}: {time.perf_counter() - t0:.0f} s wall", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s wall", flush=True)
     return 0
