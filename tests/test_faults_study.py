@@ -127,3 +127,13 @@ def test_the_study_commands_write_their_folders(tmp_path):
     assert (a / "summary.json").exists() and (a / "accuracy_vs_energy.png").exists()
     with pytest.raises(ConfigError, match="voltages or as bit-error rates"):
         S.run_study(cfg, "sensitivity", tmp_path / "x")
+
+
+def test_comparison_with_the_uniform_assignments():
+    uniform = pd.DataFrame({"level": [1.5, 1.3, 1.25], "top1": [0.9, 0.9, 0.5], "energy_pj": [100.0, 75.0, 70.0]})
+    c = S.compare_with_uniform(uniform, top1=0.7, energy=72.0, target=0.6, nominal=100.0)
+    assert c["uniform_energy_pj_same_budget"] == 75.0 and c["uniform_energy_pj_same_accuracy"] == 75.0
+    assert c["uniform_energy_pj_interpolated"] == pytest.approx(72.5)  # halfway from 0.9 to 0.5 in top-1
+    assert c["saving_vs_uniform_same_budget"] == pytest.approx(1 - 72 / 75)
+    above = S.compare_with_uniform(uniform, top1=0.95, energy=72.0, target=0.85, nominal=100.0)
+    assert math.isnan(above["uniform_energy_pj_same_accuracy"]) and above["uniform_energy_pj_same_budget"] == 75.0
