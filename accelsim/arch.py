@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from accelsim.errors import ConfigError
+from accelsim.voltage import VoltageFieldError, VoltageModel, parse_models
 from accelsim.yamlio import compose_yaml
 
 DATAFLOWS = ("snapea", "eyeriss")
@@ -198,9 +199,11 @@ class EnergyTable:
     pj_per_event: Mapping[str, float] = field(default_factory=FrozenMap)  # class -> pJ per event (default 0)
     # How a MAC's energy scales with the number format (docs/arch_energy.md); missing keys take ARITHMETIC_DEFAULTS.
     arithmetic: Mapping[str, float] = field(default_factory=FrozenMap)
+    # class -> supply-voltage model (bit-error rate and energy per bit at a voltage; accelsim.voltage)
+    voltage: Mapping[str, Any] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
-        for name in ("pj_per_bit", "components", "pj_per_event", "arithmetic"):
+        for name in ("pj_per_bit", "components", "pj_per_event", "arithmetic", "voltage"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise _FieldError(f"energy.{name}", f"must be a mapping, got {type(value).__name__}")
@@ -232,6 +235,16 @@ class EnergyTable:
         share = self.arithmetic.get("multiplier_share", ARITHMETIC_DEFAULTS["multiplier_share"])
         if not 0 <= share <= 1:
             raise _FieldError("energy.arithmetic.multiplier_share", f"must lie in [0, 1], got {share}")
+
+        try:
+            parse_models(_thaw(self.voltage), self.pj_per_bit)
+        except VoltageFieldError as exc:
+            raise _FieldError(exc.key, exc.detail) from None
+
+    @property
+    def voltage_models(self) -> dict[str, VoltageModel]:
+        """The supply-voltage model of each class that has one (checked when the table was built)."""
+        return parse_models(_thaw(self.voltage), self.pj_per_bit)
 
     def arithmetic_cost(self, key: str) -> float:
         """An arithmetic cost parameter: the table's entry, else its default (ARITHMETIC_DEFAULTS)."""
@@ -307,8 +320,8 @@ _SECTIONS: dict[str, type] = {"array": ArraySpec, "pe": PESpec, "global_buffer":
 _SCALARS = ("name", "dataflow", "clock_mhz", "word_bits")
 TOP_KEYS = _SCALARS + tuple(_SECTIONS) + ("energy", "options")
 _REQUIRED = ("dataflow", "clock_mhz", "word_bits", "array", "pe", "dram", "energy")
-ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components", "arithmetic")
-_TABLES = ("pj_per_bit", "pj_per_event", "components", "arithmetic")
+ENERGY_KEYS = ("file", "pj_per_bit", "pj_per_event", "components", "arithmetic", "voltage")
+_TABLES = ("pj_per_bit", "pj_per_event", "components", "arithmetic", "voltage")
 
 
 def parse_scalar(text: str, what: str) -> Any:
@@ -432,7 +445,7 @@ def override_keys(raw: Mapping[str, Any]) -> list[str]:
     energy = raw.get("energy") if isinstance(raw.get("energy"), Mapping) else {}
     classes = list((energy or {}).get("pj_per_bit") or {})
     keys += ["energy.<class>_pj_per_bit", "energy.<class>_pj_per_event", "energy.components.<component>[.<event>]",
-             *(f"energy.arithmetic.{k}" for k in ARITHMETIC_DEFAULTS), "options.<key>"]
+             *(f"energy.arithmetic.{k}" for k in ARITHMETIC_DEFAULTS), "energy.voltage.<class>.<key>", "options.<key>"]
     if classes:
         keys[-1] += f" (energy classes: {', '.join(classes)})"
     return keys
@@ -566,6 +579,8 @@ def _override_path(key: str, raw: Mapping[str, Any]) -> list[str] | None:
             return ["energy", rest[0], rest[1]]
         if len(rest) == 2 and rest[0] == "arithmetic" and rest[1] in ARITHMETIC_DEFAULTS:
             return ["energy", "arithmetic", rest[1]]
+        if len(rest) == 3 and rest[0] == "voltage" and rest[1] in classes and rest[2]:
+            return ["energy", "voltage", rest[1], rest[2]]
         if len(rest) == 1:
             for table in ("pj_per_bit", "pj_per_event"):
                 suffix = f"_{table}"

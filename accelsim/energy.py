@@ -116,3 +116,25 @@ def event_factors(fmt: FormatBits, table: EnergyTable, logged_bits: int) -> dict
 def _check_table(table: EnergyTable) -> None:
     if not isinstance(table, EnergyTable):
         raise ConfigError(f"energy evaluation needs an EnergyTable (ArchSpec.energy), got {type(table).__name__}")
+
+
+def scale_for_voltages(table: EnergyTable, voltages: Mapping[str, float]) -> EnergyTable:
+    """The table with the pJ/bit of each class in `voltages` ({class: volts}) scaled to that supply voltage.
+
+    Uses the class's model in the table's `voltage:` section (accelsim.voltage): energy per bit x ((1 - s) +
+    s (V / V_nominal)^k). A class without a model, or a voltage outside the model's range, is a ConfigError. Apply
+    it to the design's and the baseline's tables alike when a run gives memory voltages (see docs/faults.md).
+    """
+    _check_table(table)
+    models = table.voltage_models
+    scaled = dict(table.pj_per_bit)
+    for cls, volts in voltages.items():
+        if cls not in scaled:
+            raise ConfigError(f"voltage for energy class '{cls}': the energy table has no such class "
+                              f"(classes: {', '.join(scaled)})")
+        if cls not in models:
+            raise ConfigError(f"voltage for energy class '{cls}': the energy table has no voltage model for it "
+                              f"(models: {', '.join(models) or 'none'}); add one under energy.voltage.{cls}")
+        scaled[cls] = scaled[cls] * models[cls].energy_factor(volts)
+    return EnergyTable(pj_per_bit=scaled, components=table.components, pj_per_event=table.pj_per_event,
+                       voltage=table.voltage)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Literal, Mapping, get_args
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, get_args
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import pandas as pd
 from accelsim.errors import ConfigError
 from accelsim.functional import ops
 from accelsim.functional.eligibility import Eligibility, early_termination_eligibility
+from accelsim.functional.faults import FaultInjector, FaultSettings, add_fault_columns, build_injector
 from accelsim.functional.fixedpoint import NumberFormat, integer_length
 from accelsim.functional.formats import Formats, sums_exact
 from accelsim.functional.lanes import LaneResult, predictive_outputs, run_lanes, window_stats
@@ -71,6 +72,7 @@ class FunctionalConfig:
                                       "fixed-point split)", gt=0, example=4)
     float_reference: bool = setting(True, "also run the float32 network to report its accuracy beside the "
                                     "fixed-point one", commands=("run", "sweep"), example=False)
+    fault_injection: FaultSettings = group(FaultSettings)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class PreparedNetwork:
     formats: Formats | None = None  # None: float32
     pruned_fraction: dict[str, float] = field(default_factory=dict)  # per weight layer: share zeroed by pruning
     fc_zero_fraction: dict[str, float] = field(default_factory=dict)  # per fc layer: zero weights after rounding
+    faults: Any = None  # memory faults of this image group (faults.BoundFaults, set by FaultInjector.view)
 
     @property
     def fixed(self) -> bool:
@@ -206,6 +209,8 @@ class PreparedNetwork:
                 raise ConfigError(f"forward_from({start}): layer '{layer.name}' reads blob(s) {missing}, "
                                   f"which were not given")
             ins = [blobs[b] for b in layer.inputs]
+            if self.faults is not None:  # the feature map as the layer reads it from a faulty memory
+                ins = self.faults.read(layer, ins)
             if input_zeros is not None and isinstance(layer, Conv):
                 counts = input_zeros.setdefault(layer.name, [0, 0])
                 counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
@@ -559,6 +564,7 @@ class FunctionalResult:
         assert self.predictions is not None and self.reference_predictions is not None and self.labels is not None
         target = np.where(self.labels >= 0, self.labels, self.reference_predictions)
         return self.reference_predictions == target, self.predictions == target
+    faults: dict[str, Any] | None = None  # memory-fault record (faults.FaultInjector.summary); None without faults
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
@@ -576,12 +582,17 @@ def run(
     observer: WindowObserver | None = None,
     progress: Callable[[int], None] | None = None,
     on_prepare: Callable[[PreparedNetwork], None] | None = None,
+    faults: FaultInjector | None = None,
+    fault_table: Any = None,
 ) -> FunctionalResult:
     """Stream `batches` of (images, labels) through the accelerator's functional model.
 
     Calibration uses `calibration` images if given, else the first `config.calibration_images` images of the stream
     (they are also evaluated: the format only needs their ranges). Memory stays flat in the number of images.
     `on_prepare` sees the prepared network (formats, layer modes, weight streams) before the first batch runs.
+    Memory faults come from `config.fault_injection` (voltages become rates by the voltage models of `fault_table`,
+    the design's EnergyTable; default the built-in table's), or from `faults`, an injector built by the caller; see
+    accelsim.functional.faults.
     """
     batches = iter(batches)
     buffered: list[tuple[np.ndarray, np.ndarray]] = []
@@ -598,6 +609,7 @@ def run(
     prepared = prepare(network, config, calibration if calibration is not None else np.zeros((0,)), spec)
     if on_prepare is not None:
         on_prepare(prepared)
+    injector = faults if faults is not None else build_injector(config.fault_injection, prepared, table=fault_table)
     float_net = None
     if config.float_reference and config.number_format.quantised:  # the float network with the same pruning
         float_net = _build(prepared.network, _FLOAT_CONFIG, None, None)
@@ -627,16 +639,18 @@ def run(
     n_batches = 0
     reference_runs = 0
     per_image: dict[str, list[np.ndarray]] = {"pred": [], "ref": [], "label": []}
-    for xb, yb in _chain(buffered, batches):
+    stream = _chain(buffered, batches)
+    for xb, yb in (injector.rechunk(stream) if injector else stream):
         n_batches += 1
         batch_exact[0] = True
-        out = prepared.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
+        net = injector.view(prepared, n_images, len(xb)) if injector else prepared
+        out = net.forward(xb, policy=True, observer=observe, input_zeros=input_zeros)[graph.output_blob]
         scores = out.reshape(len(xb), -1)
         pred = scores.argmax(axis=1)
         if config.mode == "dense" or (skip_reference and batch_exact[0]):
             ref_pred = pred
         else:
-            ref = prepared.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1)
+            ref = net.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1)
             ref_pred = ref.argmax(axis=1)
             reference_runs += 1
         hits["agree"] += int(np.count_nonzero(pred == ref_pred))
@@ -652,6 +666,9 @@ def run(
             hits["top1_float"] += _topk_hits(fs[valid], yb[valid], 1)
             hits["top5_float"] += _topk_hits(fs[valid], yb[valid], 5)
             hits["agree_float"] += int(np.count_nonzero(fs.argmax(axis=1) == ref_pred))
+        if injector:
+            injector.record(0, scores, yb)
+            injector.run_repeats(prepared, xb, yb, n_images)
         n_images += len(xb)
         if progress is not None:
             progress(len(xb))
@@ -695,7 +712,7 @@ def run(
                 pruned_fraction=prepared.pruned_fraction.get(layer.name, 0.0),
                 weight_zero_fraction=plan.weight_zero_fraction,
             ))
-            if st.mismatches:
+            if st.mismatches and not injector:  # faulty weights break the sign premise: counted, not a bug
                 log.error("layer %s: %d windows were cut short although their sum was positive", layer.name, st.mismatches)
         elif isinstance(layer, FC):
             macs = graph.macs(layer)
@@ -712,13 +729,18 @@ def run(
                              fl_out=prepared.blob_fl.get(layer.output),
                              pruned_fraction=prepared.pruned_fraction.get(layer.name, 0.0),
                              weight_zero_fraction=prepared.fc_zero_fraction.get(layer.name, 0.0)))
-    return FunctionalResult(network=network.name, mode=config.mode, images=n_images, layers=pd.DataFrame(rows),
+    fault_record = None
+    if injector:  # with several draws, top-1 and top-5 are their means (the rest is draw 0's)
+        fault_record = injector.summary(n_images)
+        accuracy.update(top1=fault_record["top1_mean"], top5=fault_record["top5_mean"])
+    return FunctionalResult(network=network.name, mode=config.mode, images=n_images,
+                            layers=add_fault_columns(pd.DataFrame(rows), injector, n_images),
                             accuracy=accuracy, blob_fl=prepared.blob_fl, batches=n_batches,
                             calibration_images=len(calibration) if config.number_format.quantised else 0,
                             formats=prepared.formats.describe() if prepared.formats is not None else {},
                             predictions=np.concatenate(per_image["pred"]),
                             reference_predictions=np.concatenate(per_image["ref"]),
-                            labels=np.concatenate(per_image["label"]))
+                            labels=np.concatenate(per_image["label"]), faults=fault_record)
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

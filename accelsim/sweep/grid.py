@@ -6,7 +6,9 @@ Three kinds of keys, one syntax:
   `energy.dram_pj_per_bit`, `options.<key>`; anything `accelsim run --set` takes): it goes to the point's `set`;
 - `baseline.<arch key>`: the same for the baseline design (`baseline_set`);
 - `run.<setting>`: a run setting (`run.negative_order`, `run.mode`, `run.spec`, `run.skip_zero_weights`,
-  `run.limit`, `run.net`, `run.arch`, ...): it replaces that field of the point's `RunConfig`.
+  `run.limit`, `run.net`, `run.arch`, ...): it replaces that field of the point's `RunConfig`;
+- `faults.<fault-spec key>`: a key of the memory-fault spec (`faults.weights.dram.ber`, `faults.voltage.dram`,
+  `faults.mitigation`, ...; docs/faults.md): it goes to the point's `fault_set`.
 
 One value is a fixed setting of every point; two or more (comma-separated) make an axis.
 """
@@ -25,6 +27,7 @@ from accelsim.errors import ConfigError
 
 RUN_PREFIX = "run."
 BASELINE_PREFIX = "baseline."
+FAULTS_PREFIX = "faults."
 COMBINES = ("grid", "zip")
 
 
@@ -73,7 +76,13 @@ def _scalar(key: str, text: str) -> Any:
         info = settings_of(RunConfig).get(key[len(RUN_PREFIX):])
         if info is not None:
             return parse_value(text, info.annotation)
-    return parse_scalar(text, f"--set {key}={text}")
+    value = parse_scalar(text, f"--set {key}={text}")
+    if key.startswith(FAULTS_PREFIX) and isinstance(value, str):  # 1e-4: YAML reads a number without a dot as text
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def parse_sets(items: Sequence[str]) -> list[Axis]:
@@ -100,6 +109,8 @@ def parse_sets(items: Sequence[str]) -> list[Axis]:
                 raise ConfigError(f"--set {key}: unknown run setting '{name}'; run settings: {', '.join(run_keys)}")
         elif key.startswith(BASELINE_PREFIX) and not key[len(BASELINE_PREFIX):]:
             raise ConfigError(f"--set {key}: expected baseline.<arch key>, e.g. baseline.pe.lanes=1,2")
+        elif key.startswith(FAULTS_PREFIX) and not key[len(FAULTS_PREFIX):]:
+            raise ConfigError(f"--set {key}: expected faults.<fault-spec key>, e.g. faults.weights.dram.ber=1e-4")
         if len(set(texts)) != len(texts):
             raise ConfigError(f"--set {item}: a value is repeated")
         axis = Axis(key, texts)
@@ -134,11 +145,15 @@ def point_settings(base: Mapping[str, Any], assignment: Mapping[str, str]) -> di
     settings = dict(base)
     settings["set"] = list(base.get("set") or [])
     settings["baseline_set"] = list(base.get("baseline_set") or [])
+    if any(k.startswith(FAULTS_PREFIX) for k in assignment):
+        settings["fault_set"] = list(base.get("fault_set") or [])
     for key, text in assignment.items():
         if key.startswith(RUN_PREFIX):
             settings[key[len(RUN_PREFIX):]] = _scalar(key, text)
         elif key.startswith(BASELINE_PREFIX):
             settings["baseline_set"].append(f"{key[len(BASELINE_PREFIX):]}={text}")
+        elif key.startswith(FAULTS_PREFIX):
+            settings["fault_set"].append(f"{key[len(FAULTS_PREFIX):]}={text}")
         else:
             settings["set"].append(f"{key}={text}")
     return settings
