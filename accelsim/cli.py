@@ -93,7 +93,11 @@ def _add_split_args(p: argparse.ArgumentParser) -> None:
 
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="Algorithm 1: choose per-kernel speculation parameters (Th, N) under an "
-                                        "accuracy budget, for `accelsim run --mode predictive --spec`")
+                                        "accuracy budget, for `accelsim run --mode predictive --spec`",
+                       description="The promise: with probability at least --confidence (default 0.9), the spec "
+                                   "written loses at most --epsilon top-1 against the dense fixed-point network on new "
+                                   "images drawn like its validation images (on average, or on --promise-images M of "
+                                   "them); it is checked on validation images the search never saw (docs/optimize.md).")
     p.add_argument("--epsilon", type=float, required=True,
                    help="accepted top-1 loss as a fraction, absolute (0.01 = one point), against the dense "
                         "fixed-point network on the same images")
