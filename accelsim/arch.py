@@ -547,7 +547,8 @@ def _apply_overrides(raw: dict[str, Any], overrides: Sequence[str], lines: dict[
         value = parse_scalar(value_text, f"{where}: --set {text}")
         path = _override_path(key, raw)
         if path is None:
-            raise ConfigError(f"{where}: --set {text}: unknown key '{key}'; valid keys: {', '.join(override_keys(raw))}")
+            raise ConfigError(f"{where}: --set {text}: unknown key '{key}'; valid keys: "
+                              f"{', '.join(override_keys(raw))}")
         target: dict[str, Any] = raw
         for part in path[:-1]:
             nxt = target.get(part)

@@ -13,7 +13,7 @@ log whose MAC events carry `logged_bits`, which every evaluation function takes 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from accelsim.arch import EnergyTable
 from accelsim.errors import ConfigError

@@ -1,4 +1,4 @@
-"""Memory supply voltage -> (bit-error rate, energy per bit), per energy class: the `voltage:` section of an energy table.
+"""Memory supply voltage -> (bit-error rate, energy per bit), per energy class: an energy table's `voltage:`.
 
 Two models (docs/arch_energy.md, "Voltage", says where each number comes from):
 
@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from accelsim.errors import ConfigError
 

@@ -23,14 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from functional_speed import best_of  # noqa: E402
+from predictive_resnet20 import DATA  # noqa: E402
+
 from accelsim.functional import ops
 from accelsim.functional.forward import FunctionalConfig, prepare
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.graph import Conv
 from accelsim.nets.loaders import load_network
 from accelsim.optimize.report import take_images
-from functional_speed import best_of  # noqa: E402
-from predictive_resnet20 import DATA  # noqa: E402
 
 
 def gemm_floor(prepared, blobs: dict[str, np.ndarray], dtype, repeat: int) -> float:

@@ -139,7 +139,7 @@ def _b8_report(frame: pd.DataFrame, out: Path, block: int) -> None:
     print(_md(table))
 
 
-# -- what each mitigation does to the stored weights --------------------------------------------------------------------
+# -- what each mitigation does to the stored weights -------------------------------------------------------------------
 def mitigations(args: argparse.Namespace) -> None:
     """Every LeNet-5 weight stored with faults at BER `--mitigation-ber` in its non-sign bits, once: how the faulty
     words move, per mitigation and number format (the two's complement semantics measured on real weights)."""
@@ -183,7 +183,7 @@ def mitigations(args: argparse.Namespace) -> None:
     print(_md(table))
 
 
-# -- B.13's shape on ResNet-20 / CIFAR-10 --------------------------------------------------------------------------------
+# -- B.13's shape on ResNet-20 / CIFAR-10 ------------------------------------------------------------------------------
 def resnet20(args: argparse.Namespace) -> None:
     from accelsim import faults_study as S
     from accelsim.config import RunConfig
@@ -266,7 +266,7 @@ def resnet20_table(args: argparse.Namespace) -> None:
         print(_md(uniform[["level", "ber", "top1", "top1_low", "top1_high", "energy_pj"]]))
 
 
-# -- SqueezeNet v1.1 tolerable BER ---------------------------------------------------------------------------------------
+# -- SqueezeNet v1.1 tolerable BER -------------------------------------------------------------------------------------
 def squeezenet(args: argparse.Namespace) -> None:
     from accelsim import faults_study as S
     from accelsim.config import RunConfig

@@ -16,7 +16,6 @@ every row to --out/calibration.jsonl (resumable: finished (split, epsilon) rows 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelsim.functional.forward import FunctionalConfig
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
-    from accelsim.optimize import PairedCounts, SearchSettings, interval, optimize, opt_val_counts
+    from accelsim.optimize import PairedCounts, SearchSettings, interval, opt_val_counts, optimize
     from accelsim.optimize.evaluate import LayerSetting, SpeculationEvaluator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

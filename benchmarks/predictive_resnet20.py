@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
          images: Path = DATA / "cifar10" / "cifar10_test_jpegq75.npz", opt_limit: int = 5000, eval_limit: int = 5000,
          profile_images: int = 0, levels: str | None = None, out: str = "/tmp/tradeoff_resnet20",
          check_opt: bool = False) -> int:
+    from accelsim.config import RunConfig
     from accelsim.optimize import SearchSettings
     from accelsim.optimize.tradeoff import format_table, tradeoff
-    from accelsim.config import RunConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(model))

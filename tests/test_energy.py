@@ -66,7 +66,8 @@ def test_doubling_one_entry_doubles_exactly_that_class(cls):
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["read", "write"]),
-                          st.floats(0, 1e9, allow_subnormal=False), st.sampled_from([0, 8, 16])), min_size=1, max_size=12),
+                          st.floats(0, 1e9, allow_subnormal=False), st.sampled_from([0, 8, 16])),
+                min_size=1, max_size=12),
        st.sampled_from(["x", "y"]), st.floats(1e-3, 100))
 def test_doubling_is_exact_for_any_log(entries, cls, cost):
     log = EventLog()

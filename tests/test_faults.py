@@ -54,7 +54,7 @@ def _copy(**kw) -> F.CopyFaults:
     return F.CopyFaults(**base)
 
 
-# -- the injected rate is the requested one ------------------------------------------------------------------------------
+# -- the injected rate is the requested one ----------------------------------------------------------------------------
 @pytest.mark.parametrize("q", [1e-4, 0.003, 0.2])
 def test_bit_faults_are_drawn_at_the_requested_rate(q):
     n_words, positions = 200_000, np.arange(16, dtype=np.uint64)
@@ -105,7 +105,7 @@ def test_the_value_model_draws_uniformly_over_the_representable_range():
     assert np.all(np.isfinite(f)) and np.mean(np.abs(f) > 1e37) > 0.8  # uniform over +-3.4e38: mostly huge
 
 
-# -- mitigations on hand-made words -------------------------------------------------------------------------------------
+# -- mitigations on hand-made words ------------------------------------------------------------------------------------
 def _fx(values, bits=8):
     w = FixedPointWord(bits, 0)
     return w, w.encode(np.asarray(values, dtype=np.float64))
@@ -291,7 +291,7 @@ def test_float32_weights_take_ieee_faults(lenet, digits):
     assert r.faults["fault_events_per_image"]["weights.dram"] == pytest.approx(61470 * 32 * 1e-3, rel=0.1)
 
 
-# -- malformed specs: clear errors before any image -----------------------------------------------------------------------
+# -- malformed specs: clear errors before any image --------------------------------------------------------------------
 @pytest.mark.parametrize("fault_set, message", [
     (["weights.dram.ber=1.5"], "key 'weights.dram.ber': must be a rate in [0, 1], got 1.5"),
     (["weights.io_buffer.ber=0.1"], "unknown memory 'io_buffer' for weights; memories: dram, global_buffer"),

@@ -7,7 +7,8 @@ from accelsim.errors import ConfigError
 from accelsim.functional.fixedpoint import NumberFormat, fractional_length, integer_length, quantize
 
 
-@pytest.mark.parametrize("max_abs, il", [(0.0, 1), (0.4, 0), (0.5, 1), (0.99, 1), (1.0, 2), (200.0, 9), (255.0, 9), (256.0, 10)])
+@pytest.mark.parametrize("max_abs, il", [(0.0, 1), (0.4, 0), (0.5, 1), (0.99, 1), (1.0, 2), (200.0, 9), (255.0, 9),
+                                         (256.0, 10)])
 def test_integer_length_covers_the_range_with_a_sign_bit(max_abs, il):
     assert integer_length(max_abs) == il
     if max_abs > 0:

@@ -57,7 +57,8 @@ def cases(draw):
     x = np.maximum(rng.integers(-4, 9, (b, cg * g, h, w)), 0) / 4.0  # ReLU-like: many zeros
     if draw(st.booleans()):
         x[0] = 0.0  # all-zero windows
-    options = ReorderOptions(negative_order=draw(st.sampled_from(NEGATIVE_ORDERS)), skip_zero_weights=draw(st.booleans()))
+    options = ReorderOptions(negative_order=draw(st.sampled_from(NEGATIVE_ORDERS)),
+                             skip_zero_weights=draw(st.booleans()))
     stored = np.count_nonzero(wts.reshape(f, -1), axis=1) if options.skip_zero_weights else np.full(f, cg * kh * kw)
     n_spec = np.array([draw(st.integers(0, int(s))) for s in stored], dtype=np.int64)
     stream = reorder_layer(wts, n_spec, options)

@@ -16,7 +16,16 @@ from accelsim.functional.spec import load_spec
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.loaders import load_network
 from accelsim.optimize import (
-    EXACT, Candidate, SearchSettings, Split, adjust_param, global_pass, initial_state, merit, optimize, write_outputs,
+    EXACT,
+    Candidate,
+    SearchSettings,
+    Split,
+    adjust_param,
+    global_pass,
+    initial_state,
+    merit,
+    optimize,
+    write_outputs,
 )
 from accelsim.optimize.evaluate import SpeculationEvaluator
 from accelsim.optimize.passes import GlobalState, LocalEvaluation, param_l
@@ -54,7 +63,8 @@ def test_spec_keeps_the_promise_on_the_validation_images(runs, lenet, tmp_path):
     p = [row["p_value"] for row in r.path if "p_value" in row]
     assert all(v <= 0.1 for v in p[: r.chosen_step + 1])
     assert len(p) == len(r.path) or p[-1] > 0.1
-    assert opt["top1_loss"] == pytest.approx(r.losses["optimisation"]["loss"])  # the search's measure = the forward pass's
+    # the search's measure = the forward pass's
+    assert opt["top1_loss"] == pytest.approx(r.losses["optimisation"]["loss"])
     assert ev["loss_lower"] <= ev["paired_loss"] <= ev["loss_upper"]
     # It speculates and saves MACs over exact mode, never cutting a window wrongly outside speculation.
     assert any(l["mode"] == "predictive" for l in r.layers)
@@ -164,7 +174,7 @@ def test_resume_after_an_interruption_gives_the_same_spec(lenet, tmp_path):
     np.testing.assert_array_equal(moved.spec.n_spec["conv2"], whole.spec.n_spec["conv2"])
 
 
-# -- the merit and fall-back rules on hand-made ParamL lists ------------------------------------------------------------
+# -- the merit and fall-back rules on hand-made ParamL lists -----------------------------------------------------------
 def test_merit_prefers_most_accuracy_per_mac_and_skips_moves_that_cost_nothing():
     cur = Candidate(0, op=100, err=0.03)
     assert merit(Candidate(1, op=150, err=0.01), cur) == pytest.approx(0.02 / 50)
@@ -285,7 +295,7 @@ def test_profile_macs_match_the_lanes_with_that_kernel_speculating(lenet):
     assert pos[res.spec_stop[:, f]].sum() / pos.sum() == pytest.approx(prof.loss[f, 0])
 
 
-# -- CLI -----------------------------------------------------------------------------------------------------------------
+# -- CLI ---------------------------------------------------------------------------------------------------------------
 def test_cli_writes_spec_and_report_that_run_uses(tmp_path, capsys):
     out = tmp_path / "spec.npz"
     argv = ["optimize", "--net", "lenet", "--epsilon", "0.05", "--opt-limit", "200", "--eval-limit", "40",

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from test_forward import small_net
 
 from accelsim.functional import ops
 from accelsim.functional.forward import FunctionalConfig
 from accelsim.optimize.evaluate import LayerSetting, SpeculationEvaluator
-from test_forward import small_net
 
 
 def _lane_run(ev: SpeculationEvaluator, x: np.ndarray, settings: dict) -> dict[str, np.ndarray]:

@@ -1,6 +1,5 @@
 """The promise's statistics against small exact computations: p-values, their level, bounds, the fixed sequence."""
 
-import itertools
 import math
 
 import numpy as np

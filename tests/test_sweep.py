@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from accelsim.cli import main
+from accelsim.config import RunConfig
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
-from accelsim.config import RunConfig
 from accelsim.run import run
 from accelsim.sweep import SweepDefinition, expand, make_points, parse_sets, sweep
 
@@ -67,7 +67,7 @@ def test_grid_zip_and_key_routing():
         parse_sets(["pe.lanes=1,,2"])
 
 
-# -- the lane sweep (spec A.7 item 16, PE count fixed) -------------------------------------------------------------------
+# -- the lane sweep (spec A.7 item 16, PE count fixed) -----------------------------------------------------------------
 def test_lane_sweep_shares_one_functional_pass(tmp_path, count_passes):
     out = tmp_path / "lanes"
     assert main(["sweep", "--set", LANES, "--limit", "12", "--workers", "1", "--out", str(out)]) == 0

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 from accelsim.cli import main
+from accelsim.config import RunConfig
 from accelsim.errors import ConfigError
 from accelsim.functional.forward import FunctionalConfig, SmallPositiveErrors, prepare
 from accelsim.functional.reorder import reorder_layer
+from accelsim.metrics import predictive_report
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.loaders import load_network
-from accelsim.results import read_run
-from accelsim.config import RunConfig
-from accelsim.metrics import predictive_report
 from accelsim.report.text import format_summary
+from accelsim.results import read_run
 from accelsim.run import run
 
 EPSILONS = (0.0, 0.02, 0.05)

@@ -56,7 +56,7 @@ def _bn_weights(rng: np.random.Generator, name: str, c: int) -> dict[str, np.nda
             f"{name}.running_var": rng.uniform(0.1, 2.0, c).astype(np.float32)}
 
 
-# -- fold_batchnorm -----------------------------------------------------------------------------------------------------
+# -- fold_batchnorm ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bias,stride,groups,eps", [(False, 1, 1, 1e-5), (True, 2, 2, 1e-3)])
 def test_folded_conv_equals_conv_then_batchnorm(bias: bool, stride: int, groups: int, eps: float) -> None:
     rng = np.random.default_rng(7)
@@ -148,7 +148,7 @@ def test_resnet20_folded_has_the_shared_json_tensors(shared_data: Path) -> None:
     assert dict(fg.shapes) == dict(ref.shapes)
 
 
-# -- fuse_relu ----------------------------------------------------------------------------------------------------------
+# -- fuse_relu ---------------------------------------------------------------------------------------------------------
 def test_fuse_relu_into_conv_fc_and_add_and_drop_dropout() -> None:
     g = _graph([
         _conv("c1", "data", 4, 4, bias=True), _simple("r1", "relu", "c1"),

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ _MEMORY_ID = {m: i for i, m in enumerate(ALL_MEMORIES)}
 class FaultEntry:
     """The fields one spec key sets for a layer (None: every layer) and kind in a memory."""
 
-    layer: Optional[str]
+    layer: str | None
     kind: str
     memory: str
     fields: Mapping[str, Any]
@@ -120,7 +121,7 @@ def find_fault_spec(name_or_path: str) -> Path:
                       f"{', '.join(known) or 'none'})")
 
 
-def load_fault_spec(path: Optional[str], overrides: Sequence[str] = ()) -> FaultSpec:
+def load_fault_spec(path: str | None, overrides: Sequence[str] = ()) -> FaultSpec:
     """Read a fault-spec file (if any), apply `key=value` overrides in order, and check every key.
 
     All problems are reported together in one ConfigError (a `Problems`), each naming its key and where it came from.
@@ -279,7 +280,7 @@ def _is_int(value: Any) -> bool:
 
 def _parse_flat(flat: Mapping[str, tuple[Any, str]], problems: list[str], source: str) -> FaultSpec | None:
     options = dict(OPTIONS)
-    entries: dict[tuple[Optional[str], str, str], dict[str, Any]] = {}
+    entries: dict[tuple[str | None, str, str], dict[str, Any]] = {}
     voltages: dict[str, float] = {}
     start = len(problems)
     parsed: list[tuple[str, Any, Any, str, str]] = []
@@ -290,10 +291,10 @@ def _parse_flat(flat: Mapping[str, tuple[Any, str]], problems: list[str], source
             parsed.append((what, target, _check_value(name, value), key, where))
         except ValueError as exc:
             problems.append(f"{where}: key '{key}': {exc}")
-    for what, target, value, key, where in parsed:
+    for what, target, value, _key, _where in parsed:
         if what == "option":
             options[target] = value
-    for what, target, value, key, where in parsed:
+    for what, target, value, _key, _where in parsed:
         if what == "voltage":
             voltages[target] = value
         elif what == "entry":
@@ -336,7 +337,7 @@ def _has_rate(fields: Mapping[str, Any]) -> bool:
     return any(f in fields for f in RATE_FIELDS)
 
 
-def _entry_key(layer: Optional[str], kind: str, memory: str) -> str:
+def _entry_key(layer: str | None, kind: str, memory: str) -> str:
     return f"layers.{layer}.{kind}.{memory}" if layer else f"{kind}.{memory}"
 
 
@@ -345,7 +346,7 @@ def _entry_key(layer: Optional[str], kind: str, memory: str) -> str:
 class FaultSettings:
     """Memory faults of a run (docs/faults.md): a fault-spec file and/or key=value overrides of it."""
 
-    faults: Optional[str] = setting(
+    faults: str | None = setting(
         None, "memory faults: a fault-spec YAML file or a built-in spec (b8_weights_sram, b13_dram_1v2, ...); "
         "see docs/faults.md", commands=("run", "sweep"), metavar="FILE", example="b13_dram_1v2")
     fault_set: tuple[str, ...] = setting(
@@ -369,7 +370,7 @@ class FaultSettings:
         return not spec.empty and bool(spec.voltages or any("voltage" in e.fields for e in spec.entries))
 
 
-def voltage_problems(spec: FaultSpec, models: Mapping[str, "VoltageModel"] | None = None,
+def voltage_problems(spec: FaultSpec, models: Mapping[str, VoltageModel] | None = None,
                      classes: Mapping[str, str] | None = None) -> list[str]:
     """Voltages of `spec` that the voltage models (default: the built-in energy table's) do not cover."""
     from accelsim.voltage import default_models
@@ -404,11 +405,11 @@ class CopyFaults:
     memory: str
     rate_field: str  # which form the rate was given in: ber | value_rate | beat_rate | voltage
     rate: float  # its value (volts for `voltage`)
-    ber: Optional[float]  # the per-bit rate when it does not depend on the word width (all forms but value_rate)
+    ber: float | None  # the per-bit rate when it does not depend on the word width (all forms but value_rate)
     model: str
     mitigation: str
     bits: Any  # "all" | "no_sign" | "low<N>" | tuple of positions
-    voltage: Optional[float] = None
+    voltage: float | None = None
     energy_class: str = ""
 
     def per_bit(self, word_bits: int) -> float:
@@ -466,7 +467,7 @@ def mac_layers(graph: Graph) -> list[Conv | FC]:
     return [l for l in graph.layers if isinstance(l, (Conv, FC))]
 
 
-def resolve(spec: FaultSpec, graph: Graph, models: Mapping[str, "VoltageModel"] | None = None,
+def resolve(spec: FaultSpec, graph: Graph, models: Mapping[str, VoltageModel] | None = None,
             classes: Mapping[str, str] | None = None) -> ResolvedFaults:
     """Apply `spec` to `graph`: every layer name must be a conv or fc layer; voltages become bit-error rates by the
     voltage model of the memory's energy class (`models`: the design's energy table's; default the built-in one;
@@ -508,7 +509,7 @@ def resolve(spec: FaultSpec, graph: Graph, models: Mapping[str, "VoltageModel"] 
                 cls = classes[memory]
                 volts = rate if rate_field == "voltage" else None
                 if rate_field == "ber":
-                    ber: Optional[float] = rate
+                    ber: float | None = rate
                 elif rate_field == "beat_rate":  # 1 - (1 - p) ** 64 (B.13 eqs 4.11 + 4.17)
                     ber = 0.0 if rate <= 0 else 1.0 if rate >= 1 else -math.expm1(math.log1p(-rate) / BEAT_BITS)
                 elif rate_field == "voltage":
@@ -530,7 +531,7 @@ def resolve(spec: FaultSpec, graph: Graph, models: Mapping[str, "VoltageModel"] 
     return ResolvedFaults(spec=spec, layers=out, rates=pd.DataFrame(rows, columns=columns))
 
 
-# -- drawing and applying faults -----------------------------------------------------------------------------------------
+# -- drawing and applying faults ---------------------------------------------------------------------------------------
 def _rng(seed: int, repeat: int, kind: str, layer: int, memory: str, index: int) -> np.random.Generator:
     """The generator of one (seed, repeat, kind, layer, memory, image or fetch group): independent of batching."""
     return np.random.default_rng([seed, repeat, _KIND_ID[kind], layer, _MEMORY_ID[memory], index])
@@ -611,7 +612,7 @@ def draw_value_faults(n_words: int, q: float, rng: np.random.Generator) -> np.nd
     return np.flatnonzero(rng.random(n_words) < q).astype(np.int64)
 
 
-def apply_mitigation(codes: np.ndarray, masks: np.ndarray, mitigation: str, sign_bit: Optional[int]) -> np.ndarray:
+def apply_mitigation(codes: np.ndarray, masks: np.ndarray, mitigation: str, sign_bit: int | None) -> np.ndarray:
     """What the words `codes` read as when the bits in `masks` fail (B.8): `flip` inverts them, `zero_mask` reads
     them as 0, `sign_mask` as the word's (stored) sign bit."""
     codes = np.asarray(codes, dtype=np.uint64)
@@ -678,7 +679,7 @@ def corrupt_values(values: np.ndarray, word: StoredWord, copy: CopyFaults, rng: 
     return out, int(events)
 
 
-# -- the injector --------------------------------------------------------------------------------------------------------
+# -- the injector ------------------------------------------------------------------------------------------------------
 @dataclass
 class _Layer:
     name: str
@@ -706,7 +707,7 @@ class FaultInjector:
     image, count, repeat)` is the network to run it on.
     """
 
-    def __init__(self, resolved: ResolvedFaults, prepared: "PreparedNetwork"):
+    def __init__(self, resolved: ResolvedFaults, prepared: PreparedNetwork):
         self.resolved = resolved
         self.spec = resolved.spec
         nf = prepared.config.number_format
@@ -754,7 +755,7 @@ class FaultInjector:
                 lo = hi
             seen += len(x)
 
-    def view(self, prepared: "PreparedNetwork", first: int, count: int, repeat: int = 0) -> "PreparedNetwork":
+    def view(self, prepared: PreparedNetwork, first: int, count: int, repeat: int = 0) -> PreparedNetwork:
         """The network images first..first+count-1 run on in draw `repeat`: their weights as read from the faulty
         memories, and the feature-map faults bound to their image indices."""
         convs, fcs = prepared.convs, prepared.fcs
@@ -868,7 +869,7 @@ class FaultInjector:
         h[1] += _topk(s, y, 5)
         h[2] += int(np.count_nonzero(valid))
 
-    def run_repeats(self, prepared: "PreparedNetwork", x: np.ndarray, y: np.ndarray, first: int) -> None:
+    def run_repeats(self, prepared: PreparedNetwork, x: np.ndarray, y: np.ndarray, first: int) -> None:
         """Draws 1..repeats-1 of one batch (draw 0 is the run's own pass), for top-1 / top-5 only."""
         out_blob = prepared.network.graph.output_blob
         for r in range(1, self.repeats):
@@ -945,7 +946,7 @@ def _topk(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
     return int(np.count_nonzero((top == labels[:, None]).any(axis=1)))
 
 
-def memory_classes(table: "EnergyTable") -> dict[str, str]:
+def memory_classes(table: EnergyTable) -> dict[str, str]:
     """Memory -> energy class as a design's energy table maps the memory components (their `read` events)."""
     out = dict(MEMORY_CLASSES)
     for memory in ALL_MEMORIES:
@@ -955,7 +956,7 @@ def memory_classes(table: "EnergyTable") -> dict[str, str]:
     return out
 
 
-def build_injector(settings: FaultSettings, prepared: "PreparedNetwork", table: "EnergyTable | None" = None
+def build_injector(settings: FaultSettings, prepared: PreparedNetwork, table: EnergyTable | None = None
                    ) -> FaultInjector | None:
     """The injector of a run's fault settings, or None when nothing can fail (then the run is the fault-free one).
 
@@ -976,8 +977,8 @@ def build_injector(settings: FaultSettings, prepared: "PreparedNetwork", table: 
     return FaultInjector(resolved, prepared)
 
 
-def fault_problems(settings: FaultSettings, graph: Graph, table: "EnergyTable | None" = None,
-                   number_format: "NumberFormat | None" = None) -> list[str]:
+def fault_problems(settings: FaultSettings, graph: Graph, table: EnergyTable | None = None,
+                   number_format: NumberFormat | None = None) -> list[str]:
     """What is wrong with a run's fault settings for this network, this design's energy table and the run's number
     format (empty when nothing): for `run.check`, so that an unknown layer, a voltage outside the design's models or a
     format without a stored-word model is reported with the run's other problems, before any image."""
@@ -996,7 +997,7 @@ def fault_problems(settings: FaultSettings, graph: Graph, table: "EnergyTable | 
     return []
 
 
-# -- result columns ------------------------------------------------------------------------------------------------------
+# -- result columns ----------------------------------------------------------------------------------------------------
 def fault_columns() -> list[str]:
     """The per-layer columns fault runs add to FunctionalResult.layers (per-image averages, draw 0)."""
     cols = [f"faults_{k}_{m}" for k in KINDS for m in MEMORIES[k]]
@@ -1021,7 +1022,7 @@ def add_fault_columns(layers: pd.DataFrame, injector: FaultInjector | None, imag
     return layers
 
 
-# -- intervals -----------------------------------------------------------------------------------------------------------
+# -- intervals ---------------------------------------------------------------------------------------------------------
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
@@ -1074,7 +1075,7 @@ def spec_voltages(resolved: ResolvedFaults) -> dict[str, float]:
     return {c: next(iter(v)) for c, v in out.items()}
 
 
-def layer_energy_factors(resolved: ResolvedFaults, graph: Graph, models: Mapping[str, "VoltageModel"]
+def layer_energy_factors(resolved: ResolvedFaults, graph: Graph, models: Mapping[str, VoltageModel]
                          ) -> dict[str, dict[str, float]]:
     """Layer -> energy class -> factor on the layer's `energy_<class>_pj` for the spec's voltages.
 
@@ -1082,7 +1083,8 @@ def layer_energy_factors(resolved: ResolvedFaults, graph: Graph, models: Mapping
     factors mixed by the words each kind stores (the layer's weights; its input feature map): the event log does
     not say which words a DRAM access moved.
     """
-    words = {l.name: {"weights": float(np.prod(_weight_shape(l))), "activations": float(np.prod(graph.shapes[l.inputs[0]]))}
+    words = {l.name: {"weights": float(np.prod(_weight_shape(l))),
+                      "activations": float(np.prod(graph.shapes[l.inputs[0]]))}
              for l in mac_layers(graph)}
     out: dict[str, dict[str, float]] = {}
     for layer, rows in resolved.rates.groupby("layer", sort=False):
@@ -1096,7 +1098,7 @@ def layer_energy_factors(resolved: ResolvedFaults, graph: Graph, models: Mapping
             a[0] += f * w
             a[1] += w
         out[layer] = {}
-        for cls, (fw, w) in acc.items():
+        for cls, (fw, _w) in acc.items():
             kinds = set(rows.loc[rows["energy_class"] == cls, "kind"])
             covered = sum(words[layer][k] for k in kinds)
             missing = sum(words[layer][k] for k in KINDS if k not in kinds)
@@ -1108,7 +1110,7 @@ def _weight_shape(layer: Conv | FC) -> tuple[int, ...]:
     return tuple(layer.weight_shapes()[f"{layer.name}.weight"])
 
 
-def energy_factors(settings: FaultSettings, graph: Graph, table: "EnergyTable") -> dict[str, dict[str, float]]:
+def energy_factors(settings: FaultSettings, graph: Graph, table: EnergyTable) -> dict[str, dict[str, float]]:
     """Layer -> energy class -> factor on the layer's `energy_<class>_pj` for a run's memory voltages under this
     design's energy table ({} when the spec names no voltage): what `apply_energy_factors` takes."""
     if not settings.names_voltage():

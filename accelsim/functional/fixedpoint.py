@@ -9,6 +9,7 @@ decisions of the PAU are the ones integer hardware would make.
 from __future__ import annotations
 
 import math
+
 import numba
 import numpy as np
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class Formats:
 
     @classmethod
     def choose(cls, nf: NumberFormat, ranges: Mapping[str, float], input_blob: str,
-               fixed_integer_bits: int | None = None) -> "Formats":
+               fixed_integer_bits: int | None = None) -> Formats:
         """Formats from the largest |value| of every blob on the calibration images (`ranges`).
 
         For `fixed` the IL is `fixed_integer_bits` (the forward pass searches it when the settings give none).

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -344,7 +345,8 @@ def _float_pass(network: Network, images: np.ndarray) -> tuple[dict[str, float],
     """(largest |value| of every blob, the network's output) of a float pass of `images`."""
     plan = _build(network, _FLOAT_CONFIG, None, None)
     graph = network.graph
-    blobs = plan.forward(images.astype(np.float64), policy=False, keep=[graph.input_blob] + [l.output for l in graph.layers])
+    blobs = plan.forward(images.astype(np.float64), policy=False,
+                         keep=[graph.input_blob] + [l.output for l in graph.layers])
     ranges = {b: float(np.max(np.abs(v))) if v.size else 0.0 for b, v in blobs.items()}
     return ranges, blobs[graph.output_blob]
 
@@ -365,7 +367,8 @@ def prepare(
     nf = config.number_format
     formats = None
     if nf.quantised:
-        images = calibration if isinstance(calibration, np.ndarray) else _take_images(calibration, config.calibration_images)
+        images = (calibration if isinstance(calibration, np.ndarray)
+                  else _take_images(calibration, config.calibration_images))
         images = images[: config.calibration_images]
         ranges, float_out = _float_pass(network, images)
         il = None
@@ -713,7 +716,8 @@ def run(
                 weight_zero_fraction=plan.weight_zero_fraction,
             ))
             if st.mismatches and not injector:  # faulty weights break the sign premise: counted, not a bug
-                log.error("layer %s: %d windows were cut short although their sum was positive", layer.name, st.mismatches)
+                log.error("layer %s: %d windows were cut short although their sum was positive", layer.name,
+                          st.mismatches)
         elif isinstance(layer, FC):
             macs = graph.macs(layer)
             rows.append(dict(layer=layer.name, type="fc", mode="dense", relu=layer.relu, eligible=False,

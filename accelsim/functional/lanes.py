@@ -105,7 +105,8 @@ def _prepare(
     for name in ("length", "neg_start", "n_spec"):
         a = np.asarray(getattr(stream, name))
         if a.shape != (f_count,) or a.dtype.kind not in "iu":
-            raise ConfigError(f"conv '{layer.name}': stream.{name} must be ({f_count},) integers, got {a.shape} {a.dtype}")
+            raise ConfigError(f"conv '{layer.name}': stream.{name} must be ({f_count},) integers, "
+                              f"got {a.shape} {a.dtype}")
         ints[name] = a.astype(np.int64)
     length, neg_start, n_spec = ints["length"], ints["neg_start"], ints["n_spec"]
     if np.any(n_spec < 0) or np.any(n_spec > neg_start) or np.any(neg_start > length) or np.any(length > width):
@@ -289,7 +290,8 @@ def _lanes_kernel(
                 alive[:] = 1
                 _walk_count_alive(acc, cnt, alive, patch, wrow, orow, ns, ln, at_zero)
             _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, contiguous, f * hw, speculates,
-                    checks, monotone, blocks, at_zero, thr[f], n, ns, ln, acc_out, macs_out, term_out, spec_out, val_out)
+                    checks, monotone, blocks, at_zero, thr[f], n, ns, ln, acc_out, macs_out, term_out, spec_out,
+                    val_out)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

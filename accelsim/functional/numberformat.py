@@ -8,7 +8,7 @@ every format and what the sources say about it.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 from accelsim.settings import Problems, declared, non_default, setting
 
@@ -75,14 +75,14 @@ class NumberFormat:
     output_il_offset: int = setting(
         0, "integer bits added to each layer output's integer length, on top of the rule (-1: one fractional bit "
         "more, as Ristretto's IL-1 rule does)", ge=-8, le=8, example=-1)
-    fixed_integer_bits: Optional[int] = setting(
+    fixed_integer_bits: int | None = setting(
         None, "integer bits (sign included) of --number-format fixed, one [IL.FL] for every weight and output; "
         "default: the split that agrees best with the float network on the calibration images (spec B.1)",
         ge=-16, le=40, example=4, needs={"number_format": "fixed"})
-    exponent_bits: Optional[int] = setting(
+    exponent_bits: int | None = setting(
         None, "exponent bits of --number-format minifloat; default: Ristretto eq 6.2 from the calibration ranges",
         ge=1, le=7, example=4, needs={"number_format": "minifloat"})
-    shift_max_exp: Optional[int] = setting(
+    shift_max_exp: int | None = setting(
         None, "largest weight exponent of the shift formats (weights +-2^e); default: -1 for power_of_two "
         "(Ristretto's [-8, -1] at 4 bits), 0 for lightnn1/lightnn2 (LightNN's m = 0..7)", ge=-60, le=60, example=0,
         needs={"number_format": "power_of_two", "weight_bits": 4})

@@ -36,7 +36,8 @@ def default_top_exponent(kind: str) -> int:
 
 def layer_top_exponent(kind: str, max_abs: float) -> int:
     """Top exponent that follows a layer's largest weight (shift_range per_layer): the exponent the largest weight
-    rounds to (power-of-two: log domain; LightNN-1: linear domain), for LightNN-2 the smallest t with 2^t + 2^t >= max."""
+    rounds to (power-of-two: log domain; LightNN-1: linear domain), for LightNN-2 the smallest t with
+    2^t + 2^t >= max."""
     if not (max_abs > 0 and math.isfinite(max_abs)):
         return default_top_exponent(kind)
     y = math.log2(max_abs)

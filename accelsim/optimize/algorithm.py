@@ -21,9 +21,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class Split:
     eval: int
 
     @classmethod
-    def choose(cls, total: int, opt_limit: int | None, eval_limit: int | None) -> "Split":
+    def choose(cls, total: int, opt_limit: int | None, eval_limit: int | None) -> Split:
         for key, v in (("opt_limit", opt_limit), ("eval_limit", eval_limit)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
                 raise ConfigError(f"{key} must be a positive number of images, got {v!r}")

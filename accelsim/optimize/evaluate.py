@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class LayerSetting:
     def speculates(self) -> bool:
         return bool(np.any(np.asarray(self.n_spec) > 0))
 
-    def same_as(self, other: "LayerSetting | None") -> bool:
+    def same_as(self, other: LayerSetting | None) -> bool:
         return other is not None and np.array_equal(self.n_spec, other.n_spec) and \
             np.array_equal(self.threshold, other.threshold)
 
@@ -216,7 +216,8 @@ class SpeculationEvaluator:
         unknown = [l for l in settings if l not in self.frontier]
         if unknown:
             raise ConfigError(f"speculation settings name layer(s) {unknown} that are not eligible conv layers")
-        return {name: (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)), self.quantize_threshold(name, s.threshold))
+        return {name: (self.stream(name, np.asarray(s.n_spec, dtype=np.int64)),
+                       self.quantize_threshold(name, s.threshold))
                 for name, s in settings.items()}
 
     def evaluate(self, settings: Mapping[str, LayerSetting]) -> Evaluation:

@@ -115,7 +115,7 @@ class SearchSettings:
         return flatten(self)
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], where: str = "search settings") -> "SearchSettings":
+    def from_mapping(cls, d: Mapping[str, Any], where: str = "search settings") -> SearchSettings:
         return build(cls, d, where)
 
 

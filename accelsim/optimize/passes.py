@@ -16,8 +16,8 @@ while the whole network stays within epsilon (docs/model.md; `SearchSettings.ref
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
 
 EXACT = -1  # the t of exact mode (N = 0 in every kernel)
 
@@ -102,19 +102,22 @@ class GlobalState:
             "remaining": {l: [asdict(c) for c in cs] for l, cs in self.remaining.items()},
             "err": self.err, "iterations": self.iterations, "history": self.history, "done": self.done,
             "candidates": {l: [asdict(c) for c in cs] for l, cs in self.candidates.items()},
-            "refine": self.refine, "refine_pending": None if self.refine_pending is None else list(self.refine_pending), "refine_trials": self.refine_trials,
+            "refine": self.refine,
+            "refine_pending": None if self.refine_pending is None else list(self.refine_pending),
+            "refine_trials": self.refine_trials,
             "refine_kept": self.refine_kept,
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GlobalState":
+    def from_dict(cls, d: dict) -> GlobalState:
         return cls(
             epsilon=float(d["epsilon"]),
             current={l: Candidate(**c) for l, c in d["current"].items()},
             remaining={l: [Candidate(**c) for c in cs] for l, cs in d["remaining"].items()},
             err=d["err"], iterations=int(d["iterations"]), history=list(d["history"]), done=bool(d["done"]),
             candidates={l: [Candidate(**c) for c in cs] for l, cs in d.get("candidates", {}).items()},
-            refine=bool(d.get("refine", False)), refine_pending=None if d.get("refine_pending") is None else list(d["refine_pending"]),
+            refine=bool(d.get("refine", False)),
+            refine_pending=None if d.get("refine_pending") is None else list(d["refine_pending"]),
             refine_trials=int(d.get("refine_trials", 0)), refine_kept=int(d.get("refine_kept", 0)),
         )
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class PathStep:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PathStep":
+    def from_dict(cls, d: dict) -> PathStep:
         return cls(**{**d, "columns": {k: int(v) for k, v in d["columns"].items()}})
 
 
@@ -80,7 +80,7 @@ class LayerSensitivity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LayerSensitivity":
+    def from_dict(cls, d: dict) -> LayerSensitivity:
         return cls(**d)
 
     def model(self) -> tuple[float, float]:

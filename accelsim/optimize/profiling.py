@@ -14,8 +14,8 @@ chunks, so memory stays flat however many images are profiled: one exact-mode pa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numba
 import numpy as np
@@ -77,7 +77,7 @@ class LayerProfile:
                 for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LayerProfile":
+    def from_dict(cls, d: dict) -> LayerProfile:
         def arr(key: str, dtype: type) -> np.ndarray | None:
             return None if d.get(key) is None else np.asarray(d[key], dtype=dtype)
 
@@ -208,7 +208,8 @@ def profile_layer(
                          n_arr, len(x), hw, saved, mass, energy)
         # threshold j stops the windows of bins 0..j
         op = macs_go[:, None] - np.cumsum(saved, axis=1)[:, :j_count]
-        loss = np.where(pos_mass[:, None] > 0, np.cumsum(mass, axis=1)[:, :j_count] / np.maximum(pos_mass, 1e-300)[:, None], 0.0)
+        loss = np.where(pos_mass[:, None] > 0,
+                        np.cumsum(mass, axis=1)[:, :j_count] / np.maximum(pos_mass, 1e-300)[:, None], 0.0)
         eshare = np.where(pos_energy[:, None] > 0,
                           np.cumsum(energy, axis=1)[:, :j_count] / np.maximum(pos_energy, 1e-300)[:, None], 0.0)
         for f in range(f_count):

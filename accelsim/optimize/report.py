@@ -12,8 +12,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def _one_set(network: Network, batches_fn, config: FunctionalConfig, spec: Predi
     per_layer = []
     for name, r in conv.iterrows():
         per_layer.append({
-            "layer": name, "mode": r["mode"], "macs_dense": r["macs_dense"], "macs_exact": float(el.loc[name, "macs_performed"]),
+            "layer": name, "mode": r["mode"], "macs_dense": r["macs_dense"],
+            "macs_exact": float(el.loc[name, "macs_performed"]),
             "macs_predictive": r["macs_performed"],
             "tn_rate": None if math.isnan(r["tn_rate"]) else float(r["tn_rate"]),
             "tn_rate_any": None if math.isnan(r["tn_rate_any"]) else float(r["tn_rate_any"]),

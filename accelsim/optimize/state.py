@@ -61,7 +61,7 @@ class OptimizeState:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "OptimizeState":
+    def from_dict(cls, d: dict[str, Any]) -> OptimizeState:
         return cls(
             fingerprint=d["fingerprint"],
             profiles={l: LayerProfile.from_dict(p) for l, p in d["profiles"].items()},
@@ -102,7 +102,8 @@ def load_state(path: str | Path, fingerprint: dict[str, Any]) -> OptimizeState:
             d = json.load(fh)
         version = d.get("version")
     except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"optimisation state {path} cannot be read ({exc}); remove it or start without --resume") from None
+        raise ConfigError(f"optimisation state {path} cannot be read ({exc}); remove it or start without "
+                          "--resume") from None
     if version != STATE_VERSION:
         raise ConfigError(f"optimisation state {path} has version {version!r}, expected {STATE_VERSION}")
     saved = d.get("fingerprint", {})

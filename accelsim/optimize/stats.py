@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -54,7 +54,7 @@ class PairedCounts:
             raise ConfigError(f"paired counts must satisfy 0 <= worse + better <= n, got {self}")
 
     @classmethod
-    def from_correct(cls, dense_correct: np.ndarray, spec_correct: np.ndarray) -> "PairedCounts":
+    def from_correct(cls, dense_correct: np.ndarray, spec_correct: np.ndarray) -> PairedCounts:
         d, s = np.asarray(dense_correct, dtype=bool), np.asarray(spec_correct, dtype=bool)
         if d.shape != s.shape:
             raise ConfigError(f"per-image correctness of different lengths: {d.shape} and {s.shape}")
@@ -65,7 +65,7 @@ class PairedCounts:
         """Dense top-1 minus spec top-1 on these images (fraction)."""
         return (self.worse - self.better) / self.n if self.n else 0.0
 
-    def swapped(self) -> "PairedCounts":
+    def swapped(self) -> PairedCounts:
         return PairedCounts(self.n, self.better, self.worse)
 
 

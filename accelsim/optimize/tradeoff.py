@@ -18,9 +18,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,8 @@ _MD_COLUMNS = {
     "point": "point", "top1_opt": "top-1 opt %", "loss_opt": "loss opt pts", "loss_val": "loss val pts",
     "loss_val_upper": "val bound pts", "top1_eval": "top-1 test %", "loss_eval": "loss test pts",
     "loss_eval_interval": "test interval pts", "mac_reduction_vs_dense": "MAC red. vs dense",
-    "mac_reduction_vs_exact": "MAC red. vs exact", "speedup": "speedup vs base", "energy_reduction": "energy red. vs base",
+    "mac_reduction_vs_exact": "MAC red. vs exact", "speedup": "speedup vs base",
+    "energy_reduction": "energy red. vs base",
     "speedup_vs_exact": "speedup vs exact", "energy_reduction_vs_exact": "energy red. vs exact",
     "predictive_layer_share": "pred. conv layers", "predictive_speedup": "pred. layers speedup",
     "fn_rate": "FN rate %", "fn_small_share": "FN small %", "wall_s": "wall s",

@@ -19,8 +19,9 @@ A layer whose cycle ratio is outside `TOLERANCE` must be one of `EXCEPTIONS`, ea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from accelsim.arch import ArchSpec, load_arch
 from accelsim.nets.graph import Conv, Graph

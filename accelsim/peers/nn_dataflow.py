@@ -54,7 +54,7 @@ class PeerPoint:
                                                             "regf": 1.0, "idle": 320.0})
 
     @classmethod
-    def from_arch(cls, arch: ArchSpec, batch: int = 1, regf_bytes: int = 512) -> "PeerPoint":
+    def from_arch(cls, arch: ArchSpec, batch: int = 1, regf_bytes: int = 512) -> PeerPoint:
         """The point of an accelsim eyeriss architecture: its array, global buffer and word size."""
         word_bytes = arch.word_bits // 8
         return cls(array=(arch.array.rows, arch.array.cols), gbuf_words=arch.global_buffer.bytes // word_bytes,

@@ -34,8 +34,19 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 def _layer_result(args):
     spec, point = args
-    from nn_dataflow.core import (Cost, ConvLayer, InputLayer, MapStrategyEyeriss, Network, NNDataflow, NodeRegion,
-                                  Option, PhyDim2, PoolingLayer, Resource)
+    from nn_dataflow.core import (
+        ConvLayer,
+        Cost,
+        InputLayer,
+        MapStrategyEyeriss,
+        Network,
+        NNDataflow,
+        NodeRegion,
+        Option,
+        PhyDim2,
+        PoolingLayer,
+        Resource,
+    )
 
     C, M, E, F, R, S, U, Uw = (spec[k] for k in ("C", "M", "E", "F", "R", "S", "U", "Uw"))
     groups = spec.get("groups", 1)
