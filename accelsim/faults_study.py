@@ -16,9 +16,10 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from accelsim.functional.forward import PreparedNetwork, prepare
 from accelsim.nets.network import Network
 from accelsim.voltage import VoltageModel
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger(__name__)
 
 LEVEL_KINDS = ("voltage", "ber")
@@ -57,6 +61,7 @@ class StudyInputs:
     table: EnergyTable
     base: Mapping[str, Any] = field(default_factory=dict)  # fault-spec keys every evaluation has (model, seed, ...)
     classes: Mapping[str, str] = field(default_factory=lambda: dict(MEMORY_CLASSES))
+    dataset: str | None = None  # the image set's name, for the study's record
 
     @property
     def images(self) -> int:
@@ -86,7 +91,7 @@ def study_inputs(cfg: Any, base: Mapping[str, Any] | None = None, arch: str | No
     if base is None:
         base = dict(fcfg.fault_injection.spec().flat)
     return StudyInputs(network=network, prepared=prepared, batches=batches, table=table, base=dict(base),
-                       classes=memory_classes(table))
+                       classes=memory_classes(table), dataset=getattr(dataset, "name", None))
 
 
 # -- evaluation --------------------------------------------------------------------------------------------------------
@@ -167,7 +172,7 @@ def _one_draw(inputs: StudyInputs, injector: FaultInjector | None, repeat: int) 
     return flags, int(len(flags))
 
 
-# -- the energy of an assignment ------------------------------------------------------------------------------------------
+# -- the energy of an assignment ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Axis:
     """What a study varies: the rate of `kinds` in `memory`, as supply voltages or bit-error rates (`levels`, most
@@ -266,7 +271,7 @@ def _fault_free(inputs: StudyInputs, axis: Axis, level: float) -> bool:
     return model is not None and model.ber(level) <= 0
 
 
-# -- sensitivity -----------------------------------------------------------------------------------------------------------
+# -- sensitivity -------------------------------------------------------------------------------------------------------
 def sensitivity(inputs: StudyInputs, axis: Axis, *, repeats: int = 1, layers: Sequence[str] | None = None,
                 uniform: bool = True, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One layer faulty at a time (B.11's layer-randomisation figure): top-1 with each (layer, kind) alone at each
@@ -312,7 +317,7 @@ def _ber(inputs: StudyInputs, axis: Axis, level: float) -> float:
     return inputs.models[inputs.classes[axis.memory]].ber(level)
 
 
-# -- greedy per-layer assignment ----------------------------------------------------------------------------------------
+# -- greedy per-layer assignment ---------------------------------------------------------------------------------------
 @dataclass
 class Assignment:
     """A greedy per-layer assignment and its comparison with the uniform one at the same accuracy."""
@@ -443,20 +448,24 @@ def compare_with_uniform(uniform: pd.DataFrame, top1: float, energy: float, targ
 
 
 def _interpolate_energy(uniform: pd.DataFrame, top1: float) -> float:
-    """Energy of the uniform curve at `top1` (linear between the two uniform levels whose top-1 brackets it)."""
+    """Energy of the uniform curve at `top1` (linear between the two uniform levels whose top-1 brackets it; on a
+    flat stretch, where both have that top-1, the cheaper of the two: the curve reaches `top1` there)."""
     rows = list(uniform.itertuples())
     best = math.nan
     for a, b in zip(rows, rows[1:]):
         if a.top1 >= top1 >= b.top1:
-            t = 0.0 if a.top1 == b.top1 else (a.top1 - top1) / (a.top1 - b.top1)
-            value = a.energy_pj + t * (b.energy_pj - a.energy_pj)
+            if a.top1 == b.top1:
+                value = min(a.energy_pj, b.energy_pj)
+            else:
+                t = (a.top1 - top1) / (a.top1 - b.top1)
+                value = a.energy_pj + t * (b.energy_pj - a.energy_pj)
             best = value if best != best else min(best, value)
     if best != best and rows and top1 <= min(r.top1 for r in rows):
         best = min(r.energy_pj for r in rows)
     return best
 
 
-# -- accumulating faults: accuracy against images run (B.8) ----------------------------------------------------------
+# -- accumulating faults: accuracy against images run (B.8) ------------------------------------------------------------
 def images_curve(inputs: StudyInputs, spec: Mapping[str, Any], *, block: int = 500, repeats: int = 1) -> pd.DataFrame:
     """Top-1 of each block of `block` images in run order, and cumulative, under `spec` (e.g. faults that persist
     and accumulate): B.8's "how many images before a refresh is needed". Means over `repeats` draws."""
@@ -472,20 +481,28 @@ def images_curve(inputs: StudyInputs, spec: Mapping[str, Any], *, block: int = 5
     return pd.DataFrame(rows)
 
 
-# -- figures -------------------------------------------------------------------------------------------------------------
-def _figure(width: float = 6.4, height: float = 4.0) -> Any:
+# -- figures -----------------------------------------------------------------------------------------------------------
+def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
+    """An Agg-backed figure laid out tightly when it is drawn (saved here or rendered by `accelsim report`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=120)
+    fig = Figure(figsize=(width, height), dpi=120, layout="tight")
     FigureCanvasAgg(fig)
     return fig
 
 
-def plot_accuracy_vs_energy(uniform: pd.DataFrame, path: str | Path, *, greedy: Mapping[str, Any] | None = None,
-                            trace: pd.DataFrame | None = None, title: str = "") -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def draw_accuracy_vs_energy(uniform: pd.DataFrame, *, greedy: Mapping[str, Any] | None = None,
+                            trace: pd.DataFrame | None = None, title: str = "") -> Figure:
     """"Accuracy vs memory energy": the uniform assignments (one level for every layer, with their 95 % intervals),
-    the greedy per-layer assignment, and the assignments the greedy search kept on its way."""
+    the greedy per-layer assignment (`greedy`: an assignment's summary), and the assignments the greedy search kept
+    on its way (`trace`)."""
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     u = uniform.sort_values("energy_pj")
@@ -495,12 +512,13 @@ def plot_accuracy_vs_energy(uniform: pd.DataFrame, path: str | Path, *, greedy: 
         ax.annotate(f"{r.level:g}", (r.energy_pj / 1e6, r.top1 * 100), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)
     if trace is not None and len(trace):
-        kept = trace[trace["accepted"]]
+        kept = trace[trace["accepted"].astype(bool)]
         ax.plot(kept["energy_pj"] / 1e6, kept["top1"] * 100, ".", color="0.6", label="greedy steps")
     if greedy is not None:
         lo, hi = greedy["greedy_top1_ci95"]
-        ax.errorbar([greedy["greedy_energy_pj"] / 1e6], [greedy["greedy_top1"] * 100],
-                    yerr=[[max(0.0, (greedy["greedy_top1"] - lo) * 100)], [max(0.0, (hi - greedy["greedy_top1"]) * 100)]],
+        top1 = greedy["greedy_top1"]
+        ax.errorbar([greedy["greedy_energy_pj"] / 1e6], [top1 * 100],
+                    yerr=[[max(0.0, (top1 - lo) * 100)], [max(0.0, (hi - top1) * 100)]],
                     marker="*", markersize=12, color="C3", capsize=3, label="per-layer (greedy)")
         ax.axhline(greedy["target_top1"] * 100, color="0.5", ls="--", lw=0.8, label="accuracy budget")
     ax.set_xlabel("memory energy per image (µJ)")
@@ -508,17 +526,23 @@ def plot_accuracy_vs_energy(uniform: pd.DataFrame, path: str | Path, *, greedy: 
     ax.set_title(title or "Accuracy vs memory energy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return fig
 
 
-def plot_sensitivity(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
-    """Per-layer sensitivity: the top-1 lost (points) with one layer faulty at each level, one panel per kind."""
-    kinds = [k for k in dict.fromkeys(table["kind"]) if "+" not in k]
+def plot_accuracy_vs_energy(uniform: pd.DataFrame, path: str | Path, *, greedy: Mapping[str, Any] | None = None,
+                            trace: pd.DataFrame | None = None, title: str = "") -> Path:
+    """`draw_accuracy_vs_energy`, saved to `path`."""
+    return _save(draw_accuracy_vs_energy(uniform, greedy=greedy, trace=trace, title=title), path)
+
+
+def draw_sensitivity(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Per-layer sensitivity: the top-1 lost (points) with one layer faulty at each level, one panel per kind (the
+    uniform `(all)` rows of a sensitivity table are left out)."""
     single = table[table["layer"] != "(all)"]
-    top = max(1.0, float(np.nanmax(single["drop"])) * 100) if len(single) else 1.0
+    kinds = [k for k in dict.fromkeys(single["kind"]) if "+" not in k]
+    if not kinds:
+        raise ValueError("the sensitivity table has no single-layer rows (layer other than '(all)') to draw")
+    top = max(1.0, float(np.nanmax(single["drop"])) * 100)
     fig = _figure(6.4, 0.6 + 0.22 * single["layer"].nunique() * len(kinds) + 1.2 * len(kinds))
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(len(kinds), 1, i + 1)
@@ -539,10 +563,12 @@ def plot_sensitivity(table: pd.DataFrame, path: str | Path, *, title: str = "") 
                 ax.text(xx, yy, f"{v:.1f}", ha="center", va="center", fontsize=5,
                         color="w" if v > top / 2 else "k")
         fig.colorbar(image, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return fig
+
+
+def plot_sensitivity(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """`draw_sensitivity`, saved to `path`."""
+    return _save(draw_sensitivity(table, title=title), path)
 
 
 def plot_images_curve(curves: Mapping[str, pd.DataFrame], path: str | Path, *, title: str = "") -> Path:
@@ -556,16 +582,13 @@ def plot_images_curve(curves: Mapping[str, pd.DataFrame], path: str | Path, *, t
     ax.set_title(title or "Accuracy against images run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
-def write_assignment(result: Assignment, folder: str | Path, *, sensitivity_table: pd.DataFrame | None = None
-                     ) -> Path:
+def write_assignment(result: Assignment, folder: str | Path, *, sensitivity_table: pd.DataFrame | None = None,
+                     title: str = "") -> Path:
     """A study's folder: assignment.parquet, trace.parquet, uniform.parquet, sensitivity.parquet, summary.json and
-    the two figures."""
+    the two figures (`title`: the network's name, say, at the head of each)."""
     import json
 
     folder = Path(folder)
@@ -575,14 +598,37 @@ def write_assignment(result: Assignment, folder: str | Path, *, sensitivity_tabl
     result.uniform.to_parquet(folder / "uniform.parquet")
     (folder / "summary.json").write_text(json.dumps(result.summary, indent=1, default=float))
     plot_accuracy_vs_energy(result.uniform, folder / "accuracy_vs_energy.png", greedy=result.summary,
-                            trace=result.trace)
+                            trace=result.trace, title=f"{title}: accuracy vs memory energy" if title else "")
     if sensitivity_table is not None:
         sensitivity_table.to_parquet(folder / "sensitivity.parquet")
-        plot_sensitivity(sensitivity_table, folder / "sensitivity.png")
+        plot_sensitivity(sensitivity_table, folder / "sensitivity.png", title=title)
     return folder
 
 
 STUDIES = ("evaluate", "sensitivity", "assign")
+STUDY_RECORD = "study.json"
+
+
+def study_record(inputs: StudyInputs, study: str, *, arch: str, axis: Axis | None = None,
+                 budget: float | None = None, repeats: int = 1, layers: Sequence[str] | None = None
+                 ) -> dict[str, Any]:
+    """What a study folder was made from (`study.json`): the study, network, images, design, number format, the
+    fixed fault-spec keys and the axis; `accelsim report` titles and describes the folder from it."""
+    import accelsim
+
+    nf = inputs.prepared.config.number_format
+    record: dict[str, Any] = {
+        "study": study, "network": inputs.network.name, "weights": inputs.network.source, "dataset": inputs.dataset,
+        "images": inputs.images, "arch": arch,
+        "number_format": {"kind": nf.kind, "weight_bits": nf.weight_bits, "activation_bits": nf.activation_bits},
+        "fault_spec": dict(inputs.base), "repeats": repeats, "accelsim": accelsim.__version__,
+    }
+    if axis is not None:
+        record.update(memory=axis.memory, kinds=list(axis.kinds), level_kind=axis.level_kind,
+                      levels=list(axis.levels), layers=list(layers) if layers is not None else None)
+    if budget is not None:
+        record["budget"] = budget
+    return record
 
 
 def run_study(cfg: Any, study: str, out: str | Path, *, memory: str = "dram",
@@ -591,7 +637,7 @@ def run_study(cfg: Any, study: str, out: str | Path, *, memory: str = "dram",
               ci_halfwidth: float | None = None, max_repeats: int = 50, layers: Sequence[str] | None = None,
               progress: Callable[[str], None] | None = None) -> Path:
     """What `accelsim faults <study>` runs: a RunConfig's network and images (its `fault_set` / `faults` are the
-    fixed part of every evaluation, e.g. model=value), written to folder `out`.
+    fixed part of every evaluation, e.g. model=value), written to folder `out` with `study.json` (`study_record`).
 
     `evaluate`: top-1 under the run's own fault spec, `repeats` draws or B.11's stopping rule (`ci_halfwidth`),
     -> evaluation.json. `sensitivity`: one layer faulty at a time over the levels (`voltages` or `bers`) ->
@@ -605,12 +651,19 @@ def run_study(cfg: Any, study: str, out: str | Path, *, memory: str = "dram",
         raise ConfigError(f"unknown fault study {study!r}; studies: {', '.join(STUDIES)}")
     folder = Path(out)
     inputs = study_inputs(cfg)
+
+    def record(axis: Axis | None = None) -> None:
+        doc = study_record(inputs, study, arch=cfg.arch, axis=axis, budget=budget if study == "assign" else None,
+                           repeats=repeats, layers=layers)
+        (folder / STUDY_RECORD).write_text(json.dumps(doc, indent=1, default=float))
+
     if study == "evaluate":
         ev = evaluate(inputs, {}, repeats=repeats, ci_halfwidth=ci_halfwidth, max_repeats=max_repeats)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"top1_draws": list(ev.top1_draws), "top1_mean": ev.mean, "top1_ci95": [ev.low, ev.high],
-                  "method": ev.method, "images": ev.images, "seconds": ev.seconds, "spec": dict(inputs.base)}
-        (folder / "evaluation.json").write_text(json.dumps(record, indent=1, default=float))
+        evaluation = {"top1_draws": list(ev.top1_draws), "top1_mean": ev.mean, "top1_ci95": [ev.low, ev.high],
+                      "method": ev.method, "images": ev.images, "seconds": ev.seconds, "spec": dict(inputs.base)}
+        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=1, default=float))
+        record()
         return folder
     if (voltages is None) == (bers is None):
         raise ConfigError("give the levels as voltages or as bit-error rates (one of the two)")
@@ -620,11 +673,14 @@ def run_study(cfg: Any, study: str, out: str | Path, *, memory: str = "dram",
         table = sensitivity(inputs, axis, repeats=repeats, layers=layers, progress=progress)
         folder.mkdir(parents=True, exist_ok=True)
         table.to_parquet(folder / "sensitivity.parquet")
-        plot_sensitivity(table, folder / "sensitivity.png")
+        plot_sensitivity(table, folder / "sensitivity.png", title=inputs.network.name)
+        record(axis)
         return folder
     table = sensitivity(inputs, axis, repeats=repeats, layers=layers, uniform=False, progress=progress)
     result = assign(inputs, axis, budget, repeats=repeats, sensitivity_table=table, layers=layers, progress=progress)
-    return write_assignment(result, folder, sensitivity_table=table)
+    write_assignment(result, folder, sensitivity_table=table, title=inputs.network.name)
+    record(axis)
+    return folder
 
 
 def conv_or_fc(inputs: StudyInputs) -> list[str]:
@@ -632,6 +688,7 @@ def conv_or_fc(inputs: StudyInputs) -> list[str]:
     return [l.name for l in mac_layers(inputs.network.graph)]
 
 
-__all__ = ["Assignment", "Axis", "Evaluation", "StudyInputs", "assign", "evaluate", "images_curve", "memory_energy",
+__all__ = ["STUDIES", "STUDY_RECORD", "Assignment", "Axis", "Evaluation", "StudyInputs", "assign",
+           "draw_accuracy_vs_energy", "draw_sensitivity", "evaluate", "images_curve", "memory_energy",
            "plot_accuracy_vs_energy", "plot_images_curve", "plot_sensitivity", "run_study", "sensitivity",
-           "study_inputs", "write_assignment"]
+           "study_inputs", "study_record", "write_assignment"]

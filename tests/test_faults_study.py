@@ -108,7 +108,33 @@ def test_accumulating_faults_give_an_accuracy_curve_over_images(inputs, tmp_path
 def test_the_sensitivity_figure_is_drawn(tmp_path):
     table = pd.DataFrame([dict(layer=l, kind=k, level=v, level_kind="ber", drop=d, top1=0.9)
                           for l in ("a", "b") for k in ("weights", "activations") for v, d in ((0.0, 0), (1e-3, 0.1))])
-    assert S.plot_sensitivity(table, tmp_path / "s.png").stat().st_size > 0
+    table.loc[(table["layer"] == "b") & (table["kind"] == "activations") & (table["level"] == 1e-3), "drop"] = 0.25
+    uniform = pd.DataFrame([dict(layer="(all)", kind="weights", level=1e-3, level_kind="ber", drop=0.5, top1=0.4)])
+    fig = S.draw_sensitivity(pd.concat([table, uniform]), title="net")
+    panels = [ax for ax in fig.axes if ax.images]  # one per kind (the others are colour bars)
+    assert [ax.get_title() for ax in panels] == ["net: top-1 lost (points), one layer's weights faulty",
+                                                "net: top-1 lost (points), one layer's activations faulty"]
+    assert np.allclose(np.asarray(panels[1].images[0].get_array()), [[0, 10], [0, 25]])  # the (all) row left out
+    assert S.plot_sensitivity(table, tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="no single-layer rows"):
+        S.draw_sensitivity(uniform)
+
+
+def test_the_accuracy_vs_energy_figure_is_drawn_from_the_tables(tmp_path):
+    uniform = pd.DataFrame({"level": [0.0, 1e-2], "top1": [0.9, 0.8], "top1_low": [0.85, 0.7],
+                            "top1_high": [0.95, 0.9], "energy_pj": [2e6, 1e6]})
+    greedy = {"greedy_top1": 0.88, "greedy_top1_ci95": [0.8, 0.95], "greedy_energy_pj": 1.5e6, "target_top1": 0.85}
+    trace = pd.DataFrame({"top1": [0.9, 0.7], "energy_pj": [1.8e6, 1.2e6], "accepted": [True, False]})
+    fig = S.draw_accuracy_vs_energy(uniform, greedy=greedy, trace=trace, title="t")
+    ax = fig.axes[0]
+    series = {c.get_label(): c.lines[0].get_data() for c in ax.containers}
+    assert list(series["uniform"][0]) == [1.0, 2.0] and list(series["uniform"][1]) == pytest.approx([80, 90])
+    assert list(series["per-layer (greedy)"][1]) == pytest.approx([88])
+    steps = [l for l in ax.lines if l.get_label() == "greedy steps"][0]
+    assert list(steps.get_xdata()) == [1.8]  # only the kept move
+    assert ax.get_title() == "t"
+    path = S.plot_accuracy_vs_energy(uniform, tmp_path / "a.png", greedy=greedy, trace=trace)
+    assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_study_commands_write_their_folders(tmp_path):
@@ -126,6 +152,12 @@ def test_the_study_commands_write_their_folders(tmp_path):
     assert set(table["layer"]) == {"fc1", "(all)"}
     a = S.run_study(cfg, "assign", tmp_path / "a", kinds=("weights",), bers=(0.0, 1e-4), layers=["fc1", "fc2"])
     assert (a / "summary.json").exists() and (a / "accuracy_vs_energy.png").exists()
+    record = json.loads((a / "study.json").read_text())
+    assert record["study"] == "assign" and record["network"] == "lenet" and record["images"] == 20
+    assert record["memory"] == "dram" and record["levels"] == [0.0, 1e-4] and record["layers"] == ["fc1", "fc2"]
+    assert record["fault_spec"] == {"model": "value"} and record["budget"] == 0.01
+    assert json.loads((sens / "study.json").read_text())["level_kind"] == "voltage"
+    assert "budget" not in json.loads((ev / "study.json").read_text())
     with pytest.raises(ConfigError, match="voltages or as bit-error rates"):
         S.run_study(cfg, "sensitivity", tmp_path / "x")
 
@@ -138,6 +170,10 @@ def test_comparison_with_the_uniform_assignments():
     assert c["saving_vs_uniform_same_budget"] == pytest.approx(1 - 72 / 75)
     above = S.compare_with_uniform(uniform, top1=0.95, energy=72.0, target=0.85, nominal=100.0)
     assert math.isnan(above["uniform_energy_pj_same_accuracy"]) and above["uniform_energy_pj_same_budget"] == 75.0
+    # On a flat stretch the uniform curve reaches that top-1 at its cheaper end: 0.9 at 75, not at 100 (here the
+    # last stretch, so no steeper one after it starts at 75).
+    flat = S.compare_with_uniform(uniform.iloc[:2], top1=0.9, energy=80.0, target=0.85, nominal=100.0)
+    assert flat["uniform_energy_pj_interpolated"] == 75.0 == flat["uniform_energy_pj_same_accuracy"]
 
 
 def test_the_faults_command_runs_each_study_into_a_complete_folder(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""accelsim report: figures (PNG and SVG) and a self-contained report.html from run, sweep and trade-off folders,
-checked against the tables they come from and rendered in headless Chromium where one is installed."""
+"""accelsim report: figures (PNG and SVG) and a self-contained report.html from run, sweep, trade-off and fault-study
+folders, checked against the tables they come from and rendered in headless Chromium where one is installed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from accelsim.report import tables as T
 from browser import check_in_browser, find_browser
 
 RUN_FIGURES = ("speedup_energy", "speedup_split", "energy_breakdown", "neg_fraction", "cycle_breakdown")
+FAULT_FIGURES = ("fault_sensitivity", "fault_energy")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -116,7 +117,8 @@ def test_run_report_writes_every_run_figure_as_png_and_svg(run_dir, report):
     assert not (figures / "lane_sensitivity.png").exists() and not (figures / "accuracy_speedup.svg").exists()
     page = _page(report)
     assert sorted(page.images) == sorted(RUN_FIGURES)
-    assert sorted(page.skipped) == ["accuracy_speedup", "format_tradeoff", "lane_sensitivity", "sweep_layers"]
+    assert sorted(page.skipped) == ["accuracy_speedup", "fault_energy", "fault_sensitivity", "format_tradeoff",
+                                    "lane_sensitivity", "sweep_layers"]
     assert "Not drawn" in report.read_text() and "needs a sweep folder" in report.read_text()
     assert not list(run_dir.glob(".*.tmp")) and not list(figures.glob(".*.tmp"))  # atomic writes left nothing
 
@@ -245,7 +247,7 @@ def test_shape_only_run_without_baseline_skips_what_it_lacks(tmp_path):
     assert main(["run", "--shape-only", "--baseline", "none", "--out", str(run)]) == 0
     rep = write_report(run)
     assert set(rep.skipped) == {"speedup_energy", "speedup_split", "neg_fraction", "lane_sensitivity",
-                                "accuracy_speedup", "sweep_layers", "format_tradeoff"}
+                                "accuracy_speedup", "sweep_layers", "format_tradeoff", *FAULT_FIGURES}
     assert "no baseline" in rep.skipped["speedup_energy"] and "shape-only" in rep.skipped["neg_fraction"]
     assert sorted(p.name for p in rep.figures) == ["cycle_breakdown.png", "cycle_breakdown.svg",
                                                    "energy_breakdown.png", "energy_breakdown.svg"]
@@ -314,7 +316,8 @@ def test_tradeoff_table_draws_accuracy_vs_speedup(tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="not a finished accelsim run folder.*results.parquet.*tradeoff.parquet"):
+    with pytest.raises(ConfigError, match="not a finished accelsim run folder.*results.parquet.*tradeoff.parquet.*"
+                                          "fault-study folder.*evaluation.json.*accelsim faults"):
         write_report(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         write_report(tmp_path / "missing")
@@ -323,6 +326,12 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path, capsys):
     pd.DataFrame({"layer": ["conv1"]}).to_parquet(half / "layers.parquet")
     with pytest.raises(ConfigError, match="config.yaml is missing"):
         write_report(half)
+    # summary.json alone is a half-written run, not a fault study (those have their own tables beside it)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is missing"):
+        write_report(lone)
     assert main(["report", str(tmp_path)]) == 2
     assert "accelsim: error: report:" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
@@ -363,3 +372,148 @@ def test_sweep_layer_figure_and_accuracy_legend(sweep_dir, tmp_path):
     ax = fig.axes[0]
     assert not ax.texts and [t.get_text() for t in ax.get_legend().get_texts()] == [
         "run.weight_bits=2", "run.weight_bits=3", "run.weight_bits=16"]
+
+
+# --- fault studies ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory) -> Path:
+    """A real `accelsim faults assign` folder: LeNet's DRAM weights at BER 0, 1e-2 and 1e-1 on 12 images (1e-1
+    costs some layers top-1, so the sensitivity grid and the greedy trace have something in them)."""
+    out = tmp_path_factory.mktemp("report") / "lenet-assign"
+    assert main(["faults", "assign", "--limit", "12", "--bers", "0,1e-2,1e-1", "--kinds", "weights",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fault_report(fault_dir) -> Path:
+    assert main(["report", str(fault_dir)]) == 0
+    return fault_dir / "report.html"
+
+
+def _values(page: _Page, table: str) -> dict[str, tuple[str, str | None]]:
+    return {r["quantity"][0]: r["value"] for r in page.tables[table]}
+
+
+def test_fault_study_report_draws_both_figures_and_the_studys_summary(fault_dir, fault_report):
+    src = load_source(fault_dir)
+    # summary.json here is the assignment's: the folder is a fault study, not a half-written run
+    assert src.kind == "faults" and src.run is None and src.faults.study == "assign"
+    figures = fault_dir / "figures"
+    for name in FAULT_FIGURES:
+        assert (figures / f"{name}.png").read_bytes().startswith(PNG)
+        assert (figures / f"{name}.svg").stat().st_size > 5000
+    page = _page(fault_report)
+    assert sorted(page.images) == sorted(FAULT_FIGURES)
+    assert sorted(page.skipped) == sorted(f.name for f in FIGURES if f.name not in FAULT_FIGURES)
+    text = fault_report.read_text(encoding="utf-8")
+    assert "fault-study report (assign): lenet" in text and "is a fault-study folder" in text
+    summary = json.loads((fault_dir / "summary.json").read_text())
+    rows = _values(page, "fault-summary")
+    for label, key, scale in (("fault-free top-1", "clean_top1", 100), ("target top-1 (fault-free − budget)",
+                                                                       "target_top1", 100),
+                              ("greedy top-1", "greedy_top1", 100),
+                              ("memory energy µJ: all nominal", "nominal_energy_pj", 1e-6),
+                              ("memory energy µJ: greedy per-layer", "greedy_energy_pj", 1e-6),
+                              ("memory energy µJ: uniform, same budget", "uniform_energy_pj_same_budget", 1e-6),
+                              ("saving vs all nominal", "saving_vs_nominal", 100),
+                              ("saving vs uniform, same budget", "saving_vs_uniform_same_budget", 100),
+                              ("saving vs uniform, same accuracy", "saving_vs_uniform", 100)):
+        _check_cell(rows[label], summary[key], scale)
+    _check_cell(rows["greedy top-1, 95 % interval: low"], summary["greedy_top1_ci95"][0], 100)
+    _check_cell(rows["greedy top-1, 95 % interval: high"], summary["greedy_top1_ci95"][1], 100)
+    study = _values(page, "fault-study")
+    assert study["network"][0] == "lenet" and study["memory"][0] == "dram" and study["levels (most reliable "
+                                                                                      "first)"][0] == "0, 0.01, 0.1"
+    _check_cell(study["images"], 12)
+    uniform = pd.read_parquet(fault_dir / "uniform.parquet")
+    shown = page.tables["fault-uniform"]
+    assert len(shown) == len(uniform) == 3
+    for row, (_, u) in zip(shown, uniform.iterrows()):
+        _check_cell(row["top-1"], u["top1"], 100)
+        _check_cell(row["top-1 low (95 %)"], u["top1_low"], 100)
+        _check_cell(row["memory energy µJ"], u["energy_pj"], 1e-6)
+    assert len(page.tables["fault-assignment"]) == 5 and len(page.tables["fault-trace"]) == len(
+        pd.read_parquet(fault_dir / "trace.parquet"))
+    config = {r["key"][0]: r["value"][0] for r in page.tables["config-study"]}
+    assert config["study"] == "assign" and config["number_format.weight_bits"] == "16"
+
+
+def test_fault_figures_draw_the_study_tables(fault_dir):
+    src = load_source(fault_dir)
+    sens = pd.read_parquet(fault_dir / "sensitivity.parquet")
+    layers = list(dict.fromkeys(sens["layer"]))
+    fig = F.draw_fault_sensitivity(src)
+    ax = fig.axes[0]
+    expected = sens.pivot(index="layer", columns="level", values="drop").reindex(layers).to_numpy() * 100
+    assert np.allclose(np.asarray(ax.images[0].get_array()), expected) and expected.max() > 0
+    assert [t.get_text() for t in ax.get_yticklabels()] == layers
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.01", "0.1"]
+    fig = F.draw_fault_energy(src)
+    ax = fig.axes[0]
+    assert ax.get_title() == "lenet: accuracy vs memory energy"
+    series = {c.get_label(): c.lines[0].get_data() for c in ax.containers}
+    uniform = pd.read_parquet(fault_dir / "uniform.parquet").sort_values("energy_pj")
+    x, y = series["uniform"]
+    assert list(x) == pytest.approx(list(uniform["energy_pj"] / 1e6)) and list(y) == pytest.approx(
+        list(uniform["top1"] * 100))
+    summary = json.loads((fault_dir / "summary.json").read_text())
+    x, y = series["per-layer (greedy)"]
+    assert list(x) == pytest.approx([summary["greedy_energy_pj"] / 1e6]) and list(y) == pytest.approx(
+        [summary["greedy_top1"] * 100])
+
+
+def test_fault_report_renders_in_headless_chromium(fault_report, browser, tmp_path):
+    check = check_in_browser(fault_report, tmp_path / "faults.png", browser=browser)
+    assert sorted(check.expected) == sorted(FAULT_FIGURES) and sorted(check.loaded) == sorted(FAULT_FIGURES)
+    assert check.ok
+
+
+def test_a_sensitivity_folder_gets_the_sensitivity_figure_and_says_why_not_the_energy_one(tmp_path):
+    out = tmp_path / "sens"
+    assert main(["faults", "sensitivity", "--limit", "12", "--bers", "0,1e-1", "--kinds", "weights",
+                 "--layers", "conv2,fc1", "--out", str(out)]) == 0
+    rep = write_report(out)
+    assert "fault_sensitivity" not in rep.skipped and (out / "figures" / "fault_sensitivity.png").is_file()
+    assert "no uniform.parquet" in rep.skipped["fault_energy"] and "accelsim faults assign" in rep.skipped[
+        "fault_energy"]
+    assert not (out / "figures" / "fault_energy.png").exists()
+    table = pd.read_parquet(out / "sensitivity.parquet")
+    page = _page(rep.html)
+    shown = page.tables["fault-sensitivity"]
+    assert [r["layer"][0] for r in shown] == list(table["layer"]) and "(all)" in table["layer"].values
+    for row, (_, r) in zip(shown, table.iterrows()):
+        _check_cell(row["top-1 lost"], r["drop"], 100)
+    assert "fault-summary" not in page.tables and _values(page, "fault-study")["study"][0] == "sensitivity"
+    # a folder written before study.json existed is still a fault study, named by the files it holds
+    (out / "study.json").unlink()
+    src = load_source(out)
+    assert src.kind == "faults" and src.faults.study == "sensitivity" and src.faults.network == ""
+    assert "fault_sensitivity" not in write_report(out).skipped
+
+
+def test_an_evaluate_folder_shows_top1_with_its_interval(tmp_path):
+    out = tmp_path / "ev"
+    assert main(["faults", "evaluate", "--limit", "12", "--faults", "b13_dram_1v2", "--repeats", "2",
+                 "--out", str(out)]) == 0
+    rep = write_report(out)
+    assert set(FAULT_FIGURES) <= set(rep.skipped) and not rep.figures
+    assert "no sensitivity.parquet" in rep.skipped["fault_sensitivity"]
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    rows = _values(_page(rep.html), "fault-evaluation")
+    _check_cell(rows["top-1 (mean over draws)"], evaluation["top1_mean"], 100)
+    _check_cell(rows["95 % interval: low"], evaluation["top1_ci95"][0], 100)
+    _check_cell(rows["95 % interval: high"], evaluation["top1_ci95"][1], 100)
+    assert rows["interval"][0] == evaluation["method"] and rows["fault draws"][0] == "2"
+    assert f"top-1 {100 * evaluation['top1_mean']:.2f}%" in rep.html.read_text(encoding="utf-8")
+
+
+def test_a_damaged_fault_study_file_is_a_clear_error(tmp_path):
+    (tmp_path / "evaluation.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="evaluation.json is not a readable JSON file"):
+        load_source(tmp_path)
+    (tmp_path / "evaluation.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_source(tmp_path)

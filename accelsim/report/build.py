@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -13,7 +14,7 @@ from accelsim.errors import ConfigError
 from accelsim.report import figures as F
 from accelsim.report import html as H
 from accelsim.report import tables as T
-from accelsim.report.source import ReportSource, load_source
+from accelsim.report.source import FaultStudy, ReportSource, load_source
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,47 @@ def _title(src: ReportSource) -> tuple[str, list[str]]:
         networks = ", ".join(map(str, dict.fromkeys(src.sweep["network"]))) if "network" in src.sweep else "?"
         title = f"accelsim sweep report: {networks}"
         sub.append(f"swept keys: {', '.join(src.sweep_keys) or 'none found'}; {len(src.sweep)} rows in results.parquet")
+    elif src.faults is not None:
+        title, lines = _fault_title(src.faults)
+        sub.extend(lines)
     else:
         title = "accelsim trade-off report"
         sub.append(f"{len(src.tradeoff)} points in tradeoff.parquet")
+    return title, sub
+
+
+def _pct(value: Any, digits: int = 2) -> str:
+    return T.format_value(value, "pct2" if digits == 2 else "pct") or "n/a"
+
+
+def _fault_title(study: FaultStudy) -> tuple[str, list[str]]:
+    """The header of a fault-study report: what was studied, and its result in one line."""
+    record = study.record or {}
+    doc = {**(study.summary or {}), **record}
+    title = f"accelsim fault-study report ({study.study})" + (f": {study.network}" if study.network else "")
+    sub = []
+    what = []
+    if doc.get("kinds") and doc.get("memory"):
+        what.append(f"{', '.join(map(str, doc['kinds']))} in {doc['memory']}")
+    if doc.get("levels"):
+        what.append(("at supply voltages " if doc.get("level_kind") == "voltage" else "at bit-error rates ")
+                    + T.level_text(doc))
+    images = doc.get("images") or (study.evaluation or {}).get("images")
+    if images:
+        what.append(f"{images} image(s)" + (f" of {doc['dataset']}" if doc.get("dataset") else ""))
+    if what:
+        sub.append("; ".join(what))
+    s = study.summary
+    if s and s.get("greedy_top1") is not None:
+        sub.append(f"greedy per-layer: top-1 {_pct(s['greedy_top1'])} (budget: at least {_pct(s.get('target_top1'))})"
+                   f", memory energy {_pct(s.get('saving_vs_nominal'), 1)} below all nominal, "
+                   f"{_pct(s.get('saving_vs_uniform_same_budget'), 1)} below the cheapest uniform level within the "
+                   f"budget")
+    ev = study.evaluation
+    if ev and ev.get("top1_mean") is not None:
+        low, high = (ev.get("top1_ci95") or [None, None])[:2]
+        sub.append(f"top-1 {_pct(ev['top1_mean'])} (95 % interval {_pct(low)} to {_pct(high)}, "
+                   f"{ev.get('method', '?')}; {ev.get('images', '?')} images)")
     return title, sub
 
 
@@ -56,6 +95,13 @@ def _sections(src: ReportSource, rendered: list[F.RenderedFigure]) -> list[tuple
         cards = [T.ratios_table(run), T.accuracy_table(run)]
         sections.append(("summary", "Summary", H.render_table(T.totals_table(run)) + '<div class="cards">'
                          + "".join(H.render_table(t) for t in cards if t is not None) + "</div>"))
+    study = src.faults
+    if study is not None:
+        cards = [T.fault_study_table(study.record, study.summary),
+                 T.fault_summary_table(study.summary) if study.summary is not None else None,
+                 T.fault_evaluation_table(study.evaluation) if study.evaluation is not None else None]
+        sections.append(("summary", "Summary", '<div class="cards">'
+                         + "".join(H.render_table(t) for t in cards if t is not None) + "</div>"))
     sections.append(("figures", "Figures", H.render_figures(rendered)))
     blocks = []
     if run is not None:
@@ -64,10 +110,16 @@ def _sections(src: ReportSource, rendered: list[F.RenderedFigure]) -> list[tuple
         blocks.append(H.render_table(T.sweep_table(src.sweep, src.sweep_keys, src.sweep_totals)))
     if src.tradeoff is not None:
         blocks.append(H.render_table(T.tradeoff_table(src.tradeoff)))
+    if study is not None:
+        for frame, make in ((study.uniform, T.fault_uniform_table), (study.assignment, T.fault_assignment_table),
+                            (study.trace, T.fault_trace_table), (study.sensitivity, T.fault_sensitivity_table)):
+            if frame is not None:
+                blocks.append(H.render_table(make(frame)))
     if run is not None:
         blocks.append("<details><summary>Every column of layers.parquet</summary>"
                       + H.render_table(T.raw_layers_table(run)) + "</details>")
-    sections.append(("tables", "Tables", "".join(blocks)))
+    if blocks:
+        sections.append(("tables", "Tables", "".join(blocks)))
     if run is not None:
         config = T.config_tables(run.config)
         if config:
@@ -83,11 +135,19 @@ def _sections(src: ReportSource, rendered: list[F.RenderedFigure]) -> list[tuple
                                       "value": ["" if v is None else str(v) for v in flat.values()]}),
                         {"key": "text", "value": "text"})
         sections.append(("configuration", "Configuration", H.render_table(table)))
+    elif study is not None and study.record:
+        flat = T.flatten(study.record)
+        table = T.Table("config-study", "Study record (study.json)",
+                        pd.DataFrame({"key": list(flat),
+                                      "value": ["" if v is None else str(v) for v in flat.values()]}),
+                        {"key": "text", "value": "text"})
+        sections.append(("configuration", "Configuration", H.render_table(table)))
     return sections
 
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> Report:
-    """Write the figures (`figures/<name>.png`, `.svg`) and `report.html` of a run, sweep or trade-off folder.
+    """Write the figures (`figures/<name>.png`, `.svg`) and `report.html` of a run, sweep, trade-off or fault-study
+    folder.
 
     `out` defaults to the folder itself. A figure whose data is absent is skipped, and the page says why; files of
     a skipped figure left by an earlier report are removed so `figures/` always matches the page.

@@ -1,4 +1,5 @@
-"""The report's figures, drawn with matplotlib's Agg canvas from the tables a run or sweep wrote (nothing recomputed).
+"""The report's figures, drawn with matplotlib's Agg canvas from the tables a run, sweep, trade-off or fault study wrote
+(nothing recomputed).
 
 Every figure is a function of a `ReportSource` that returns a matplotlib `Figure` or raises `SkipFigure` saying what
 data it lacks, so a report always lists the same figures and says why one is missing.
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from accelsim.report import tables as T
-from accelsim.report.source import ReportSource
+from accelsim.report.source import FaultStudy, ReportSource
 
 LANES_KEY = "pe.lanes"
 _DESIGN_COLORS = ("#2F6DB5", "#C8553D")  # design under test, baseline
@@ -62,7 +63,7 @@ class RenderedFigure:
 def _need_run(src: ReportSource, what: str):
     if src.run is None:
         raise SkipFigure(f"{what} is drawn for one run (a run folder: layers.parquet, summary.json); {src.path} is "
-                         f"a {src.kind} folder")
+                         f"a {src.kind_text} folder")
     return src.run
 
 
@@ -368,7 +369,7 @@ def draw_lane_sensitivity(src: ReportSource) -> Figure:
     """Speedup and cycles per image against lanes per PE, from a sweep over `pe.lanes`."""
     if src.sweep is None:
         raise SkipFigure(f"lane-count sensitivity needs a sweep folder (results.parquet from `accelsim sweep --set "
-                         f"{LANES_KEY}=1,2,4,8,16`); {src.path} is a {src.kind} folder")
+                         f"{LANES_KEY}=1,2,4,8,16`); {src.path} is a {src.kind_text} folder")
     if LANES_KEY not in src.sweep.columns:
         raise SkipFigure(f"the sweep does not vary {LANES_KEY} (swept keys: {', '.join(src.sweep_keys) or 'none'})")
     keys = src.sweep_keys if LANES_KEY in src.sweep_keys else (LANES_KEY, *src.sweep_keys)
@@ -478,7 +479,7 @@ def draw_accuracy_speedup(src: ReportSource) -> Figure:
 def draw_sweep_layers(src: ReportSource) -> Figure:
     """Per-layer speedup and energy reduction of the design over the baseline at every sweep point (heat maps)."""
     if src.sweep is None:
-        raise SkipFigure(f"per-layer values across points need a sweep folder; {src.path} is a {src.kind} folder")
+        raise SkipFigure(f"per-layer values across points need a sweep folder; {src.path} is a {src.kind_text} folder")
     design, baseline = T.sweep_designs(src.sweep, src.sweep_totals)
     table = src.sweep
     if baseline is None or "speedup" not in table.columns:
@@ -535,7 +536,7 @@ def draw_format_tradeoff(src: ReportSource) -> Figure:
     from a sweep over `run.number_format` and / or the widths (`run.weight_bits`, `run.activation_bits`)."""
     if src.sweep is None:
         raise SkipFigure(f"accuracy vs energy per format needs a sweep folder (`accelsim sweep --set "
-                         f"run.number_format=... --set run.weight_bits=...`); {src.path} is a {src.kind} folder")
+                         f"run.number_format=... --set run.weight_bits=...`); {src.path} is a {src.kind_text} folder")
     swept = [k for k in FORMAT_KEYS if k in src.sweep_keys]
     if not swept:
         raise SkipFigure(f"the sweep varies no number format or width ({', '.join(FORMAT_KEYS)}); swept keys: "
@@ -579,6 +580,68 @@ def draw_format_tradeoff(src: ReportSource) -> Figure:
     return fig
 
 
+# --- fault-study figures ------------------------------------------------------------------------------------------
+
+SENSITIVITY_COLUMNS = ("layer", "kind", "level", "level_kind", "drop")
+UNIFORM_COLUMNS = ("level", "top1", "top1_low", "top1_high", "energy_pj")
+GREEDY_KEYS = ("greedy_top1", "greedy_top1_ci95", "greedy_energy_pj", "target_top1")
+
+
+def _need_study(src: ReportSource, what: str, files: str) -> FaultStudy:
+    if src.faults is None:
+        raise SkipFigure(f"{what} is drawn for a fault study (a folder of `accelsim faults {files} --out`); "
+                         f"{src.path} is a {src.kind_text} folder")
+    return src.faults
+
+
+def _missing(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if c not in table.columns]
+
+
+def _study_title(study: FaultStudy, what: str) -> str:
+    return f"{study.network}: {what}" if study.network else ""
+
+
+def draw_fault_sensitivity(src: ReportSource) -> Figure:
+    """Top-1 lost per layer and level with that layer alone faulty (`faults_study.draw_sensitivity`)."""
+    from accelsim.faults_study import draw_sensitivity
+
+    study = _need_study(src, "per-layer fault sensitivity", "sensitivity|assign")
+    table = study.sensitivity
+    if table is None:
+        raise SkipFigure(f"this fault study ({study.study}) has no sensitivity.parquet: `accelsim faults "
+                         f"sensitivity` or `assign` writes it")
+    missing = _missing(table, SENSITIVITY_COLUMNS)
+    if missing:
+        raise SkipFigure(f"sensitivity.parquet lacks the column(s) {', '.join(missing)}")
+    if not (table["layer"] != "(all)").any():
+        raise SkipFigure("sensitivity.parquet has no single-layer rows (only the uniform '(all)' rows)")
+    return draw_sensitivity(table, title=study.network)
+
+
+def draw_fault_energy(src: ReportSource) -> Figure:
+    """Top-1 against memory energy: uniform levels, greedy steps and the greedy per-layer assignment
+    (`faults_study.draw_accuracy_vs_energy`)."""
+    from accelsim.faults_study import draw_accuracy_vs_energy
+
+    study = _need_study(src, "accuracy vs memory energy", "assign")
+    if study.uniform is None:
+        raise SkipFigure(f"this fault study ({study.study}) has no uniform.parquet: the per-layer assignment and "
+                         f"the uniform levels it is measured against come from `accelsim faults assign`"
+                         + ("; the uniform ('(all)') rows of sensitivity.parquet are in the tables"
+                            if study.sensitivity is not None else ""))
+    missing = _missing(study.uniform, UNIFORM_COLUMNS)
+    if missing:
+        raise SkipFigure(f"uniform.parquet lacks the column(s) {', '.join(missing)}")
+    greedy = study.summary
+    if greedy is not None and any(k not in greedy for k in GREEDY_KEYS):
+        greedy = None  # the uniform curve alone; the tables show what summary.json holds
+    trace = study.trace if study.trace is not None and {"accepted", "energy_pj", "top1"} <= set(
+        study.trace.columns) else None
+    return draw_accuracy_vs_energy(study.uniform, greedy=greedy, trace=trace,
+                                   title=_study_title(study, "accuracy vs memory energy"))
+
+
 FIGURES: tuple[FigureDef, ...] = (
     FigureDef("speedup_energy", "Speedup and energy reduction per layer",
                "Baseline cycles (energy) over the design's, per layer, from layers.parquet; the outlined bars on the "
@@ -616,6 +679,19 @@ FIGURES: tuple[FigureDef, ...] = (
                "curve per number format of a sweep over run.number_format and the widths; markers name the other "
                "swept settings. Energy is as the timing models log it (see docs/formats.md on storage widths).",
                draw_format_tradeoff),
+    FigureDef("fault_sensitivity", "Per-layer fault sensitivity",
+               "Top-1 lost (points) with one layer's stored words faulty at each level (voltage or bit-error rate) "
+               "and every other layer reliable, one panel per data kind, from sensitivity.parquet of `accelsim "
+               "faults sensitivity|assign` (B.11's layer-randomisation figure). Each cell is one evaluation on the "
+               "study's images; with few images a drop of one image is 100 / images points.",
+               draw_fault_sensitivity),
+    FigureDef("fault_energy", "Accuracy vs memory energy",
+               "Top-1 against the studied memory's energy per image: the uniform assignments (every layer at one "
+               "level, labelled with it, 95 % intervals), the assignments the greedy search kept on its way (grey), "
+               "the greedy per-layer assignment (star, 95 % interval) and the accuracy budget (dashed), from "
+               "uniform.parquet, trace.parquet and summary.json of `accelsim faults assign`. Energy counts each "
+               "weight and input word read once per image from that memory (docs/faults.md).",
+               draw_fault_energy),
 )
 
 

@@ -1,4 +1,5 @@
-"""What a report is made from: a run folder, a sweep folder or a trade-off folder, read back as tables.
+"""What a report is made from: a run folder, a sweep folder, a trade-off folder or a fault-study folder, read back
+as tables.
 
 A folder may hold more than one of them (a sweep folder with a trade-off table beside it); the report draws what the
 tables it finds allow and says what it skipped.
@@ -24,11 +25,47 @@ RUN_FILES = ("config.yaml", "layers.parquet", "summary.json")
 SWEEP_TABLE = "results.parquet"
 SWEEP_TOTALS = "totals.parquet"  # optional: one row per (point, design), the network totals of each point
 TRADEOFF_TABLE = "tradeoff.parquet"
+# `accelsim faults evaluate|sensitivity|assign --out`: any of these (and no layers.parquet) makes a fault-study folder;
+# its summary.json is then the assignment's summary, not a run's.
+FAULT_FILES = ("sensitivity.parquet", "uniform.parquet", "evaluation.json")
+FAULT_TABLES = {"sensitivity": "sensitivity.parquet", "uniform": "uniform.parquet",
+                "assignment": "assignment.parquet", "trace": "trace.parquet"}
+FAULT_DOCS = {"summary": "summary.json", "evaluation": "evaluation.json", "record": "study.json"}
 # Files a sweep keeps beside its table (read when present): what was swept and how (`keys`, `axes`, `base`).
 _SWEEP_META = ("sweep.json", "sweep.yaml")
 # Columns of a sweep table that describe a point or its outcome, never a swept key.
 _BOOKKEEPING = {"point", "point_id", "point_key", "key", "status", "error", "run_folder", "folder", "wall_s",
                 "elapsed_s", "seed", "hash"}
+
+
+@dataclass(frozen=True)
+class FaultStudy:
+    """The files of an `accelsim faults` folder (docs/faults.md, "Studies"); absent ones are None.
+
+    evaluate writes `evaluation`; sensitivity writes `sensitivity`; assign writes `sensitivity` (single-layer rows
+    only), `uniform`, `assignment`, `trace` and `summary`. `record` is study.json (network, images, axis), absent in
+    folders written before it existed.
+    """
+
+    sensitivity: pd.DataFrame | None = None  # one row per (layer or '(all)', kind, level)
+    uniform: pd.DataFrame | None = None  # one row per level: every layer at it
+    assignment: pd.DataFrame | None = None  # the greedy levels: one row per (layer, kind)
+    trace: pd.DataFrame | None = None  # every move the greedy search tried
+    summary: dict[str, Any] | None = None  # summary.json of assign
+    evaluation: dict[str, Any] | None = None  # evaluation.json of evaluate
+    record: dict[str, Any] | None = None  # study.json
+
+    @property
+    def study(self) -> str:
+        """'evaluate', 'sensitivity' or 'assign': from study.json, else from the files present."""
+        if self.record and isinstance(self.record.get("study"), str):
+            return self.record["study"]
+        return "assign" if self.summary is not None or self.uniform is not None else \
+            "sensitivity" if self.sensitivity is not None else "evaluate"
+
+    @property
+    def network(self) -> str:
+        return str((self.record or {}).get("network") or "")
 
 
 @dataclass(frozen=True)
@@ -42,11 +79,21 @@ class ReportSource:
     sweep_totals: pd.DataFrame | None = None  # totals.parquet: one row per (point, design), when the sweep wrote it
     sweep_meta: dict[str, Any] | None = None  # sweep.json and sweep.yaml, merged
     tradeoff: pd.DataFrame | None = None  # tradeoff.parquet: one row per point of `accelsim tradeoff`
+    faults: FaultStudy | None = None  # an `accelsim faults` folder's tables
 
     @property
     def kind(self) -> str:
-        """'run', 'sweep' or 'tradeoff' (the first that applies), for titles."""
-        return "run" if self.run is not None else "sweep" if self.sweep is not None else "tradeoff"
+        """'run', 'sweep', 'faults' or 'tradeoff' (the first that applies)."""
+        if self.run is not None:
+            return "run"
+        if self.sweep is not None:
+            return "sweep"
+        return "faults" if self.faults is not None else "tradeoff"
+
+    @property
+    def kind_text(self) -> str:
+        """The kind as the report's sentences name it ('a fault-study folder')."""
+        return {"tradeoff": "trade-off", "faults": "fault-study"}.get(self.kind, self.kind)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -54,6 +101,25 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise ConfigError(f"{path} is not a readable parquet table: {exc}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a readable JSON file: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} holds a {type(doc).__name__}, expected a JSON object")
+    return doc
+
+
+def load_fault_study(folder: Path) -> FaultStudy:
+    """The tables and JSON files of a fault-study folder, those present."""
+    tables = {name: _read_parquet(folder / file) if (folder / file).is_file() else None
+              for name, file in FAULT_TABLES.items()}
+    docs = {name: _read_json(folder / file) if (folder / file).is_file() else None
+            for name, file in FAULT_DOCS.items()}
+    return FaultStudy(**tables, **docs)
 
 
 def _sweep_meta(folder: Path) -> dict[str, Any] | None:
@@ -90,15 +156,19 @@ def sweep_keys(table: pd.DataFrame, meta: dict[str, Any] | None = None) -> tuple
 
 
 def load_source(path: str | Path) -> ReportSource:
-    """Read the folder a report is made from; a folder that is none of the three kinds is a clear error."""
+    """Read the folder a report is made from; a folder that is none of the four kinds is a clear error."""
     folder = Path(path)
+    expected = "expected a run, sweep, trade-off or fault-study folder"
     if not folder.exists():
-        raise ConfigError(f"report: {folder} does not exist (expected a run, sweep or trade-off folder)")
+        raise ConfigError(f"report: {folder} does not exist ({expected})")
     if not folder.is_dir():
-        raise ConfigError(f"report: {folder} is a file, not a folder (expected a run, sweep or trade-off folder)")
-    run = None
+        raise ConfigError(f"report: {folder} is a file, not a folder ({expected})")
+    run = faults = None
     present = [name for name in RUN_FILES if (folder / name).is_file()]
-    if "layers.parquet" in present or "summary.json" in present:
+    is_study = "layers.parquet" not in present and any((folder / name).is_file() for name in FAULT_FILES)
+    if is_study:
+        faults = load_fault_study(folder)  # its summary.json is the assignment's
+    elif "layers.parquet" in present or "summary.json" in present:
         run = read_run(folder)  # names the missing file of a half-finished run
     sweep = totals = meta = None
     keys: tuple[str, ...] = ()
@@ -109,10 +179,11 @@ def load_source(path: str | Path) -> ReportSource:
         if (folder / SWEEP_TOTALS).is_file():
             totals = _read_parquet(folder / SWEEP_TOTALS)
     tradeoff = _read_parquet(folder / TRADEOFF_TABLE) if (folder / TRADEOFF_TABLE).is_file() else None
-    if run is None and sweep is None and tradeoff is None:
+    if run is None and sweep is None and tradeoff is None and faults is None:
         raise ConfigError(
             f"report: {folder} is not a finished accelsim run folder ({', '.join(RUN_FILES)}), a sweep folder "
-            f"({SWEEP_TABLE}) or a trade-off folder ({TRADEOFF_TABLE}); give the folder `accelsim run --out`, "
-            f"`accelsim sweep --out` or `accelsim tradeoff --out` wrote")
+            f"({SWEEP_TABLE}), a trade-off folder ({TRADEOFF_TABLE}) or a fault-study folder "
+            f"({' or '.join(FAULT_FILES)}); give the folder `accelsim run --out`, `accelsim sweep --out`, "
+            f"`accelsim tradeoff --out` or `accelsim faults ... --out` wrote")
     return ReportSource(path=folder, run=run, sweep=sweep, sweep_keys=keys, sweep_totals=totals, sweep_meta=meta,
-                        tradeoff=tradeoff)
+                        tradeoff=tradeoff, faults=faults)

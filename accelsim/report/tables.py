@@ -1,4 +1,5 @@
-"""The report's tables, taken from a run's or sweep's own tables and summary (values are shown, not recomputed).
+"""The report's tables, taken from a run's, sweep's or fault study's own tables and summary (values are shown, not
+recomputed).
 
 Each table keeps the raw values (per image, in the units of the run folder) and says per column how to show them, so
 the HTML can carry the exact value beside the rounded text and a reader can check one against the other.
@@ -178,10 +179,12 @@ def accuracy_table(run: RunFolder) -> Table | None:
     return _key_value("accuracy", "Accuracy", rows, note="From summary.json, on the run's images.")
 
 
-def _key_value(table_id: str, title: str, rows: Sequence[tuple[str, Any, str, str]], note: str = "") -> Table:
-    frame = pd.DataFrame({"quantity": [r[0] for r in rows], "value": [r[1] for r in rows]})
+def _key_value(table_id: str, title: str, rows: Sequence[tuple[str, Any, str, str]], note: str = "",
+               prefix: str = "summary:") -> Table:
+    """One quantity per row; each row's source is `prefix` + its key."""
+    frame = pd.DataFrame({"quantity": [r[0] for r in rows], "value": pd.Series([r[1] for r in rows], dtype=object)})
     return Table(table_id, title, frame, {"quantity": "text"}, note=note, row_kinds=tuple(r[2] for r in rows),
-                 row_sources=tuple(f"summary:{r[3]}" for r in rows))
+                 row_sources=tuple(f"{prefix}{r[3]}" for r in rows))
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
@@ -371,3 +374,147 @@ def tradeoff_table(tradeoff: pd.DataFrame) -> Table:
     return Table("tradeoff", "Accuracy vs speed (tradeoff.parquet)", tradeoff[cols].reset_index(drop=True),
                  {c: wanted[c] for c in cols}, {c: f"tradeoff:{c}" for c in cols},
                  note="Top-1 and loss on the evaluation images; loss in points of top-1.")
+
+
+# --- fault studies --------------------------------------------------------------------------------------------
+
+
+def level_text(record: Mapping[str, Any]) -> str:
+    levels = record.get("levels")
+    unit = " V" if record.get("level_kind") == "voltage" else ""
+    return ", ".join(f"{v:g}{unit}" for v in levels) if isinstance(levels, list) else ""
+
+
+def fault_study_table(record: Mapping[str, Any] | None, summary: Mapping[str, Any] | None) -> Table | None:
+    """What the study varied: network, images, memory, kinds, levels, budget (study.json, else summary.json)."""
+    doc = {**(summary or {}), **(record or {})}
+    entries = [("study", "study", "text"), ("network", "network", "text"), ("data set", "dataset", "text"),
+               ("images", "images", "int"), ("design (energy table)", "arch", "text"),
+               ("memory", "memory", "text"), ("data kinds", "kinds", "text"),
+               ("levels (most reliable first)", "levels", "text"), ("levels are", "level_kind", "text"),
+               ("accuracy budget (top-1 drop)", "budget", "pct2"), ("fault draws per evaluation", "repeats", "int")]
+    rows = []
+    for label, key, kind in entries:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if key == "kinds" and isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif key == "levels":
+            value = level_text(doc)
+        elif key == "level_kind":
+            value = {"ber": "bit-error rates", "voltage": "supply voltages"}.get(value, value)
+        source = "study" if record and key in record else "summary"
+        rows.append((label, value, kind, f"{source}:{key}"))
+    spec = (record or {}).get("fault_spec")
+    if isinstance(spec, Mapping):
+        rows.append(("fixed fault-spec keys", ", ".join(f"{k}={v}" for k, v in spec.items()) or "none", "text",
+                     "study:fault_spec"))
+    if not rows:
+        return None
+    return _key_value("fault-study", "Fault study", rows, note="From study.json (summary.json where it is absent).",
+                      prefix="")
+
+
+def fault_summary_table(summary: Mapping[str, Any]) -> Table:
+    """The greedy per-layer assignment against all-nominal and the uniform assignments (summary.json of assign)."""
+    entries = [("fault-free top-1", "clean_top1", "pct2"),
+               ("target top-1 (fault-free − budget)", "target_top1", "pct2"),
+               ("greedy top-1", "greedy_top1", "pct2"),
+               ("greedy top-1, 95 % interval: low", "greedy_top1_ci95.0", "pct2"),
+               ("greedy top-1, 95 % interval: high", "greedy_top1_ci95.1", "pct2"),
+               ("greedy top-1 during the search", "greedy_search_top1", "pct2"),
+               ("memory energy µJ: all nominal", "nominal_energy_pj", "uj"),
+               ("memory energy µJ: greedy per-layer", "greedy_energy_pj", "uj"),
+               ("memory energy µJ: uniform, same budget", "uniform_energy_pj_same_budget", "uj"),
+               ("memory energy µJ: uniform, same accuracy", "uniform_energy_pj_same_accuracy", "uj"),
+               ("memory energy µJ: uniform curve at the greedy top-1", "uniform_energy_pj_interpolated", "uj"),
+               ("saving vs all nominal", "saving_vs_nominal", "pct"),
+               ("saving vs uniform, same budget", "saving_vs_uniform_same_budget", "pct"),
+               ("saving vs uniform, same accuracy", "saving_vs_uniform", "pct"),
+               ("saving vs the uniform curve at the greedy top-1", "saving_vs_uniform_interpolated", "pct"),
+               ("evaluations", "evaluations", "int")]
+    rows = []
+    for label, key, kind in entries:
+        name, _, index = key.partition(".")
+        value = summary.get(name)
+        if index and isinstance(value, list) and len(value) > int(index):
+            value = value[int(index)]
+        elif index:
+            value = None
+        if value is None:
+            continue
+        rows.append((label, value, kind, f"summary:{key}"))
+    return _key_value("fault-summary", "Per-layer assignment vs uniform (memory energy per image)", rows,
+                      note="From summary.json. Savings are 1 − greedy energy / the other's; a negative saving: the "
+                           "uniform level is cheaper at that accuracy; empty: no uniform level reaches it. 'Same "
+                           "accuracy' is the cheapest uniform level at least as accurate as the greedy result on the "
+                           "study's images.", prefix="")
+
+
+def fault_evaluation_table(evaluation: Mapping[str, Any]) -> Table:
+    """Top-1 under the run's fault spec with its 95 % interval (evaluation.json of evaluate)."""
+    ci = evaluation.get("top1_ci95") or [None, None]
+    draws = evaluation.get("top1_draws") or []
+    spec = evaluation.get("spec")
+    rows = [("top-1 (mean over draws)", evaluation.get("top1_mean"), "pct2", "evaluation:top1_mean"),
+            ("95 % interval: low", ci[0], "pct2", "evaluation:top1_ci95.0"),
+            ("95 % interval: high", ci[1], "pct2", "evaluation:top1_ci95.1"),
+            ("interval", evaluation.get("method"), "text", "evaluation:method"),
+            ("fault draws", len(draws), "int", "evaluation:top1_draws"),
+            ("top-1 per draw", ", ".join(f"{100 * d:.2f}%" for d in draws), "text", "evaluation:top1_draws"),
+            ("images", evaluation.get("images"), "int", "evaluation:images"),
+            ("fault spec", ", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, Mapping) else spec,
+             "text", "evaluation:spec"),
+            ("seconds", evaluation.get("seconds"), "num", "evaluation:seconds")]
+    return _key_value("fault-evaluation", "Accuracy under the fault spec", [r for r in rows if r[1] is not None],
+                      note="From evaluation.json: t interval over the draws, Wilson over the images with one draw.",
+                      prefix="")
+
+
+def _frame_table(table_id: str, title: str, frame: pd.DataFrame, wanted: Mapping[str, tuple[str, str]],
+                 source: str, note: str) -> Table:
+    """Columns of `frame` that `wanted` names (column -> (header, format)), renamed, in that order."""
+    cols = [c for c in wanted if c in frame.columns]
+    out = frame[cols].reset_index(drop=True).rename(columns={c: wanted[c][0] for c in cols})
+    return Table(table_id, title, out, {wanted[c][0]: wanted[c][1] for c in cols},
+                 {wanted[c][0]: f"{source}:{c}" for c in cols}, note=note)
+
+
+_LEVEL_COLUMNS = {"level": ("level", "num"), "ber": ("bit-error rate", "num")}
+_TOP1_COLUMNS = {"top1": ("top-1", "pct2"), "top1_low": ("top-1 low (95 %)", "pct2"),
+                 "top1_high": ("top-1 high (95 %)", "pct2")}
+
+
+def fault_uniform_table(uniform: pd.DataFrame) -> Table:
+    """Every layer at one level: top-1 with its interval and the memory energy (uniform.parquet)."""
+    wanted = {**_LEVEL_COLUMNS, **_TOP1_COLUMNS, "energy_pj": ("memory energy µJ", "uj")}
+    return _frame_table("fault-uniform", "Uniform assignments (uniform.parquet)", uniform, wanted, "uniform",
+                        "Every studied layer at the level; memory energy per image of the studied memory and kinds.")
+
+
+def fault_assignment_table(assignment: pd.DataFrame) -> Table:
+    """The greedy per-layer levels (assignment.parquet)."""
+    wanted = {"layer": ("layer", "text"), "kind": ("kind", "text"), **_LEVEL_COLUMNS,
+              "words": ("words read per image", "int"), "energy_pj": ("memory energy µJ", "uj")}
+    return _frame_table("fault-assignment", "Greedy per-layer levels (assignment.parquet)", assignment, wanted,
+                        "assignment", "One row per (layer, kind) the study varied.")
+
+
+def fault_trace_table(trace: pd.DataFrame) -> Table:
+    """Every move the greedy search tried, in order (trace.parquet)."""
+    wanted = {"layer": ("layer", "text"), "kind": ("kind", "text"), "level_from": ("from", "num"),
+              "level_to": ("to", "num"), "top1": ("top-1 of the whole assignment", "pct2"),
+              "energy_pj": ("memory energy µJ", "uj"), "accepted": ("kept", "text")}
+    return _frame_table("fault-trace", "Greedy search, move by move (trace.parquet)", trace, wanted, "trace",
+                        "A move that left top-1 below the target was undone and its (layer, kind) frozen.")
+
+
+def fault_sensitivity_table(sensitivity: pd.DataFrame) -> Table:
+    """One layer faulty at a time, and the uniform '(all)' rows (sensitivity.parquet)."""
+    wanted = {"layer": ("layer", "text"), "kind": ("kind", "text"), **_LEVEL_COLUMNS, **_TOP1_COLUMNS,
+              "drop": ("top-1 lost", "pct2"), "energy_pj": ("memory energy µJ", "uj"),
+              "energy_saving": ("energy saving vs nominal", "pct")}
+    return _frame_table("fault-sensitivity", "Sensitivity (sensitivity.parquet)", sensitivity, wanted,
+                        "sensitivity", "Layer '(all)': every layer at the level (uniform). Energy: the whole "
+                                       "studied memory per image with that assignment.")
