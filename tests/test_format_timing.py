@@ -222,7 +222,7 @@ def _mac_energy_per_mac(outcome, design, arch):
     total = layers.loc[layers["design"] == design, "energy_pj"].sum()
     mine = events[events["design"] == design]
     other, macs = 0.0, 0.0
-    for (layer, comp, ev), grp in mine.groupby(["layer", "component", "event"]):
+    for (_layer, comp, ev), grp in mine.groupby(["layer", "component", "event"]):
         row = grp.iloc[0]
         if (comp, ev) == ("mac", "mac"):
             macs += row["count"]

@@ -27,7 +27,7 @@ class EventLog:
     counts: dict[tuple[str, str], float] = field(default_factory=dict)
     bits: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def add(self, component: str, event: str, count: float, bits: int = 0) -> None:
+    def add(self, component: str, event: str, count: float, bits: float = 0) -> None:
         key = (component, event)
         if key in self.bits and self.bits[key] != bits:
             raise ValueError(f"event {component}.{event} logged with {bits} bits, earlier with {self.bits[key]}")
