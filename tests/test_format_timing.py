@@ -315,3 +315,15 @@ def test_shape_only_run_prices_a_shift_formats_macs():
     assert _mac_energy_per_mac(out, "snapea", SNAPEA) == pytest.approx(scale * _mac_energy_per_mac(base, "snapea",
                                                                                                     SNAPEA))
     assert not math.isclose(scale, 1.0)
+
+
+def test_a_format_too_wide_for_the_eyeriss_scratchpads_fails_before_any_image():
+    """float32 stores 32-bit values: the baseline's 24-byte input register holds 6, AlexNet's 11-wide filter rows
+    cannot be mapped. The run says so when it is checked, not after the functional pass."""
+    from accelsim.run import check
+
+    with pytest.raises(ConfigError, match=r"filter row of 11 weights.*6 activations of 32 bits"):
+        check(RunConfig.of(net="alexnet", shape_only=True, number_format="float32"))
+    with pytest.raises(ConfigError, match="input register 6 activations of 32 bits"):
+        eyeriss.EyerissTiming(EYERISS, load_workload("alexnet"), widths=DataWidths(32, 32, 16))
+    eyeriss.EyerissTiming(EYERISS, load_workload("alexnet"), widths=DataWidths(8, 8, 16))

@@ -280,8 +280,9 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
                           f"pe.input_register_bytes={arch.pe.input_register_bytes})")
     if s.S > i_spad or s.S > w_spad:
         raise ConfigError(f"{arch.name}: a filter row of {s.S} weights does not fit the PE scratchpads "
-                          f"(input register {i_spad} words, weight scratchpad {w_spad} words); the row-stationary "
-                          "mapping keeps one filter row and its input window in each PE")
+                          f"(input register {i_spad} activations of {ab} bits, weight scratchpad {w_spad} weights of "
+                          f"{wb} bits); the row-stationary mapping keeps one filter row and its input window in each "
+                          "PE")
     fold_h = _ceil(s.R, rows)
     r_f = _ceil(s.R, fold_h)
     geo = set_geometries(arch, s, strip_width)
@@ -443,8 +444,7 @@ class _LayerPlan:
     counts: dict[str, float]  # access counts and cycles for the whole batch, all groups
 
 
-def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions,
-          widths: DataWidths | None = None) -> _LayerPlan:
+def _check(arch: ArchSpec, batch: int) -> None:
     if arch.dataflow != "eyeriss":
         raise ConfigError(f"{arch.name}: dataflow is '{arch.dataflow}'; the row-stationary model needs "
                           "dataflow: eyeriss")
@@ -452,6 +452,11 @@ def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissO
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if arch.pe.lanes != 1:
         raise ConfigError(f"{arch.name}: an Eyeriss PE has one MAC (pe.lanes = 1), got pe.lanes = {arch.pe.lanes}")
+
+
+def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions,
+          widths: DataWidths | None = None) -> _LayerPlan:
+    _check(arch, batch)
     s = rs_shape(graph, layer)
     cand = _candidates(arch, s, batch, opts.strip_width, widths)
     cost = _evaluate(arch, s, batch, cand, widths)
@@ -559,6 +564,10 @@ class EyerissTiming:
         self.arch, self.graph, self.batch = arch, graph, batch
         self.widths = DataWidths.resolve(arch, widths)
         self.options = EyerissOptions.from_mapping(arch.options)
+        _check(arch, batch)
+        for layer in graph.layers:  # every layer must have a legal mapping: a bad config fails before any image
+            if isinstance(layer, (Conv, FC)):
+                _candidates(arch, rs_shape(graph, layer), 1, self.options.strip_width, self.widths)
 
     def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
         """Dense: nothing to record."""
