@@ -8,6 +8,7 @@ written here.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -92,7 +93,11 @@ def _add_split_args(p: argparse.ArgumentParser) -> None:
 
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="Algorithm 1: choose per-kernel speculation parameters (Th, N) under an "
-                                        "accuracy budget, for `accelsim run --mode predictive --spec`")
+                                        "accuracy budget, for `accelsim run --mode predictive --spec`",
+                       description="The promise: with probability at least --confidence (default 0.9), the spec "
+                                   "written loses at most --epsilon top-1 against the dense fixed-point network on new "
+                                   "images drawn like its validation images (on average, or on --promise-images M of "
+                                   "them); it is checked on validation images the search never saw (docs/optimize.md).")
     p.add_argument("--epsilon", type=float, required=True,
                    help="accepted top-1 loss as a fraction, absolute (0.01 = one point), against the dense "
                         "fixed-point network on the same images")
@@ -165,6 +170,66 @@ def _cmd_tradeoff(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(format_table(result.table))
     print(f"results: {result.folder}/tradeoff.md, tradeoff.parquet, tradeoff.png")
+    return 0
+
+
+# -- faults ------------------------------------------------------------------------------------------------------------
+def _add_faults_parser(sub: argparse._SubParsersAction) -> None:
+    from accelsim.faults_study import STUDIES
+
+    p = sub.add_parser("faults", help="memory-fault studies (docs/faults.md): evaluate a fault spec with intervals, "
+                                      "per-layer sensitivity over voltages or bit-error rates, greedy per-layer "
+                                      "assignment under a top-1 budget")
+    p.add_argument("study", choices=STUDIES, help="evaluate: top-1 under the run's fault spec; sensitivity: one "
+                   "layer faulty at a time at each level; assign: per-layer levels under --budget")
+    p.add_argument("--out", required=True, help="folder for the tables, summary.json and figures")
+    p.add_argument("--memory", default="dram", help="memory the levels apply to: dram, global_buffer, "
+                   "weight_buffer, io_buffer (default dram)")
+    p.add_argument("--kinds", type=lambda t: [k for k in t.split(",") if k], default=["weights", "activations"],
+                   help="data kinds stored in that memory, comma-separated (default weights,activations)")
+    levels = p.add_mutually_exclusive_group()
+    levels.add_argument("--voltages", type=_floats, help="supply voltages, most reliable first (e.g. 1.5,1.3,1.2)")
+    levels.add_argument("--bers", type=_floats, help="bit-error rates, most reliable first (e.g. 0,1e-5,1e-4)")
+    p.add_argument("--budget", type=float, default=0.01, help="assign: accepted top-1 loss (default 0.01)")
+    p.add_argument("--repeats", type=int, default=1, help="fault draws per evaluation (default 1)")
+    p.add_argument("--ci-halfwidth", type=float, dest="ci_halfwidth",
+                   help="evaluate: draw until the 95%% interval of top-1 is this narrow (B.11's stopping rule)")
+    p.add_argument("--max-repeats", type=int, default=50, dest="max_repeats",
+                   help="evaluate: most draws under --ci-halfwidth (default 50)")
+    p.add_argument("--layers", type=lambda t: [k for k in t.split(",") if k],
+                   help="layers the study varies, comma-separated (default every conv and fc layer)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    settings.add_arguments(p, RunConfig, "run")
+
+
+def _cmd_faults(args: argparse.Namespace) -> int:
+    from accelsim.atomic import out_dir_problems, write_folder
+    from accelsim.faults_study import run_study
+
+    cfg = _run_config(args, "run")
+    problems = out_dir_problems(args.out, overwrite=args.overwrite)
+    if args.study != "evaluate" and args.voltages is None and args.bers is None:
+        problems.append(f"{args.study} needs the levels: --voltages or --bers")
+    for key in ("repeats", "max_repeats"):
+        if getattr(args, key) < 1:
+            problems.append(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
+    if not 0.0 <= args.budget <= 1.0:
+        problems.append(f"--budget must be a top-1 loss between 0 and 1, got {args.budget}")
+    if problems:
+        raise ConfigError("cannot start: " + "; ".join(problems))
+
+    def fill(folder: Path) -> None:
+        run_study(cfg, args.study, folder, memory=args.memory, kinds=args.kinds, voltages=args.voltages,
+                  bers=args.bers, budget=args.budget, repeats=args.repeats, ci_halfwidth=args.ci_halfwidth,
+                  max_repeats=args.max_repeats, layers=args.layers)
+
+    folder = write_folder(args.out, fill, overwrite=args.overwrite)
+    if args.study == "evaluate":
+        ev = json.loads((folder / "evaluation.json").read_text())
+        low, high = ev["top1_ci95"]
+        print(f"top-1 {100 * ev['top1_mean']:.2f}% (95% interval {100 * low:.2f}-{100 * high:.2f}%, {ev['method']}; "
+              f"{ev['images']} images)")
+    print(f"results: {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))})")
     return 0
 
 
@@ -276,7 +341,8 @@ def _progress_bar(unit: str, total: int | None = None) -> tuple[Any, Callable[[i
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": _cmd_run, "optimize": _cmd_optimize, "tradeoff": _cmd_tradeoff, "sweep": _cmd_sweep, "report": _cmd_report,
+    "run": _cmd_run, "optimize": _cmd_optimize, "tradeoff": _cmd_tradeoff, "sweep": _cmd_sweep, "faults": _cmd_faults,
+    "report": _cmd_report,
 }
 
 
@@ -289,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize_parser(sub)
     _add_tradeoff_parser(sub)
     _add_sweep_parser(sub)
+    _add_faults_parser(sub)
     _add_report_parser(sub)
     return parser
 

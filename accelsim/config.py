@@ -123,6 +123,9 @@ def timing_keys() -> tuple[str, ...]:
 def functional_key(cfg: RunConfig) -> tuple[tuple[str, Any], ...]:
     """What the functional pass of `cfg` depends on (network, weights, images, mode, spec, number format, ...)."""
     timing = set(timing_keys())
+    if cfg.functional.fault_injection.names_voltage():
+        # memory voltages become fault rates through the design's own voltage models: the arch is then an input
+        timing -= {"arch", "set"}
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.to_dict().items() if k not in timing)
 
 

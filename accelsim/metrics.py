@@ -5,14 +5,16 @@ Everything here is a function of timing-model outputs and functional statistics;
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from accelsim.arch import ArchSpec
+from accelsim.arch import ArchSpec, EnergyTable
 from accelsim.energy import Factors, energy_columns, event_factors
+from accelsim.functional.faults import fault_columns
 from accelsim.functional.formats import FormatBits
 from accelsim.nets.graph import Graph
 from accelsim.timing.decompose import SPLIT_KEYS, split_speedup, split_totals
@@ -21,7 +23,7 @@ from accelsim.timing.events import LayerTiming
 # Functional statistics of the design's conv layers that go into its rows of layers.parquet.
 STAT_COLUMNS = ("neg_fraction", "pos_fraction", "zero_fraction", "input_zero_fraction", "tn_rate", "tn_rate_any",
                 "fn_rate", "fn_small_share", "fn_small_mass_share", "fn_mass_share", "windows", "exact_violations",
-                "eligible", "reason", "relu")
+                "eligible", "reason", "relu", "pruned_fraction", "weight_zero_fraction")
 _OBJECT_STATS = ("eligible", "reason", "exact_violations", "relu")
 
 
@@ -34,16 +36,20 @@ def mac_factors(events: Any, arch: ArchSpec, mac_format: FormatBits | None) -> F
 
 
 def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, LayerTiming], images: int,
-                modes: Mapping[str, str], mac_format: FormatBits | None = None
-                ) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+                modes: Mapping[str, str], voltage_factors: Mapping[str, Mapping[str, float]] | None = None,
+                mac_format: FormatBits | None = None) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
     """One row per layer a design spends time on (cycles, cycle classes, energy per class), and its event log.
 
-    `mac_format`: the run's number format (`format_bits`); every `mac.mac` event, of the layer and of its dense
-    counterpart, costs `mac_energy_scale(mac_format)` reference MACs (docs/arch_energy.md). None: as logged."""
+    `voltage_factors` (layer -> energy class -> factor, from `faults.energy_factors`): memories run at a scaled
+    voltage cost that factor times their nominal energy per access, in the layer's energy and in its dense
+    counterpart alike. `mac_format`: the run's number format (`format_bits`); every `mac.mac` event, of the layer
+    and of its dense counterpart, costs `mac_energy_scale(mac_format)` reference MACs (docs/arch_energy.md); None:
+    as logged."""
     rows, events = [], []
     for layer, t in timings.items():
         lyr = graph.layer(layer)
-        energy = energy_columns(t.events, arch.energy, mac_factors(t.events, arch, mac_format))
+        table = _scaled_table(arch.energy, (voltage_factors or {}).get(layer, {}))
+        energy = energy_columns(t.events, table, mac_factors(t.events, arch, mac_format))
         dense = t.dense or t
         row = {
             "design": name, "layer": layer, "type": lyr.type_name, "mode": modes.get(layer, "dense"),
@@ -52,7 +58,7 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
             # the same design without early termination (the split of the speedup; equal to the above where the
             # design does not terminate early)
             "dense_cycles": dense.cycles, "dense_macs": dense.macs_performed,
-            "dense_energy_pj": (energy_columns(dense.events, arch.energy,
+            "dense_energy_pj": (energy_columns(dense.events, table,
                                                mac_factors(dense.events, arch, mac_format))["energy_pj"]
                                 if t.dense is not None else energy["energy_pj"]),
             **{f"cycles_{k}": v for k, v in t.breakdown.items()}, **energy,
@@ -60,6 +66,15 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
         rows.append(row)
         events.append(t.events.to_frame(name, layer))
     return rows, events
+
+
+def _scaled_table(table: EnergyTable, factors: Mapping[str, float]) -> EnergyTable:
+    """`table` with the per-bit and per-event energies of the classes in `factors` multiplied by their factor."""
+    if not factors:
+        return table
+    return dataclasses.replace(
+        table, pj_per_bit={c: v * factors.get(c, 1.0) for c, v in table.pj_per_bit.items()},
+        pj_per_event={c: v * factors.get(c, 1.0) for c, v in table.pj_per_event.items()})
 
 
 def design_totals(rows: list[dict[str, Any]], clock_mhz: float) -> dict[str, float]:
@@ -81,9 +96,10 @@ def add_statistics(layers: pd.DataFrame, design: str, stats: pd.DataFrame | None
         for col in ("neg_fraction", "tn_rate", "fn_rate"):
             layers[col] = np.nan
         return layers
-    fl = stats.set_index("layer")[list(STAT_COLUMNS)]
+    columns = [*STAT_COLUMNS, *(c for c in fault_columns() if c in stats.columns)]
+    fl = stats.set_index("layer")[columns]
     mine = layers["design"] == design
-    for col in STAT_COLUMNS:
+    for col in columns:
         layers[col] = np.nan if col not in _OBJECT_STATS else None
         layers.loc[mine, col] = layers.loc[mine, "layer"].map(fl[col])
     return layers

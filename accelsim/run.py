@@ -27,6 +27,7 @@ from accelsim.atomic import out_dir_problems
 from accelsim.config import RunConfig, functional_key, timing_keys
 from accelsim.errors import AccelsimError, ConfigError, InternalError
 from accelsim.functional import forward
+from accelsim.functional.faults import energy_factors, fault_problems
 from accelsim.functional.formats import format_bits
 from accelsim.functional.forward import FunctionalResult, PredictiveSpec
 from accelsim.nets.datasets import Dataset
@@ -103,6 +104,10 @@ def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) 
     models = problems.attempt(lambda: [timing_model(a, network.graph, cfg.batch, DataWidths.of_format(a, stored))
                                        for a in (arch, baseline) if a is not None])
     if models is None:
+        return None
+    found = fault_problems(cfg.functional.fault_injection, network.graph, arch.energy, cfg.functional.number_format)
+    if found:
+        problems.items += found
         return None
     names = [arch.name] + ([baseline.name if baseline.name != arch.name else f"{baseline.name}_baseline"]
                            if baseline else [])
@@ -267,9 +272,11 @@ def _compute(setup: _Setup, designs: Sequence[_Designs], progress: Callable[[int
 
         log.info("running %s (%s) on %d images of %s in %s mode", network.name, network.source,
                  len(dataset) - cfg.skip, dataset.name, cfg.mode)
+        # Memory voltages become fault rates by the design's voltage models (configs sharing this pass share them:
+        # config.functional_key keeps the arch in the key when the faults name a voltage).
         result = forward.run(network, _skip_images(dataset.iter_batches(cfg.functional.batch_size), cfg.skip),
                              cfg.functional, spec=setup.spec, observer=observe, progress=progress,
-                             on_prepare=on_prepare)
+                             on_prepare=on_prepare, fault_table=designs[0].arch.energy)
         fl = result.layers.set_index("layer")
         modes = dict(fl["mode"])
         facts = PassFacts(batch=cfg.batch, input_zero_fraction={k: v for k, v in fl["input_zero_fraction"].items()
@@ -303,7 +310,8 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
         assert arch is not None
         timings = model.finish(facts)
         r, e = metrics.design_rows(name, arch, graph, timings, images, modes if arch.dataflow == "snapea" else {},
-                                   mac_format)
+                                   energy_factors(cfg.functional.fault_injection, graph, arch.energy),
+                                   mac_format=mac_format)
         rows += r
         event_frames += e
         totals[name] = metrics.design_totals(r, arch.clock_mhz)
@@ -333,7 +341,10 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
             conv_layers=int(len(conv)),
             exact_violations=int(result.layers["exact_violations"].sum()),
             functional={"batches": result.batches, "calibration_images": result.calibration_images},
+            formats=result.formats,
         )
+        if result.faults is not None:
+            summary["faults"] = result.faults
         if cfg.mode == "predictive":
             summary["predictive"] = metrics.predictive_report(layers, names[0], names[1] if point.baseline else None)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)

@@ -3,6 +3,7 @@ sensitivity pass, the greedy per-layer assignment against the uniform one, the a
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -137,3 +138,43 @@ def test_comparison_with_the_uniform_assignments():
     assert c["saving_vs_uniform_same_budget"] == pytest.approx(1 - 72 / 75)
     above = S.compare_with_uniform(uniform, top1=0.95, energy=72.0, target=0.85, nominal=100.0)
     assert math.isnan(above["uniform_energy_pj_same_accuracy"]) and above["uniform_energy_pj_same_budget"] == 75.0
+
+
+def test_the_faults_command_runs_each_study_into_a_complete_folder(tmp_path, capsys):
+    from accelsim.cli import main
+
+    assert main(["faults", "evaluate", "--limit", "12", "--faults", "b13_dram_1v2", "--repeats", "2",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "ev" / "evaluation.json").read_text())["top1_draws"]) == 2
+    assert main(["faults", "sensitivity", "--limit", "12", "--bers", "0,1e-2", "--kinds", "weights",
+                 "--out", str(tmp_path / "se")]) == 0
+    table = pd.read_parquet(tmp_path / "se" / "sensitivity.parquet")
+    assert len(table) > 0 and (tmp_path / "se" / "sensitivity.png").exists()
+    capsys.readouterr()
+    assert main(["faults", "assign", "--limit", "12", "--out", str(tmp_path / "as")]) == 2
+    assert "--voltages or --bers" in capsys.readouterr().err and not (tmp_path / "as").exists()
+    assert main(["faults", "evaluate", "--limit", "12", "--faults", "nonexistent_spec", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_at_a_lower_dram_voltage_pays_less_dram_energy_in_both_designs(tmp_path):
+    """B.13: DRAM at 1.3 V (no beat errors yet) instead of 1.5 V costs (1.3 / 1.5)^2 of its energy per access, in every
+    layer of the design and of the baseline (same memories, same voltage), in the layer's energy and in its dense
+    counterpart; with no faults drawn, everything else is unchanged."""
+    from accelsim.cli import main
+    from accelsim.config import RunConfig, functional_key
+
+    base, low = tmp_path / "base", tmp_path / "low"
+    assert main(["run", "--limit", "8", "--out", str(base)]) == 0
+    assert main(["run", "--limit", "8", "--fault-set", "voltage.dram=1.3", "--out", str(low)]) == 0
+    a, b = pd.read_parquet(base / "layers.parquet"), pd.read_parquet(low / "layers.parquet")
+    assert set(a["design"]) == {"snapea", "eyeriss"}
+    assert np.allclose(b["energy_dram_pj"], (1.3 / 1.5) ** 2 * a["energy_dram_pj"])
+    assert np.allclose(b["energy_pe_pj"], a["energy_pe_pj"]) and np.array_equal(b["cycles"], a["cycles"])
+    assert (b["dense_energy_pj"] < a["dense_energy_pj"]).all()
+    # a voltage makes the design's voltage models an input of the functional pass: no sharing across archs
+    key = functional_key(RunConfig.of(fault_set=("voltage.dram=1.2",), set=("pe.lanes=2",)))
+    assert key != functional_key(RunConfig.of(fault_set=("voltage.dram=1.2",)))
+    assert functional_key(RunConfig.of(set=("pe.lanes=2",))) == functional_key(RunConfig.of())

@@ -363,6 +363,11 @@ class FaultSettings:
         """The parsed, checked fault spec (empty when no faults are given)."""
         return load_fault_spec(self.faults, self.fault_set)
 
+    def names_voltage(self) -> bool:
+        """Whether the spec gives a memory voltage (then rates and energies depend on the design's voltage models)."""
+        spec = self.spec()
+        return not spec.empty and bool(spec.voltages or any("voltage" in e.fields for e in spec.entries))
+
 
 def voltage_problems(spec: FaultSpec, models: Mapping[str, "VoltageModel"] | None = None,
                      classes: Mapping[str, str] | None = None) -> list[str]:
@@ -1106,9 +1111,9 @@ def _weight_shape(layer: Conv | FC) -> tuple[int, ...]:
 def energy_factors(settings: FaultSettings, graph: Graph, table: "EnergyTable") -> dict[str, dict[str, float]]:
     """Layer -> energy class -> factor on the layer's `energy_<class>_pj` for a run's memory voltages under this
     design's energy table ({} when the spec names no voltage): what `apply_energy_factors` takes."""
-    spec = settings.spec()
-    if spec.empty or not (spec.voltages or any("voltage" in e.fields for e in spec.entries)):
+    if not settings.names_voltage():
         return {}
+    spec = settings.spec()
     resolved = resolve(spec, graph, table.voltage_models, memory_classes(table))
     return {k: v for k, v in layer_energy_factors(resolved, graph, table.voltage_models).items() if v}
 

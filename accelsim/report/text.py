@@ -73,6 +73,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         if "top1_float" in acc:
             line += f"  (float32 reference: top-1 {100 * acc['top1_float']:.2f}%)"
         lines.append(line)
+        faults = summary.get("faults")
+        if faults:  # top-1 is the mean over the fault draws; agreement compares draw 0 with its own dense pass
+            low, high = faults["top1_ci95"]
+            lines.append(f"memory faults: top-1 {100 * faults['top1_mean']:.2f}% over {faults['repeats']} draw(s), "
+                         f"95% interval {100 * low:.2f}-{100 * high:.2f}% ({faults['top1_ci95_method']})")
     pr = summary.get("predictive")
     if pr:
         lines.append(f"predictive: {pr['predictive_layers']} of {pr['conv_layers']} conv layers "
