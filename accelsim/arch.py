@@ -273,7 +273,7 @@ class ArchSpec:
     name: str
     dataflow: str  # "snapea" | "eyeriss"
     clock_mhz: float
-    word_bits: int
+    word_bits: int  # the datapath word: partial sums, MAC and PAU events (data widths: the run's number format)
     array: ArraySpec
     pe: PESpec
     global_buffer: GlobalBufferSpec

@@ -14,6 +14,7 @@ import yaml
 from pydantic import field_validator
 
 from accelsim.errors import ConfigError
+from accelsim.functional.formats import cost_settings
 from accelsim.functional.forward import FunctionalConfig
 from accelsim.settings import (
     Problems,
@@ -85,9 +86,9 @@ class RunConfig:
         if self.mode == "predictive" and not self.spec:
             problems.append("predictive mode needs speculation parameters: give --spec FILE (made by "
                             "`accelsim optimize`)")
-        if self.shape_only:
-            ignored = [k for k in non_default(self) if settings_of(RunConfig)[k].stage != "timing"
-                       and k not in ("shape_only", "net", "mode")]
+        if self.shape_only:  # the number format's widths and MAC cost apply to shape-only runs too
+            kept = {"shape_only", "net", "mode"} | cost_settings(self.functional.number_format)
+            ignored = [k for k in non_default(self) if settings_of(RunConfig)[k].stage != "timing" and k not in kept]
             if ignored:
                 problems.append(f"{', '.join(flag_label(k) for k in ignored)}: no effect with --shape-only (it runs "
                                 "no weights or images)")

@@ -99,14 +99,15 @@ def mac_energy_scale(fmt: FormatBits, table: EnergyTable) -> float:
     """Energy of one MAC of `fmt` over that of the reference_bits x reference_bits fixed-point MAC the `pe` classes
     price: multiplier_share x cells / reference_bits^2 + (1 - multiplier_share) x adder bits / (2 reference_bits).
     Where the sources give no number this is the documented scaling rule (multiplier ~ product of the widths, adder ~
-    width); its parameters are the energy table's `arithmetic` entries."""
+    width); its parameters are the energy table's `arithmetic` entries. Written as 1 + the two terms' departures from
+    the reference, so that the reference MAC is exactly 1.0 whatever the share (its runs stay bit-identical)."""
     ref = table.arithmetic_cost("reference_bits")
     share = table.arithmetic_cost("multiplier_share")
     cells, adder = mac_cost_units(fmt, table)
-    return share * cells / ref**2 + (1.0 - share) * adder / (2.0 * ref)
+    return 1.0 + share * (cells / ref**2 - 1.0) + (1.0 - share) * (adder / (2.0 * ref) - 1.0)
 
 
-def event_factors(fmt: FormatBits, table: EnergyTable, logged_bits: int) -> dict[tuple[str, str], float]:
+def event_factors(fmt: FormatBits, table: EnergyTable, logged_bits: float) -> dict[tuple[str, str], float]:
     """Per-event energy factors for a log whose `mac.mac` events carry `logged_bits` bits: those MACs then cost
     `mac_energy_scale(fmt)` reference MACs each (count x reference_bits x pJ/bit x scale)."""
     scale = mac_energy_scale(fmt, table) * table.arithmetic_cost("reference_bits") / logged_bits

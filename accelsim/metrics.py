@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from accelsim.arch import ArchSpec, EnergyTable
-from accelsim.energy import energy_columns
+from accelsim.energy import Factors, energy_columns, event_factors
 from accelsim.functional.faults import fault_columns
+from accelsim.functional.formats import FormatBits
 from accelsim.nets.graph import Graph
 from accelsim.timing.decompose import SPLIT_KEYS, split_speedup, split_totals
 from accelsim.timing.events import LayerTiming
@@ -26,19 +27,29 @@ STAT_COLUMNS = ("neg_fraction", "pos_fraction", "zero_fraction", "input_zero_fra
 _OBJECT_STATS = ("eligible", "reason", "exact_violations", "relu")
 
 
+def mac_factors(events: Any, arch: ArchSpec, mac_format: FormatBits | None) -> Factors | None:
+    """The energy factors that price a log's `mac.mac` events as MACs of `mac_format` (None: as logged, the energy
+    table's reference MAC)."""
+    if mac_format is None:
+        return None
+    return event_factors(mac_format, arch.energy, events.bits.get(("mac", "mac"), arch.word_bits))
+
+
 def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, LayerTiming], images: int,
-                modes: Mapping[str, str], voltage_factors: Mapping[str, Mapping[str, float]] | None = None
-                ) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+                modes: Mapping[str, str], voltage_factors: Mapping[str, Mapping[str, float]] | None = None,
+                mac_format: FormatBits | None = None) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
     """One row per layer a design spends time on (cycles, cycle classes, energy per class), and its event log.
 
     `voltage_factors` (layer -> energy class -> factor, from `faults.energy_factors`): memories run at a scaled
     voltage cost that factor times their nominal energy per access, in the layer's energy and in its dense
-    counterpart alike."""
+    counterpart alike. `mac_format`: the run's number format (`format_bits`); every `mac.mac` event, of the layer
+    and of its dense counterpart, costs `mac_energy_scale(mac_format)` reference MACs (docs/arch_energy.md); None:
+    as logged."""
     rows, events = [], []
     for layer, t in timings.items():
         lyr = graph.layer(layer)
         table = _scaled_table(arch.energy, (voltage_factors or {}).get(layer, {}))
-        energy = energy_columns(t.events, table)
+        energy = energy_columns(t.events, table, mac_factors(t.events, arch, mac_format))
         dense = t.dense or t
         row = {
             "design": name, "layer": layer, "type": lyr.type_name, "mode": modes.get(layer, "dense"),
@@ -47,8 +58,9 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
             # the same design without early termination (the split of the speedup; equal to the above where the
             # design does not terminate early)
             "dense_cycles": dense.cycles, "dense_macs": dense.macs_performed,
-            "dense_energy_pj": (energy_columns(dense.events, table)["energy_pj"] if t.dense is not None
-                                else energy["energy_pj"]),
+            "dense_energy_pj": (energy_columns(dense.events, table,
+                                               mac_factors(dense.events, arch, mac_format))["energy_pj"]
+                                if t.dense is not None else energy["energy_pj"]),
             **{f"cycles_{k}": v for k, v in t.breakdown.items()}, **energy,
         }
         rows.append(row)

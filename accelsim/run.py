@@ -28,11 +28,13 @@ from accelsim.config import RunConfig, functional_key, timing_keys
 from accelsim.errors import AccelsimError, ConfigError, InternalError
 from accelsim.functional import forward
 from accelsim.functional.faults import energy_factors, fault_problems
+from accelsim.functional.formats import format_bits
 from accelsim.functional.forward import FunctionalResult, PredictiveSpec
 from accelsim.nets.datasets import Dataset
 from accelsim.nets.network import Network
 from accelsim.results import write_run
 from accelsim.timing.model import PassFacts, TimingModel, timing_model
+from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,10 @@ def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) 
     baseline = problems.attempt(lambda: load_arch(cfg.baseline, cfg.baseline_set)) if cfg.baseline else None
     if arch is None or (cfg.baseline and baseline is None) or network is None:
         return None
-    models = problems.attempt(lambda: [timing_model(a, network.graph, cfg.batch) for a in (arch, baseline)
-                                       if a is not None])
+    # the number format's stored widths reach both designs (shape-only runs too); partial sums at each word_bits
+    stored = format_bits(cfg.functional.number_format)
+    models = problems.attempt(lambda: [timing_model(a, network.graph, cfg.batch, DataWidths.of_format(a, stored))
+                                       for a in (arch, baseline) if a is not None])
     if models is None:
         return None
     found = fault_problems(cfg.functional.fault_injection, network.graph, arch.energy, cfg.functional.number_format)
@@ -299,11 +303,15 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
     rows: list[dict[str, Any]] = []
     event_frames: list[pd.DataFrame] = []
     totals: dict[str, dict[str, float]] = {}
+    # every design's MACs priced as the format's (minifloat: the exponent bits the pass chose)
+    mac_format = format_bits(cfg.functional.number_format,
+                             result.formats.get("exponent_bits") if result is not None else None)
     for name, arch, model in zip(names, [point.arch, point.baseline], point.models):
         assert arch is not None
         timings = model.finish(facts)
         r, e = metrics.design_rows(name, arch, graph, timings, images, modes if arch.dataflow == "snapea" else {},
-                                   energy_factors(cfg.functional.fault_injection, graph, arch.energy))
+                                   energy_factors(cfg.functional.fault_injection, graph, arch.energy),
+                                   mac_format=mac_format)
         rows += r
         event_frames += e
         totals[name] = metrics.design_totals(r, arch.clock_mhz)

@@ -2,11 +2,11 @@
 energy against the Eyeriss baseline for every point (benchmarks/formats.md holds the recorded output).
 
 Each point is one `accelsim.run.run(RunConfig.of(...))` in exact mode (the default), so top-1 is that of the format
-(exact mode changes no output) and speedup / energy are SnaPEA's over Eyeriss running the same format. Two energies
-per design: "logged", as the timing models log events today (storage and MACs at `word_bits`), and "format", the
-same events with every MAC priced by the format's scaling rule (accelsim.energy.event_factors). Both designs store
-words of max(weight bits, activation bits) (`--set word_bits=...` on both), the nearest the timing models come to the
-format's storage until they take weight and activation widths separately (see the report in formats.md).
+(exact mode changes no output) and speedup / energy are SnaPEA's over Eyeriss running the same format. The run itself
+prices the format: both timing models store weights and activations at the format's widths (partial sums at the
+architecture's 16-bit word) and every MAC costs the format's scaling rule (accelsim.energy.event_factors). A second
+energy reduction, "16-bit MACs", re-prices the same events with every MAC at the 16-bit reference MAC: what the
+storage widths alone do.
 
     python benchmarks/formats.py [--nets lenet,resnet20,squeezenet] [--limit-lenet 10000] [--limit-resnet20 2000]
         [--limit-squeezenet 500] [--points NAME,...] [--out /tmp/formats.jsonl]
@@ -115,12 +115,8 @@ def run_point(net: str, name: str, settings: dict[str, Any], limit: int) -> dict
     from accelsim.timing.events import EventLog
 
     paths = {k: str(v) for k, v in NETS[net].items()}
-    probe = RunConfig.of(**paths, **settings)
-    nf = probe.functional.number_format
-    word = max(nf.stored_weight_bits, nf.stored_activation_bits)
-    wset = (f"word_bits={word}",) if word != 16 else ()
-    cfg = RunConfig.of(**paths, **settings, limit=limit, set=wset, baseline_set=wset,
-                       float_reference=name == "dfp16")
+    cfg = RunConfig.of(**paths, **settings, limit=limit, float_reference=name == "dfp16")
+    nf = cfg.functional.number_format
     started = time.perf_counter()
     out = run(cfg)
     seconds = time.perf_counter() - started
@@ -128,10 +124,10 @@ def run_point(net: str, name: str, settings: dict[str, Any], limit: int) -> dict
     result = out.functional
     assert result is not None
     bits = format_bits(nf, result.formats.get("exponent_bits"))
-    row: dict[str, Any] = dict(net=net, point=name, settings=settings, images=s["images"], word_bits=word,
+    row: dict[str, Any] = dict(net=net, point=name, settings=settings, images=s["images"],
                                top1=s["accuracy"]["top1"], top5=s["accuracy"]["top5"],
                                agreement=s["accuracy"]["agreement"], speedup=s["speedup"],
-                               energy_reduction_logged=s["energy_reduction"], mac_reduction=s["mac_reduction"],
+                               energy_reduction=s["energy_reduction"], mac_reduction=s["mac_reduction"],
                                seconds=round(seconds, 1), exact_violations=s["exact_violations"],
                                formats={k: v for k, v in result.formats.items()
                                         if k in ("exponent_bits", "mantissa_bits", "fixed_integer_bits")},
@@ -146,18 +142,20 @@ def run_point(net: str, name: str, settings: dict[str, Any], limit: int) -> dict
     row["weight_zero_fraction"] = float(np.average(layers["weight_zero_fraction"], weights=counts))
     events = out.events
     for design, arch_name in ((s["design"], "snapea"), (s["baseline"], "eyeriss")):
-        table = load_arch(find_arch(arch_name), wset).energy
-        log = EventLog()
-        mine = events[events["design"] == design]
-        for (component, event), grp in mine.groupby(["component", "event"]):
-            log.add(component, event, float(grp["count"].sum()), int(grp["bits"].iloc[0]))
-        logged = sum(evaluate_events(log, table).values())
-        priced = sum(evaluate_events(log, table, event_factors(bits, table, word)).values())
-        if not math.isclose(logged, s["designs"][design]["energy_pj"], rel_tol=1e-9):
-            raise AssertionError(f"{design}: events give {logged} pJ, the summary {s['designs'][design]['energy_pj']}")
-        row[f"{arch_name}_energy_logged_pj"] = logged
-        row[f"{arch_name}_energy_format_pj"] = priced
-    row["energy_reduction_format"] = row["eyeriss_energy_format_pj"] / row["snapea_energy_format_pj"]
+        table = load_arch(find_arch(arch_name)).energy
+        priced = ref_mac = 0.0
+        for _, grp in events[events["design"] == design].groupby("layer"):
+            log = EventLog()  # one layer: an event kind may log a different (mean) width in each layer
+            for component, event, count, width in zip(grp["component"], grp["event"], grp["count"], grp["bits"]):
+                log.add(component, event, float(count), float(width))
+            ref_mac += sum(evaluate_events(log, table).values())
+            factors = event_factors(bits, table, log.bits.get(("mac", "mac"), 16))
+            priced += sum(evaluate_events(log, table, factors).values())
+        if not math.isclose(priced, s["designs"][design]["energy_pj"], rel_tol=1e-9):
+            raise AssertionError(f"{design}: events give {priced} pJ, the summary {s['designs'][design]['energy_pj']}")
+        row[f"{arch_name}_energy_pj"] = priced
+        row[f"{arch_name}_energy_ref_mac_pj"] = ref_mac
+    row["energy_reduction_ref_mac"] = row["eyeriss_energy_ref_mac_pj"] / row["snapea_energy_ref_mac_pj"]
     return row
 
 
@@ -182,17 +180,16 @@ def tables(rows: list[dict[str, Any]]) -> str:
         out.append(f"\n**{net}** ({mine[0]['images']} images; float32 top-1 "
                    f"{'%.2f %%' % (100 * fl) if fl is not None else 'n/a'})\n")
         out.append("| point | settings | W / A bits | MAC | top-1 % | vs float pts | pruned % | zero w % | speedup "
-                   "| MAC red. | SnaPEA uJ | Eyeriss uJ | E red. | E red. logged | word | s |")
-        out.append("|" + "---|" * 16)
+                   "| MAC red. | SnaPEA uJ | Eyeriss uJ | E red. | E red. 16-bit MACs | s |")
+        out.append("|" + "---|" * 15)
         for r in mine:
             d = 100 * (r["top1"] - fl) if fl is not None else math.nan
             out.append(
                 f"| {r['point']} | {_settings_text(r['settings'])} | {r['weight_bits']} / {r['activation_bits']} "
                 f"| {r['mac_kind']} | {100 * r['top1']:.2f} | {d:+.2f} | {100 * r['pruned_fraction']:.1f} "
                 f"| {100 * r['weight_zero_fraction']:.1f} | {r['speedup']:.3f} | {r['mac_reduction']:.3f} "
-                f"| {r['snapea_energy_format_pj'] / 1e6:.2f} | {r['eyeriss_energy_format_pj'] / 1e6:.2f} "
-                f"| {r['energy_reduction_format']:.3f} | {r['energy_reduction_logged']:.3f} | {r['word_bits']} "
-                f"| {r['seconds']:.0f} |")
+                f"| {r['snapea_energy_pj'] / 1e6:.2f} | {r['eyeriss_energy_pj'] / 1e6:.2f} "
+                f"| {r['energy_reduction']:.3f} | {r['energy_reduction_ref_mac']:.3f} | {r['seconds']:.0f} |")
     return "\n".join(out)
 
 
@@ -227,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             with out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(f"{net:10s} {name:18s} top1 {100 * row['top1']:6.2f}  agree {100 * row['agreement']:6.2f}  "
-                  f"speedup {row['speedup']:.3f}  E-red(format) {row['energy_reduction_format']:.3f}  "
-                  f"SnaPEA {row['snapea_energy_format_pj'] / 1e6:8.3f} uJ  {row['seconds']:7.1f} s", flush=True)
+                  f"speedup {row['speedup']:.3f}  E-red {row['energy_reduction']:.3f}  "
+                  f"SnaPEA {row['snapea_energy_pj'] / 1e6:8.3f} uJ  {row['seconds']:7.1f} s", flush=True)
     return 0
 
 

@@ -275,6 +275,15 @@ class FormatBits:
     exponent_bits: int = 0  # minifloat: exponent bits (the exponent adder and the alignment of the accumulator)
 
 
+def cost_settings(nf: NumberFormat) -> frozenset[str]:
+    """The run settings (flat keys) of `nf` that change what it costs the hardware (`format_bits`): stored widths and
+    the MAC's kind and widths. A shape-only run honours these and no other format setting."""
+    keys = {"number_format", "weight_bits", "activation_bits", "exponent_bits", "shift_underflow"}
+    if nf.rounding == "truncate":  # truncated LSBs are not stored
+        keys |= {"rounding", "truncate_lsbs"}
+    return frozenset(keys)
+
+
 def format_bits(nf: NumberFormat, exponent_bits: int | None = None) -> FormatBits:
     """The format's bits and MAC kind from its settings (minifloat's exponent bits: given, or as chosen by
     `Formats.choose`; default the settings' value, else 5)."""

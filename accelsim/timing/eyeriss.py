@@ -9,6 +9,11 @@ docs/validation.md.
 
 Notation (JSSC 2017 Table I/II), per group of a grouped conv: C channels, M filters, H x W padded input, R x S
 kernel, E x F output, U stride, N images; a pass runs p*t filters x q*r channels x n images over e output rows.
+
+Data widths (`DataWidths`, the run's number format): each scratchpad holds `bytes * 8 // bits` values of its own data
+type (filter: weight bits, ifmap: activation bits, psum: partial-sum bits); the global buffer holds ifmaps, psums and
+filters at their own widths; DRAM moves weights and activations (ifmaps and finished outputs) at theirs. The global
+buffer's bus moves `bandwidth_words_per_cycle` words of `word_bits`, so narrower values stream proportionally faster.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from accelsim.arch import ArchSpec
 from accelsim.errors import ConfigError
 from accelsim.nets.graph import FC, Conv, Graph, Layer
 from accelsim.timing.events import EventLog, LayerTiming
+from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +146,8 @@ class RSMapping:
                 f"PEs={self.pes_mapped} passes={self.passes}")
 
 
-def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int) -> list[str]:
+def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int,
+                       widths: DataWidths | None = None) -> list[str]:
     """The RS rules of the Eyeriss papers that mapping `m` of layer shape `s` breaks on `arch` (empty: legal).
 
     Written from the papers, independently of the search, so that a test can hold every mapping the search picks
@@ -153,11 +160,15 @@ def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int) -> 
       filters, same ifmap rows by multicast) fill the other slots and the side-by-side columns.
     - Scratchpads (JSSC Sec. IV-A 1): q x S <= ifmap words, p x q x S <= filter words, p <= psum words.
     - Global buffer (JSSC Sec. IV-A 3): n x q x r ifmap rows of the strip, n x m psum rows and two passes of filters.
+
+    Capacities in values of each data type at `widths` (default: `arch.word_bits` for all).
     """
     rows, cols = arch.array.rows, arch.array.cols
-    wb = arch.word_bits
-    w_spad, i_spad, p_spad = (_words(b, wb) for b in (arch.pe.weight_buffer_bytes, arch.pe.input_register_bytes,
-                                                       arch.pe.psum_register_bytes))
+    widths = DataWidths.resolve(arch, widths)
+    wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
+    w_spad, i_spad, p_spad = (_words(b, bits) for b, bits in ((arch.pe.weight_buffer_bytes, wb),
+                                                               (arch.pe.input_register_bytes, ab),
+                                                               (arch.pe.psum_register_bytes, pb)))
     bad = []
     if not 1 <= m.e <= s.E or m.strips != _ceil(s.E, m.e):
         bad.append(f"strip width e={m.e} with {m.strips} strips does not tile E={s.E}")
@@ -185,11 +196,12 @@ def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int) -> 
     if not 1 <= m.n <= batch:
         bad.append(f"n = {m.n} images per pass with a batch of {batch}")
     pt, qr = min(m.p * m.t, s.M), min(m.q * m.r, s.C)
-    need = (m.n * qr * ((m.e - 1) * s.U + s.R) * s.width_used + m.n * m.m * m.e * s.F
-            + 2 * pt * qr * m.rows_per_fold * s.S)
-    if need > _words(arch.global_buffer.bytes, wb):
-        bad.append(f"ifmap block + psums of m={m.m} filters + two passes of filters = {need} words > the global "
-                   f"buffer's {_words(arch.global_buffer.bytes, wb)}")
+    ifmaps, psums, filters = (m.n * qr * ((m.e - 1) * s.U + s.R) * s.width_used, m.n * m.m * m.e * s.F,
+                              2 * pt * qr * m.rows_per_fold * s.S)
+    need = ifmaps * ab + psums * pb + filters * wb
+    if need > arch.global_buffer.bytes * 8:
+        bad.append(f"ifmap block ({ifmaps} x {ab} b) + psums of m={m.m} filters ({psums} x {pb} b) + two passes of "
+                   f"filters ({filters} x {wb} b) = {need} bits > the global buffer's {arch.global_buffer.bytes * 8}")
     if m.pes_mapped > rows * cols:
         bad.append(f"{m.pes_mapped} PEs mapped on a {rows}x{cols} array")
     return bad
@@ -251,22 +263,26 @@ def set_geometries(arch: ArchSpec, s: RSShape, strip_width: str = "any") -> list
     return out
 
 
-def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any") -> dict[str, np.ndarray]:
+def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any",
+                widths: DataWidths | None = None) -> dict[str, np.ndarray]:
     """Every legal (e, r, t, p, q, n) with its m, as flat arrays; a ConfigError when none exists."""
     rows, cols = arch.array.rows, arch.array.cols
-    wb = arch.word_bits
+    widths = DataWidths.resolve(arch, widths)
+    wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
     w_spad = _words(arch.pe.weight_buffer_bytes, wb)
-    i_spad = _words(arch.pe.input_register_bytes, wb)
-    p_spad = _words(arch.pe.psum_register_bytes, wb)
-    glb = _words(arch.global_buffer.bytes, wb)
+    i_spad = _words(arch.pe.input_register_bytes, ab)
+    p_spad = _words(arch.pe.psum_register_bytes, pb)
+    glb_bits = arch.global_buffer.bytes * 8
     if p_spad < 1 or i_spad < 1:
-        raise ConfigError(f"{arch.name}: the eyeriss dataflow needs a psum register and an input register of at least "
-                          f"one {wb}-bit word (pe.psum_register_bytes={arch.pe.psum_register_bytes}, "
+        raise ConfigError(f"{arch.name}: the eyeriss dataflow needs a psum register of at least one {pb}-bit partial "
+                          f"sum and an input register of at least one {ab}-bit activation "
+                          f"(pe.psum_register_bytes={arch.pe.psum_register_bytes}, "
                           f"pe.input_register_bytes={arch.pe.input_register_bytes})")
     if s.S > i_spad or s.S > w_spad:
         raise ConfigError(f"{arch.name}: a filter row of {s.S} weights does not fit the PE scratchpads "
-                          f"(input register {i_spad} words, weight scratchpad {w_spad} words); the row-stationary "
-                          "mapping keeps one filter row and its input window in each PE")
+                          f"(input register {i_spad} activations of {ab} bits, weight scratchpad {w_spad} weights of "
+                          f"{wb} bits); the row-stationary mapping keeps one filter row and its input window in each "
+                          "PE")
     fold_h = _ceil(s.R, rows)
     r_f = _ceil(s.R, fold_h)
     geo = set_geometries(arch, s, strip_width)
@@ -294,8 +310,8 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
     pt, qr = p * t, q * r
     ifmap_block = n * np.minimum(qr, s.C) * ((e - 1) * s.U + s.R) * s.width_used
     filt2 = 2 * np.minimum(pt, s.M) * np.minimum(qr, s.C) * r_f * s.S
-    avail = glb - ifmap_block - filt2
-    m = np.minimum(s.M, (np.maximum(avail, 0) // (n * e * s.F)) // pt * pt)
+    avail = glb_bits - ifmap_block * ab - filt2 * wb  # bits left for the psums of m filters
+    m = np.minimum(s.M, (np.maximum(avail, 0) // (n * e * s.F * pb)) // pt * pt)
     ok &= m >= np.minimum(pt, s.M)
     if not ok.any():
         raise ConfigError(f"{arch.name}: the global buffer ({arch.global_buffer.bytes} B) cannot hold one pass of "
@@ -309,12 +325,18 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
     return cand
 
 
-def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Access counts (words, per group and batch) and cycles of candidate mappings `c` (arrays of equal length)."""
+def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray],
+              widths: DataWidths | None = None) -> dict[str, np.ndarray]:
+    """Access counts (values, per group and batch) and cycles of candidate mappings `c` (arrays of equal length),
+    with data stored at `widths` (default: `arch.word_bits` for all)."""
     e, r, t, p, q, n, m = (np.asarray(c[k], dtype=np.int64) for k in ("e", "r", "t", "p", "q", "n", "m"))
     fold_h, r_f = np.asarray(c["fold_h"]), np.asarray(c["r_f"])
+    ifmap_block = np.asarray(c["ifmap_block"], dtype=np.int64)
     N, C, M = batch, s.C, s.M
-    glb = _words(arch.global_buffer.bytes, arch.word_bits)
+    widths = DataWidths.resolve(arch, widths)
+    wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
+    # each data type in words of the hardware's word_bits (the global buffer's bus and the ranking's unit)
+    fw, fa, fp = (bits / arch.word_bits for bits in (wb, ab, pb))
     pt, qr = p * t, q * r
     # per-e strip sums (few distinct e values)
     ue, inv = np.unique(e, return_inverse=True)
@@ -335,7 +357,7 @@ def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray
     W_g = M * C * s.R * s.S
     outputs = N * M * s.E * s.F
     psum_block = n * m * e * s.F
-    resident = c["ifmap_block"] + psum_block + W_g <= glb
+    resident = ifmap_block * ab + psum_block * pb + W_g * wb <= arch.global_buffer.bytes * 8
     weight_loads = np.where(resident, 1, k_n * k_e)
     # DRAM (words)
     dram_w = W_g * weight_loads
@@ -360,30 +382,34 @@ def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray
     S, F = s.S, s.F
     busy = N * sum_p * sum_q * k_e * fold_h * S * F
     bw = arch.global_buffer.bandwidth_words_per_cycle
-    fill = gb_w_read / bw  # filter scratchpads are loaded at the start of each pass (not double-buffered)
+    fill = gb_w_read * fw / bw  # filter scratchpads are loaded at the start of each pass (not double-buffered)
     # ifmaps into the array, psums into the array (every accumulation step but the first) and psums out of it each
     # have their own network of `bw` words per cycle (the chip's separate networks per data type; nn_dataflow's bus
     # time is likewise the largest data type's buffer traffic over the bus width). The write-back read of finished
     # outputs goes to DRAM, not through the array.
     psum_in = outputs * (acc_steps - 1)
-    stream = np.maximum(np.maximum(gb_i_read, psum_in), gb_p_write)
+    stream = np.maximum(np.maximum(gb_i_read * fa, psum_in * fp), gb_p_write * fp)
     gbuf_stall = np.maximum(0.0, stream / bw - busy)
-    word_bytes = arch.word_bits / 8
-    dram_bytes = (dram_w + dram_i + dram_o) * word_bytes
+    w_bytes, a_bytes = wb / 8, ab / 8
+    dram_bytes = dram_w * w_bytes + (dram_i + dram_o) * a_bytes
     dram_cycles = dram_bytes / arch.dram_bytes_per_cycle
-    prologue = (c["ifmap_block"] + pt * qr * r_f * S) * word_bytes / arch.dram_bytes_per_cycle
+    prologue = (ifmap_block * a_bytes + pt * qr * r_f * S * w_bytes) / arch.dram_bytes_per_cycle
     dram_stall = np.maximum(0.0, dram_cycles - (busy + fill + gbuf_stall)) + prologue
     cycles = busy + fill + gbuf_stall + dram_stall
-    rank = (_RANK_COST["dram"] * (dram_w + dram_i + dram_o)
-            + _RANK_COST["gbuf"] * (gb_i_read + gb_i_write + gb_p_read + gb_p_write + gb_w_read + gb_w_write)
-            + _RANK_COST["noc"] * noc
-            + _RANK_COST["rf"] * (3 * macs + sp_w_write + sp_i_write + 2 * macs))
+    # accesses weighted by their width in words (every weight is 1 where all widths are word_bits)
+    rank = (_RANK_COST["dram"] * (dram_w * fw + (dram_i + dram_o) * fa)
+            + _RANK_COST["gbuf"] * ((gb_i_read + gb_i_write) * fa + (gb_p_read + gb_p_write) * fp
+                                    + (gb_w_read + gb_w_write) * fw)
+            + _RANK_COST["noc"] * ((gb_i_read * fa + gb_w_read * fw) + ((gb_p_read - outputs) + gb_p_write
+                                                                        + noc_psum_hops) * fp)
+            + _RANK_COST["rf"] * (macs * (fw + fa + fp) + sp_w_write * fw + sp_i_write * fa + 2 * macs * fp))
     return {"passes": passes, "resident": resident, "k_e": k_e, "macs": np.full(len(e), macs),
             "dram_w": dram_w, "dram_i": dram_i, "dram_o": dram_o,
             "gb_i_read": gb_i_read, "gb_i_write": gb_i_write, "gb_p_read": gb_p_read, "gb_p_write": gb_p_write,
             "gb_w_read": gb_w_read, "gb_w_write": gb_w_write, "sp_w_write": sp_w_write, "sp_i_write": sp_i_write,
             "noc_psum_hops": noc_psum_hops, "noc": noc, "busy": busy.astype(float), "fill": fill,
-            "gbuf_stall": gbuf_stall, "dram_stall": dram_stall, "cycles": cycles, "rank": rank}
+            "gbuf_stall": gbuf_stall, "dram_stall": dram_stall, "cycles": cycles, "rank": rank,
+            "dram_bytes": dram_bytes}
 
 
 def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
@@ -404,7 +430,7 @@ def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
     elif objective == "energy":
         order = np.lexsort((passes, cycles, energy))
     elif objective == "dram":
-        dram = cost["dram_w"] + cost["dram_i"] + cost["dram_o"]
+        dram = cost["dram_bytes"]
         order = np.lexsort((passes, energy * cycles, dram))
     else:
         order = np.lexsort((passes, energy, energy * cycles))
@@ -418,7 +444,7 @@ class _LayerPlan:
     counts: dict[str, float]  # access counts and cycles for the whole batch, all groups
 
 
-def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions) -> _LayerPlan:
+def _check(arch: ArchSpec, batch: int) -> None:
     if arch.dataflow != "eyeriss":
         raise ConfigError(f"{arch.name}: dataflow is '{arch.dataflow}'; the row-stationary model needs "
                           "dataflow: eyeriss")
@@ -426,9 +452,14 @@ def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissO
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     if arch.pe.lanes != 1:
         raise ConfigError(f"{arch.name}: an Eyeriss PE has one MAC (pe.lanes = 1), got pe.lanes = {arch.pe.lanes}")
+
+
+def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions,
+          widths: DataWidths | None = None) -> _LayerPlan:
+    _check(arch, batch)
     s = rs_shape(graph, layer)
-    cand = _candidates(arch, s, batch, opts.strip_width)
-    cost = _evaluate(arch, s, batch, cand)
+    cand = _candidates(arch, s, batch, opts.strip_width, widths)
+    cost = _evaluate(arch, s, batch, cand, widths)
     i = _choose(cost, opts.mapping_objective)
     pick = {k: v[i] for k, v in cand.items()}
     e, seg, r_f = int(pick["e"]), int(pick["seg"]), int(pick["r_f"])
@@ -441,52 +472,70 @@ def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissO
     return _LayerPlan(s, mapping, counts)
 
 
-def map_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int) -> RSMapping:
+def map_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
+              widths: DataWidths | None = None) -> RSMapping:
     """The RS mapping the model picks for `layer` at this batch size (per group of a grouped conv)."""
-    return _plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options)).mapping
+    return _plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options), widths).mapping
 
 
-def layer_accesses(arch: ArchSpec, graph: Graph, layer: Layer, batch: int) -> dict[str, float]:
-    """Access counts in words per (level, data type, direction) for the whole batch (all groups), plus cycles.
+def layer_accesses(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
+                   widths: DataWidths | None = None) -> dict[str, float]:
+    """Access counts in values per (level, data type, direction) for the whole batch (all groups), plus cycles.
 
     Keys: dram_{w,i,o}, gb_{i,p,w}_{read,write}, sp_{w,i}_write, noc_psum_hops, noc, busy, fill, gbuf_stall,
-    dram_stall, cycles, macs, passes. `w` = weights, `i` = input feature maps, `o`/`p` = outputs / partial sums.
+    dram_stall, cycles, macs, passes, dram_bytes. `w` = weights, `i` = input feature maps, `o`/`p` = outputs /
+    partial sums; values of each type are stored at `widths` (default: `arch.word_bits` for all).
     """
-    return dict(_plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options)).counts)
+    return dict(_plan(arch, graph, layer, batch, EyerissOptions.from_mapping(arch.options), widths).counts)
 
 
 # -- public API ------------------------------------------------------------------------------------------------------
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
-                   input_zero_fraction: float = 0.0) -> LayerTiming:
+                   input_zero_fraction: float = 0.0, widths: DataWidths | None = None) -> LayerTiming:
     """Cycles and access events of a conv or fc layer on the RS array, as per-image averages over `batch` images.
 
     `input_zero_fraction` (share of the layer's input values that are zero) matters only with
     `options.zero_gating`: gated MACs skip the weight-scratchpad read and the multiply (energy), never cycles.
+    `widths`: bits per stored weight, activation and partial sum (default: `arch.word_bits` for all); events that
+    carry several data types (`noc.transfer`, `global_buffer`) log their count-weighted mean width.
     """
     opts = EyerissOptions.from_mapping(arch.options)
     if not (isinstance(input_zero_fraction, (int, float)) and 0.0 <= input_zero_fraction <= 1.0):
         raise ConfigError(f"input_zero_fraction must be a number in [0, 1], got {input_zero_fraction!r}")
-    plan = _plan(arch, graph, layer, batch, opts)
+    widths = DataWidths.resolve(arch, widths)
+    wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
+    plan = _plan(arch, graph, layer, batch, opts, widths)
     c = plan.counts
-    wb = arch.word_bits
     macs = c["macs"]
     gated = macs * input_zero_fraction if opts.zero_gating else 0.0
     ev = EventLog()
-    ev.add("mac", "mac", macs - gated, wb)
+    ev.add("mac", "mac", macs - gated, pb)  # the datapath word; a format's MAC cost is an energy factor
     if opts.zero_gating:
         ev.add("mac", "gated", gated, 0)
     ev.add("weight_spad", "read", macs - gated, wb)
     ev.add("weight_spad", "write", c["sp_w_write"], wb)
-    ev.add("input_spad", "read", macs, wb)
-    ev.add("input_spad", "write", c["sp_i_write"], wb)
-    ev.add("psum_spad", "read", macs, wb)
-    ev.add("psum_spad", "write", macs, wb)
-    ev.add("noc", "transfer", c["noc"], wb)
-    ev.add("global_buffer", "read", c["gb_i_read"] + c["gb_p_read"] + c["gb_w_read"], wb)
-    ev.add("global_buffer", "write", c["gb_i_write"] + c["gb_p_write"] + c["gb_w_write"], wb)
-    word_bytes = wb / 8
-    ev.add("dram", "read", (c["dram_w"] + c["dram_i"]) * word_bytes, 8)
-    ev.add("dram", "write", c["dram_o"] * word_bytes, 8)
+    ev.add("input_spad", "read", macs, ab)
+    ev.add("input_spad", "write", c["sp_i_write"], ab)
+    ev.add("psum_spad", "read", macs, pb)
+    ev.add("psum_spad", "write", macs, pb)
+
+    def mixed(component: str, event: str, total: float, parts: list[tuple[float, int]]) -> None:
+        if len({bits for _, bits in parts}) == 1:  # one width: the total as counted
+            ev.add(component, event, total, parts[0][1])
+        else:
+            ev.add_mixed(component, event, parts)
+
+    # the NoC carries ifmaps and filters into the array and psums in, out and between PEs
+    mixed("noc", "transfer", c["noc"], [(c["gb_i_read"], ab), (c["gb_w_read"], wb),
+                                        (c["noc"] - c["gb_i_read"] - c["gb_w_read"], pb)])
+    mixed("global_buffer", "read", c["gb_i_read"] + c["gb_p_read"] + c["gb_w_read"],
+          [(c["gb_i_read"], ab), (c["gb_p_read"], pb), (c["gb_w_read"], wb)])
+    mixed("global_buffer", "write", c["gb_i_write"] + c["gb_p_write"] + c["gb_w_write"],
+          [(c["gb_i_write"], ab), (c["gb_p_write"], pb), (c["gb_w_write"], wb)])
+    dram_read = ((c["dram_w"] + c["dram_i"]) * (wb / 8) if wb == ab
+                 else c["dram_w"] * (wb / 8) + c["dram_i"] * (ab / 8))
+    ev.add("dram", "read", dram_read, 8)
+    ev.add("dram", "write", c["dram_o"] * (ab / 8), 8)  # finished outputs, rounded onto the activation format
     ev.add("dram", "stall_cycle", c["dram_stall"], 0)
     ev.add("clock", "cycle", c["cycles"], 0)  # every cycle of the layer: static and clock-tree energy, if the table has it
     per_image = 1.0 / batch
@@ -511,9 +560,14 @@ class EyerissTiming:
     zero shares reach it at `finish` (zero gating is energy only).
     """
 
-    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1):
+    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1, widths: DataWidths | None = None):
         self.arch, self.graph, self.batch = arch, graph, batch
+        self.widths = DataWidths.resolve(arch, widths)
         self.options = EyerissOptions.from_mapping(arch.options)
+        _check(arch, batch)
+        for layer in graph.layers:  # every layer must have a legal mapping: a bad config fails before any image
+            if isinstance(layer, (Conv, FC)):
+                _candidates(arch, rs_shape(graph, layer), 1, self.options.strip_width, self.widths)
 
     def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
         """Dense: nothing to record."""
@@ -522,5 +576,5 @@ class EyerissTiming:
         batch = getattr(facts, "batch", None) or self.batch
         zeros = getattr(facts, "input_zero_fraction", None) or {}
         return {layer.name: simulate_layer(self.arch, self.graph, layer, batch,
-                                           input_zero_fraction=zeros.get(layer.name, 0.0))
+                                           input_zero_fraction=zeros.get(layer.name, 0.0), widths=self.widths)
                 for layer in self.graph.layers if isinstance(layer, (Conv, FC))}

@@ -4,6 +4,10 @@ A timing model observes the functional pass (per-window MAC counts of each conv 
 pass is over, turns what it saw into per-layer cycles, cycle classes and an event log (`LayerTiming`). A dense
 design (Eyeriss) ignores the MAC counts and times every costed layer from its shape, with the input zero shares of
 the pass for zero gating.
+
+The run's number format reaches a model as `DataWidths` (bits per stored weight, activation and partial sum) when it
+is built, not in `PassFacts`: the widths are a setting known before any image, and SnaPEA validates and maps every
+layer (buffer capacities, portion sizes) at construction and fixes schedules while it observes, before `finish`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from accelsim.arch import ArchSpec
 from accelsim.nets.graph import Graph
 from accelsim.timing.events import LayerTiming
+from accelsim.timing.widths import DataWidths
 
 if TYPE_CHECKING:  # pragma: no cover
     from accelsim.functional.reorder import WeightStream
@@ -47,22 +52,23 @@ class TimingModel(Protocol):
         """Per-image LayerTiming of every layer the design spends time on, in network order."""
 
 
-def timing_model(arch: ArchSpec, graph: Graph, batch: int = 1) -> TimingModel:
-    """The timing model of `arch`'s dataflow for `graph`, mapping `batch` images together (validates every layer
-    against the design up front)."""
-    return _REGISTRY[arch.dataflow]()(arch, graph, batch)
+def timing_model(arch: ArchSpec, graph: Graph, batch: int = 1, widths: DataWidths | None = None) -> TimingModel:
+    """The timing model of `arch`'s dataflow for `graph`, mapping `batch` images together, its data stored at
+    `widths` (the run's number format, `DataWidths.of_format`; default `arch.word_bits` for every value). Validates
+    every layer against the design up front."""
+    return _REGISTRY[arch.dataflow]()(arch, graph, batch, widths)
 
 
-def _snapea() -> Callable[[ArchSpec, Graph, int], Any]:
+def _snapea() -> Callable[..., Any]:
     from accelsim.timing.snapea import SnaPEATiming
 
     return SnaPEATiming
 
 
-def _eyeriss() -> Callable[[ArchSpec, Graph, int], Any]:
+def _eyeriss() -> Callable[..., Any]:
     from accelsim.timing.eyeriss import EyerissTiming
 
     return EyerissTiming
 
 
-_REGISTRY: dict[str, Callable[[], Callable[[ArchSpec, Graph, int], Any]]] = {"snapea": _snapea, "eyeriss": _eyeriss}
+_REGISTRY: dict[str, Callable[[], Callable[..., Any]]] = {"snapea": _snapea, "eyeriss": _eyeriss}

@@ -472,8 +472,8 @@ def reference_totals(arch: ArchSpec, plan: LayerPlan, macs: np.ndarray | None) -
 
 
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True, stream: Any = None, mapping: Any = None) -> LayerTiming:
+                   pau: bool = True, stream: Any = None, mapping: Any = None, widths: Any = None) -> LayerTiming:
     """The reference's LayerTiming for one batch (same meaning as `snapea.simulate_layer`)."""
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping, widths=widths)
     return timing_from_totals(arch, plan, reference_totals(arch, plan, macs))

@@ -51,6 +51,7 @@ from accelsim.nets.graph import (
 from accelsim.timing import snapea_map
 from accelsim.timing.events import EventLog, LayerTiming
 from accelsim.timing.snapea_map import KERNEL_DEALINGS, LANE_ASSIGNMENTS, PORTIONS, ROW_DEALINGS, Mapping as ConvMapping
+from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class LayerPlan:
     n_spec: np.ndarray | None = None  # (F,) speculation-set size (a check after N MACs when > 0)
     batch: int = 1  # fc: images that share one weight fetch (the unit of `static` and of the totals)
     park_bytes: int = 0  # fc over a batch: each image's input, written to DRAM by its producer and read back here
+    widths: DataWidths | None = None  # bits per weight / activation / partial sum (None: the arch's word_bits)
 
     @property
     def lockstep(self) -> bool:
@@ -382,17 +384,17 @@ def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, ca
     return pinned, chunk
 
 
-def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, word_bits: int) -> np.ndarray:
+def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, activation_bits: int) -> np.ndarray:
     """Bytes of the input portion of every band of `tile_rows` output rows (halo included, padding not)."""
     c_in, h_in, w_in = in_shape
     y0 = np.arange(0, ho, tile_rows)
     rows = snapea_map.input_span(y0, np.minimum(y0 + tile_rows, ho), layer.stride[0], layer.pad[0], layer.kernel[0],
                                  h_in)
-    return -(-(c_in * rows * w_in * word_bits) // 8)
+    return -(-(c_in * rows * w_in * activation_bits) // 8)
 
 
 def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, int], rows: int, cap_bytes: int,
-                   psum_bytes_per_window: int, word_bits: int) -> int:
+                   psum_bytes_per_window: int, activation_bits: int) -> int:
     """`tile_rows: auto` (the fixed schedule): the fewest band steps whose portions fit a PE's input half, then the
     smallest even bands.
 
@@ -403,10 +405,11 @@ def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, in
     ho, wo = out_hw
     r_max = 1
     for r in range(2, ho + 1):
-        if int(_portions(layer, in_shape, ho, r, word_bits).max()) + r * wo * psum_bytes_per_window > cap_bytes:
+        if int(_portions(layer, in_shape, ho, r, activation_bits).max()) + r * wo * psum_bytes_per_window > cap_bytes:
             break
         r_max = r
-    if r_max == 1 and int(_portions(layer, in_shape, ho, 1, word_bits).max()) + wo * psum_bytes_per_window > cap_bytes:
+    if (r_max == 1 and int(_portions(layer, in_shape, ho, 1, activation_bits).max()) + wo * psum_bytes_per_window
+            > cap_bytes):
         log.debug("layer %s: one output row's input portion exceeds the PE's input half (%d B)", layer.name, cap_bytes)
     steps = -(-(-(-ho // r_max)) // rows)
     return -(-ho // (rows * steps))
@@ -428,6 +431,7 @@ class ConvContext:
     out_words: int  # words the layer writes (after a fused pool)
     out_dram: int  # bytes of its output that go to DRAM (per image)
     pool_events: int  # mac.pool events per image (a fused pool sees every conv output)
+    widths: DataWidths  # bits per stored weight, activation and partial sum
 
     @property
     def lengths_array(self) -> np.ndarray:
@@ -435,14 +439,15 @@ class ConvContext:
 
     @property
     def cap(self) -> int:
-        """Entries of the smaller of the weight and index buffers."""
+        """Entries of the smaller of the weight and index buffers (weights of `widths.weight_bits` each)."""
         a = self.arch
-        return min(a.pe.weight_buffer_bytes * 8 // a.word_bits, a.pe.index_buffer_bytes * 8 // a.pe.index_bits)
+        return min(a.pe.weight_buffer_bytes * 8 // self.widths.weight_bits,
+                   a.pe.index_buffer_bytes * 8 // a.pe.index_bits)
 
 
-def _check_conv(arch: ArchSpec, layer: Conv) -> None:
+def _check_conv(arch: ArchSpec, layer: Conv, widths: DataWidths | None = None) -> None:
     """Index width and the smallest buffers a conv layer can stream through (ConfigError naming what is short)."""
-    k, wb, ib = layer.kernel_size, arch.word_bits, arch.pe.index_bits
+    k, wb, ib = layer.kernel_size, DataWidths.resolve(arch, widths).weight_bits, arch.pe.index_bits
     if k > 2**ib:
         raise ConfigError(f"layer '{layer.name}': pe.index_bits = {ib} addresses {2**ib} kernel positions, but its "
                           f"kernels have {k} weights (need index_bits >= {math.ceil(math.log2(k))})")
@@ -455,27 +460,30 @@ def _check_conv(arch: ArchSpec, layer: Conv) -> None:
                               "2 entries (double buffering)")
 
 
-def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray) -> ConvContext:
-    """The planning context of a conv layer of `graph` whose kernels store `lengths` entries."""
-    _check_conv(arch, layer)
-    wb = arch.word_bits
+def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray,
+                 widths: DataWidths | None = None) -> ConvContext:
+    """The planning context of a conv layer of `graph` whose kernels store `lengths` entries, its data stored at
+    `widths` (default: `arch.word_bits` for everything)."""
+    widths = DataWidths.resolve(arch, widths)
+    _check_conv(arch, layer, widths)
+    ab = widths.activation_bits
     half = arch.array.rows * arch.array.cols * arch.pe.io_buffer_bytes // 2  # one I/O RAM half (spec A.7 item 5)
     f_count, ho, wo = graph.out_shape(layer)
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
-    in_total = -(-in_words * wb // 8)
+    in_total = -(-in_words * ab // 8)
     from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
     pool_name = _fused_pools(graph).get(layer.name)
     out_shape = graph.out_shape(graph.layer(pool_name)) if pool_name else (f_count, ho, wo)
     out_blob = graph.layer(pool_name).output if pool_name else layer.output
     out_words = math.prod(out_shape)
-    out_total = -(-out_words * wb // 8)
+    out_total = -(-out_words * ab // 8)
     out_dram = out_total if out_blob in _aliases_of_output(graph) else max(0, out_total - half)
     shape = dataclasses.replace(layer, name="", inputs=(), output="")
     c, h, w = graph.in_shapes(layer)[0]
     return ConvContext(arch=arch, shape=shape, in_shape=(int(c), int(h), int(w)), out_hw=(int(ho), int(wo)),
                        kernels=int(f_count), lengths=tuple(int(v) for v in lengths),
                        in_dram=in_total if from_dram else max(0, in_total - half), out_words=int(out_words),
-                       out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0)
+                       out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0, widths=widths)
 
 
 def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray, xb: np.ndarray,
@@ -518,7 +526,7 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     it filters the row's broadcast by address), over the `channels` its kernels read (default all; see
     `partition_channels`), plus one saved partial sum per window of the slice when a kernel runs in chunks.
     `whole`: the portions' input words over all channels, if already known."""
-    lanes, wb = ctx.arch.pe.lanes, ctx.arch.word_bits
+    lanes, ab, pb = ctx.arch.pe.lanes, ctx.widths.activation_bits, ctx.widths.psum_bits
     c_in = ctx.in_shape[0]
     channels = c_in if channels is None else channels
     whole = portion_input_words(ctx, portions) if whole is None else whole
@@ -527,14 +535,14 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     if chunked:
         groups = snapea_map.slice_counts(snapea_map.group_counts(portions, ctx.out_hw[1], lanes, how), split)
         windows = np.diff(_window_bounds(portions, ctx.out_hw), axis=1)
-        psum = np.minimum(groups * lanes, windows).max(1) * -(-wb // 8)
-    need = -(-(whole * wb) // 8) + psum
+        psum = np.minimum(groups * lanes, windows).max(1) * -(-pb // 8)
+    need = -(-(whole * ab) // 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
         parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
         words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4)), channels).sum(-1), whole[:, None])
-        slice_need = -(-(words * wb) // 8)
+        slice_need = -(-(words * ab) // 8)
         if chunked:
-            slice_need = slice_need + np.minimum(groups * lanes, windows) * -(-wb // 8)
+            slice_need = slice_need + np.minimum(groups * lanes, windows) * -(-pb // 8)
         need = slice_need.max(1)
     return need
 
@@ -586,9 +594,9 @@ def fixed_mapping(ctx: ConvContext, opts: SnaPEAOptions) -> ConvMapping:
     if th is None or th == "auto":
         lengths = ctx.lengths_array
         _, chunk = _weight_residency(lengths, kernel_partition(lengths, kcols, kdeal), kcols, ctx.cap)
-        psum = -(-arch.word_bits // 8) if chunk.any() else 0
+        psum = -(-ctx.widths.psum_bits // 8) if chunk.any() else 0
         th = auto_tile_rows(ctx.shape, ctx.in_shape, ctx.out_hw, rows, arch.pe.io_buffer_bytes // 2, psum,
-                            arch.word_bits)
+                            ctx.widths.activation_bits)
     tw = opts.tile_cols or (ctx.out_hw[1] if portion == "tile" else 0)
     pieces = rows if portion == "range" else 0
     return ConvMapping(portion=portion, th=int(th) if portion != "range" else 0, tw=int(tw) if portion == "tile"
@@ -603,7 +611,8 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     the data path needs). `kernel_weights` drives `balanced` kernel dealing (default: the stored lengths)."""
     arch = ctx.arch
     rows, cols = grid_of(arch, m)
-    lanes, wb, ib = arch.pe.lanes, arch.word_bits, arch.pe.index_bits
+    lanes, ib = arch.pe.lanes, arch.pe.index_bits
+    wb, ab = ctx.widths.weight_bits, ctx.widths.activation_bits
     if not 1 <= m.kcols <= cols:
         raise ConfigError(f"layer '{name}': {m.kcols} kernel partitions do not fit {cols} PE columns")
     if m.lanes == "block" and m.portion == "range":
@@ -646,12 +655,13 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
             static[(component, event, bits)] = static.get((component, event, bits), 0) + int(count)
 
     fetched = kept + steps * streamed  # entries read from DRAM and broadcast down the columns
-    add("noc", "transfer", wb, int(portion_input_words(ctx, portions).sum()) + fetched)
+    add("noc", "transfer", ab, int(portion_input_words(ctx, portions).sum()))  # inputs broadcast to the rows
+    add("noc", "transfer", wb, fetched)  # weights broadcast down the columns
     add("noc", "index_transfer", ib, fetched)
     add("weight_buffer", "write", wb, split * (rows * kept + n_p * streamed))
     add("index_buffer", "write", ib, split * (rows * kept + n_p * streamed))
-    add("io_buffer", "write", wb, ctx.out_words)
-    add("mac", "pool", wb, ctx.pool_events)
+    add("io_buffer", "write", ab, ctx.out_words)
+    add("mac", "pool", ab, ctx.pool_events)
     add("dram", "read", 8, kept_bytes + steps * step_bytes + ctx.in_dram)
     add("dram", "write", 8, ctx.out_dram)
     win, seg = snapea_map.group_table(portions, wo, lanes, m.lanes, split) if groups else (
@@ -667,7 +677,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
                      static=static, mapping=m, label=label, fits=fits, portions=portions, split=split,
                      kcols=m.kcols, dynamic=dynamic, lookahead=m.lookahead, seg_groups=seg_groups, group_win=win,
                      group_seg=seg, kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,
-                     neg_start=neg_start, n_spec=n_spec)
+                     neg_start=neg_start, n_spec=n_spec, widths=ctx.widths)
 
 
 def _fc_from_fc(graph: Graph, layer: FC) -> bool:
@@ -679,12 +689,15 @@ def _fc_from_fc(graph: Graph, layer: FC) -> bool:
     return isinstance(producer.get(blob), FC)
 
 
-def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first: bool = False) -> LayerPlan:
+def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first: bool = False,
+            widths: DataWidths | None = None) -> LayerPlan:
     """One output neuron per lane, neurons dealt round robin over all PEs (PE by PE along the rows, or with
     `rows_first` over the PE rows first, so that every row, and its share of the DRAM channel, streams weights),
     the input broadcast; `batch` images share one weight fetch (each streamed chunk serves every image of the
-    batch, partial sums parked in the I/O RAM)."""
-    rows, cols, lanes, wb = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits
+    batch, partial sums parked in the I/O RAM). Weights and activations are stored at `widths`."""
+    widths = DataWidths.resolve(arch, widths)
+    rows, cols, lanes = arch.array.rows, arch.array.cols, arch.pe.lanes
+    wb, ab = widths.weight_bits, widths.activation_bits
     pes = rows * cols
     half = pes * arch.pe.io_buffer_bytes // 2
     wcap = arch.pe.weight_buffer_bytes * 8 // wb
@@ -696,7 +709,7 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
-    in_total = -(-in_words * wb // 8)
+    in_total = -(-in_words * ab // 8)
     from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
     neuron_pe = _deal(f_count, pes, "round_robin")
     if rows_first:  # neuron n -> row n % rows, column (n // rows) % cols
@@ -708,10 +721,10 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
     entries = f_count * k
     w_bytes = -(-entries * wb // 8)
     out_blob_dram = layer.output in _aliases_of_output(graph)
-    out_total = -(-f_count * wb // 8)
-    out_row = -(-row_neurons * wb // 8) if out_blob_dram else np.zeros(rows, np.int64)
+    out_total = -(-f_count * ab // 8)
+    out_row = -(-row_neurons * ab // 8) if out_blob_dram else np.zeros(rows, np.int64)
     if not out_blob_dram and batch * out_total > half:
-        out_row = -(-row_neurons * wb // 8)  # the whole vector spills (it cannot be split across the halves)
+        out_row = -(-row_neurons * ab // 8)  # the whole vector spills (it cannot be split across the halves)
     in_read, in_write = (in_total if (from_dram or in_total > half) else 0), 0
     if batch > 1 and not from_dram:
         if _fc_from_fc(graph, layer):  # the previous fc ran over the same batch: its outputs are on chip if they fit
@@ -719,12 +732,12 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
         else:  # the batch's inputs were produced image by image, between other layers: parked in DRAM
             in_read, in_write = in_total, in_total
     static: dict[tuple[str, str, int], int] = {}
-    for key, count in ((("noc", "transfer", wb), batch * in_words + entries), (("weight_buffer", "write", wb), entries),
-                       (("io_buffer", "write", wb), batch * f_count),
+    for key, count in ((("noc", "transfer", ab), batch * in_words), (("noc", "transfer", wb), entries),
+                       (("weight_buffer", "write", wb), entries), (("io_buffer", "write", ab), batch * f_count),
                        (("dram", "read", 8), batch * in_read + w_bytes),
                        (("dram", "write", 8), batch * (int(out_row.sum()) + in_write))):
         if count:
-            static[key] = int(count)
+            static[key] = static.get(key, 0) + int(count)
     chunk = wcap // (2 * lanes) if (batch > 1 and not resident) else 0
     label = (f"fc: neuron/lane{' rows-first' if rows_first else ''}, batch {batch}"
              + (", resident" if resident else ", streamed"))
@@ -733,28 +746,31 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
                      resident=resident, chunk=chunk, stream_bytes=stream.astype(np.int64),
                      prologue_bytes=(w_bytes if resident else 0) + batch * in_read, in_bytes=np.zeros(1, np.int64),
                      out_bytes=(batch * out_row).astype(np.int64), dma=dma_of(arch), pau=False, static=static,
-                     label=label, batch=batch, park_bytes=in_write)
+                     label=label, batch=batch, park_bytes=in_write, widths=widths)
 
 
-def plan_eltwise(arch: ArchSpec, graph: Graph, layer: Layer) -> LayerPlan:
+def plan_eltwise(arch: ArchSpec, graph: Graph, layer: Layer, widths: DataWidths | None = None) -> LayerPlan:
     """Unfused pooling, global pooling and residual adds: spread over every lane of the array, no DRAM."""
-    rows, cols, lanes, wb = arch.array.rows, arch.array.cols, arch.pe.lanes, arch.word_bits
+    widths = DataWidths.resolve(arch, widths)
+    rows, cols, lanes, ab = arch.array.rows, arch.array.cols, arch.pe.lanes, widths.activation_bits
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
     out_words = math.prod(graph.out_shape(layer))
-    static = {("io_buffer", "read", wb): in_words, ("io_buffer", "write", wb): out_words,
-              ("mac", "add" if isinstance(layer, Add) else "pool", wb): in_words}
+    static = {("io_buffer", "read", ab): in_words, ("io_buffer", "write", ab): out_words,
+              ("mac", "add" if isinstance(layer, Add) else "pool", ab): in_words}
     return LayerPlan(name=layer.name, kind="eltwise", tile_rows=1, kernel_len=0, kernels=0, out_hw=(1, 1),
                      rows=rows, cols=cols, lanes=lanes, tile_row=np.zeros(0, np.int64),
                      kernel_pe=np.zeros(0, np.int64), resident=True, chunk=0, stream_bytes=np.zeros(rows, np.int64),
                      prologue_bytes=0, in_bytes=np.zeros(0, np.int64), out_bytes=np.zeros(0, np.int64),
                      dma=dma_of(arch), pau=False, static={k: v for k, v in static.items() if v},
-                     eltwise_cycles=-(-in_words // (rows * cols * lanes)), label="eltwise")
+                     eltwise_cycles=-(-in_words // (rows * cols * lanes)), label="eltwise", widths=widths)
 
 
 def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOptions | None = None,
                pau: bool = True, stream: Any = None, mapping: ConvMapping | None = None,
-               kernel_weights: np.ndarray | None = None, batch: int = 1) -> LayerPlan:
-    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there).
+               kernel_weights: np.ndarray | None = None, batch: int = 1,
+               widths: DataWidths | None = None) -> LayerPlan:
+    """The static schedule of one layer on `arch` (raises ConfigError if the layer cannot run there), its weights
+    and activations stored at `widths` (default: `arch.word_bits` for everything).
 
     Conv: `mapping` None asks the mapper (`options.mapper`: the dense-cycle search, or the fixed schedule); `stream`
     (an `accelsim.functional.reorder.WeightStream` or anything with `length`, `neg_start` and `n_spec` arrays of
@@ -767,12 +783,12 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         raise ConfigError(f"layer '{layer.name}': a weight stream belongs to a conv layer, not {layer.type_name}")
     if isinstance(layer, Conv):
         f_count = graph.out_shape(layer)[0]
-        _check_conv(arch, layer)
+        _check_conv(arch, layer, widths)
         if stream is None:
             lengths, neg_start, n_spec = np.full(f_count, layer.kernel_size, np.int64), None, None
         else:
             lengths, neg_start, n_spec = _stream_arrays(layer, f_count, stream)
-        ctx = conv_context(arch, graph, layer, lengths)
+        ctx = conv_context(arch, graph, layer, lengths, widths)
         if mapping is None:
             from accelsim.timing import snapea_mapper
 
@@ -780,13 +796,13 @@ def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOption
         return plan_conv(ctx, mapping, layer.name, pau, neg_start, n_spec, kernel_weights)
     if isinstance(layer, FC):
         if opts.mapper == "fixed":
-            return plan_fc(arch, graph, layer, batch if opts.fc_batch == "batch" else 1)
+            return plan_fc(arch, graph, layer, batch if opts.fc_batch == "batch" else 1, widths=widths)
         from accelsim.timing import snapea_mapper
 
         batches = {"image": (1,), "batch": (batch,)}.get(opts.fc_batch, (1, batch))
-        return snapea_mapper.choose_fc(arch, graph, layer, batches)
+        return snapea_mapper.choose_fc(arch, graph, layer, batches, widths)
     if isinstance(layer, (*_POOLS, GlobalAvgPool, Add)):
-        return plan_eltwise(arch, graph, layer)
+        return plan_eltwise(arch, graph, layer, widths)
     raise ConfigError(f"layer '{layer.name}' ({layer.type_name}) takes no time of its own on the SnaPEA array "
                       "(it is fused into its producer or is pure addressing)")
 
@@ -800,24 +816,37 @@ TOTAL_KEYS = ("images", "cycles", "macs", "gated", "weight_reads", "index_reads"
 def timing_from_totals(arch: ArchSpec, plan: LayerPlan, totals: Mapping[str, int]) -> LayerTiming:
     """Per-image LayerTiming from integer totals; the breakdown's cycle classes add up to `cycles`."""
     n = totals["images"]
-    lanes, units, wb, ib = arch.pe.lanes, arch.mac_units, arch.word_bits, arch.pe.index_bits
-    ev = EventLog()
+    lanes, units, ib = arch.pe.lanes, arch.mac_units, arch.pe.index_bits
+    widths = DataWidths.resolve(arch, plan.widths)
+    wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
+    parts: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (component, event) -> (count, bits) in log order
+
+    def add(component: str, event: str, count: int, bits: int) -> None:
+        parts.setdefault((component, event), []).append((count, bits))
+
     for (component, event, bits), count in plan.static.items():
         if (component, event) not in (("dram", "read"), ("dram", "write")):
-            ev.add(component, event, count * n // plan.batch, bits)
-    ev.add("dram", "read", totals["dram_read"], 8)
-    ev.add("dram", "write", totals["dram_write"], 8)
-    ev.add("mac", "mac", totals["macs"], wb)
-    ev.add("mac", "gated", totals["gated"], 0)
-    ev.add("weight_buffer", "read", totals["weight_reads"], wb)
-    ev.add("index_buffer", "read", totals["index_reads"], ib)
-    ev.add("io_buffer", "read", totals["input_reads"] + totals["psum_swaps"], wb)
-    ev.add("io_buffer", "write", totals["psum_swaps"], wb)
-    ev.add("pau", "check", totals["pau_checks"] if plan.pau else 0, wb)
-    ev.add("pe", "barrier_stall_cycle", totals["barrier_pe"], 0)
-    ev.add("dram", "stall_cycle", totals["dram_pe"], 0)
-    ev.add("lane", "idle_cycle", totals["gated"] + lanes * (totals["barrier_pe"] + totals["dram_pe"]
-                                                            + totals["tail_pe"]), 0)
+            add(component, event, count * n // plan.batch, bits)
+    add("dram", "read", totals["dram_read"], 8)
+    add("dram", "write", totals["dram_write"], 8)
+    add("mac", "mac", totals["macs"], pb)  # the datapath word; a format's MAC cost is an energy factor
+    add("mac", "gated", totals["gated"], 0)
+    add("weight_buffer", "read", totals["weight_reads"], wb)
+    add("index_buffer", "read", totals["index_reads"], ib)
+    add("io_buffer", "read", totals["input_reads"], ab)
+    add("io_buffer", "read", totals["psum_swaps"], pb)
+    add("io_buffer", "write", totals["psum_swaps"], pb)
+    add("pau", "check", totals["pau_checks"] if plan.pau else 0, pb)
+    add("pe", "barrier_stall_cycle", totals["barrier_pe"], 0)
+    add("dram", "stall_cycle", totals["dram_pe"], 0)
+    add("lane", "idle_cycle", totals["gated"] + lanes * (totals["barrier_pe"] + totals["dram_pe"]
+                                                         + totals["tail_pe"]), 0)
+    ev = EventLog()
+    for (component, event), items in parts.items():
+        if len({bits for _, bits in items}) == 1:
+            ev.add(component, event, sum(count for count, _ in items), items[0][1])
+        else:  # values of different widths in one event kind (e.g. activations and weights on the NoC)
+            ev.add_mixed(component, event, items)
     cycles = totals["cycles"]
     if plan.kind == "eltwise":
         breakdown = {"eltwise": cycles / n}
@@ -1225,7 +1254,8 @@ def stream_key(stream: Any) -> tuple[bytes, ...] | None:
 
 
 def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.ndarray | None = None,
-                   pau: bool = True, stream: Any = None, mapping: ConvMapping | None = None) -> LayerTiming:
+                   pau: bool = True, stream: Any = None, mapping: ConvMapping | None = None,
+                   widths: DataWidths | None = None) -> LayerTiming:
     """Time one layer for one batch: `macs` (B, F, Ho, Wo) per window, or None for the dense schedule.
 
     `pau` says whether the layer runs with early termination (PAU checks are counted); dense layers (macs None)
@@ -1233,10 +1263,11 @@ def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer | str, macs: np.nd
     counts PAU checks exactly: the MACs at stream positions >= neg_start[f], plus one speculation check where
     n_spec[f] > 0 and the window reached N MACs. Without it every kernel is full length and every MAC is checked.
     With a stream, None for `macs` means every window runs its kernel's stored length. `mapping` None: the
-    mapper's dense choice (or the fixed schedule, per `options.mapper`).
+    mapper's dense choice (or the fixed schedule, per `options.mapper`). `widths`: bits per stored weight, activation
+    and partial sum (default: `arch.word_bits` for all).
     """
     layer = graph.layer(layer) if isinstance(layer, str) else layer
-    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping)
+    plan = plan_layer(arch, graph, layer, pau=pau and macs is not None, stream=stream, mapping=mapping, widths=widths)
     return timing_from_totals(arch, plan, layer_totals(arch, plan, macs))
 
 
@@ -1248,15 +1279,17 @@ class SnaPEATiming:
     carries `mapping` (the schedule's label) and `dense`: the same layer on SnaPEA with every window at its kernel's
     full stored length (no early termination), mapped by the same mapper: the split of the speedup into
     architecture and early termination (`accelsim.timing.decompose`) needs both. `batch`: images the design maps
-    together (fc layers may fetch their weights once per batch, as the Eyeriss model does).
+    together (fc layers may fetch their weights once per batch, as the Eyeriss model does). `widths`: bits per stored
+    weight, activation and partial sum, the run's number format (default: `arch.word_bits` for all).
     """
 
-    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1):
+    def __init__(self, arch: ArchSpec, graph: Graph, batch: int = 1, widths: DataWidths | None = None):
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"batch must be a positive integer, got {batch!r}")
         self.arch = arch
         self.graph = graph
         self.batch = batch
+        self.widths = DataWidths.resolve(arch, widths)
         self.options = SnaPEAOptions.from_mapping(arch.options)
         self._layers = {l.name: l for l in costed_layers(graph)}
         self._plans: dict[tuple[str, bool, Any], LayerPlan] = {}
@@ -1266,7 +1299,7 @@ class SnaPEATiming:
         self._pending: dict[str, tuple[list[np.ndarray], Any]] = {}  # profiled layers: batches before the profile
         for name, layer in self._layers.items():  # validate every layer up front: a bad config fails before any image
             if isinstance(layer, FC):
-                plan_layer(arch, graph, layer, self.options, batch=batch)
+                plan_layer(arch, graph, layer, self.options, batch=batch, widths=self.widths)
             else:
                 self._dense_plan(name)
 
@@ -1275,7 +1308,7 @@ class SnaPEATiming:
         full = (name, key)
         if full not in self._dense:
             self._dense[full] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=False,
-                                           stream=stream)
+                                           stream=stream, widths=self.widths)
         return self._dense[full]
 
     def _profiled(self, pau: bool) -> bool:
@@ -1294,7 +1327,7 @@ class SnaPEATiming:
                 layer = self._layers[name]
                 lengths, neg_start, n_spec = (_stream_arrays(layer, dense.kernels, stream) if stream is not None
                                               else (dense.kernel_lengths, None, None))
-                ctx = conv_context(self.arch, self.graph, layer, lengths)
+                ctx = conv_context(self.arch, self.graph, layer, lengths, self.widths)
                 choice = snapea_mapper.profile_choice(ctx, self.options, profile, neg_start, n_spec)
                 plan = plan_conv(ctx, choice.mapping, name, pau, neg_start, n_spec, choice.kernel_weights)
             self._plans[full] = plan
@@ -1358,7 +1391,7 @@ class SnaPEATiming:
         out: dict[str, LayerTiming] = {}
         for name, layer in self._layers.items():
             if isinstance(layer, FC):
-                plan = plan_layer(self.arch, self.graph, layer, self.options, batch=batch)
+                plan = plan_layer(self.arch, self.graph, layer, self.options, batch=batch, widths=self.widths)
                 t = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
                 out[name] = dataclasses.replace(t, dense=t)
             elif name in self._totals:

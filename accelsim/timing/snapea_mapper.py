@@ -39,6 +39,7 @@ from accelsim.nets.graph import FC, Graph
 from accelsim.timing import snapea
 from accelsim.timing import snapea_map as sm
 from accelsim.timing.snapea import ConvContext, ConvMapping, LayerPlan, SnaPEAOptions
+from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +184,20 @@ class _Search:
         self._cols: dict[tuple[int, str], _Columns] = {}
         self._dma: dict[int, snapea.DMA] = {}
         self._e = e = _Energy(arch)
-        wb, ib = arch.word_bits, arch.pe.index_bits
+        ib = arch.pe.index_bits
+        wb, ab, pb = ctx.widths.weight_bits, ctx.widths.activation_bits, ctx.widths.psum_bits
         windows = ctx.out_hw[0] * ctx.out_hw[1]
-        self._k = {"noc": e("noc", "transfer", wb), "noc_index": e("noc", "index_transfer", ib),
+        # the events' widths as the model logs them (timing_from_totals); the MAC at the datapath word, as the
+        # energy table prices it (a number format's MAC factor is the same for every schedule of a layer)
+        self._k = {"noc": e("noc", "transfer", ab), "noc_weights": e("noc", "transfer", wb),
+                   "noc_index": e("noc", "index_transfer", ib),
                    "write": e("weight_buffer", "write", wb) + e("index_buffer", "write", ib),
                    "read": e("weight_buffer", "read", wb) + e("index_buffer", "read", ib),
-                   "gated": e("mac", "gated", 0), "swap": e("io_buffer", "read", wb) + e("io_buffer", "write", wb),
-                   "dram_read": e("dram", "read", 8), "mac": e("mac", "mac", wb) + e("io_buffer", "read", wb),
+                   "gated": e("mac", "gated", 0), "swap": e("io_buffer", "read", pb) + e("io_buffer", "write", pb),
+                   "dram_read": e("dram", "read", 8), "mac": e("mac", "mac", pb) + e("io_buffer", "read", ab),
                    "windows": windows,
-                   "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", wb) * ctx.out_words
-                   + e("mac", "pool", wb) * ctx.pool_events}
+                   "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", ab) * ctx.out_words
+                   + e("mac", "pool", ab) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
         self._space: dict[tuple[str, ...], _Space] = {}
 
@@ -217,7 +222,7 @@ class _Search:
         ctx, lengths = self.ctx, self.lengths
         pinned, chunk = snapea._weight_residency(lengths, part, kcols, ctx.cap)
         swaps = int(np.where((chunk > 0) & (lengths > 0), (lengths - 1) // np.maximum(chunk, 1), 0).sum())
-        wb, ib = ctx.arch.word_bits, ctx.arch.pe.index_bits
+        wb, ib = ctx.widths.weight_bits, ctx.arch.pe.index_bits
         kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
         loads = np.bincount(part, weights=lengths, minlength=kcols)
         return _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()), kept_bytes=-(-kept * (wb + ib) // 8),
@@ -355,8 +360,16 @@ class _Search:
         k = self._k
         fetched = col.kept_entries + steps * col.streamed_entries
         writes = split * (rows * col.kept_entries + portions * col.streamed_entries)
-        return (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+        return (self.noc_energy(words, fetched) + k["noc_index"] * fetched + k["write"] * writes
                 + k["dram_read"] * (col.kept_bytes + steps * col.step_bytes + self.ctx.in_dram) + k["fixed"])
+
+    def noc_energy(self, words: Any, fetched: Any) -> Any:
+        """pJ of `words` input words and `fetched` weight entries on the NoC (numbers or arrays); one product where
+        the two widths agree, so that the score does not depend on how the sum is split."""
+        k = self._k
+        if k["noc"] == k["noc_weights"]:
+            return k["noc"] * (words + fetched)
+        return k["noc"] * words + k["noc_weights"] * fetched
 
     def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
         """Dense cycles through the model's own step functions (layers with spilled activations)."""
@@ -718,15 +731,16 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
                   False, float(energy[pick]))
 
 
-def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...]) -> LayerPlan:
+def choose_fc(arch: ArchSpec, graph: Graph, layer: FC, batches: tuple[int, ...],
+              widths: DataWidths | None = None) -> LayerPlan:
     """Fc: one weight fetch per image or per batch (`batches`), neurons dealt PE by PE or rows first; whichever
     gives the fewest cycles per image, then the least DRAM traffic per image, then the order tried (the fixed
-    schedule's dealing first)."""
+    schedule's dealing first). Data stored at `widths` (default: `arch.word_bits`)."""
     best: tuple[tuple[float, float, int], LayerPlan] | None = None
     i = 0
     for b in dict.fromkeys(batches):
         for rows_first in (False, True):
-            plan = snapea.plan_fc(arch, graph, layer, b, rows_first)
+            plan = snapea.plan_fc(arch, graph, layer, b, rows_first, widths)
             tot = snapea._fc_totals(plan, arch.pe.lanes)
             rank = (tot["cycles"] / b, (tot["dram_read"] + tot["dram_write"]) / b, i)
             i += 1

@@ -256,8 +256,7 @@ class ProfileScorer:
         checks = np.maximum(m64 - ns[None, :, None], 0).sum() + ((nn[None, :, None] > 0)
                                                                  & (m64 >= nn[None, :, None])).sum()
         e = search._e
-        wb = ctx.arch.word_bits
-        self._pau = e("pau", "check", wb) * float(checks) / self.images
+        self._pau = e("pau", "check", ctx.widths.psum_bits) * float(checks) / self.images
         self._prefix: dict[tuple[Any, ...], _Prefix] = {}
         self._cum: dict[tuple[Any, ...], np.ndarray] = {}
         self._offsets: dict[tuple[Any, ...], int] = {}
@@ -312,7 +311,7 @@ class ProfileScorer:
         swaps = np.array([float(self.kernel_swaps[~c.pinned & big].sum()) for c in cols])[ci]
         fetched = kept + steps * streamed
         writes = split * (rows * kept + n_p * streamed)
-        static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+        static = (self.search.noc_energy(words, fetched) + k["noc_index"] * fetched + k["write"] * writes
                   + k["dram_read"] * (kept_b + steps * step_b + self.ctx.in_dram) + k["fixed"])
         return (static + k["read"] * reads + k["gated"] * (self.lanes * reads - self.mac_total)
                 + k["mac"] * self.mac_total + k["swap"] * swaps + self._pau)
