@@ -182,7 +182,8 @@ def _add_faults_parser(sub: argparse._SubParsersAction) -> None:
                                       "assignment under a top-1 budget")
     p.add_argument("study", choices=STUDIES, help="evaluate: top-1 under the run's fault spec; sensitivity: one "
                    "layer faulty at a time at each level; assign: per-layer levels under --budget")
-    p.add_argument("--out", required=True, help="folder for the tables, summary.json and figures")
+    p.add_argument("--out", required=True, help="folder for the tables, summary.json, figures and study.json (what "
+                                                "was studied); `accelsim report` renders it")
     p.add_argument("--memory", default="dram", help="memory the levels apply to: dram, global_buffer, "
                    "weight_buffer, io_buffer (default dram)")
     p.add_argument("--kinds", type=lambda t: [k for k in t.split(",") if k], default=["weights", "activations"],
@@ -302,9 +303,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 # -- report ------------------------------------------------------------------------------------------------------------
 def _add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="figures (PNG and SVG) and a self-contained report.html from a run, sweep or "
-                                      "trade-off folder")
-    p.add_argument("folder", help="a folder written by `accelsim run`, `accelsim sweep` or `accelsim tradeoff`")
+    p = sub.add_parser("report", help="figures (PNG and SVG) and a self-contained report.html from a run, sweep, "
+                                      "trade-off or fault-study folder")
+    p.add_argument("folder", help="a folder written by `accelsim run`, `sweep`, `tradeoff` or `faults`")
     p.add_argument("--out", help="where to write report.html and figures/ (default: inside the folder)")
 
 

@@ -86,7 +86,8 @@ def design_totals(rows: list[dict[str, Any]], clock_mhz: float) -> dict[str, flo
         "macs_dense": float(frame["macs_dense"].sum()),
         "macs_performed": float(frame["macs_performed"].sum()),
         "seconds": float(frame["cycles"].sum()) / (clock_mhz * 1e6),
-        **{c: float(frame[c].sum()) for c in frame.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"},
+        **{c: float(frame[c].sum()) for c in frame.columns
+           if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"},
     }
 
 

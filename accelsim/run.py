@@ -25,6 +25,7 @@ from accelsim import metrics
 from accelsim.arch import ArchSpec, arch_to_dict, load_arch
 from accelsim.atomic import out_dir_problems
 from accelsim.config import RunConfig, functional_key, timing_keys
+from accelsim.energy import mac_energy_scale
 from accelsim.errors import AccelsimError, ConfigError, InternalError
 from accelsim.functional import forward
 from accelsim.functional.faults import energy_factors, fault_problems
@@ -329,6 +330,11 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
         "per_image": "cycles, energy_pj, energy_*_pj and macs_* are per-image averages; seconds at each design's clock",
         "designs": {name: totals[name] for name in names},
     }
+    # what the number format costs each design: stored widths and the MAC's energy against the table's reference MAC
+    summary["data_widths"] = {name: model.widths.as_dict() for name, model in zip(names, point.models)}
+    summary["mac"] = {"kind": mac_format.mac_kind, "energy_scale": {
+        name: mac_energy_scale(mac_format, arch.energy) for name, arch in zip(names, [point.arch, point.baseline])
+        if arch is not None}}
     if point.baseline:
         summary.update(metrics.network_ratios(layers, names[0], names[1], totals, point.arch.mac_units))
         layers = metrics.add_ratios(layers, names[0], names[1], point.arch.mac_units)

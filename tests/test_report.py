@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser import check_in_browser, find_browser
 
 from accelsim.cli import main
 from accelsim.errors import ConfigError
 from accelsim.report import FIGURES, load_source, write_report
 from accelsim.report import figures as F
 from accelsim.report import tables as T
-from browser import check_in_browser, find_browser
 
 RUN_FIGURES = ("speedup_energy", "speedup_split", "energy_breakdown", "neg_fraction", "cycle_breakdown")
 FAULT_FIGURES = ("fault_sensitivity", "fault_energy")

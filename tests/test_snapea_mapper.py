@@ -46,7 +46,8 @@ def mapped_cases(draw):
     grid = draw(st.sampled_from(_grid_options(rows, cols)))
     g_cols = cols if grid == (0, 0) else grid[1]
     portion = draw(st.sampled_from(snapea_map.PORTIONS))
-    lane = draw(st.sampled_from([la for la in snapea_map.LANE_ASSIGNMENTS if not (portion == "range" and la == "block")]))
+    lane = draw(st.sampled_from([la for la in snapea_map.LANE_ASSIGNMENTS
+                                 if not (portion == "range" and la == "block")]))
     m = snapea_map.Mapping(portion=portion, th=draw(st.integers(1, ho + 1)), tw=draw(st.integers(1, wo + 1)),
                            pieces=draw(st.integers(1, 12)), dealing=draw(st.sampled_from(snapea_map.ROW_DEALINGS)),
                            kcols=draw(st.integers(1, g_cols)),
@@ -429,7 +430,6 @@ def test_profile_scoring_does_not_depend_on_how_the_images_are_batched():
 
 
 def test_the_profile_choice_is_legal_no_slower_than_the_dense_choice_on_its_profile_and_cached():
-    from accelsim.timing.snapea_profile import ProfileScorer
 
     arch = load_arch("snapea", ["options.mapper_objective=fastest", "options.portion_lookahead=1"])
     opts = snapea.SnaPEAOptions.from_mapping(arch.options)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from accelsim.arch import ArraySpec, DRAMSpec, load_arch
 from accelsim.errors import ConfigError
 from accelsim.functional.reorder import ReorderOptions, WeightStream, reorder_layer
+from accelsim.intmath import ceil_div
 from accelsim.nets.graph import graph_from_dict
 from accelsim.nets.workload import load_workload
 from accelsim.timing import reference, snapea
@@ -174,7 +175,8 @@ def test_more_lanes_never_slow_a_dense_layer_with_the_pe_count_fixed():
 
 
 def test_lane_group_costs_its_slowest_lane_and_assignment_matters():
-    """One PE, 2 lanes, one output row [1, 9, 1, 9]: adjacent pairs cost 9 + 9; interleaved pairs (1,1), (9,9) cost 10."""
+    """One PE, 2 lanes, one output row [1, 9, 1, 9]: adjacent pairs cost 9 + 9; interleaved pairs (1,1), (9,9) cost
+    10."""
     arch = make_arch(rows=1, cols=1, lanes=2, latency=0.0)
     graph = conv_graph(c=9, f=1, h=1, w=4, k=1, pad=0, first=False)
     macs = np.array([[[[1, 9, 1, 9]]]], np.int32)
@@ -231,8 +233,8 @@ def test_snapea_on_real_shapes_streams_long_kernels_and_spills_big_activations()
     assert alex["conv3"].breakdown["dram_stall"] == 0  # the stream hides behind the compute of each step
     assert alex["conv2"].events.count("dram", "write") == 0  # its pooled output fits the I/O RAM
     assert alex["conv1"].events.count("dram", "read") >= 3 * 227 * 227 * 2  # the image comes from DRAM
-    for arch in (arch, load_arch("snapea")):
-        vgg = snapea.SnaPEATiming(arch, load_workload("vgg16")).finish()
+    for design in (arch, load_arch("snapea")):
+        vgg = snapea.SnaPEATiming(design, load_workload("vgg16")).finish()
         # spill beyond the half, whatever the mapping
         assert vgg["conv1_1"].events.count("dram", "write") == 64 * 224 * 224 * 2 - 64 * 10240
 
@@ -313,7 +315,7 @@ def test_auto_tiles_fit_the_input_half_balance_the_rows_and_fetch_lenet_conv2_on
                       if snapea._portions(layer, graph.in_shapes(layer)[0], ho, s, 16).max()
                       + (2 * s * plan.out_hw[1] if plan.kernel_chunk.any() else 0) <= arch.pe.io_buffer_bytes // 2]
             if bigger:
-                assert -(-(-(-ho // max(bigger))) // 8) == plan.steps, (net, layer.name)
+                assert ceil_div(ceil_div(ho, max(bigger)), 8) == plan.steps, (net, layer.name)
     fixed = snapea.plan_layer(make_arch(rows=8, cols=8, tile_rows=3, mapper="fixed"), lenet, lenet.layer("conv2"))
     assert fixed.tile_rows == 3 and fixed.tiles == 4
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from accelsim.errors import NetworkError
+from accelsim.intmath import ceil_div
 
 Shape = tuple[int, ...]
 
@@ -185,7 +186,7 @@ class _Pool(Layer):
         span = n + 2 * p - k
         if span < 0:
             raise NetworkError(f"{self.type_name} '{self.name}': window {k} larger than padded input {n + 2 * p}")
-        out = (-(-span // s) if self.ceil_mode else span // s) + 1
+        out = (ceil_div(span, s) if self.ceil_mode else span // s) + 1
         # Caffe / PyTorch rule: the last window must start inside the input or its left padding.
         if self.ceil_mode and (out - 1) * s >= n + p:
             out -= 1
@@ -318,7 +319,7 @@ class ShortcutSubsamplePad(Layer):
         self._expect_inputs(in_shapes, 3)
         c, h, w = in_shapes[0]
         s = self.stride
-        return (c + self.pad_channels_before + self.pad_channels_after, -(-h // s), -(-w // s))
+        return (c + self.pad_channels_before + self.pad_channels_after, ceil_div(h, s), ceil_div(w, s))
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {

@@ -15,8 +15,8 @@ figures come from sums over layers (`split_totals`), never from averaging layer 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
 
 SPLIT_KEYS = ("speedup", "speedup_architecture", "speedup_early_termination", "energy_reduction",
               "energy_reduction_architecture", "energy_reduction_early_termination", "saved_cycle_share")

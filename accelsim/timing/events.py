@@ -47,14 +47,14 @@ class EventLog:
         self.counts[key] = float(total)
         self.bits[key] = mixed_width(parts)
 
-    def merge(self, other: "EventLog") -> None:
+    def merge(self, other: EventLog) -> None:
         for key, count in other.counts.items():
             if key in self.bits and self.bits[key] != other.bits[key]:
                 self.add_mixed(key[0], key[1], [(count, other.bits[key])])
             else:
                 self.add(key[0], key[1], count, other.bits[key])
 
-    def scaled(self, factor: float) -> "EventLog":
+    def scaled(self, factor: float) -> EventLog:
         """The same log with every count multiplied (e.g. by 1/images for per-image figures)."""
         return EventLog({k: v * factor for k, v in self.counts.items()}, dict(self.bits))
 
@@ -87,11 +87,12 @@ class LayerTiming:
     macs_performed: float
     mac_units: int  # MAC units of the design (lanes x PEs), for utilisation
     active_pes: float  # average number of PEs doing useful work while the layer runs
-    breakdown: dict[str, float] = field(default_factory=dict)  # cycle classes, e.g. busy / idle_lane / barrier / dram_stall
+    # cycle classes, e.g. busy / idle_lane / barrier / dram_stall
+    breakdown: dict[str, float] = field(default_factory=dict)
     mapping: str = ""  # the schedule the model chose for the layer, as a short label ("" where a model has none)
     # the same layer on the same design without early termination (every window at its kernel's full stored
     # length, same mapper), for the split of the speedup; None where the model has no such counterpart
-    dense: "LayerTiming | None" = None
+    dense: LayerTiming | None = None
 
     @property
     def dense_cycles(self) -> float:

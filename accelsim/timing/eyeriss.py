@@ -19,7 +19,6 @@ buffer's bus moves `bandwidth_words_per_cycle` words of `word_bits`, so narrower
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 
 from accelsim.arch import ArchSpec
 from accelsim.errors import ConfigError
+from accelsim.intmath import ceil_div
 from accelsim.nets.graph import FC, Conv, Graph, Layer
 from accelsim.timing.events import EventLog, LayerTiming
 from accelsim.timing.widths import DataWidths
@@ -53,7 +53,7 @@ class EyerissOptions:
     strip_width: str = "any"  # strip widths the search may use: any (chip-style strip-mining) | widest (nn_dataflow)
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None) -> "EyerissOptions":
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> EyerissOptions:
         options = dict(options or {})
         allowed = [f.name for f in fields(cls)]
         unknown = sorted(set(options) - set(allowed))
@@ -170,11 +170,11 @@ def mapping_violations(arch: ArchSpec, s: RSShape, m: RSMapping, batch: int,
                                                                (arch.pe.input_register_bytes, ab),
                                                                (arch.pe.psum_register_bytes, pb)))
     bad = []
-    if not 1 <= m.e <= s.E or m.strips != _ceil(s.E, m.e):
+    if not 1 <= m.e <= s.E or m.strips != ceil_div(s.E, m.e):
         bad.append(f"strip width e={m.e} with {m.strips} strips does not tile E={s.E}")
     if m.rows_per_fold * m.fold_h < s.R or m.rows_per_fold > rows:
         bad.append(f"R_f={m.rows_per_fold} x {m.fold_h} folds does not cover R={s.R} on {rows} rows")
-    width = _ceil(m.e, m.segments)
+    width = ceil_div(m.e, m.segments)
     if width > cols:
         bad.append(f"a segment of {width} columns is wider than the {cols}-column array")
     stack = rows // (m.segments * m.rows_per_fold)
@@ -211,14 +211,10 @@ def _words(n_bytes: int, word_bits: int) -> int:
     return n_bytes * 8 // word_bits
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
 def _strip_rows(s: RSShape, e: int, rows: int, H_lo: int, H_hi: int) -> int:
     """Sum over the strips of e output rows of the input rows [H_lo, H_hi) each strip touches (rows = R or R_f)."""
     total = 0
-    for j in range(_ceil(s.E, e)):
+    for j in range(ceil_div(s.E, e)):
         ej = min(e, s.E - j * e)
         lo = j * e * s.U
         hi = lo + (ej - 1) * s.U + rows
@@ -228,7 +224,7 @@ def _strip_rows(s: RSShape, e: int, rows: int, H_lo: int, H_hi: int) -> int:
 
 def _split_sum(total, block, per_pe_div):
     """Sum over blocks of `block` items (the last partial) of ceil(items_in_block / per_pe_div), vectorised."""
-    return (total // block) * _ceil(block, per_pe_div) + _ceil(total % block, per_pe_div)
+    return (total // block) * ceil_div(block, per_pe_div) + ceil_div(total % block, per_pe_div)
 
 
 @dataclass(frozen=True)
@@ -251,13 +247,13 @@ def set_geometries(arch: ArchSpec, s: RSShape, strip_width: str = "any") -> list
     `"widest"`: only the widest strip that fits (the fewest strips; nn_dataflow's MapStrategyEyeriss).
     """
     rows, cols = arch.array.rows, arch.array.cols
-    r_f = _ceil(s.R, _ceil(s.R, rows))
+    r_f = ceil_div(s.R, ceil_div(s.R, rows))
     out = []
-    for e in sorted({_ceil(s.E, j) for j in range(1, s.E + 1)}, reverse=True):
-        seg = _ceil(e, cols)
+    for e in sorted({ceil_div(s.E, j) for j in range(1, s.E + 1)}, reverse=True):
+        seg = ceil_div(e, cols)
         if seg * r_f > rows:
             continue
-        out.append(SetGeometry(e, seg, rows // (seg * r_f), cols // _ceil(e, seg)))
+        out.append(SetGeometry(e, seg, rows // (seg * r_f), cols // ceil_div(e, seg)))
         if strip_width == "widest":
             break
     return out
@@ -266,7 +262,7 @@ def set_geometries(arch: ArchSpec, s: RSShape, strip_width: str = "any") -> list
 def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any",
                 widths: DataWidths | None = None) -> dict[str, np.ndarray]:
     """Every legal (e, r, t, p, q, n) with its m, as flat arrays; a ConfigError when none exists."""
-    rows, cols = arch.array.rows, arch.array.cols
+    rows = arch.array.rows
     widths = DataWidths.resolve(arch, widths)
     wb, ab, pb = widths.weight_bits, widths.activation_bits, widths.psum_bits
     w_spad = _words(arch.pe.weight_buffer_bytes, wb)
@@ -283,8 +279,8 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
                           f"(input register {i_spad} activations of {ab} bits, weight scratchpad {w_spad} weights of "
                           f"{wb} bits); the row-stationary mapping keeps one filter row and its input window in each "
                           "PE")
-    fold_h = _ceil(s.R, rows)
-    r_f = _ceil(s.R, fold_h)
+    fold_h = ceil_div(s.R, rows)
+    r_f = ceil_div(s.R, fold_h)
     geo = set_geometries(arch, s, strip_width)
     if not geo:
         raise ConfigError(f"{arch.name}: no PE-set shape fits a {arch.array.rows}x{arch.array.cols} array")
@@ -298,7 +294,7 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
         for r in range(1, min(g.stack, s.C) + 1):
             t = min((g.stack // r) * g.side, s.M)
             E_.append(g.e), SEG.append(g.segments), R_.append(r), T_.append(t)
-    ns = sorted({_ceil(batch, k) for k in range(1, batch + 1)})
+    ns = sorted({ceil_div(batch, k) for k in range(1, batch + 1)})
     g_e, g_p, g_q, g_n = np.meshgrid(np.arange(len(E_)), np.arange(1, pmax + 1), np.arange(1, qmax + 1),
                                      np.array(ns), indexing="ij")
     idx, p, q, n = (a.ravel().astype(np.int64) for a in (g_e, g_p, g_q, g_n))
@@ -340,19 +336,19 @@ def _evaluate(arch: ArchSpec, s: RSShape, batch: int, c: Mapping[str, np.ndarray
     pt, qr = p * t, q * r
     # per-e strip sums (few distinct e values)
     ue, inv = np.unique(e, return_inverse=True)
-    k_e = _ceil(s.E, e)
-    rows_fold = np.array([_strip_rows(s, int(x), int(_ceil(s.R, _ceil(s.R, arch.array.rows))), 0, s.H)
+    k_e = ceil_div(s.E, e)
+    rows_fold = np.array([_strip_rows(s, int(x), int(ceil_div(s.R, ceil_div(s.R, arch.array.rows))), 0, s.H)
                           for x in ue])[inv]
     rows_pad = np.array([_strip_rows(s, int(x), s.R, 0, s.H) for x in ue])[inv]
     rows_unp = np.array([_strip_rows(s, int(x), s.R, s.pad_h, s.H - s.pad_h) for x in ue])[inv]
     # filter blocking: m-blocks of m filters, each cut into sub-blocks of p*t (one pass each)
-    k_m = _ceil(M, m)
+    k_m = ceil_div(M, m)
     rem = M - (k_m - 1) * m
-    k_f = (k_m - 1) * _ceil(m, pt) + _ceil(rem, pt)  # filter sub-blocks in all
+    k_f = (k_m - 1) * ceil_div(m, pt) + ceil_div(rem, pt)  # filter sub-blocks in all
     sum_p = (k_m - 1) * _split_sum(m, pt, t) + _split_sum(rem, pt, t)  # sum of per-PE filter counts
-    k_c = _ceil(C, qr)
+    k_c = ceil_div(C, qr)
     sum_q = _split_sum(C, qr, r)
-    k_n = _ceil(N, n)
+    k_n = ceil_div(N, n)
     passes = k_n * k_e * k_f * k_c * fold_h
     W_g = M * C * s.R * s.S
     outputs = N * M * s.E * s.F
@@ -463,7 +459,7 @@ def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissO
     i = _choose(cost, opts.mapping_objective)
     pick = {k: v[i] for k, v in cand.items()}
     e, seg, r_f = int(pick["e"]), int(pick["seg"]), int(pick["r_f"])
-    mapping = RSMapping(e=e, strips=_ceil(s.E, e), segments=seg, fold_h=int(pick["fold_h"]), rows_per_fold=r_f,
+    mapping = RSMapping(e=e, strips=ceil_div(s.E, e), segments=seg, fold_h=int(pick["fold_h"]), rows_per_fold=r_f,
                         p=int(pick["p"]), q=int(pick["q"]), r=int(pick["r"]), t=int(pick["t"]), n=int(pick["n"]),
                         m=int(pick["m"]), weights_resident=bool(cost["resident"][i]),
                         pes_mapped=int(pick["r"]) * int(pick["t"]) * r_f * e, passes=int(cost["passes"][i]))
@@ -537,7 +533,8 @@ def simulate_layer(arch: ArchSpec, graph: Graph, layer: Layer, batch: int,
     ev.add("dram", "read", dram_read, 8)
     ev.add("dram", "write", c["dram_o"] * (ab / 8), 8)  # finished outputs, rounded onto the activation format
     ev.add("dram", "stall_cycle", c["dram_stall"], 0)
-    ev.add("clock", "cycle", c["cycles"], 0)  # every cycle of the layer: static and clock-tree energy, if the table has it
+    # every cycle of the layer: static and clock-tree energy, if the table has it
+    ev.add("clock", "cycle", c["cycles"], 0)
     per_image = 1.0 / batch
     breakdown = {k: c[k] * per_image for k in ("busy", "fill", "gbuf_stall", "dram_stall")}
     cycles = c["cycles"] * per_image

@@ -39,6 +39,7 @@ class TimingModel(Protocol):
     """observe(...) once per conv layer and batch of the functional pass, then finish(facts) once."""
 
     arch: ArchSpec
+    widths: DataWidths  # the stored bits per weight, activation and partial sum the model was built with
 
     def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True,
                 stream: WeightStream | None = None) -> None:

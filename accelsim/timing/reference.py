@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from accelsim.arch import ArchSpec
+from accelsim.intmath import ceil_div
 from accelsim.nets.graph import Graph, Layer
 from accelsim.timing.events import LayerTiming
 from accelsim.timing.snapea import TOTAL_KEYS, LayerPlan, layer_totals, plan_layer, timing_from_totals
-
 
 Group = tuple[int, list[int]]  # (kernel, MACs of each lane); kernel -1 for fc neurons
 
@@ -99,7 +99,7 @@ def _portion_groups(plan: LayerPlan, p: int) -> list[list[tuple[int, int]]]:
     if how == "flat":  # raster order across row ends
         return [win[i:i + lanes] for i in range(0, len(win), lanes)]
     if how == "interleaved":  # lane j of group g takes window g + j * G
-        g_count = -(-len(win) // lanes)
+        g_count = ceil_div(len(win), lanes)
         return [[win[g + j * g_count] for j in range(lanes) if g + j * g_count < len(win)] for g in range(g_count)]
     bh, bw = _block_shape(lanes)  # 2-D blocks in raster order of blocks
     a, b, c, d = (int(v) for v in plan.portions[p])

@@ -22,15 +22,17 @@ import dataclasses
 import heapq
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 import numba
 import numpy as np
 
 from accelsim.arch import ArchSpec
 from accelsim.errors import ConfigError
+from accelsim.intmath import ceil_div
 from accelsim.nets.graph import (
     FC,
     LRN,
@@ -50,7 +52,8 @@ from accelsim.nets.graph import (
 )
 from accelsim.timing import snapea_map
 from accelsim.timing.events import EventLog, LayerTiming
-from accelsim.timing.snapea_map import KERNEL_DEALINGS, LANE_ASSIGNMENTS, PORTIONS, ROW_DEALINGS, Mapping as ConvMapping
+from accelsim.timing.snapea_map import KERNEL_DEALINGS, LANE_ASSIGNMENTS, PORTIONS, ROW_DEALINGS
+from accelsim.timing.snapea_map import Mapping as ConvMapping
 from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
@@ -125,7 +128,7 @@ class SnaPEAOptions:
             raise ConfigError("options.lane_assignment=block needs rectangular portions (band or tile), not range")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None) -> "SnaPEAOptions":
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> SnaPEAOptions:
         """Validate `arch.options`: unknown keys are errors naming the allowed ones; integers may come as strings."""
         options = dict(options or {})
         allowed = [f.name for f in fields(cls)]
@@ -150,7 +153,7 @@ class DMA:
         if nbytes <= 0:
             return 0
         rate = self.rate * rows_sharing
-        return self.latency + -(-nbytes * rate.denominator // rate.numerator)
+        return self.latency + ceil_div(nbytes * rate.denominator, rate.numerator)
 
     def cycles_array(self, nbytes: np.ndarray, rows_sharing: int = 1) -> np.ndarray:
         nbytes = np.asarray(nbytes, dtype=np.int64)
@@ -229,7 +232,7 @@ class LayerPlan:
         if not self.tiles:
             return 0
         if self.dynamic:
-            return -(-self.tiles // self.rows)
+            return ceil_div(self.tiles, self.rows)
         return int(np.bincount(self.tile_row, minlength=self.rows).max())
 
     def row_tiles(self, r: int) -> list[int]:
@@ -320,7 +323,7 @@ def _stream_arrays(layer: Conv, f_count: int, stream: Any) -> tuple[np.ndarray, 
 def _deal(n: int, parts: int, how: str) -> np.ndarray:
     if how == "round_robin":
         return np.arange(n) % parts
-    return np.arange(n) // max(1, -(-n // parts))
+    return np.arange(n) // max(1, ceil_div(n, parts))
 
 
 def _split(total: int, weights: np.ndarray) -> np.ndarray:
@@ -390,7 +393,7 @@ def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, a
     y0 = np.arange(0, ho, tile_rows)
     rows = snapea_map.input_span(y0, np.minimum(y0 + tile_rows, ho), layer.stride[0], layer.pad[0], layer.kernel[0],
                                  h_in)
-    return -(-(c_in * rows * w_in * activation_bits) // 8)
+    return ceil_div(c_in * rows * w_in * activation_bits, 8)
 
 
 def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, int], rows: int, cap_bytes: int,
@@ -411,8 +414,8 @@ def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, in
     if (r_max == 1 and int(_portions(layer, in_shape, ho, 1, activation_bits).max()) + wo * psum_bytes_per_window
             > cap_bytes):
         log.debug("layer %s: one output row's input portion exceeds the PE's input half (%d B)", layer.name, cap_bytes)
-    steps = -(-(-(-ho // r_max)) // rows)
-    return -(-ho // (rows * steps))
+    steps = ceil_div(ceil_div(ho, r_max), rows)
+    return ceil_div(ho, rows * steps)
 
 
 # -- conv layers: the context a schedule is planned in, and the plan of one mapping -----------------------------------
@@ -470,13 +473,13 @@ def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray,
     half = arch.array.rows * arch.array.cols * arch.pe.io_buffer_bytes // 2  # one I/O RAM half (spec A.7 item 5)
     f_count, ho, wo = graph.out_shape(layer)
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
-    in_total = -(-in_words * ab // 8)
+    in_total = ceil_div(in_words * ab, 8)
     from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
     pool_name = _fused_pools(graph).get(layer.name)
     out_shape = graph.out_shape(graph.layer(pool_name)) if pool_name else (f_count, ho, wo)
     out_blob = graph.layer(pool_name).output if pool_name else layer.output
     out_words = math.prod(out_shape)
-    out_total = -(-out_words * ab // 8)
+    out_total = ceil_div(out_words * ab, 8)
     out_dram = out_total if out_blob in _aliases_of_output(graph) else max(0, out_total - half)
     shape = dataclasses.replace(layer, name="", inputs=(), output="")
     c, h, w = graph.in_shapes(layer)[0]
@@ -535,14 +538,14 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     if chunked:
         groups = snapea_map.slice_counts(snapea_map.group_counts(portions, ctx.out_hw[1], lanes, how), split)
         windows = np.diff(_window_bounds(portions, ctx.out_hw), axis=1)
-        psum = np.minimum(groups * lanes, windows).max(1) * -(-pb // 8)
-    need = -(-(whole * ab) // 8) + psum
+        psum = np.minimum(groups * lanes, windows).max(1) * ceil_div(pb, 8)
+    need = ceil_div(whole * ab, 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
         parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
         words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4)), channels).sum(-1), whole[:, None])
-        slice_need = -(-(words * ab) // 8)
+        slice_need = ceil_div(words * ab, 8)
         if chunked:
-            slice_need = slice_need + np.minimum(groups * lanes, windows) * -(-pb // 8)
+            slice_need = slice_need + np.minimum(groups * lanes, windows) * ceil_div(pb, 8)
         need = slice_need.max(1)
     return need
 
@@ -594,7 +597,7 @@ def fixed_mapping(ctx: ConvContext, opts: SnaPEAOptions) -> ConvMapping:
     if th is None or th == "auto":
         lengths = ctx.lengths_array
         _, chunk = _weight_residency(lengths, kernel_partition(lengths, kcols, kdeal), kcols, ctx.cap)
-        psum = -(-ctx.widths.psum_bits // 8) if chunk.any() else 0
+        psum = ceil_div(ctx.widths.psum_bits, 8) if chunk.any() else 0
         th = auto_tile_rows(ctx.shape, ctx.in_shape, ctx.out_hw, rows, arch.pe.io_buffer_bytes // 2, psum,
                             ctx.widths.activation_bits)
     tw = opts.tile_cols or (ctx.out_hw[1] if portion == "tile" else 0)
@@ -635,7 +638,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     windows = np.diff(_window_bounds(portions, (ho, wo)), axis=1)[:, 0]
     in_bytes, out_bytes = _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
     kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
-    kept_bytes, step_bytes = -(-kept * (wb + ib) // 8), -(-streamed * (wb + ib) // 8)
+    kept_bytes, step_bytes = ceil_div(kept * (wb + ib), 8), ceil_div(streamed * (wb + ib), 8)
     dynamic = m.dealing == "dynamic"
     if dynamic and (step_bytes > 0 or in_bytes.any() or out_bytes.any()):
         raise ConfigError(f"layer '{name}': dynamic dealing needs every kernel kept in the PEs and no spilled "
@@ -647,7 +650,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     if m.lookahead not in (0, 1):
         raise ConfigError(f"layer '{name}': a portion lookahead is 0 or 1, got {m.lookahead}")
     tile_row = np.full(n_p, -1, np.int64) if dynamic else _deal(n_p, rows, m.dealing)
-    steps = -(-n_p // rows) if dynamic else int(np.bincount(tile_row, minlength=rows).max(initial=0))
+    steps = ceil_div(n_p, rows) if dynamic else int(np.bincount(tile_row, minlength=rows).max(initial=0))
     static: dict[tuple[str, str, int], int] = {}
 
     def add(component: str, event: str, bits: int, count: int) -> None:
@@ -676,7 +679,8 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
                      prologue_bytes=kept_bytes, in_bytes=in_bytes, out_bytes=out_bytes, dma=dma_of(arch, rows), pau=pau,
                      static=static, mapping=m, label=label, fits=fits, portions=portions, split=split,
                      kcols=m.kcols, dynamic=dynamic, lookahead=m.lookahead, seg_groups=seg_groups, group_win=win,
-                     group_seg=seg, kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned, step_weight_bytes=step_bytes,
+                     group_seg=seg, kernel_lengths=lengths, kernel_chunk=kernel_chunk, pinned=pinned,
+                     step_weight_bytes=step_bytes,
                      neg_start=neg_start, n_spec=n_spec, widths=ctx.widths)
 
 
@@ -709,7 +713,7 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch must be a positive integer, got {batch!r}")
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
-    in_total = -(-in_words * ab // 8)
+    in_total = ceil_div(in_words * ab, 8)
     from_dram = all(b in _aliases_of_input(graph) for b in layer.inputs)
     neuron_pe = _deal(f_count, pes, "round_robin")
     if rows_first:  # neuron n -> row n % rows, column (n // rows) % cols
@@ -717,14 +721,14 @@ def plan_fc(arch: ArchSpec, graph: Graph, layer: FC, batch: int = 1, rows_first:
     per_pe = np.bincount(neuron_pe, minlength=pes)
     resident = int(per_pe.max()) * k <= wcap
     row_neurons = per_pe.reshape(rows, cols).sum(1)
-    stream = np.zeros(rows, np.int64) if resident else -(-row_neurons * k * wb // 8)
+    stream = np.zeros(rows, np.int64) if resident else ceil_div(row_neurons * k * wb, 8)
     entries = f_count * k
-    w_bytes = -(-entries * wb // 8)
+    w_bytes = ceil_div(entries * wb, 8)
     out_blob_dram = layer.output in _aliases_of_output(graph)
-    out_total = -(-f_count * ab // 8)
-    out_row = -(-row_neurons * ab // 8) if out_blob_dram else np.zeros(rows, np.int64)
+    out_total = ceil_div(f_count * ab, 8)
+    out_row = ceil_div(row_neurons * ab, 8) if out_blob_dram else np.zeros(rows, np.int64)
     if not out_blob_dram and batch * out_total > half:
-        out_row = -(-row_neurons * ab // 8)  # the whole vector spills (it cannot be split across the halves)
+        out_row = ceil_div(row_neurons * ab, 8)  # the whole vector spills (it cannot be split across the halves)
     in_read, in_write = (in_total if (from_dram or in_total > half) else 0), 0
     if batch > 1 and not from_dram:
         if _fc_from_fc(graph, layer):  # the previous fc ran over the same batch: its outputs are on chip if they fit
@@ -762,7 +766,7 @@ def plan_eltwise(arch: ArchSpec, graph: Graph, layer: Layer, widths: DataWidths 
                      kernel_pe=np.zeros(0, np.int64), resident=True, chunk=0, stream_bytes=np.zeros(rows, np.int64),
                      prologue_bytes=0, in_bytes=np.zeros(0, np.int64), out_bytes=np.zeros(0, np.int64),
                      dma=dma_of(arch), pau=False, static={k: v for k, v in static.items() if v},
-                     eltwise_cycles=-(-in_words // (rows * cols * lanes)), label="eltwise", widths=widths)
+                     eltwise_cycles=ceil_div(in_words, rows * cols * lanes), label="eltwise", widths=widths)
 
 
 def plan_layer(arch: ArchSpec, graph: Graph, layer: Layer, options: SnaPEAOptions | None = None,
@@ -1064,7 +1068,7 @@ class Steps:
     out_bytes: np.ndarray  # (P,)
 
     @classmethod
-    def of(cls, plan: LayerPlan) -> "Steps":
+    def of(cls, plan: LayerPlan) -> Steps:
         return cls(plan.rows, plan.dma, plan.prologue_bytes, plan.step_weight_bytes, step_table(plan.tile_row,
                    plan.rows), plan.in_bytes, plan.out_bytes)
 
@@ -1206,7 +1210,7 @@ def _fc_totals(plan: LayerPlan, lanes: int) -> dict[str, int]:
     batch) overlaps its compute; the outputs leave at the end."""
     rows, cols, k, b = plan.rows, plan.cols, plan.kernel_len, plan.batch
     per_pe = np.bincount(plan.kernel_pe, minlength=rows * cols).reshape(rows, cols)
-    comp = b * -(-per_pe // lanes) * k  # (rows, cols) cycles of each PE over the batch (dense)
+    comp = b * ceil_div(per_pe, lanes) * k  # (rows, cols) cycles of each PE over the batch (dense)
     active = per_pe > 0
     tt = comp.max(1)
     dma = plan.dma

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accelsim.intmath import ceil_div
+
 PORTIONS = ("band", "tile", "range")
 ROW_DEALINGS = ("round_robin", "block", "dynamic")
 KERNEL_DEALINGS = ("round_robin", "block", "balanced")
@@ -76,7 +78,7 @@ def portions_of(m: Mapping, out_hw: tuple[int, int], lanes: int) -> np.ndarray:
     """(P, 4) portions of one image: [y0, y1, x0, x1) rectangles (band, tile) or [w0, w1, -1, -1) window runs."""
     ho, wo = out_hw
     if m.portion == "range":
-        groups = -(-ho * wo // lanes)
+        groups = ceil_div(ho * wo, lanes)
         pieces = max(1, min(m.pieces, groups))
         per = np.full(pieces, groups // pieces, np.int64)
         per[:groups % pieces] += 1
@@ -110,7 +112,7 @@ def lane_groups(portion: np.ndarray, wo: int, lanes: int, how: str) -> list[np.n
     if how == "flat":
         return [win[i:i + lanes] for i in range(0, n, lanes)]
     if how == "interleaved":
-        g = -(-n // lanes)
+        g = ceil_div(n, lanes)
         return [win[i::g] for i in range(g)]
     if how == "row":
         ys = win // wo
@@ -139,23 +141,23 @@ def group_counts(portions: np.ndarray, wo: int, lanes: int, how: str) -> np.ndar
     if c[0] < 0 if len(portions) else False:  # window runs
         n = b - a
         if how in ("flat", "interleaved"):
-            return -(-n // lanes)
+            return ceil_div(n, lanes)
         # row: the run's pieces on each output row it touches
         y_first, y_last = a // wo, (b - 1) // wo
         first_len = np.minimum(b, (y_first + 1) * wo) - a
         last_len = b - y_last * wo
         full_rows = np.maximum(y_last - y_first - 1, 0)
         one_row = y_first == y_last
-        return np.where(n <= 0, 0, np.where(one_row, -(-n // lanes),
-                                            -(-first_len // lanes) + -(-last_len // lanes)
-                                            + full_rows * -(-wo // lanes)))
+        return np.where(n <= 0, 0, np.where(one_row, ceil_div(n, lanes),
+                                            ceil_div(first_len, lanes) + ceil_div(last_len, lanes)
+                                            + full_rows * ceil_div(wo, lanes)))
     h, w = b - a, d - c
     if how == "row":
-        return h * -(-w // lanes)
+        return h * ceil_div(w, lanes)
     if how in ("flat", "interleaved"):
-        return -(-(h * w) // lanes)
+        return ceil_div(h * w, lanes)
     bh, bw = block_shape(lanes)
-    return -(-h // bh) * -(-w // bw)
+    return ceil_div(h, bh) * ceil_div(w, bw)
 
 
 def slice_counts(groups: np.ndarray, split: int) -> np.ndarray:
@@ -183,7 +185,7 @@ def group_table(portions: np.ndarray, wo: int, lanes: int, how: str, split: int
     if how == "flat":
         g_local, lane = pos // lanes, pos % lanes
     elif how == "interleaved":
-        g_count = -(-n // lanes)
+        g_count = ceil_div(n, lanes)
         g_local, lane = pos % g_count[pid], pos // g_count[pid]
     elif how == "row":  # groups restart at every output row of the portion
         y = win // wo
@@ -192,7 +194,7 @@ def group_table(portions: np.ndarray, wo: int, lanes: int, how: str, split: int
         row_start = np.maximum.accumulate(np.where(new_row, np.arange(len(win)), 0))
         in_row = np.arange(len(win)) - row_start
         seg_id = np.cumsum(new_row) - 1  # row segments; each opens ceil(len / lanes) groups
-        seg_groups = -(-np.bincount(seg_id) // lanes)
+        seg_groups = ceil_div(np.bincount(seg_id), lanes)
         seg_first = np.cumsum(seg_groups) - seg_groups
         portion_first = np.cumsum(counts) - counts
         g_local = seg_first[seg_id] - portion_first[pid] + in_row // lanes
@@ -201,7 +203,7 @@ def group_table(portions: np.ndarray, wo: int, lanes: int, how: str, split: int
         bh, bw = block_shape(lanes)
         y, x = win // wo, win % wo
         a, c, d = portions[pid, 0], portions[pid, 2], portions[pid, 3]
-        per_line = -(-(d - c) // bw)
+        per_line = ceil_div(d - c, bw)
         g_local = ((y - a) // bh) * per_line + (x - c) // bw
         lane = ((y - a) % bh) * bw + (x - c) % bw
     group_first = np.cumsum(counts) - counts
@@ -283,7 +285,7 @@ def slice_parts(portions: np.ndarray, out_hw: tuple[int, int], lanes: int, how: 
     zeros = np.zeros_like(a)
     if how == "interleaved":
         n = np.where(run, b - a, (b - a) * (d - c))
-        g0, g1 = np.where(per > 0, 0, 0), np.where(per > 0, -(-n // lanes), 0)
+        g0, g1 = np.where(per > 0, 0, 0), np.where(per > 0, ceil_div(n, lanes), 0)
         how = "flat"
     if not run[0, 0]:  # rectangles
         h, w = b - a, d - c
@@ -291,18 +293,19 @@ def slice_parts(portions: np.ndarray, out_hw: tuple[int, int], lanes: int, how: 
             n = h * w
             return _interval_parts(g0 * lanes, np.minimum(g1 * lanes, n), w, 1, 1, a, c, b, d)
         bh, bw = (1, lanes) if how == "row" else block_shape(lanes)
-        return _interval_parts(g0, g1, -(-w // bw), bh, bw, a, c, b, d)
+        return _interval_parts(g0, g1, ceil_div(w, bw), bh, bw, a, c, b, d)
     # runs of windows [a, b) of the map: the slice is a raster interval [u, v) of windows
     if how == "flat":
         u, v = a + g0 * lanes, np.minimum(a + g1 * lanes, b)
     else:  # row lanes: groups restart at every output row
         first_len = np.minimum(b, (a // wo + 1) * wo) - a
-        g_first = -(-first_len // lanes)
-        per_row = -(-wo // lanes)
+        g_first = ceil_div(first_len, lanes)
+        per_row = ceil_div(wo, lanes)
 
         def start(g):
             later = g - g_first
-            return np.where(g < g_first, a + g * lanes, (a // wo + 1 + later // per_row) * wo + (later % per_row) * lanes)
+            return np.where(g < g_first, a + g * lanes,
+                            (a // wo + 1 + later // per_row) * wo + (later % per_row) * lanes)
 
         u = start(g0)
         v = np.minimum(np.minimum(start(np.maximum(g1, g0 + 1) - 1) + lanes,

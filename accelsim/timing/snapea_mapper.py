@@ -28,13 +28,15 @@ import functools
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from accelsim.arch import ArchSpec
 from accelsim.errors import ConfigError
+from accelsim.intmath import ceil_div
 from accelsim.nets.graph import FC, Graph
 from accelsim.timing import snapea
 from accelsim.timing import snapea_map as sm
@@ -142,7 +144,7 @@ class _Space:
     def __getitem__(self, i: int) -> tuple[int, float, tuple[Any, ...]]:
         return int(self.lb[i]), float(self.lb_e[i]), self.args(int(i))
 
-    def subset(self, lanes: tuple[str, ...]) -> "_Space":
+    def subset(self, lanes: tuple[str, ...]) -> _Space:
         """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
         keep = np.array([b[4] in lanes for b in self.blocks], bool)[self.block]
         return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.lb_e[1:][keep],
@@ -151,7 +153,7 @@ class _Space:
 
 def _distinct_sizes(n: int) -> list[int]:
     """ceil(n / k) for k = 1..n, distinct, largest first (every band height that gives a different band count)."""
-    return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
+    return sorted({ceil_div(n, k) for k in range(1, n + 1)}, reverse=True)
 
 
 def _kcols_options(cols: int, kernels: int) -> list[int]:
@@ -225,8 +227,8 @@ class _Search:
         wb, ib = ctx.widths.weight_bits, ctx.arch.pe.index_bits
         kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
         loads = np.bincount(part, weights=lengths, minlength=kcols)
-        return _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()), kept_bytes=-(-kept * (wb + ib) // 8),
-                        step_bytes=-(-streamed * (wb + ib) // 8), kept_entries=kept, streamed_entries=streamed,
+        return _Columns(part=part, pinned=pinned, chunked=bool(chunk.any()), kept_bytes=ceil_div(kept * (wb + ib), 8),
+                        step_bytes=ceil_div(streamed * (wb + ib), 8), kept_entries=kept, streamed_entries=streamed,
                         s_max=int(loads.max(initial=0)), s_total=int(lengths.sum()),
                         channels=snapea.partition_channels(ctx, part), swaps_per_window=swaps)
 
@@ -294,15 +296,15 @@ class _Search:
             if dealing == "dynamic":
                 span = np.zeros((1, min(rows, n_p)), np.int64)
                 snapea._claim_queue(g.gmax[None, :].astype(np.int64), rows, span)
-                g.units[key] = (int(span.max()), -(-n_p // rows), None)
+                g.units[key] = (int(span.max()), ceil_div(n_p, rows), None)
             elif dealing == "round_robin":
-                steps = -(-n_p // rows)
+                steps = ceil_div(n_p, rows)
                 grid = np.zeros(steps * rows, np.int64)
                 grid[:n_p] = g.gmax
                 grid = grid.reshape(steps, rows)
                 g.units[key] = (int(grid.sum(0).max()), steps, grid.max(1))
             else:  # block: row r takes portions [r * bs, (r + 1) * bs)
-                bs = max(1, -(-n_p // rows))
+                bs = max(1, ceil_div(n_p, rows))
                 grid = np.zeros(bs * rows, np.int64)
                 grid[:n_p] = g.gmax
                 grid = grid.reshape(rows, bs)
@@ -388,7 +390,7 @@ class _Search:
         """Portion shapes to try on `rows` PE rows (lanes, columns and dealing at defaults)."""
         ctx, opts = self.ctx, self.opts
         ho, wo = ctx.out_hw
-        groups = -(-ho * wo // self.lanes)
+        groups = ceil_div(ho * wo, self.lanes)
         kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols else ["band", "range"])
         if opts.tile_rows is not None and not opts.portion:
             kinds = ["tile"] if opts.tile_cols else ["band"]
@@ -434,8 +436,8 @@ class _Search:
         rows, cols = snapea.grid_of(self.ctx.arch, fx)
         fixed_args = (fx.portion, fx.th, fx.tw, fx.pieces, fx.dealing, fx.kcols, fx.kernel_dealing, fx.lanes, fx.grid)
         fcol, fgeo = self.columns(fx.kcols, fx.kernel_dealing), self.geo(fx, cols // fx.kcols)
-        fixed = (fcol.s_max * -(-fgeo.total // rows), self.energy(fx, fcol, fgeo, rows, cols, -(-len(fgeo.gmax) // rows)),
-                 fixed_args)
+        fixed = (fcol.s_max * ceil_div(fgeo.total, rows),
+                 self.energy(fx, fcol, fgeo, rows, cols, ceil_div(len(fgeo.gmax), rows)), fixed_args)
         k = self._k
         n_deal = len(dealings)
         blocks: list[tuple[Any, ...]] = []
@@ -470,11 +472,11 @@ class _Search:
                     probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
                     portions, counts = self.counts(probe)
                     n_p, groups = len(counts), int(counts.sum())
-                    steps = -(-n_p // rows)
+                    steps = ceil_div(n_p, rows)
                     words = self.words_of(probe, portions)
                     # every kernel partitioning at once, with the same expressions as _energy (bit for bit)
-                    total = (-(-counts[None, :] // splits[:, None])).sum(1)[split_pos]  # busiest slice per portion
-                    lb = s_max * -(-total // rows)
+                    total = (ceil_div(counts[None, :], splits[:, None])).sum(1)[split_pos]  # busiest slice per portion
+                    lb = s_max * ceil_div(total, rows)
                     fetched = kept + steps * streamed
                     writes = split_a * (rows * kept + n_p * streamed)
                     static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
@@ -487,7 +489,9 @@ class _Search:
                     lbs.append(np.repeat(lb, n_deal))
                     lbes.append(np.repeat(lb_e, n_deal))
                     combo_ids.append(np.repeat(ids, n_deal))
-        cat = (lambda a, t: np.concatenate(a) if a else np.zeros(0, t))
+        def cat(a: list[np.ndarray], t: type) -> np.ndarray:
+            return np.concatenate(a) if a else np.zeros(0, t)
+
         block, combo = cat(block_ids, np.int64), cat(combo_ids, np.int64)
         deal = np.tile(np.arange(n_deal), len(block) // max(n_deal, 1))
         # the fixed schedule is entry 0: drop its twin from the enumeration
@@ -699,7 +703,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
                 variants.append(ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid, 1))
             for v in variants:
                 items.append((v, col, rows, cols))
-                facts.append((n_p, words, -(-n_p // rows), col_index[key]))
+                facts.append((n_p, words, ceil_div(n_p, rows), col_index[key]))
     cols_list = list(cols_cache.values())
     f = np.array(facts, np.int64).reshape(-1, 4)
     rows_a = np.array([it[2] for it in items], np.int64)

@@ -267,7 +267,8 @@ class ProfileScorer:
     def group_key(self, m: ConvMapping) -> tuple[Any, ...]:
         """A key that is equal for two portion geometries with the same lane groups in the same order: row lanes
         of bands (and of window runs when a row holds whole groups), flat lanes of runs and of bands that hold whole
-        groups, 2-D blocks of bands a whole number of blocks high all give the groups of the whole map in raster order."""
+        groups, 2-D blocks of bands a whole number of blocks high all give the groups of the whole map in raster
+        order."""
         ho, wo = self.ctx.out_hw
         lanes = self.lanes
         whole = ("map", m.lanes)
