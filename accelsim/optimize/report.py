@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from accelsim.atomic import write_text
 from accelsim.functional import forward
 from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
 from accelsim.functional.spec import save_spec
@@ -138,16 +137,7 @@ def write_outputs(result: Any, graph: Any, out: str | Path, dataset_name: str, w
     out = Path(out)
     save_spec(out, graph, result.spec)
     report = out.with_name(out.name + ".json")
-    fd, tmp = tempfile.mkstemp(dir=report.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report_dict(result, dataset_name, weights), fh, indent=1, default=_jsonable)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, report)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return report
+    return write_text(report, json.dumps(report_dict(result, dataset_name, weights), indent=1, default=_jsonable))
 
 
 def _jsonable(v: Any) -> Any:

@@ -10,12 +10,11 @@ validation measurement, and a new path setting reuses the profiles and the layer
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelsim.atomic import write_text
 from accelsim.errors import ConfigError
 from accelsim.optimize.passes import GlobalState, LocalEvaluation
 from accelsim.optimize.path import LayerSensitivity, PathStep
@@ -82,16 +81,7 @@ class OptimizeState:
 
 def save_state(path: str | Path, state: OptimizeState) -> None:
     """Write the state atomically (a temporary file renamed into place): a crash leaves the previous one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state.to_dict(), fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(state.to_dict()))
 
 
 def load_state(path: str | Path, fingerprint: dict[str, Any]) -> OptimizeState:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accelsim.atomic import write_file
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
 from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
@@ -73,19 +72,6 @@ def _epsilons(values: Iterable[float]) -> list[float]:
     if len(set(eps)) != len(eps):
         raise ConfigError(f"epsilons {eps} name a value twice")
     return sorted(eps)
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` through a temporary file in the same folder renamed into place (no half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _opt_batches(images: np.ndarray, labels: np.ndarray, size: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
@@ -298,7 +284,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 def _write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
     table = pd.DataFrame(rows)
-    _atomic(folder / "tradeoff.parquet", lambda p: table.to_parquet(p, index=False))
+    write_file(folder / "tradeoff.parquet", lambda p: table.to_parquet(p, index=False))
     first = rows[0]
     promise = next((r.get("promise_text") for r in rows if r.get("promise_text")), "")
     text = (f"# Accuracy vs speed of predictive mode\n\noptimisation images: {first['opt_images']} (the first of the "
@@ -307,7 +293,7 @@ def _write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
             f"validation bound the promise was checked with; the test interval is a confidence interval of the "
             f"expected loss from the test images' paired counts. Speedup and energy reduction are per image, over the "
             f"whole network, on the test images.\n\nPromise: {promise}\n\n{format_table(table)}\n")
-    _atomic(folder / "tradeoff.md", lambda p: p.write_text(text))
+    write_file(folder / "tradeoff.md", lambda p: p.write_text(text))
 
 
 def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, baseline: str | None) -> None:
@@ -338,4 +324,4 @@ def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, ba
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{network}: accuracy vs speed of predictive mode (ε in top-1 points)")
     for ext in ("png", "svg"):
-        _atomic(folder / f"tradeoff.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120))
+        write_file(folder / f"tradeoff.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120))
