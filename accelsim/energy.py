@@ -1,4 +1,4 @@
-"""Events -> energy: every number comes from the architecture's energy table (spec A.4 Table 3.3, A.7 item 6).
+"""Events -> energy: every number comes from the architecture's energy table (docs/model.md: A.4 Table 3.3, A.7 item 6).
 
 The energy of one logged (component, event) is `count x (bits x pj_per_bit[class] + pj_per_event[class])`, where the
 class is the table's entry for `component.event` if there is one, else for `component`. A component the table does

@@ -1,7 +1,7 @@
 """Fault studies on real networks: accuracy under memory faults with a stopping rule, a per-layer sensitivity pass,
 a greedy per-layer voltage / bit-error-rate assignment under an accuracy budget against the uniform assignment at the
-same accuracy (LaNMax's result shape, spec B.11, without its training), accuracy against images run for faults that
-accumulate (B.8), and the two figures.
+same accuracy (LaNMax's result shape, B.11 in docs/faults.md, without its training), accuracy against images run
+for faults that accumulate (B.8), and the two figures.
 
 Every evaluation runs the functional model on one prepared network (formats chosen once) and one image set held in
 memory, with the fault spec's seed: two assignments are compared on the same images and the same draws (common

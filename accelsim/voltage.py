@@ -1,13 +1,13 @@
 """Memory supply voltage -> (bit-error rate, energy per bit), per energy class: an energy table's `voltage:`.
 
-Two models (docs/arch_energy.md, "Voltage", says where each number comes from):
+Two models (docs/arch_energy.md, "Voltage", says where each number comes from; docs/faults.md the sources):
 
-- `exponential` (SRAM classes): LaNMax's energy-reliability form (spec B.11): the energy of a bit and its error
+- `exponential` (SRAM classes): LaNMax's energy-reliability form (B.11): the energy of a bit and its error
   probability p are tied by E(p) = -gamma * ln p, anchored at the reliable point (nominal voltage, `ber_nominal`), so
   E / E_nominal = ln p / ln p_nominal. The energy of an access scales with the supply voltage as
   (1 - s) + s * (V / V_nominal) ** k (its dynamic share s, exponent k = 2: C V^2), and the error rate follows the
   energy of the dynamic part: p(V) = p_nominal ** ((V / V_nominal) ** k).
-- `beat_table` (DRAM): measured beat-error rates against supply voltage (spec B.13 table 4.6, from [CYG+17]),
+- `beat_table` (DRAM): measured beat-error rates against supply voltage (B.13 table 4.6, from [CYG+17]),
   interpolated linearly between the table's voltages, 0 above the highest one; a 64-bit beat fails when any of its
   bits does, so the per-bit rate is p = 1 - (1 - beat rate) ** (1 / 64) (B.13 eqs 4.11 and 4.17 together). Energy
   scales as above (DRAMPower-style: the dynamic part as V^2).

@@ -1,4 +1,4 @@
-"""Predictive mode's parameters (spec A.2.4): per-kernel (Th, N) that save MACs while keeping an accuracy promise.
+"""Predictive mode's parameters (docs/optimize.md): per-kernel (Th, N) that save MACs while keeping an accuracy promise.
 
 `optimize` runs kernel profiling (profiling.py), lays out a path of candidate specs on the optimisation images
 (path.py: our knapsack search, or Algorithm 1's local and global passes, passes.py) on cached activations
