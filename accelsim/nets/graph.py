@@ -38,6 +38,9 @@ class Layer:
 
     type_name: ClassVar[str] = "layer"
     n_inputs: ClassVar[int | None] = None  # expected number of inputs (None = one or more)
+    # What a layer is, asked of the layer instead of by isinstance chains in every model:
+    has_weights: ClassVar[bool] = False  # a MAC layer with a weight tensor (conv, fc): buffers, formats, faults
+    fuses_relu: ClassVar[bool] = False  # carries a `relu` flag: a following ReLU folds into it (nets.transforms)
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return in_shapes[0]
@@ -90,6 +93,8 @@ class Conv(Layer):
 
     type_name = "conv"
     n_inputs = 1
+    has_weights = True
+    fuses_relu = True
 
     def __post_init__(self) -> None:
         if self.in_channels <= 0 or self.out_channels <= 0 or self.groups <= 0:
@@ -140,6 +145,8 @@ class FC(Layer):
     relu: bool = False
 
     type_name = "fc"
+    has_weights = True
+    fuses_relu = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -248,6 +255,7 @@ class Add(Layer):
 
     relu: bool = False
     type_name = "add"
+    fuses_relu = True
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         if len({tuple(s) for s in in_shapes}) != 1:
@@ -484,6 +492,10 @@ class Graph:
 
     def conv_layers(self) -> list[Conv]:
         return [l for l in self.layers if isinstance(l, Conv)]
+
+    def weight_layers(self) -> list[Layer]:
+        """The layers with weights (conv and fc), in network order."""
+        return [l for l in self.layers if l.has_weights]
 
     def conv_macs(self) -> int:
         return sum(self.macs(l) for l in self.conv_layers())
