@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search", default="knapsack", choices=["knapsack", "algorithm1"])
     ap.add_argument("--validation-share", type=float, default=0.5)
     ap.add_argument("--settings", default="{}", help="other SearchSettings fields as JSON")
+    ap.add_argument("--max-upscale", type=float, default=5.0,
+                    help="accept images this many times smaller than the network input (the ImageNet sample set "
+                         "holds one 75x56 photo: 4.6x for SqueezeNet)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if all((s, e) in done for e in epsilons):
             continue
         t_split = time.perf_counter()
-        data = load_dataset(str(images), net.graph, order="shuffled", seed=args.seed + s)
+        data = load_dataset(str(images), net.graph, order="shuffled", seed=args.seed + s, max_upscale=args.max_upscale)
         if args.opt_limit + args.test_images > len(data):
             raise SystemExit(f"{args.opt_limit} + {args.test_images} images exceed the {len(data)} of the set")
         state = out / f"split{s}.state.json"
