@@ -58,22 +58,23 @@ WindowObserver = Callable[[str, LaneResult], None]
 class FunctionalConfig:
     """Everything that decides what the MAC lanes compute (see docs/model.md for each choice)."""
 
-    mode: Mode = setting("exact", "SnaPEA mode: dense (no early termination), exact (sign checks, no accuracy change) "
-                         "or predictive (speculation with per-kernel (Th, N) from --spec)",
-                         commands=("run", "sweep"), example="dense")
-    number_format: NumberFormat = group(NumberFormat)
-    reorder: ReorderOptions = group(ReorderOptions)
-    pruning: PruningOptions = group(PruningOptions)
+    mode: Mode = setting(
+        default="exact", help="SnaPEA mode: dense (no early termination), exact (sign checks, no accuracy change) or "
+        "predictive (speculation with per-kernel (Th, N) from --spec)", commands=("run", "sweep"), example="dense")
+    number_format: NumberFormat = group(default_factory=NumberFormat)
+    reorder: ReorderOptions = group(default_factory=ReorderOptions)
+    pruning: PruningOptions = group(default_factory=PruningOptions)
     terminate_at_zero: bool = setting(
-        False, "PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)", modes=("exact", "predictive"),
-        example=True)
-    batch_size: int = setting(16, "images per functional batch (results do not depend on it; memory does)", gt=0,
-                              example=5)
-    calibration_images: int = setting(32, "images used to choose the number formats (ranges, exponent bits, the "
-                                      "fixed-point split)", gt=0, example=4)
-    float_reference: bool = setting(True, "also run the float32 network to report its accuracy beside the "
+        default=False, help="PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)",
+        modes=("exact", "predictive"), example=True)
+    batch_size: int = setting(
+        default=16, help="images per functional batch (results do not depend on it; memory does)", gt=0, example=5)
+    calibration_images: int = setting(
+        default=32, help="images used to choose the number formats (ranges, exponent bits, the fixed-point split)",
+        gt=0, example=4)
+    float_reference: bool = setting(default=True, help="also run the float32 network to report its accuracy beside the "
                                     "fixed-point one", commands=("run", "sweep"), example=False)
-    fault_injection: FaultSettings = group(FaultSettings)
+    fault_injection: FaultSettings = group(default_factory=FaultSettings)
 
 
 @dataclass(frozen=True)

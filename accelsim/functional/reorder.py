@@ -25,11 +25,11 @@ class ReorderOptions:
     """How the offline pass orders and stores a kernel's weights."""
 
     negative_order: NegativeOrder = setting(
-        "most_negative_first", "order of each kernel's negative weights (the papers leave it open)",
+        default="most_negative_first", help="order of each kernel's negative weights (the papers leave it open)",
         modes=("exact", "predictive"), example="least_negative_first")
     skip_zero_weights: bool = setting(
-        False, "do not store or execute zero weights (static pruning composed with SnaPEA; the index buffer makes "
-        "it possible)", modes=("exact", "predictive"), example=True)
+        default=False, help="do not store or execute zero weights (static pruning composed with SnaPEA; the index "
+        "buffer makes it possible)", modes=("exact", "predictive"), example=True)
 
 
 @dataclass(frozen=True)
