@@ -153,6 +153,8 @@ def _checked_kernels(
     The first bad kernel raises exactly what `reorder_kernel` raises for it, as the per-kernel loop did.
     """
     f_count = kernels.shape[0]
+    flat: np.ndarray  # (F, K); declared, or the first branch's np.zeros(shape) types it as 0-d
+    stored: np.ndarray
     if kernels.dtype.kind not in "fiu":
         bad = np.ones(f_count, dtype=bool)
         flat, stored = np.zeros(kernels.shape), np.zeros(f_count, dtype=np.int64)
