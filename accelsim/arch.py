@@ -32,6 +32,7 @@ class FrozenMap(Mapping):
     """A read-only, hashable mapping, so that specs holding tables stay frozen and usable as cache keys."""
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]  # set once in __init__ (through object.__setattr__: instances refuse assignment)
 
     def __init__(self, data: Mapping[str, Any] | None = None):
         object.__setattr__(self, "_data", {k: _freeze(v) for k, v in (data or {}).items()})

@@ -37,44 +37,51 @@ _DESIGNS = ("run", "sweep", "tradeoff")
 class RunConfig:
     """Everything a run depends on besides the files it names."""
 
-    net: str = setting("lenet", "workload name (lenet, alexnet, vgg16, googlenet, squeezenet1_0, squeezenet1_1, "
-                       "resnet20..56) or a graph/model file (.yaml, .json, .onnx)", stage="input", example="resnet20")
-    weights: str | None = setting(None, "weights: native .npz (its .json beside it), PyTorch .pth/.th/.pt, or "
-                                     ".onnx; default: the embedded ones of the embedded network", stage="input",
-                                     metavar="FILE")
-    images: str | None = setting(None, "image folder, .npz of images and labels, MNIST idx folder; default: "
-                                    "the network's own data set", stage="input", metavar="SOURCE")
-    limit: int | None = setting(None, "use only N images (the first N of --image-order)", gt=0, stage="input",
-                                   commands=_RUNS, metavar="N", example=20)
-    class_list: str | None = setting(None, "class list labelling a flat image folder (default: classes.txt, "
-                                     "imagenet_classes.txt or synset_words.txt in the folder or the two above)",
-                                     stage="input", metavar="FILE")
-    max_upscale: float = setting(4.0, "largest stretch the network's preprocessing may apply to an image before it "
-                                 "is an error (a 20x15 image for a 227x227 network is not a fair input)", ge=1.0,
-                                 le=1000.0, stage="input", example=2.0)
+    net: str = setting(
+        default="lenet", help="workload name (lenet, alexnet, vgg16, googlenet, squeezenet1_0, squeezenet1_1, "
+        "resnet20..56) or a graph/model file (.yaml, .json, .onnx)", stage="input", example="resnet20")
+    weights: str | None = setting(
+        default=None, help="weights: native .npz (its .json beside it), PyTorch .pth/.th/.pt, or .onnx; default: the "
+        "embedded ones of the embedded network", stage="input", metavar="FILE")
+    images: str | None = setting(
+        default=None, help="image folder, .npz of images and labels, MNIST idx folder; default: the network's own data "
+        "set", stage="input", metavar="SOURCE")
+    limit: int | None = setting(
+        default=None, help="use only N images (the first N of --image-order)", gt=0, stage="input", commands=_RUNS,
+        metavar="N", example=20)
+    class_list: str | None = setting(
+        default=None, help="class list labelling a flat image folder (default: classes.txt, imagenet_classes.txt or "
+        "synset_words.txt in the folder or the two above)", stage="input", metavar="FILE")
+    max_upscale: float = setting(
+        default=4.0, help="largest stretch the network's preprocessing may apply to an image before it is an error (a "
+        "20x15 image for a 227x227 network is not a fair input)", ge=1.0, le=1000.0, stage="input", example=2.0)
     image_order: Literal["shuffled", "file"] = setting(
-        "shuffled", "order the images are taken in: a seeded shuffle of the whole set (a fair sample of class-sorted "
-        "sets) or the set's own order", stage="input", example="file")
-    seed: int = setting(0, "seed of the image shuffle", ge=0, stage="input", example=7)
-    skip: int = setting(0, "images of the (ordered) set passed over before the run's first one (held-out slices)",
-                        ge=0, stage="input", commands=_RUNS, metavar="N", example=10)
-    shape_only: bool = setting(False, "no weights or images: time dense schedules from the layer shapes alone",
-                               stage="input", commands=_RUNS, example=True)
-    arch: str = setting("snapea", "design under test: a built-in architecture (snapea, eyeriss, eyeriss_chip; "
-                        "'snapea.yaml' works too) or an architecture YAML file", stage="timing", commands=_DESIGNS,
-                        example="eyeriss")
-    baseline: str | None = setting("eyeriss", "baseline design, as --arch; 'none' for no baseline",
+        default="shuffled", help="order the images are taken in: a seeded shuffle of the whole set (a fair sample of "
+        "class-sorted sets) or the set's own order", stage="input", example="file")
+    seed: int = setting(default=0, help="seed of the image shuffle", ge=0, stage="input", example=7)
+    skip: int = setting(
+        default=0, help="images of the (ordered) set passed over before the run's first one (held-out slices)", ge=0,
+        stage="input", commands=_RUNS, metavar="N", example=10)
+    shape_only: bool = setting(
+        default=False, help="no weights or images: time dense schedules from the layer shapes alone", stage="input",
+        commands=_RUNS, example=True)
+    arch: str = setting(
+        default="snapea", help="design under test: a built-in architecture (snapea, eyeriss, eyeriss_chip; "
+        "'snapea.yaml' works too) or an architecture YAML file", stage="timing", commands=_DESIGNS, example="eyeriss")
+    baseline: str | None = setting(default="eyeriss", help="baseline design, as --arch; 'none' for no baseline",
                                       stage="timing", commands=_DESIGNS, example="none")
-    set: tuple[str, ...] = setting((), "override a key of the design's architecture, e.g. pe.lanes=8", strict=False,
-                                   stage="timing", commands=("run", "tradeoff"), example=("pe.lanes=8",))
-    baseline_set: tuple[str, ...] = setting((), "override a key of the baseline's architecture", strict=False,
-                                            stage="timing", commands=("run", "tradeoff"),
-                                            example=("array.rows=8",))
-    batch: int = setting(1, "images the baseline maps together (Eyeriss batch); images simulated with --shape-only",
-                         gt=0, stage="timing", commands=_DESIGNS, metavar="N", example=4)
-    spec: str | None = setting(None, "speculation parameters per kernel (.npz from `accelsim optimize`)",
+    set: tuple[str, ...] = setting(
+        default=(), help="override a key of the design's architecture, e.g. pe.lanes=8", strict=False, stage="timing",
+        commands=("run", "tradeoff"), example=("pe.lanes=8",))
+    baseline_set: tuple[str, ...] = setting(
+        default=(), help="override a key of the baseline's architecture", strict=False, stage="timing",
+        commands=("run", "tradeoff"), example=("array.rows=8",))
+    batch: int = setting(
+        default=1, help="images the baseline maps together (Eyeriss batch); images simulated with --shape-only", gt=0,
+        stage="timing", commands=_DESIGNS, metavar="N", example=4)
+    spec: str | None = setting(default=None, help="speculation parameters per kernel (.npz from `accelsim optimize`)",
                                   modes=("predictive",), commands=_RUNS, metavar="FILE")
-    functional: FunctionalConfig = group(FunctionalConfig)
+    functional: FunctionalConfig = group(default_factory=FunctionalConfig)
 
     @field_validator("baseline", mode="before")
     @classmethod

@@ -86,10 +86,12 @@ class SettingInfo:
         return _is_optional(self.annotation)
 
 
-def setting(default: Any, help: str, *, key: str | None = None, commands: Sequence[str] = COMMANDS,
+def setting(*, default: Any, help: str, key: str | None = None, commands: Sequence[str] = COMMANDS,
             modes: Sequence[str] | None = None, stage: str = "functional", example: Any = None,
             metavar: str | None = None, needs: dict[str, Any] | None = None, **constraints: Any) -> Any:
     """Declare a setting (a dataclass field): `help` is its one-line description for --help and the docs.
+
+    Keyword-only, because type checkers (PEP 681) find a field's default by the name `default` at the call site.
 
     `key` renames the flat key (default: the field name); `commands` are the commands that offer it as a flag;
     `modes` the functional modes it applies in (a non-default value in another mode is an error naming the mode);
@@ -104,12 +106,13 @@ def setting(default: Any, help: str, *, key: str | None = None, commands: Sequen
         raise ValueError(f"unknown command(s) {sorted(unknown)}")
     meta = {"key": key, "commands": tuple(commands), "modes": tuple(modes) if modes else None, "stage": stage,
             "example": example, "metavar": metavar, "needs": tuple((needs or {}).items())}
-    return Field(default, description=help, json_schema_extra={_META: meta}, **constraints)  # type: ignore[arg-type]
+    return Field(default, description=help, json_schema_extra={_META: meta}, **constraints)
 
 
-def group(cls: type, help: str = "") -> Any:
-    """Declare a nested group of settings (another `@declared` class): its settings join the flat namespace."""
-    return Field(default_factory=cls, description=help, json_schema_extra={_META: {"group": True}})
+def group(*, default_factory: type, help: str = "") -> Any:
+    """Declare a nested group of settings (another `@declared` class, `default_factory`): its settings join the flat
+    namespace. Keyword-only, so that type checkers see the field's default (PEP 681)."""
+    return Field(default_factory=default_factory, description=help, json_schema_extra={_META: {"group": True}})
 
 
 @typing.dataclass_transform(frozen_default=True, field_specifiers=(Field, setting, group))
@@ -130,7 +133,7 @@ def declared(cls: type[T]) -> type[T]:
             raise ConfigError(describe(exc, pyd)) from None
 
     pyd.__init__ = __init__  # type: ignore[method-assign]
-    return pyd
+    return typing.cast(type[T], pyd)  # pydantic's dataclass() returns `cls` itself, typed as its own protocol
 
 
 # -- introspection -----------------------------------------------------------------------------------------------------
@@ -155,9 +158,13 @@ def _meta(info: Any) -> dict[str, Any]:
     return dict(extra.get(_META, {})) if isinstance(extra, dict) else {}
 
 
-@functools.cache
 def settings_of(cls: type) -> dict[str, SettingInfo]:
     """Every setting of a declaration, groups flattened, by flat key (in declaration order)."""
+    return _settings_of(cls)
+
+
+@functools.cache  # behind settings_of: the cache wrapper's Hashable parameter rejects type[Any] and type[T] in mypy
+def _settings_of(cls: type) -> dict[str, SettingInfo]:
     out: dict[str, SettingInfo] = {}
     _collect(cls, (), out)
     return out
@@ -171,7 +178,7 @@ def _collect(cls: type, prefix: tuple[str, ...], out: dict[str, SettingInfo]) ->
         meta = _meta(info)
         path = (*prefix, name)
         if meta.get("group"):
-            _collect(info.default_factory, path, out)  # type: ignore[arg-type]
+            _collect(info.default_factory, path, out)
             continue
         if not meta:
             raise TypeError(f"{cls.__name__}.{name} is not declared with setting() or group()")
@@ -186,7 +193,7 @@ def _collect(cls: type, prefix: tuple[str, ...], out: dict[str, SettingInfo]) ->
 
 def _group_classes(cls: type) -> dict[tuple[str, ...], type]:
     """Attribute path -> declared class, for the top level (()) and every nested group."""
-    out = {(): cls}
+    out: dict[tuple[str, ...], type] = {(): cls}
     for name, info in cls.__pydantic_fields__.items():  # type: ignore[attr-defined]
         if _meta(info).get("group"):
             for path, sub in _group_classes(info.default_factory).items():
@@ -244,8 +251,8 @@ def build(cls: type[T], flat: Mapping[str, Any], where: str, label: Callable[[st
         except ConfigError:
             try:  # one validation pass for the messages, keyed by this group's flat keys
                 target = classes[path]
-                target.__pydantic_validator__.validate_python(ArgsKwargs((), kwargs),
-                                                              self_instance=object.__new__(target))
+                validator = target.__pydantic_validator__  # type: ignore[attr-defined]  # @declared: a pydantic dataclass
+                validator.validate_python(ArgsKwargs((), kwargs), self_instance=object.__new__(target))
             except ValidationError as exc:
                 problems += _messages(exc, classes[path], path, infos, label)
             else:  # pragma: no cover - the class raised ConfigError outside validation

@@ -158,6 +158,9 @@ def test_forward_from_a_cached_blob_matches_the_full_pass_and_speculates_where_t
     assert not spec[graph.layers[i].output].any()
     with pytest.raises(ConfigError, match="reads blob"):
         prepared.forward_from(i, {}, policy=False)
+    other = next(l.name for l in graph.layers[i:] if l.name not in prepared.convs)  # only conv layers speculate
+    with pytest.raises(ConfigError, match=f"speculate names '{other}'"):
+        prepared.forward_from(i, {blob: full[blob]}, policy=False, speculate={other: (stream, np.zeros(len(n)))})
 
 
 def test_run_skip_takes_the_images_after_the_skipped_ones_and_rejects_too_many(tmp_path):

@@ -347,10 +347,10 @@ class FaultSettings:
     """Memory faults of a run (docs/faults.md): a fault-spec file and/or key=value overrides of it."""
 
     faults: str | None = setting(
-        None, "memory faults: a fault-spec YAML file or a built-in spec (b8_weights_sram, b13_dram_1v2, ...); "
-        "see docs/faults.md", commands=("run", "sweep"), metavar="FILE", example="b13_dram_1v2")
+        default=None, help="memory faults: a fault-spec YAML file or a built-in spec (b8_weights_sram, b13_dram_1v2, "
+        "...); see docs/faults.md", commands=("run", "sweep"), metavar="FILE", example="b13_dram_1v2")
     fault_set: tuple[str, ...] = setting(
-        (), "set a key of the fault spec, e.g. weights.dram.ber=1e-4, layers.conv1.weights.dram.ber=1e-3, "
+        default=(), help="set a key of the fault spec, e.g. weights.dram.ber=1e-4, layers.conv1.weights.dram.ber=1e-3, "
         "voltage.dram=1.2, mitigation=sign_mask, repeats=5 (comma-separated; sweep key faults.<key>)",
         strict=False, commands=("run", "sweep"), metavar="KEY=VALUE", example=("weights.dram.ber=0.01",))
 

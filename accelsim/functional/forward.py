@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 
 import numpy as np
 import pandas as pd
@@ -58,22 +58,23 @@ WindowObserver = Callable[[str, LaneResult], None]
 class FunctionalConfig:
     """Everything that decides what the MAC lanes compute (see docs/model.md for each choice)."""
 
-    mode: Mode = setting("exact", "SnaPEA mode: dense (no early termination), exact (sign checks, no accuracy change) "
-                         "or predictive (speculation with per-kernel (Th, N) from --spec)",
-                         commands=("run", "sweep"), example="dense")
-    number_format: NumberFormat = group(NumberFormat)
-    reorder: ReorderOptions = group(ReorderOptions)
-    pruning: PruningOptions = group(PruningOptions)
+    mode: Mode = setting(
+        default="exact", help="SnaPEA mode: dense (no early termination), exact (sign checks, no accuracy change) or "
+        "predictive (speculation with per-kernel (Th, N) from --spec)", commands=("run", "sweep"), example="dense")
+    number_format: NumberFormat = group(default_factory=NumberFormat)
+    reorder: ReorderOptions = group(default_factory=ReorderOptions)
+    pruning: PruningOptions = group(default_factory=PruningOptions)
     terminate_at_zero: bool = setting(
-        False, "PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)", modes=("exact", "predictive"),
-        example=True)
-    batch_size: int = setting(16, "images per functional batch (results do not depend on it; memory does)", gt=0,
-                              example=5)
-    calibration_images: int = setting(32, "images used to choose the number formats (ranges, exponent bits, the "
-                                      "fixed-point split)", gt=0, example=4)
-    float_reference: bool = setting(True, "also run the float32 network to report its accuracy beside the "
+        default=False, help="PAU stops when the partial sum is <= 0 instead of < 0 (the sign bit)",
+        modes=("exact", "predictive"), example=True)
+    batch_size: int = setting(
+        default=16, help="images per functional batch (results do not depend on it; memory does)", gt=0, example=5)
+    calibration_images: int = setting(
+        default=32, help="images used to choose the number formats (ranges, exponent bits, the fixed-point split)",
+        gt=0, example=4)
+    float_reference: bool = setting(default=True, help="also run the float32 network to report its accuracy beside the "
                                     "fixed-point one", commands=("run", "sweep"), example=False)
-    fault_injection: FaultSettings = group(FaultSettings)
+    fault_injection: FaultSettings = group(default_factory=FaultSettings)
 
 
 @dataclass(frozen=True)
@@ -217,12 +218,15 @@ class PreparedNetwork:
                 counts[0] += int(ins[0].size - np.count_nonzero(ins[0]))
                 counts[1] += int(ins[0].size)
             on_grid = False  # whether y is already rounded onto the output blob's grid
-            if layer.name in speculate and outputs_only:
+            if layer.name in speculate and not isinstance(layer, Conv):
+                raise ConfigError(f"forward_from: speculate names '{layer.name}', a {type(layer).__name__} layer; "
+                                  f"only conv layers speculate")
+            if isinstance(layer, Conv) and layer.name in speculate and outputs_only:
                 stream, threshold = speculate[layer.name]
                 y = predictive_outputs(ins[0].astype(np.float64, copy=False), layer, stream,
                                        self.convs[layer.name].bias, threshold,
                                        self.config.terminate_at_zero).astype(ins[0].dtype, copy=False)
-            elif layer.name in speculate:
+            elif isinstance(layer, Conv) and layer.name in speculate:
                 stream, threshold = speculate[layer.name]
                 res = run_lanes(ins[0].astype(np.float64, copy=False), layer, stream, self.convs[layer.name].bias,
                                 "predictive", threshold=threshold, terminate_at_zero=self.config.terminate_at_zero)
@@ -242,9 +246,9 @@ class PreparedNetwork:
                     del blobs[b]
         return blobs
 
-    def _fused_conv(self, layer: Layer, policy: bool, observer: WindowObserver | None) -> bool:
+    def _fused_conv(self, layer: Layer, policy: bool, observer: WindowObserver | None) -> TypeGuard[Conv]:
         """Whether `layer` is a dense fixed-point conv whose ReLU and rounding `ops.conv2d` does in its own pass
-        (not when the lanes run it or an observer must see its accumulator values)."""
+        (not when the lanes run it or an observer must see its accumulator values). True implies a Conv."""
         if not (isinstance(layer, Conv) and self._grid(layer.output) is not None):
             return False
         plan = self.convs[layer.name]
@@ -261,6 +265,11 @@ class PreparedNetwork:
         assert plan.stream is not None
         return run_lanes(x.astype(np.float64, copy=False), layer, plan.stream, plan.bias, "dense").acc
 
+    def _out_hw(self, blob: str) -> tuple[int, int]:
+        """(H, W) of a feature-map blob (shapes are per image, [C, H, W])."""
+        _, h, w = self.network.graph.shapes[blob]
+        return h, w
+
     def _layer(self, layer: Layer, ins: list[np.ndarray], policy: bool, observer: WindowObserver | None) -> np.ndarray:
         x = ins[0]
         if isinstance(layer, Conv):
@@ -271,16 +280,16 @@ class PreparedNetwork:
                 if observer is not None:
                     observer(layer.name, res)
                 return res.output.astype(x.dtype, copy=False)
-            observing = observer is not None and policy
+            watch = observer if policy else None  # the observer sees dense convs only under the policy
             if plan.walk_dense and plan.stream is not None:
                 acc = self._dense_walk(layer, x)
-                if observing:
-                    observer(layer.name, _dense_lane_result(acc, layer))
+                if watch is not None:
+                    watch(layer.name, _dense_lane_result(acc, layer))
                 return (np.maximum(acc, 0) if layer.relu else acc).astype(x.dtype, copy=False)
-            acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and not observing)
-            if observing:
+            acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and watch is None)
+            if watch is not None:
                 res = _dense_lane_result(acc, layer)
-                observer(layer.name, res)
+                watch(layer.name, res)
                 return res.output if layer.relu else acc  # later layers write only into arrays of their own
             return acc
         if isinstance(layer, FC):
@@ -290,9 +299,9 @@ class PreparedNetwork:
         if isinstance(layer, ReLU):
             return np.maximum(x, 0)
         if isinstance(layer, MaxPool):
-            return ops.maxpool(x, layer, self.network.graph.shapes[layer.output][1:])
+            return ops.maxpool(x, layer, self._out_hw(layer.output))
         if isinstance(layer, AvgPool):
-            return ops.avgpool(x, layer, self.network.graph.shapes[layer.output][1:])
+            return ops.avgpool(x, layer, self._out_hw(layer.output))
         if isinstance(layer, GlobalAvgPool):
             return ops.global_avgpool(x)
         if isinstance(layer, LRN):
@@ -420,8 +429,8 @@ def _build(network: Network, config: FunctionalConfig, formats: Formats | None,
     fc_zero: dict[str, float] = {}
     last_use: dict[str, int] = {}
     for i, layer in enumerate(graph.layers):
-        for b in layer.inputs:
-            last_use[b] = i
+        for blob in layer.inputs:
+            last_use[blob] = i
         if not isinstance(layer, (Conv, FC)):
             continue
         w = np.asarray(network.tensor(f"{layer.name}.weight"), dtype=np.float64)
@@ -610,6 +619,10 @@ def run(
             raise ConfigError("the dataset yielded no images")
         calibration = np.concatenate([b[0] for b in buffered])[: config.calibration_images]
     prepared = prepare(network, config, calibration if calibration is not None else np.zeros((0,)), spec)
+    n_calibration = 0
+    if config.number_format.quantised:
+        assert calibration is not None  # given, or taken from the stream above
+        n_calibration = len(calibration)
     if on_prepare is not None:
         on_prepare(prepared)
     injector = faults if faults is not None else build_injector(config.fault_injection, prepared, table=fault_table)
@@ -740,7 +753,7 @@ def run(
     return FunctionalResult(network=network.name, mode=config.mode, images=n_images,
                             layers=add_fault_columns(pd.DataFrame(rows), injector, n_images),
                             accuracy=accuracy, blob_fl=prepared.blob_fl, batches=n_batches,
-                            calibration_images=len(calibration) if config.number_format.quantised else 0,
+                            calibration_images=n_calibration,
                             formats=prepared.formats.describe() if prepared.formats is not None else {},
                             predictions=np.concatenate(per_image["pred"]),
                             reference_predictions=np.concatenate(per_image["ref"]),

@@ -509,10 +509,11 @@ WINDOW_STATS = ("macs", "neg", "pos", "zero_out", "tn_spec", "tn_any", "fn", "mi
 
 def window_stats(res: LaneResult, terminate_at_zero: bool = False) -> dict[str, int]:
     """Counts over every window of `res` (names in `WINDOW_STATS`), in one pass: the run's per-layer statistics."""
-    flat = [np.ascontiguousarray(a).reshape(-1) for a in (res.acc, res.macs, res.terminated, res.spec_stop, res.output)]
+    acc, macs, term, spec, val = (np.ascontiguousarray(a).reshape(-1)
+                                  for a in (res.acc, res.macs, res.terminated, res.spec_stop, res.output))
     out = np.zeros(len(WINDOW_STATS), dtype=np.int64)
-    if flat[0].size:
-        _window_stats_kernel(*flat, bool(terminate_at_zero), out)
+    if acc.size:
+        _window_stats_kernel(acc, macs, term, spec, val, bool(terminate_at_zero), out)
     return dict(zip(WINDOW_STATS, (int(v) for v in out)))
 
 

@@ -50,49 +50,49 @@ class NumberFormat:
     """
 
     kind: NumberFormatKind = setting(
-        "dynamic_fixed", "number format: dynamic_fixed (per-layer FL), fixed (one [IL.FL] for the net), minifloat, "
-        "power_of_two / lightnn1 / lightnn2 (shift weights), float32 (the unquantised reference)",
+        default="dynamic_fixed", help="number format: dynamic_fixed (per-layer FL), fixed (one [IL.FL] for the net), "
+        "minifloat, power_of_two / lightnn1 / lightnn2 (shift weights), float32 (the unquantised reference)",
         key="number_format", example="minifloat")
     weight_bits: int = setting(
-        16, "bits per stored weight (shift formats: sign + exponent code(s))", ge=2, le=24, example=8)
-    activation_bits: int = setting(16, "bits per activation (layer outputs and the network input)", ge=2, le=24,
-                                   example=8)
+        default=16, help="bits per stored weight (shift formats: sign + exponent code(s))", ge=2, le=24, example=8)
+    activation_bits: int = setting(
+        default=16, help="bits per activation (layer outputs and the network input)", ge=2, le=24, example=8)
     rounding: Rounding = setting(
-        "nearest", "rounding onto the format: nearest (ties up), floor (towards -inf; minifloat: mantissa chopped), "
-        "stochastic (seeded, unbiased) or truncate (round to nearest, then drop --truncate-lsbs LSBs)",
+        default="nearest", help="rounding onto the format: nearest (ties up), floor (towards -inf; minifloat: mantissa "
+        "chopped), stochastic (seeded, unbiased) or truncate (round to nearest, then drop --truncate-lsbs LSBs)",
         example="stochastic")
     truncate_lsbs: int = setting(
-        0, "LSBs dropped from every weight and activation word with --rounding truncate (fixed-point formats; the "
-        "fixed-point analogue of float bit truncation, spec B.10)", ge=0, le=22, example=2,
+        default=0, help="LSBs dropped from every weight and activation word with --rounding truncate (fixed-point "
+        "formats; the fixed-point analogue of float bit truncation, spec B.10)", ge=0, le=22, example=2,
         needs={"rounding": "truncate"})
     rounding_seed: int = setting(
-        0, "seed of stochastic rounding (the same numbers run to run, with any batch size or worker count)", ge=0,
-        example=3, needs={"rounding": "stochastic"})
+        default=0, help="seed of stochastic rounding (the same numbers run to run, with any batch size or worker "
+        "count)", ge=0, example=3, needs={"rounding": "stochastic"})
     integer_length_rule: IntegerLengthRule = setting(
-        "fit", "integer length of dynamic fixed point: fit (the smallest with no saturation on the calibration "
-        "images), thesis (Ristretto eq 5.2, outputs IL-1) or tool (Ristretto's released code: ceil(log2 max)+1 for "
-        "weights, ceil(log2 max) for blobs)", example="tool")
+        default="fit", help="integer length of dynamic fixed point: fit (the smallest with no saturation on the "
+        "calibration images), thesis (Ristretto eq 5.2, outputs IL-1) or tool (Ristretto's released code: ceil(log2 "
+        "max)+1 for weights, ceil(log2 max) for blobs)", example="tool")
     output_il_offset: int = setting(
-        0, "integer bits added to each layer output's integer length, on top of the rule (-1: one fractional bit "
-        "more, as Ristretto's IL-1 rule does)", ge=-8, le=8, example=-1)
+        default=0, help="integer bits added to each layer output's integer length, on top of the rule (-1: one "
+        "fractional bit more, as Ristretto's IL-1 rule does)", ge=-8, le=8, example=-1)
     fixed_integer_bits: int | None = setting(
-        None, "integer bits (sign included) of --number-format fixed, one [IL.FL] for every weight and output; "
-        "default: the split that agrees best with the float network on the calibration images (spec B.1)",
+        default=None, help="integer bits (sign included) of --number-format fixed, one [IL.FL] for every weight and "
+        "output; default: the split that agrees best with the float network on the calibration images (spec B.1)",
         ge=-16, le=40, example=4, needs={"number_format": "fixed"})
     exponent_bits: int | None = setting(
-        None, "exponent bits of --number-format minifloat; default: Ristretto eq 6.2 from the calibration ranges",
-        ge=1, le=7, example=4, needs={"number_format": "minifloat"})
+        default=None, help="exponent bits of --number-format minifloat; default: Ristretto eq 6.2 from the calibration "
+        "ranges", ge=1, le=7, example=4, needs={"number_format": "minifloat"})
     shift_max_exp: int | None = setting(
-        None, "largest weight exponent of the shift formats (weights +-2^e); default: -1 for power_of_two "
+        default=None, help="largest weight exponent of the shift formats (weights +-2^e); default: -1 for power_of_two "
         "(Ristretto's [-8, -1] at 4 bits), 0 for lightnn1/lightnn2 (LightNN's m = 0..7)", ge=-60, le=60, example=0,
         needs={"number_format": "power_of_two", "weight_bits": 4})
     shift_range: ShiftRange = setting(
-        "fixed", "exponent range of the shift formats: fixed (from --shift-max-exp, as the sources) or per_layer "
-        "(the top exponent follows each layer's largest weight, like dynamic fixed point)", example="per_layer",
-        needs={"number_format": "lightnn1", "weight_bits": 4})
+        default="fixed", help="exponent range of the shift formats: fixed (from --shift-max-exp, as the sources) or "
+        "per_layer (the top exponent follows each layer's largest weight, like dynamic fixed point)",
+        example="per_layer", needs={"number_format": "lightnn1", "weight_bits": 4})
     shift_underflow: ShiftUnderflow = setting(
-        "clamp", "shift-format weights below the smallest power: clamp (to +-2^min, as the sources, whose codes have "
-        "no zero) or zero (one code pair holds 0, so one exponent fewer)", example="zero",
+        default="clamp", help="shift-format weights below the smallest power: clamp (to +-2^min, as the sources, whose "
+        "codes have no zero) or zero (one code pair holds 0, so one exponent fewer)", example="zero",
         needs={"number_format": "power_of_two", "weight_bits": 3})
 
     def __post_init__(self) -> None:

@@ -92,10 +92,10 @@ def _conv2d_planes(
     cols = np.empty((k, step * npix), dtype=x.dtype) if step > 1 or not pointwise else None
     y = np.empty((fg, step * npix), dtype=x.dtype) if step > 1 else None
     has_bias = bias is not None
-    bvec = bias.astype(x.dtype, copy=False).reshape(f) if has_bias else np.zeros(f, dtype=x.dtype)
+    bvec = bias.astype(x.dtype, copy=False).reshape(f) if bias is not None else np.zeros(f, dtype=x.dtype)
     quant = grid is not None
-    scale, lo, hi = grid_constants(grid.fl, grid.bits) if quant else (1.0, 0.0, 0.0)
-    nearest = quant and grid.rounding == "nearest"
+    scale, lo, hi = grid_constants(grid.fl, grid.bits) if grid is not None else (1.0, 0.0, 0.0)
+    nearest = grid is not None and grid.rounding == "nearest"
     for s in range(0, b, step):
         n = min(step, b - s)
         xp = x[s:s + n]
@@ -106,6 +106,7 @@ def _conv2d_planes(
             if n == 1 and pointwise:
                 gcols = src.reshape(cg, npix)
             else:
+                assert cols is not None  # allocated unless every chunk is one image of a pointwise conv
                 gcols = cols[:, :n * npix]
                 view = gcols.reshape(cg, kh, kw, n, ho, wo)
                 src = src.transpose(1, 0, 2, 3)
@@ -119,6 +120,7 @@ def _conv2d_planes(
                 np.matmul(wg, gcols, out=dst[0])
                 src = dst[0]
             else:
+                assert y is not None  # allocated when chunks hold more than one image
                 src = y[:, :n * npix]
                 np.matmul(wg, gcols, out=src)
             if has_bias or relu or quant or n > 1:

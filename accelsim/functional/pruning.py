@@ -28,20 +28,21 @@ class PruningOptions:
     """Static magnitude pruning of the network's weights (before the number format rounds them)."""
 
     prune: PruneMethod = setting(
-        "none", "magnitude pruning: none, threshold (|w| < --prune-threshold) or sparsity (the --prune-sparsity "
-        "share of smallest |w|)", example="threshold",
-        needs={"prune_threshold": 0.1})
+        default="none", help="magnitude pruning: none, threshold (|w| < --prune-threshold) or sparsity (the "
+        "--prune-sparsity share of smallest |w|)", example="threshold", needs={"prune_threshold": 0.1})
     prune_threshold: float = setting(
-        0.0, "pruning threshold: absolute |w| (scope global, S0's rule) or a multiple of each layer's weight "
-        "standard deviation (scope layer, Han et al.)", ge=0.0, allow_inf_nan=False, example=0.005,
+        default=0.0, help="pruning threshold: absolute |w| (scope global, S0's rule) or a multiple of each layer's "
+        "weight standard deviation (scope layer, Han et al.)", ge=0.0, allow_inf_nan=False, example=0.005,
         needs={"prune": "threshold"})
-    prune_sparsity: float = setting(0.0, "share of weights pruned (0..1) by --prune sparsity", ge=0.0, lt=1.0,
-                                    allow_inf_nan=False, example=0.5, needs={"prune": "sparsity"})
+    prune_sparsity: float = setting(
+        default=0.0, help="share of weights pruned (0..1) by --prune sparsity", ge=0.0, lt=1.0, allow_inf_nan=False,
+        example=0.5, needs={"prune": "sparsity"})
     prune_scope: PruneScope = setting(
-        "global", "one threshold / sparsity for all pruned layers together (global) or for each layer (layer)",
-        example="layer", needs={"prune": "sparsity", "prune_sparsity": 0.5})
-    prune_layers: PruneLayers = setting("all", "which layers are pruned: all weight layers, conv or fc only",
-                                        example="conv", needs={"prune": "sparsity", "prune_sparsity": 0.5})
+        default="global", help="one threshold / sparsity for all pruned layers together (global) or for each layer "
+        "(layer)", example="layer", needs={"prune": "sparsity", "prune_sparsity": 0.5})
+    prune_layers: PruneLayers = setting(
+        default="all", help="which layers are pruned: all weight layers, conv or fc only", example="conv",
+        needs={"prune": "sparsity", "prune_sparsity": 0.5})
 
     def __post_init__(self) -> None:
         changed = set(non_default(self))

@@ -25,11 +25,11 @@ class ReorderOptions:
     """How the offline pass orders and stores a kernel's weights."""
 
     negative_order: NegativeOrder = setting(
-        "most_negative_first", "order of each kernel's negative weights (the papers leave it open)",
+        default="most_negative_first", help="order of each kernel's negative weights (the papers leave it open)",
         modes=("exact", "predictive"), example="least_negative_first")
     skip_zero_weights: bool = setting(
-        False, "do not store or execute zero weights (static pruning composed with SnaPEA; the index buffer makes "
-        "it possible)", modes=("exact", "predictive"), example=True)
+        default=False, help="do not store or execute zero weights (static pruning composed with SnaPEA; the index "
+        "buffer makes it possible)", modes=("exact", "predictive"), example=True)
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,8 @@ def _checked_kernels(
     The first bad kernel raises exactly what `reorder_kernel` raises for it, as the per-kernel loop did.
     """
     f_count = kernels.shape[0]
+    flat: np.ndarray  # (F, K); declared, or the first branch's np.zeros(shape) types it as 0-d
+    stored: np.ndarray
     if kernels.dtype.kind not in "fiu":
         bad = np.ones(f_count, dtype=bool)
         flat, stored = np.zeros(kernels.shape), np.zeros(f_count, dtype=np.int64)

@@ -28,7 +28,7 @@ def save_spec(path: str | Path, graph: Graph, spec: PredictiveSpec) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds might fill allow_pickle: bool
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

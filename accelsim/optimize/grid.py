@@ -39,43 +39,52 @@ class SearchSettings:
     """What Algorithm 1 searches over, and on how many images it profiles; validated when built."""
 
     n_fractions: tuple[float, ...] = setting(
-        DEFAULT_N_FRACTIONS, "N grid as fractions of the kernel length (N = round(fraction x length), at least 1)",
-        commands=_SEARCH, strict=False, example=(0.25,), metavar="F1,F2,...")
-    n_counts: tuple[int, ...] = setting((), "N grid as absolute MAC counts, clipped to the kernel length",
+        default=DEFAULT_N_FRACTIONS, help="N grid as fractions of the kernel length (N = round(fraction x length), at "
+        "least 1)", commands=_SEARCH, strict=False, example=(0.25,), metavar="F1,F2,...")
+    n_counts: tuple[int, ...] = setting(default=(), help="N grid as absolute MAC counts, clipped to the kernel length",
                                         commands=_SEARCH, strict=False, example=(4,), metavar="N1,N2,...")
     th_fractions: tuple[float, ...] = setting(
-        DEFAULT_TH_FRACTIONS, "Th grid as multiples of each kernel's output scale (std of its pre-ReLU outputs)",
-        commands=_SEARCH, strict=False, min_length=1, example=(0.0,), metavar="F1,F2,...")
+        default=DEFAULT_TH_FRACTIONS, help="Th grid as multiples of each kernel's output scale (std of its pre-ReLU "
+        "outputs)", commands=_SEARCH, strict=False, min_length=1, example=(0.0,), metavar="F1,F2,...")
     levels: tuple[float, ...] = setting(
-        DEFAULT_LEVELS, "proxy-loss bounds of the T local-pass configurations, decreasing (T = their count)",
-        commands=_SEARCH, strict=False, min_length=1, example=(0.1, 0.0), metavar="L1,L2,...")
-    profile_images: int = setting(0, "optimisation images kernel profiling looks at (the first ones); 0: all of "
-                                  "them", ge=0, commands=_SEARCH, metavar="N", example=32)
-    eval_batch: int = setting(128, "images per batch when the passes evaluate the network (values do not depend "
-                              "on it)", gt=0, commands=_SEARCH, metavar="N", example=64)
-    refine: bool = setting(True, "algorithm1: after the global pass, step layers forward again while the network "
-                           "stays within its budget (--no-refine: Algorithm 1 as printed)", commands=_SEARCH,
-                           example=False, needs={"search": "algorithm1"})
-    search: Search = setting("knapsack", "how the path of candidate specs is built: knapsack (from each layer's "
-                             "measured damage) or algorithm1 (the paper's passes at several budgets)",
-                             commands=_SEARCH, example="algorithm1")
-    confidence: float = setting(0.9, "probability that the chosen spec keeps the promise on new images (1: exact "
-                                "mode only)", ge=0.5, le=1.0, commands=_SEARCH, example=0.8, strict=False)
-    validation_share: float = setting(0.5, "share of the optimisation images held back to check the promise (0: "
-                                      "unchecked)", ge=0.0, le=0.95, commands=_SEARCH, example=0.4, strict=False)
-    promise_images: int = setting(0, "0: promise the expected top-1 loss on new images; m > 0: the loss measured "
-                                  "on m new images", ge=0, commands=_SEARCH, metavar="M", example=500)
-    path_steps: int = setting(32, "knapsack: specs on the path the validation walks (finer choice, more "
+        default=DEFAULT_LEVELS, help="proxy-loss bounds of the T local-pass configurations, decreasing (T = their "
+        "count)", commands=_SEARCH, strict=False, min_length=1, example=(0.1, 0.0), metavar="L1,L2,...")
+    profile_images: int = setting(
+        default=0, help="optimisation images kernel profiling looks at (the first ones); 0: all of them", ge=0,
+        commands=_SEARCH, metavar="N", example=32)
+    eval_batch: int = setting(
+        default=128, help="images per batch when the passes evaluate the network (values do not depend on it)", gt=0,
+        commands=_SEARCH, metavar="N", example=64)
+    refine: bool = setting(
+        default=True, help="algorithm1: after the global pass, step layers forward again while the network stays "
+        "within its budget (--no-refine: Algorithm 1 as printed)", commands=_SEARCH, example=False,
+        needs={"search": "algorithm1"})
+    search: Search = setting(
+        default="knapsack", help="how the path of candidate specs is built: knapsack (from each layer's measured "
+        "damage) or algorithm1 (the paper's passes at several budgets)", commands=_SEARCH, example="algorithm1")
+    confidence: float = setting(
+        default=0.9, help="probability that the chosen spec keeps the promise on new images (1: exact mode only)",
+        ge=0.5, le=1.0, commands=_SEARCH, example=0.8, strict=False)
+    validation_share: float = setting(
+        default=0.5, help="share of the optimisation images held back to check the promise (0: unchecked)", ge=0.0,
+        le=0.95, commands=_SEARCH, example=0.4, strict=False)
+    promise_images: int = setting(
+        default=0, help="0: promise the expected top-1 loss on new images; m > 0: the loss measured on m new images",
+        ge=0, commands=_SEARCH, metavar="M", example=500)
+    path_steps: int = setting(default=32, help="knapsack: specs on the path the validation walks (finer choice, more "
                               "validation passes)", gt=0, commands=_SEARCH, metavar="N", example=8)
-    path_max_loss: float = setting(0.1, "knapsack: predicted top-1 loss (fraction) up to which the path is laid "
-                                   "out", ge=1e-4, le=1.0, commands=_SEARCH, example=0.05, strict=False)
-    sensitivity_images: int = setting(128, "knapsack: optimisation images each layer's damage is measured on",
-                                      gt=0, commands=_SEARCH, metavar="N", example=64)
-    sensitivity_columns: int = setting(2, "knapsack: configurations per layer whose damage is measured (others "
-                                       "interpolated)", gt=0, commands=_SEARCH, metavar="N", example=3)
+    path_max_loss: float = setting(
+        default=0.1, help="knapsack: predicted top-1 loss (fraction) up to which the path is laid out", ge=1e-4, le=1.0,
+        commands=_SEARCH, example=0.05, strict=False)
+    sensitivity_images: int = setting(
+        default=128, help="knapsack: optimisation images each layer's damage is measured on", gt=0, commands=_SEARCH,
+        metavar="N", example=64)
+    sensitivity_columns: int = setting(
+        default=2, help="knapsack: configurations per layer whose damage is measured (others interpolated)", gt=0,
+        commands=_SEARCH, metavar="N", example=3)
     algorithm1_budgets: tuple[float, ...] = setting(
-        DEFAULT_ALGORITHM1_BUDGETS, "algorithm1: loss budgets of the path's specs (distinct, increasing, in [0, 1])",
-        commands=_SEARCH, strict=False, min_length=1, example=(0.0, 0.01), metavar="B1,B2,...",
+        default=DEFAULT_ALGORITHM1_BUDGETS, help="algorithm1: loss budgets of the path's specs (distinct, increasing, "
+        "in [0, 1])", commands=_SEARCH, strict=False, min_length=1, example=(0.0, 0.01), metavar="B1,B2,...",
         needs={"search": "algorithm1"})
 
     def __post_init__(self) -> None:

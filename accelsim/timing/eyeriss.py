@@ -286,14 +286,19 @@ def _candidates(arch: ArchSpec, s: RSShape, batch: int, strip_width: str = "any"
         raise ConfigError(f"{arch.name}: no PE-set shape fits a {arch.array.rows}x{arch.array.cols} array")
     qmax = min(i_spad // s.S, w_spad // s.S, s.C)
     pmax = min(p_spad, w_spad // s.S, s.M)
-    E_, SEG, R_, T_ = [], [], [], []
+    E_: list[int] = []
+    SEG: list[int] = []
+    R_: list[int] = []
+    T_: list[int] = []
     for g in geo:
         # r sets on different channels accumulate their psums inside the array, which only the vertical psum links
         # can do: they are stacked in one column of slots (r <= g.stack). The other sets of the column and every
         # side-by-side column take other filters (t), sharing the ifmap rows by multicast.
-        for r in range(1, min(g.stack, s.C) + 1):
-            t = min((g.stack // r) * g.side, s.M)
-            E_.append(g.e), SEG.append(g.segments), R_.append(r), T_.append(t)
+        for sets in range(1, min(g.stack, s.C) + 1):
+            E_.append(g.e)
+            SEG.append(g.segments)
+            R_.append(sets)
+            T_.append(min((g.stack // sets) * g.side, s.M))
     ns = sorted({ceil_div(batch, k) for k in range(1, batch + 1)})
     g_e, g_p, g_q, g_n = np.meshgrid(np.arange(len(E_)), np.arange(1, pmax + 1), np.arange(1, qmax + 1),
                                      np.array(ns), indexing="ij")

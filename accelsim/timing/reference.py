@@ -86,6 +86,7 @@ def _portion_windows(plan: LayerPlan, p: int) -> list[tuple[int, int]]:
 
 def _portion_groups(plan: LayerPlan, p: int) -> list[list[tuple[int, int]]]:
     """The lane groups of portion p, built window by window from the lane-assignment rule."""
+    assert plan.mapping is not None  # portions exist only in conv plans, which carry their mapping
     lanes, how = plan.lanes, plan.mapping.lanes
     win = _portion_windows(plan, p)
     if how == "row":  # adjacent windows of one output row, a partial group at each row end of the portion
@@ -136,7 +137,7 @@ def _used_cols(plan: LayerPlan) -> list[int]:
                                                                    range(plan.kernels)) for s in range(plan.split)]
 
 
-def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step]]:
+def _row_steps(plan: LayerPlan, macs: np.ndarray) -> dict[int, list[_Step]]:
     steps: dict[int, list[_Step]] = {}
     if plan.kind == "fc":
         for r in range(plan.rows):
@@ -164,6 +165,15 @@ def _row_steps(plan: LayerPlan, macs: np.ndarray | None) -> dict[int, list[_Step
         row.append(_Step({}, 0, int(plan.out_bytes[seq[-1]])))  # epilogue: the last portion's output
         steps[r] = row
     return steps
+
+
+@dataclass
+class _RowState:
+    """Where a PE row of `_image_totals` is: its step (-1 before the first), the step's PEs and its DMA."""
+
+    dma: _DMA
+    k: int = -1
+    pes: dict[int, _PE] = field(default_factory=dict)
 
 
 @dataclass
@@ -214,7 +224,7 @@ def _pe_cycle(plan: LayerPlan, pe: _PE, tot: dict[str, int], lanes: int) -> None
         pe.skip_empty()
 
 
-def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[str, int]:
+def _image_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, int]:
     tot = dict.fromkeys(TOTAL_KEYS, 0)
     tot["images"] = 1
     steps = _row_steps(plan, macs)
@@ -231,24 +241,24 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
         tot["dram_pe"] += n_active
         tot["unused_pe"] += n_pes - n_active
     # the rows, all at once, one cycle at a time
-    state = {r: {"k": -1, "pes": {}, "dma": None} for r in steps}
+    state = {r: _RowState(dma=_new_dma(plan, 0)) for r in steps}  # an idle (done) DMA until the first step
     finished: set[int] = set()
 
     def start_next(r: int) -> None:
         """Advance row r past finished (or empty) steps."""
         st = state[r]
         while True:
-            if st["k"] >= 0 and (any(p.busy for p in st["pes"].values()) or not st["dma"].done):
+            if st.k >= 0 and (any(p.busy for p in st.pes.values()) or not st.dma.done):
                 return
-            st["k"] += 1
-            if st["k"] >= len(steps[r]):
+            st.k += 1
+            if st.k >= len(steps[r]):
                 finished.add(r)
                 return
-            step = steps[r][st["k"]]
-            st["pes"] = {c: _PE(list(gs)) for c, gs in step.groups.items()}
-            for p in st["pes"].values():
+            step = steps[r][st.k]
+            st.pes = {c: _PE(list(gs)) for c, gs in step.groups.items()}
+            for p in st.pes.values():
                 p.skip_empty()
-            st["dma"] = _new_dma(plan, step.dma_bytes)
+            st.dma = _new_dma(plan, step.dma_bytes)
             tot["dram_read"] += step.read_bytes
             tot["dram_write"] += step.write_bytes
 
@@ -260,17 +270,17 @@ def _image_totals(plan: LayerPlan, macs: np.ndarray | None, lanes: int) -> dict[
                 tot["tail_pe"] += len(active[r])
                 continue
             st = state[r]
-            computing = [c for c, p in st["pes"].items() if p.busy]
+            computing = [c for c, p in st.pes.items() if p.busy]
             for c in active[r]:
-                pe = st["pes"].get(c)
+                pe = st.pes.get(c)
                 if pe is not None and pe.busy:
                     _pe_cycle(plan, pe, tot, lanes)
                 elif computing:
                     tot["barrier_pe"] += 1
                 else:
                     tot["dram_pe"] += 1
-            if not st["dma"].done:
-                st["dma"].tick()
+            if not st.dma.done:
+                st.dma.tick()
         tot["unused_pe"] += n_pes - n_active
         cycle += 1
         for r in steps:
@@ -366,10 +376,11 @@ def _dynamic_totals(plan: LayerPlan, macs: np.ndarray, lanes: int) -> dict[str, 
         start(r, queue.pop(0))
     while True:
         while True:  # starts due at this cycle, lowest row first
-            ready = [r for r in range(n_r) if claim[r] is not None and not any(pe.busy for pe in pes[r].values())]
+            ready = [(r, p) for r in range(n_r)
+                     if (p := claim[r]) is not None and not any(pe.busy for pe in pes[r].values())]
             if not ready:
                 break
-            start(ready[0], claim[ready[0]])
+            start(*ready[0])
         if all(claim[r] is None and not any(pe.busy for pe in pes[r].values()) for r in range(n_r)):
             break
         for r in range(n_r):

@@ -489,10 +489,10 @@ def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray,
                        out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0, widths=widths)
 
 
-def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray, xb: np.ndarray,
-               channels: int | None = None) -> np.ndarray:
-    """Input words under output boxes [ya, yb) x [xa, xb) (halo included, padding not sent; 0 for empty boxes), over
-    `channels` input channels (default all)."""
+def _box_words(ctx: ConvContext, boxes: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """Input words under output boxes [ya, yb) x [xa, xb) (`boxes[..., :4]`; halo included, padding not sent; 0 for
+    empty boxes), over `channels` input channels (default all)."""
+    ya, yb, xa, xb = (boxes[..., i] for i in range(4))
     c_in, h_in, w_in = ctx.in_shape
     c_in = c_in if channels is None else channels
     layer = ctx.shape
@@ -505,9 +505,9 @@ def _box_words(ctx: ConvContext, ya: np.ndarray, yb: np.ndarray, xa: np.ndarray,
 def portion_input_words(ctx: ConvContext, portions: np.ndarray) -> np.ndarray:
     """Input words of each portion (its windows' inputs, halo included): what the row's broadcast carries."""
     if len(portions) and portions[0, 2] >= 0:  # rectangles: one box each
-        return _box_words(ctx, *(portions[:, i] for i in range(4)))
+        return _box_words(ctx, portions)
     parts = snapea_map.slice_parts(portions, ctx.out_hw, ctx.arch.pe.lanes, "flat", 1)[:, 0]
-    return _box_words(ctx, *(parts[..., i] for i in range(4))).sum(-1)
+    return _box_words(ctx, parts).sum(-1)
 
 
 def partition_channels(ctx: ConvContext, part: np.ndarray) -> int:
@@ -542,7 +542,7 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     need = ceil_div(whole * ab, 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
         parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
-        words = np.minimum(_box_words(ctx, *(parts[..., i] for i in range(4)), channels).sum(-1), whole[:, None])
+        words = np.minimum(_box_words(ctx, parts, channels).sum(-1), whole[:, None])
         slice_need = ceil_div(words * ab, 8)
         if chunked:
             slice_need = slice_need + np.minimum(groups * lanes, windows) * ceil_div(pb, 8)
@@ -958,6 +958,7 @@ def _pau_arrays(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     """(neg_start, n_spec) per kernel; without a stream every MAC is followed by a check."""
     if plan.neg_start is None:
         return np.zeros(plan.kernels, np.int64), np.zeros(plan.kernels, np.int64)
+    assert plan.n_spec is not None  # a stream sets both
     return plan.neg_start, plan.n_spec
 
 
@@ -1329,6 +1330,7 @@ class SnaPEATiming:
                 from accelsim.timing import snapea_mapper
 
                 layer = self._layers[name]
+                assert isinstance(layer, Conv)  # observe takes conv layers only
                 lengths, neg_start, n_spec = (_stream_arrays(layer, dense.kernels, stream) if stream is not None
                                               else (dense.kernel_lengths, None, None))
                 ctx = conv_context(self.arch, self.graph, layer, lengths, self.widths)

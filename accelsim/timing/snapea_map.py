@@ -89,8 +89,8 @@ def portions_of(m: Mapping, out_hw: tuple[int, int], lanes: int) -> np.ndarray:
     tw = wo if m.portion == "band" or m.tw <= 0 else max(1, min(m.tw, wo))
     y0 = np.arange(0, ho, th)
     x0 = np.arange(0, wo, tw)
-    yy, xx = np.meshgrid(y0, x0, indexing="ij")
-    yy, xx = yy.ravel(), xx.ravel()
+    grid_y, grid_x = np.meshgrid(y0, x0, indexing="ij")
+    yy, xx = grid_y.ravel(), grid_x.ravel()
     return np.stack([yy, np.minimum(yy + th, ho), xx, np.minimum(xx + tw, wo)], 1).astype(np.int64)
 
 

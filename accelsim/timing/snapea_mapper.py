@@ -113,7 +113,8 @@ class _Geo:
     split: int
     key: tuple[Any, ...]  # the portion geometry alone
     need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
-    units: dict[tuple[str, int], Any]  # (dealing, rows) -> schedule of unit-length portions (on demand)
+    units: dict[tuple[Any, ...], Any]  # (dealing, rows) -> unit-length portions' schedule; ("steps", dealing, rows)
+    # -> a spilling layer's step tables (both on demand)
     groups_total: int = 0  # sum of gsum
     words_total: int = -1  # input words over all portions (on demand)
 
@@ -182,7 +183,8 @@ class _Search:
         self.lengths = ctx.lengths_array
         self._geo: dict[tuple[Any, ...], _Geo] = {}
         self._counts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self._words: dict[tuple[Any, ...], np.ndarray] = {}
+        self._words: dict[tuple[Any, ...], np.ndarray] = {}  # geometry -> input words of each portion
+        self._total_words: dict[tuple[Any, ...], int] = {}  # geometry -> input words over all portions
         self._cols: dict[tuple[int, str], _Columns] = {}
         self._dma: dict[int, snapea.DMA] = {}
         self._e = e = _Energy(arch)
@@ -246,10 +248,10 @@ class _Search:
         return len(counts), self.words_of(m, portions)
 
     def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
-        key = ("total", m.portion, m.th, m.tw, m.pieces)
-        if key not in self._words:
-            self._words[key] = int(snapea.portion_input_words(self.ctx, portions).sum())
-        return self._words[key]
+        key = (m.portion, m.th, m.tw, m.pieces)
+        if key not in self._total_words:
+            self._total_words[key] = int(snapea.portion_input_words(self.ctx, portions).sum())
+        return self._total_words[key]
 
     def geo(self, m: ConvMapping, split: int) -> _Geo:
         key = (m.portion, m.th, m.tw, m.pieces, m.lanes, split)
@@ -550,15 +552,15 @@ class _Search:
             bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
             index = np.flatnonzero(space.lb <= cap)  # a bound past the cap cannot qualify
             if attempt == 1:
-                index = np.array([i for i in index if self.overflow_ok(ConvMapping(*space.args(i)))], np.int64)
+                index = np.array([i for i in index.tolist() if self.overflow_ok(ConvMapping(*space.args(i)))],
+                                 np.int64)
             index = index[np.lexsort((index, bound_a[index]))]  # by bound, then order
             found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
             scored = 0
             for i in index.tolist():
                 bound = float(bound_a[i])
-                full = len(found) >= keep
-                worst = found[keep - 1][0] if full else None
-                if full and bound > worst[0]:
+                worst = found[keep - 1][0] if len(found) >= keep else None  # None until `keep` are found
+                if worst is not None and bound > worst[0]:
                     break  # bounds only grow from here: nothing left can enter
 
                 def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
