@@ -116,7 +116,7 @@ def _smallest(a: np.ndarray, share: float) -> np.ndarray:
 def prune_network(network: Network, options: PruningOptions) -> PruneResult:
     """`network` with its selected layers' weights pruned (biases untouched); the network itself when `prune` is
     none. Pruned shares are per weight layer (layers not pruned report 0)."""
-    layers = [layer.name for layer in network.graph.layers if isinstance(layer, (Conv, FC))]
+    layers = [layer.name for layer in network.graph.weight_layers()]
     if not options.active or network.shape_only:
         return PruneResult(network, {name: 0.0 for name in layers})
     targets = _targets(network, options.prune_layers)

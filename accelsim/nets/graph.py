@@ -40,7 +40,6 @@ class Layer:
     n_inputs: ClassVar[int | None] = None  # expected number of inputs (None = one or more)
     # What a layer is, asked of the layer instead of by isinstance chains in every model:
     has_weights: ClassVar[bool] = False  # a MAC layer with a weight tensor (conv, fc): buffers, formats, faults
-    fuses_relu: ClassVar[bool] = False  # carries a `relu` flag: a following ReLU folds into it (nets.transforms)
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return in_shapes[0]
@@ -94,7 +93,6 @@ class Conv(Layer):
     type_name = "conv"
     n_inputs = 1
     has_weights = True
-    fuses_relu = True
 
     def __post_init__(self) -> None:
         if self.in_channels <= 0 or self.out_channels <= 0 or self.groups <= 0:
@@ -146,7 +144,6 @@ class FC(Layer):
 
     type_name = "fc"
     has_weights = True
-    fuses_relu = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -255,7 +252,6 @@ class Add(Layer):
 
     relu: bool = False
     type_name = "add"
-    fuses_relu = True
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         if len({tuple(s) for s in in_shapes}) != 1:

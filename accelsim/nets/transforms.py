@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from accelsim.errors import NetworkError, WeightError
-from accelsim.nets.graph import BatchNorm, Conv, Dropout, Graph, Layer, ReLU
+from accelsim.nets.graph import FC, Add, BatchNorm, Conv, Dropout, Graph, Layer, ReLU
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def fuse_relu(graph: Graph) -> Graph:
             continue
         src = l.inputs[0]
         p = fused.get(producers[src].name, producers[src]) if src in producers else None
-        if p is not None and p.fuses_relu and not p.relu and readers[src] == 1 and src != output:
+        if isinstance(p, (Conv, FC, Add)) and not p.relu and readers[src] == 1 and src != output:
             fused[p.name] = replace(p, relu=True)
             relu_rename[l.output] = p.output
             removed.add(l.name)
