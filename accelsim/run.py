@@ -30,7 +30,7 @@ from accelsim.errors import AccelsimError, ConfigError, InternalError
 from accelsim.functional import forward
 from accelsim.functional.faults import energy_factors, fault_problems
 from accelsim.functional.formats import format_bits
-from accelsim.functional.forward import FunctionalResult, PredictiveSpec
+from accelsim.functional.forward import FunctionalResult, SpeculationParams
 from accelsim.nets.datasets import Dataset
 from accelsim.nets.network import Network
 from accelsim.results import write_run
@@ -72,7 +72,7 @@ class _Designs:
 class _Setup:
     network: Network
     dataset: Dataset | None
-    spec: PredictiveSpec | None
+    spec: SpeculationParams | None
 
 
 class _Problems:
@@ -118,7 +118,7 @@ def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) 
 def _load_setup(cfg: RunConfig, problems: _Problems) -> _Setup | None:
     """The network, image set and speculation parameters of `cfg`. Names, shapes, file headers and a few images are
     checked first (every problem at once, before a large weight file is read); then everything is loaded."""
-    from accelsim.functional.spec import load_spec
+    from accelsim.functional.speculation import load_spec
     from accelsim.nets.checks import check_run_inputs
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network

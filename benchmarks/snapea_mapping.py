@@ -131,7 +131,7 @@ def functional_pass(net: str, weights: str | None, images: str, limit: int, mode
     speculation parameters of predictive mode (.npz from `accelsim optimize`)."""
     from accelsim.config import RunConfig
     from accelsim.functional import forward
-    from accelsim.functional.spec import load_spec
+    from accelsim.functional.speculation import load_spec
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
 

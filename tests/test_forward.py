@@ -5,7 +5,7 @@ import pytest
 
 from accelsim.errors import ConfigError
 from accelsim.functional.fixedpoint import NumberFormat
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec, prepare, run
+from accelsim.functional.forward import FunctionalConfig, SpeculationParams, prepare, run
 from accelsim.functional.reorder import ReorderOptions
 from accelsim.nets.graph import Conv, graph_from_dict
 from accelsim.nets.network import Network
@@ -89,7 +89,7 @@ def test_predictive_mode_statistics_and_determinism():
     net = small_net()
     rng = np.random.default_rng(3)
     convs = [l for l in net.graph.layers if isinstance(l, Conv)]
-    spec = PredictiveSpec(
+    spec = SpeculationParams(
         {l.name: rng.integers(1, l.kernel_size // 2, size=l.out_channels) for l in convs},
         {l.name: rng.uniform(0, 0.5, size=l.out_channels) for l in convs},
     )
@@ -113,7 +113,7 @@ def test_predictive_without_spec_and_bad_spec_are_errors():
     net = small_net()
     with pytest.raises(ConfigError, match="spec"):
         run(net, batches(), FunctionalConfig(mode="predictive", calibration_images=8))
-    bad = PredictiveSpec({"c1": np.ones(3, dtype=int)}, {"c1": np.zeros(3)})
+    bad = SpeculationParams({"c1": np.ones(3, dtype=int)}, {"c1": np.zeros(3)})
     with pytest.raises(ConfigError, match="c1.*8 kernels"):
         run(net, batches(), FunctionalConfig(mode="predictive", calibration_images=8), spec=bad)
 
@@ -162,7 +162,7 @@ def test_exact_mode_skips_the_reference_pass_only_where_the_guard_proves_it_redu
     calls = _reference_passes(monkeypatch)
     res = run(net, batches(), FunctionalConfig(mode="exact", calibration_images=8, float_reference=False))
     assert calls == [] and res.accuracy["agreement"] == 1.0
-    spec = PredictiveSpec({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.1)})
+    spec = SpeculationParams({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.1)})
     run(net, batches(), FunctionalConfig(mode="predictive", calibration_images=8, float_reference=False), spec=spec)
     assert calls == [8, 8, 8]
     calls.clear()
@@ -176,7 +176,7 @@ def test_exact_mode_skips_the_reference_pass_only_where_the_guard_proves_it_redu
 def test_run_keeps_each_images_answers_for_paired_statistics():
     net = small_net()
     data = batches()
-    spec = PredictiveSpec({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.3)})
+    spec = SpeculationParams({"c2": np.full(8, 2)}, {"c2": np.full(8, 0.3)})
     res = run(net, data, FunctionalConfig(mode="predictive", calibration_images=8, float_reference=False), spec=spec)
     labels = np.concatenate([y for _, y in data])
     assert np.array_equal(res.labels, labels) and res.predictions.shape == res.reference_predictions.shape == (24,)

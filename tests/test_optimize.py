@@ -12,7 +12,7 @@ from accelsim.cli import main
 from accelsim.errors import ConfigError
 from accelsim.functional.lanes import run_lanes
 from accelsim.functional.reorder import reorder_layer
-from accelsim.functional.spec import load_spec
+from accelsim.functional.speculation import load_spec
 from accelsim.nets.datasets import load_dataset
 from accelsim.nets.loaders import load_network
 from accelsim.optimize import (

@@ -100,8 +100,8 @@ def _differs(a, b) -> bool:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A weight file other than the embedded one, an image set, and a speculation file for LeNet."""
-    from accelsim.functional.forward import PredictiveSpec
-    from accelsim.functional.spec import save_spec
+    from accelsim.functional.forward import SpeculationParams
+    from accelsim.functional.speculation import save_spec
     from accelsim.nets.datasets import load_dataset
 
     root = tmp_path_factory.mktemp("settings")
@@ -114,7 +114,7 @@ def files(tmp_path_factory):
     np.savez(root / "digits.npz", images=np.concatenate(x), labels=np.concatenate(y))
     conv2 = next(l for l in net.graph.layers if isinstance(l, Conv) and l.name == "conv2")
     f = conv2.out_channels
-    save_spec(root / "spec.npz", net.graph, PredictiveSpec({"conv2": np.full(f, 4, np.int32)},
+    save_spec(root / "spec.npz", net.graph, SpeculationParams({"conv2": np.full(f, 4, np.int32)},
                                                            {"conv2": np.full(f, 0.05)}))
     folder = root / "digits"  # a flat image folder labelled by file name and its classes.txt
     folder.mkdir()
@@ -165,12 +165,12 @@ def test_every_run_setting_is_honoured(key, tmp_path, files, default_run, capsys
         reference = _fingerprint(ref)
     if key == "spec":  # predictive mode with this spec against predictive mode with an all-exact one
         base = [*BASE, "--mode", "predictive"]
-        from accelsim.functional.forward import PredictiveSpec
-        from accelsim.functional.spec import save_spec
+        from accelsim.functional.forward import SpeculationParams
+        from accelsim.functional.speculation import save_spec
 
         net = load_network("lenet")
         exact_spec = tmp_path / "exact_spec.npz"
-        save_spec(exact_spec, net.graph, PredictiveSpec({"conv2": np.zeros(16, np.int32)}, {"conv2": np.zeros(16)}))
+        save_spec(exact_spec, net.graph, SpeculationParams({"conv2": np.zeros(16, np.int32)}, {"conv2": np.zeros(16)}))
         ref = tmp_path / "ref"
         assert main([*base, "--spec", str(exact_spec), "--out", str(ref)]) == 0
         reference = _fingerprint(ref)

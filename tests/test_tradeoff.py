@@ -196,12 +196,12 @@ def test_without_the_opt_check_the_optimisers_own_numbers_fill_the_columns():
 
 def test_a_layer_whose_kernels_all_run_exact_counts_as_exact_not_predictive():
     from accelsim.functional import forward
-    from accelsim.functional.forward import PredictiveSpec
+    from accelsim.functional.forward import SpeculationParams
 
     net = load_network("lenet")
     data = load_dataset(None, net.graph, limit=16)
     f1, f2 = net.graph.layer("conv1").out_channels, net.graph.layer("conv2").out_channels
-    spec = PredictiveSpec({"conv1": np.zeros(f1, np.int32), "conv2": np.full(f2, 4, np.int32)},
+    spec = SpeculationParams({"conv1": np.zeros(f1, np.int32), "conv2": np.full(f2, 4, np.int32)},
                           {"conv1": np.zeros(f1), "conv2": np.zeros(f2)})
     res = forward.run(net, data.iter_batches(16), FunctionalConfig(mode="predictive", float_reference=False), spec=spec)
     modes = dict(zip(res.layers["layer"], res.layers["mode"]))

@@ -1,4 +1,4 @@
-"""Which layers may terminate early: inputs provably non-negative and a ReLU right after (spec A.7 items 8, 12)."""
+"""Which layers may terminate early: inputs provably non-negative and a ReLU right after (docs/model.md A.7-8, 12)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def early_termination_eligibility(graph: Graph) -> dict[str, Eligibility]:
     out: dict[str, Eligibility] = {}
     for layer in graph.layers:
         if isinstance(layer, FC):
-            out[layer.name] = Eligibility(False, "fully connected layers run dense (spec A.7 item 12)")
+            out[layer.name] = Eligibility(False, "fully connected layers run dense (docs/model.md A.7-12)")
         elif isinstance(layer, Conv):
             if not nonneg[layer.inputs[0]]:
                 why = (

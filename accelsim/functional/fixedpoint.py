@@ -1,4 +1,4 @@
-"""Fixed point (Ristretto, spec B.1/B.2): the grids of the accelerator's default datapath format.
+"""Fixed point (Ristretto, docs/formats.md B.1/B.2): the grids of the accelerator's default datapath format.
 
 Every blob (layer output) and every layer's weights get their own fractional length FL, chosen from the largest
 magnitude seen on calibration data. Values are kept as float64 numbers that lie exactly on the format's grid

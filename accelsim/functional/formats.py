@@ -42,7 +42,7 @@ MacKind = Literal["multiply", "shift", "shift_add", "float_multiply", "float32"]
 
 def quantize_truncated(x: np.ndarray, fl: int, bits: int, lsbs: int) -> np.ndarray:
     """Round to nearest onto the `bits`-wide grid 2**-fl, then drop the `lsbs` low bits of each two's complement word
-    (shift right, then left: towards -inf), as S0 truncates its weight words (spec B.10). float64 result."""
+    (shift right, then left: towards -inf), as S0 truncates its weight words (docs/formats.md B.10). float64 result."""
     return quantize(quantize(x, fl, bits, "nearest"), fl - lsbs, bits - lsbs, "floor")
 
 
@@ -185,7 +185,7 @@ class Formats:
 
     def bias(self, layer: str, b: np.ndarray, in_blob: str, fl_w: int | None) -> np.ndarray:
         """The bias as it initialises the accumulator: at the accumulator's precision on fixed grids (no saturation),
-        rounded onto the weights' minifloat in minifloat ("bias added in minifloat", spec B.3)."""
+        rounded onto the weights' minifloat in minifloat ("bias added in minifloat", docs/formats.md B.3)."""
         nf = self.nf
         b = np.asarray(b, dtype=np.float64)
         if not nf.quantised:
@@ -295,7 +295,7 @@ def format_bits(nf: NumberFormat, exponent_bits: int | None = None) -> FormatBit
     if nf.kind == "minifloat":
         e = exponent_bits if exponent_bits is not None else (nf.exponent_bits or 5)
         mw, ma = w - 1 - e, a - 1 - e
-        # A product of two minifloats, accumulated in full precision (spec B.3), needs a fixed-point accumulator
+        # A product of two minifloats, accumulated in full precision (B.3), needs a fixed-point accumulator
         # spanning both exponent ranges (Kulisch): 2 * 2^e positions plus the significands.
         span = 2 * 2**e + (mw + 1) + (ma + 1)
         return FormatBits(nf.kind, w, a, "float_multiply", (mw + 1, ma + 1), product_bits=span, exponent_bits=e)

@@ -78,7 +78,7 @@ class FunctionalConfig:
 
 
 @dataclass(frozen=True)
-class PredictiveSpec:
+class SpeculationParams:
     """Speculation parameters per kernel: N (speculation-set size, 0 = exact) and Th (activation units)."""
 
     n_spec: Mapping[str, np.ndarray]
@@ -364,7 +364,7 @@ def prepare(
     network: Network,
     config: FunctionalConfig,
     calibration: np.ndarray | Iterator[tuple[np.ndarray, np.ndarray]],
-    spec: PredictiveSpec | None = None,
+    spec: SpeculationParams | None = None,
 ) -> PreparedNetwork:
     """Prune, choose the number formats from calibration images and build the per-layer execution plans."""
     if network.shape_only:
@@ -421,7 +421,7 @@ def _search_fixed_split(network: Network, config: FunctionalConfig, ranges: Mapp
 
 
 def _build(network: Network, config: FunctionalConfig, formats: Formats | None,
-           spec: PredictiveSpec | None) -> PreparedNetwork:
+           spec: SpeculationParams | None) -> PreparedNetwork:
     graph = network.graph
     eligibility = early_termination_eligibility(graph)
     convs: dict[str, _ConvPlan] = {}
@@ -589,7 +589,7 @@ def run(
     network: Network,
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     config: FunctionalConfig,
-    spec: PredictiveSpec | None = None,
+    spec: SpeculationParams | None = None,
     calibration: np.ndarray | None = None,
     observer: WindowObserver | None = None,
     progress: Callable[[int], None] | None = None,
@@ -734,7 +734,7 @@ def run(
         elif isinstance(layer, FC):
             macs = graph.macs(layer)
             rows.append(dict(layer=layer.name, type="fc", mode="dense", relu=layer.relu, eligible=False,
-                             reason="fully connected layers run dense (spec A.7 item 12)", images=n_images,
+                             reason="fully connected layers run dense (docs/model.md A.7-12)", images=n_images,
                              windows=float(layer.out_features), kernel_size=layer.in_features, macs_dense=float(macs),
                              macs_performed=float(macs), mac_reduction=1.0, neg_fraction=math.nan,
                              input_zero_fraction=math.nan,

@@ -1,9 +1,9 @@
 """The SnaPEA MAC lanes in Numba: per convolution window, the dense pre-ReLU value and the MACs the lane performs.
 
-A lane walks its kernel's reordered weight stream (spec A.2.2, A.3). The PAU cuts the window short at the
+A lane walks its kernel's reordered weight stream (docs/model.md A.2.2, A.3). The PAU cuts the window short at the
 speculation check (predictive mode) or at the first negative partial sum in the negative segment (exact mode).
 
-How it is fast (see ../shared/notes/performance.md and benchmarks/functional_speed.md): the windows of a tile of
+How it is fast (see benchmarks/functional_speed.md): the windows of a tile of
 `TILE` output pixels sit side by side as SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered
 once from the input and reused by every kernel of the group; per kernel the stream is walked once for all pixels of
 the tile, in stream order, by explicit vector code whose 64 accumulators stay in registers (`simd.py`). The per-window

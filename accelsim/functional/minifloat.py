@@ -1,4 +1,4 @@
-"""Minifloat (Ristretto, spec B.3): IEEE-like floats with few bits, no denormals, no INF or NaN (they saturate).
+"""Minifloat (Ristretto, docs/formats.md B.3): IEEE-like floats with few bits, no denormals, no INF/NaN (they saturate).
 
 A minifloat with `e` exponent bits and `m` mantissa bits (plus the sign) holds 0 and +-(1 + k/2^m) * 2^E for
 k = 0 .. 2^m - 1 and E = -bias .. bias + 1, bias = 2^(e-1) - 1 (eq 6.1): Ristretto's code uses every exponent code,

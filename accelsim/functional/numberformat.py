@@ -40,7 +40,7 @@ _APPLIES: dict[str, tuple[str, ...]] = {
 
 @declared
 class NumberFormat:
-    """How the datapath represents weights and activations (Ristretto's and LightNN's formats, spec B.1-B.6).
+    """How the datapath represents weights and activations (Ristretto's and LightNN's formats, docs/formats.md B.1-B.6).
 
     `dynamic_fixed` (default): two's complement, one fractional length (FL) per blob and per layer's weights.
     `fixed`: one [IL.FL] format for the whole net. `minifloat`: IEEE-like without denormals, INF or NaN.
@@ -63,7 +63,7 @@ class NumberFormat:
         example="stochastic")
     truncate_lsbs: int = setting(
         default=0, help="LSBs dropped from every weight and activation word with --rounding truncate (fixed-point "
-        "formats; the fixed-point analogue of float bit truncation, spec B.10)", ge=0, le=22, example=2,
+        "formats; the fixed-point analogue of float bit truncation, docs/formats.md B.10)", ge=0, le=22, example=2,
         needs={"rounding": "truncate"})
     rounding_seed: int = setting(
         default=0, help="seed of stochastic rounding (the same numbers run to run, with any batch size or worker "
@@ -77,7 +77,7 @@ class NumberFormat:
         "fractional bit more, as Ristretto's IL-1 rule does)", ge=-8, le=8, example=-1)
     fixed_integer_bits: int | None = setting(
         default=None, help="integer bits (sign included) of --number-format fixed, one [IL.FL] for every weight and "
-        "output; default: the split that agrees best with the float network on the calibration images (spec B.1)",
+        "output; default: the split that agrees best with the float network on the calibration images (B.1)",
         ge=-16, le=40, example=4, needs={"number_format": "fixed"})
     exponent_bits: int | None = setting(
         default=None, help="exponent bits of --number-format minifloat; default: Ristretto eq 6.2 from the calibration "

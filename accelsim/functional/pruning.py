@@ -1,4 +1,4 @@
-"""Magnitude pruning (spec B.9): weights of small magnitude set to 0 before the number format rounds them.
+"""Magnitude pruning (docs/formats.md B.9): weights of small magnitude set to 0 before the number format rounds them.
 
 By threshold: |w| < t, with t absolute over the whole net (S0's rule) or, per layer, t times the standard deviation of
 the layer's weights (the "quality parameter" of Han et al., which S0 and S3 cite). By target sparsity: the smallest

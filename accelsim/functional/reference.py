@@ -1,7 +1,7 @@
 """Plain NumPy reference of the MAC lanes: the definition `run_lanes` is tested against.
 
 It walks each kernel's weight stream one MAC at a time, vectorised over all windows, and applies the PAU's checks
-literally (spec A.2.2, A.3). Slow but obviously right; use it for tests and small layers only.
+literally (docs/model.md A.2.2, A.3). Slow but obviously right; use it for tests and small layers only.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each kernel's weights are stored in execution order, `[speculation set] [non-negative] [negative]`, with the index
 buffer mapping every stored weight back to its input position (inputs are never reordered). The order inside the
-negative segment is a modelling choice the paper leaves open (spec A.7 item 10): most negative first by default.
+negative segment is a modelling choice the paper leaves open (docs/model.md A.7-10): most negative first by default.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _check_n(n: object, size: int, what: str) -> int:
 
 
 def speculation_set(w: np.ndarray, n: int) -> np.ndarray:
-    """Positions (into the flat kernel `w`) of the N speculation weights (spec A.2.1, A.7 item 10).
+    """Positions (into the flat kernel `w`) of the N speculation weights (docs/model.md A.2.1, A.7 item 10).
 
     Signed ascending stable sort, `np.array_split` into N near-equal groups, the largest-|w| weight of each group
     (the first in sorted order on ties). Returned in group order (most negative group first).

@@ -1,4 +1,4 @@
-"""Shift weights: power-of-two (Ristretto ch. 7, spec B.4) and LightNN-1 / LightNN-2 (spec B.6).
+"""Shift weights: power-of-two (Ristretto ch. 7, docs/formats.md B.4) and LightNN-1 / LightNN-2 (docs/formats.md B.6).
 
 A power-of-two or LightNN-1 weight is +-2^e (one shift of the activation), a LightNN-2 weight +-(2^a + 2^b) (two
 shifts and an add). The exponents come from a range of `n` values ending at the top exponent; `weight_bits` pays for

@@ -44,7 +44,7 @@ class StoredWord(Protocol):
 
 @dataclass(frozen=True)
 class FixedPointWord:
-    """Two's complement `bits`-wide code of a value on the grid 2**-fl (dynamic fixed point, spec B.1/B.2)."""
+    """Two's complement `bits`-wide code of a value on the grid 2**-fl (dynamic fixed point, B.1/B.2)."""
 
     bits: int
     fl: int

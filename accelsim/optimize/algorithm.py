@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.errors import ConfigError
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec, PreparedNetwork, prepare
+from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, SpeculationParams, prepare
 from accelsim.nets.datasets import Dataset
 from accelsim.nets.graph import Conv
 from accelsim.nets.network import Network
@@ -93,7 +93,7 @@ def opt_val_counts(opt_block: int, validation_share: float) -> tuple[int, int]:
 class OptimizeResult:
     """The spec the optimiser chose and everything the report says about how."""
 
-    spec: PredictiveSpec
+    spec: SpeculationParams
     network: str
     epsilon: float
     split: Split
@@ -410,7 +410,7 @@ def _promise_text(promise: Promise, n_val: int) -> str:
 
 def _spec_and_layers(eligible: list[str], facts: PreparedNetwork, state: OptimizeState, columns: Mapping[str, int],
                      profiles: Mapping[str, LayerProfile], knapsack: bool, final: GlobalState | None
-                     ) -> tuple[PredictiveSpec, list[dict[str, Any]]]:
+                     ) -> tuple[SpeculationParams, list[dict[str, Any]]]:
     n_spec, threshold, layers = {}, {}, []
     for name in eligible:
         prof = profiles[name]
@@ -449,4 +449,4 @@ def _spec_and_layers(eligible: list[str], facts: PreparedNetwork, state: Optimiz
             "predicted_damage": sens.predict(prof.column_energy(t)) if knapsack and sens is not None else None,
             "profiled_kernels_without_candidates": int(np.count_nonzero(prof.candidates == 0)),
         })
-    return PredictiveSpec(n_spec, threshold), layers
+    return SpeculationParams(n_spec, threshold), layers

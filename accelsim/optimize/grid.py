@@ -1,7 +1,7 @@
 """The optimiser's settings: the (Th, N) grid of kernel profiling, the T levels, how the path of candidate specs is
 built, and the promise the chosen spec must keep on new images.
 
-The papers leave the grid and T open (docs/model.md, A.7 item 11). N is given as fractions of the kernel length and/or
+The papers leave the grid and T open (docs/model.md A.7-11). N is given as fractions of the kernel length and/or
 as absolute MAC counts; Th as multiples of each kernel's output scale (the standard deviation of its dense pre-ReLU
 outputs on the profiling images), so one grid fits every layer. The t-th configuration of a layer is every kernel's
 cheapest candidate whose proxy loss is at most `levels[t]` (see profiling.py). Every field has a type, a default,

@@ -4,7 +4,7 @@ A layer's candidate is the t-th column of its kernel profile (`LayerProfile.colu
 The local pass measures each with the true top-1 on the optimisation images, only that layer speculating, and keeps
 those within epsilon that save MACs over exact mode (ParamL). The global pass starts from every layer's most
 aggressive kept candidate and, while the whole network misses epsilon, moves one layer to the candidate of best
-merit -d_err/d_op (docs/model.md, A.7 item 11: d_op <= 0 is skipped unless it also lowers the error, which is then taken
+merit -d_err/d_op (docs/model.md A.7-11: d_op <= 0 is skipped unless it also lowers the error, which is then taken
 first; each layer's last candidate is exact mode, so an exhausted layer falls back to it).
 
 The refinement pass is ours, not the papers': the global pass backs off one layer at a time by the local-pass merit,

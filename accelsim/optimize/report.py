@@ -18,8 +18,8 @@ import numpy as np
 
 from accelsim.atomic import write_text
 from accelsim.functional import forward
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
-from accelsim.functional.spec import save_spec
+from accelsim.functional.forward import FunctionalConfig, SpeculationParams
+from accelsim.functional.speculation import save_spec
 from accelsim.nets.datasets import Dataset
 from accelsim.nets.network import Network
 from accelsim.optimize.evaluate import Progress
@@ -44,7 +44,7 @@ def _batches(images: np.ndarray, labels: np.ndarray, size: int) -> Iterable[tupl
         yield images[s : s + size], labels[s : s + size]
 
 
-def _one_set(network: Network, batches_fn, config: FunctionalConfig, spec: PredictiveSpec, calibration: np.ndarray,
+def _one_set(network: Network, batches_fn, config: FunctionalConfig, spec: SpeculationParams, calibration: np.ndarray,
              confidence: float = 0.9) -> dict[str, Any]:
     exact = forward.run(network, batches_fn(), dataclasses.replace(config, mode="exact"), calibration=calibration)
     pred = forward.run(network, batches_fn(), dataclasses.replace(config, mode="predictive"), spec=spec,
@@ -84,7 +84,7 @@ def _one_set(network: Network, batches_fn, config: FunctionalConfig, spec: Predi
     }
 
 
-def evaluate_spec(network: Network, dataset: Dataset, config: FunctionalConfig, spec: PredictiveSpec, split: Any,
+def evaluate_spec(network: Network, dataset: Dataset, config: FunctionalConfig, spec: SpeculationParams, split: Any,
                   images: np.ndarray, labels: np.ndarray, progress: Progress | None = None,
                   confidence: float = 0.9) -> dict[str, Any]:
     """Accuracy loss (with a confidence interval of the expected loss from the paired per-image counts), MACs and

@@ -27,7 +27,7 @@ import pandas as pd
 from accelsim.atomic import write_file
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
-from accelsim.functional.forward import FunctionalConfig, PredictiveSpec
+from accelsim.functional.forward import FunctionalConfig, SpeculationParams
 from accelsim.optimize.algorithm import Split, opt_val_counts, optimize
 from accelsim.optimize.evaluate import Progress
 from accelsim.optimize.grid import SearchSettings
@@ -80,7 +80,7 @@ def _opt_batches(images: np.ndarray, labels: np.ndarray, size: int) -> Iterable[
 
 
 def _opt_set(network: Any, images: np.ndarray, labels: np.ndarray, config: FunctionalConfig,
-             spec: PredictiveSpec | None) -> forward.FunctionalResult:
+             spec: SpeculationParams | None) -> forward.FunctionalResult:
     """Functional run on the optimisation images, formats calibrated on their first images (as the optimiser)."""
     mode = "predictive" if spec is not None else "exact"
     cfg = dataclasses.replace(config, mode=mode, float_reference=False)

@@ -1,6 +1,6 @@
 """The SnaPEA PE-array timing model: per-window MAC counts -> cycles and an event log, per layer.
 
-Work mapping (spec A.3, A.7 items 3 and 4; docs/timing_snapea.md): a conv layer's output windows are cut into input
+Work mapping (docs/model.md A.3, A.7-3 and 4; docs/timing_snapea.md): a conv layer's output windows are cut into input
 portions (`snapea_map.Mapping`: bands of output rows, 2-D tiles or runs of windows); portions go to the PE rows
 (statically, or dynamically from a queue), each broadcast to its row; kernels are split into partitions, each held
 by one or more PE columns (columns of one partition split a portion's lane groups between them); a PE runs each of
@@ -470,7 +470,7 @@ def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray,
     widths = DataWidths.resolve(arch, widths)
     _check_conv(arch, layer, widths)
     ab = widths.activation_bits
-    half = arch.array.rows * arch.array.cols * arch.pe.io_buffer_bytes // 2  # one I/O RAM half (spec A.7 item 5)
+    half = arch.array.rows * arch.array.cols * arch.pe.io_buffer_bytes // 2  # one I/O RAM half (docs/model.md A.7-5)
     f_count, ho, wo = graph.out_shape(layer)
     in_words = sum(math.prod(graph.shapes[b]) for b in layer.inputs)
     in_total = ceil_div(in_words * ab, 8)

@@ -1,6 +1,6 @@
 """The shape of a SnaPEA conv schedule: which output windows form an input portion, which lanes take which windows.
 
-A `Mapping` is one point of the SnaPEA mapper's search space (spec A.3, A.7 item 3; docs/timing_snapea.md):
+A `Mapping` is one point of the SnaPEA mapper's search space (docs/model.md A.3, A.7 item 3; docs/timing_snapea.md):
 
 - portions (the unit a horizontal group, i.e. a PE row, receives by broadcast and ends with a barrier):
   `band` = `th` full output rows; `tile` = a `th` x `tw` rectangle of output windows; `range` = `pieces` runs of

@@ -2,7 +2,7 @@
 
 A run's number format (accelsim.functional.formats.format_bits) decides how many bits a weight and an activation
 occupy in every buffer, on the NoC and in DRAM; partial sums stay at the architecture's `word_bits` (the accumulator's
-stored width is the hardware's, not the format's: the formats accumulate at full precision, spec B.2/B.3). Both timing
+stored width is the hardware's, not the format's: the formats accumulate at full precision, B.2/B.3). Both timing
 models take one `DataWidths` when they are built (`timing_model(arch, graph, batch, widths)`), because SnaPEA plans
 and validates every layer's schedule before the first image; without one they use `word_bits` for everything, the
 behaviour before formats reached the timing side. See docs/model.md ("Number formats in timing and energy").

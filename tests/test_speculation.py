@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from accelsim.errors import ConfigError
-from accelsim.functional.forward import PredictiveSpec
-from accelsim.functional.spec import load_spec, save_spec
+from accelsim.functional.forward import SpeculationParams
+from accelsim.functional.speculation import load_spec, save_spec
 from accelsim.nets.loaders import load_network
 
 
@@ -15,10 +15,10 @@ def graph():
     return load_network("lenet").graph  # conv1: 6 kernels of 25 weights, conv2: 16 kernels of 150
 
 
-def _spec(n1=None, th1=None) -> PredictiveSpec:
+def _spec(n1=None, th1=None) -> SpeculationParams:
     n1 = np.array([0, 1, 2, 3, 25, 4], dtype=np.int32) if n1 is None else n1
     th1 = np.array([0.0, -0.5, 0.25, 1.0, 0.0, -2.0]) if th1 is None else th1
-    return PredictiveSpec({"conv1": n1, "conv2": np.arange(16, dtype=np.int32)},
+    return SpeculationParams({"conv1": n1, "conv2": np.arange(16, dtype=np.int32)},
                           {"conv1": th1, "conv2": np.linspace(-1, 1, 16)})
 
 
@@ -72,7 +72,7 @@ def test_a_missing_or_unreadable_spec_file_is_a_clear_error(graph, tmp_path):
 
 
 def test_a_spec_naming_only_some_layers_leaves_the_others_exact(graph, tmp_path):
-    spec = PredictiveSpec({"conv2": np.full(16, 3, np.int32)}, {"conv2": np.zeros(16)})
+    spec = SpeculationParams({"conv2": np.full(16, 3, np.int32)}, {"conv2": np.zeros(16)})
     save_spec(tmp_path / "s.npz", graph, spec)
     back = load_spec(tmp_path / "s.npz", graph)
     conv1, conv2 = (l for l in graph.layers if l.name in ("conv1", "conv2"))

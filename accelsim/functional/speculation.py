@@ -6,36 +6,32 @@ Keys: `network` (the graph name it was made for), and for each layer `<layer>/n_
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from accelsim.atomic import write_file
 from accelsim.errors import ConfigError
-from accelsim.functional.forward import PredictiveSpec
+from accelsim.functional.forward import SpeculationParams
 from accelsim.nets.graph import Conv, Graph
 
 
-def save_spec(path: str | Path, graph: Graph, spec: PredictiveSpec) -> None:
+def save_spec(path: str | Path, graph: Graph, spec: SpeculationParams) -> None:
     """Write `spec` atomically (a temporary file renamed into place)."""
     arrays: dict[str, np.ndarray] = {"network": np.array(graph.name)}
     for name, n in spec.n_spec.items():
         arrays[f"{name}/n_spec"] = np.asarray(n, dtype=np.int32)
         arrays[f"{name}/threshold"] = np.asarray(spec.threshold[name], dtype=np.float64)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a path
             np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds might fill allow_pickle: bool
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file(path, write)
 
 
-def load_spec(path: str | Path, graph: Graph) -> PredictiveSpec:
+def load_spec(path: str | Path, graph: Graph) -> SpeculationParams:
     """Read a spec file and check it against `graph`: same network, known conv layers, one (N, Th) per kernel."""
     path = Path(path)
     if not path.is_file():
@@ -62,6 +58,6 @@ def load_spec(path: str | Path, graph: Graph) -> PredictiveSpec:
     for layer in set(n_spec) | set(threshold):
         if layer not in n_spec or layer not in threshold:
             raise ConfigError(f"speculation spec {path}: layer '{layer}' needs both n_spec and threshold")
-        spec = PredictiveSpec({layer: n_spec[layer]}, {layer: threshold[layer]})
+        spec = SpeculationParams({layer: n_spec[layer]}, {layer: threshold[layer]})
         spec.for_layer(convs[layer])  # shape and range checks
-    return PredictiveSpec(n_spec, threshold)
+    return SpeculationParams(n_spec, threshold)
