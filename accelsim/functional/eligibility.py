@@ -6,25 +6,12 @@ from dataclasses import dataclass
 
 from accelsim.nets.graph import (
     FC,
-    LRN,
-    Add,
-    AvgPool,
-    Concat,
     Conv,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
     Graph,
-    MaxPool,
-    ReLU,
-    ShortcutSubsamplePad,
-    Softmax,
 )
 
+
 # Layers whose output is non-negative whenever all their inputs are.
-_SIGN_PRESERVING = (MaxPool, AvgPool, GlobalAvgPool, LRN, Flatten, Dropout, ShortcutSubsamplePad, Concat, Add)
-
-
 @dataclass(frozen=True)
 class Eligibility:
     """Whether a layer's windows may be cut short, and if not, why (shown in the run's report)."""
@@ -38,9 +25,9 @@ def nonnegative_blobs(graph: Graph) -> dict[str, bool]:
     nonneg = {graph.input_blob: graph.preprocess.nonnegative}
     for layer in graph.layers:
         inputs_nonneg = all(nonneg[b] for b in layer.inputs)
-        if isinstance(layer, (ReLU, Softmax)) or getattr(layer, "relu", False):
+        if layer.output_nonnegative or getattr(layer, "relu", False):
             nonneg[layer.output] = True
-        elif isinstance(layer, _SIGN_PRESERVING):
+        elif layer.keeps_sign:
             nonneg[layer.output] = inputs_nonneg
         else:  # conv / fc without ReLU, batch-norm: signed
             nonneg[layer.output] = False

@@ -40,6 +40,10 @@ class Layer:
     n_inputs: ClassVar[int | None] = None  # expected number of inputs (None = one or more)
     # What a layer is, asked of the layer instead of by isinstance chains in every model:
     has_weights: ClassVar[bool] = False  # a MAC layer with a weight tensor (conv, fc): buffers, formats, faults
+    output_nonnegative: ClassVar[bool] = False  # its output is >= 0 whatever its input (ReLU, softmax)
+    keeps_sign: ClassVar[bool] = False  # non-negative inputs give a non-negative output (pools, concat, add, LRN, ...)
+    on_the_fly: ClassVar[bool] = False  # applied to values as they pass (ReLU, LRN, dropout, batch norm): no array time
+    runs_on_array: ClassVar[bool] = False  # takes time on an accelerator's PE array (conv, fc, pools, add)
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return in_shapes[0]
@@ -91,6 +95,7 @@ class Conv(Layer):
     relu: bool = False
 
     type_name = "conv"
+    runs_on_array = True
     n_inputs = 1
     has_weights = True
 
@@ -143,6 +148,7 @@ class FC(Layer):
     relu: bool = False
 
     type_name = "fc"
+    runs_on_array = True
     has_weights = True
     n_inputs = 1
 
@@ -168,6 +174,8 @@ class FC(Layer):
 @dataclass(frozen=True)
 class ReLU(Layer):
     type_name = "relu"
+    output_nonnegative = True
+    on_the_fly = True
     n_inputs = 1
 
 
@@ -200,17 +208,23 @@ class _Pool(Layer):
 @dataclass(frozen=True)
 class MaxPool(_Pool):
     type_name = "maxpool"
+    keeps_sign = True
+    runs_on_array = True
 
 
 @dataclass(frozen=True)
 class AvgPool(_Pool):
     count_include_pad: bool = True
     type_name = "avgpool"
+    keeps_sign = True
+    runs_on_array = True
 
 
 @dataclass(frozen=True)
 class GlobalAvgPool(Layer):
     type_name = "global_avgpool"
+    keeps_sign = True
+    runs_on_array = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -227,6 +241,8 @@ class LRN(Layer):
     beta: float = 0.75
     k: float = 1.0
     type_name = "lrn"
+    keeps_sign = True
+    on_the_fly = True
     n_inputs = 1
 
 
@@ -234,6 +250,7 @@ class LRN(Layer):
 class Concat(Layer):
     axis: int | str = 1  # NCHW channel axis (1, or "channel"); the only one supported
     type_name = "concat"
+    keeps_sign = True
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         self._expect_inputs(in_shapes, 3)
@@ -252,6 +269,8 @@ class Add(Layer):
 
     relu: bool = False
     type_name = "add"
+    keeps_sign = True
+    runs_on_array = True
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         if len({tuple(s) for s in in_shapes}) != 1:
@@ -262,6 +281,7 @@ class Add(Layer):
 @dataclass(frozen=True)
 class Flatten(Layer):
     type_name = "flatten"
+    keeps_sign = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -274,6 +294,7 @@ class Softmax(Layer):
     """Softmax over all values of an image; the output is a vector of class probabilities."""
 
     type_name = "softmax"
+    output_nonnegative = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -286,6 +307,8 @@ class Dropout(Layer):
     """Identity at inference; kept so graphs read like their source."""
 
     type_name = "dropout"
+    keeps_sign = True
+    on_the_fly = True
     n_inputs = 1
 
 
@@ -296,6 +319,7 @@ class BatchNorm(Layer):
     channels: int = 0
     eps: float = 1e-5
     type_name = "batchnorm"
+    on_the_fly = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:
@@ -317,6 +341,7 @@ class ShortcutSubsamplePad(Layer):
     pad_channels_before: int = 0
     pad_channels_after: int = 0
     type_name = "shortcut_subsample_pad"
+    keeps_sign = True
     n_inputs = 1
 
     def out_shape(self, in_shapes: Sequence[Shape]) -> Shape:

@@ -250,8 +250,7 @@ class LayerPlan:
 def costed_layers(graph: Graph) -> list[Layer]:
     """Layers that take time on the PE array: conv, fc, and pooling / add layers not fused into a conv."""
     fused = set(_fused_pools(graph).values())
-    return [l for l in graph.layers
-            if isinstance(l, (Conv, FC)) or (isinstance(l, (*_POOLS, GlobalAvgPool, Add)) and l.name not in fused)]
+    return [l for l in graph.layers if l.runs_on_array and (l.has_weights or l.name not in fused)]
 
 
 def _fused_pools(graph: Graph) -> dict[str, str]:
@@ -268,7 +267,7 @@ def _fused_pools(graph: Graph) -> dict[str, str]:
             if isinstance(nxt, _POOLS):
                 out[conv.name] = nxt.name
                 break
-            if not isinstance(nxt, (ReLU, LRN, Dropout, BatchNorm)):
+            if not nxt.on_the_fly:
                 break
             blob = nxt.output
     return out
