@@ -597,8 +597,13 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
     best, overflow, fixed_cycles, scored = _search_of(ctx, opts).best(DENSE_LANES)
     score, mapping = best[0]
     if overflow:
-        log.info("layer shape %s: no portion fits a PE's input half (%d B); using the smallest portions (not "
-                 "charged, flagged '!io')", ctx.shape, ctx.arch.pe.io_buffer_bytes // 2)
+        # a warning, not a debug line: the layer's cycles and energy leave that overflow out (optimistic)
+        c, h, w = ctx.in_shape
+        kh, kw = ctx.shape.kernel
+        log.warning("%dx%d conv of %d channels on %dx%d maps, %d kernels: no SnaPEA portion fits a PE's input half "
+                    "(%d B); the timing uses the smallest portions and does not charge the overflow (mapping flagged "
+                    "'!io'), so such layers' cycles and energy are optimistic; a larger pe.io_buffer_bytes removes it",
+                    kh, kw, c, h, w, ctx.kernels, ctx.arch.pe.io_buffer_bytes // 2)
     return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow, float(score[1]))
 
 
