@@ -12,6 +12,7 @@ log whose MAC events carry `logged_bits`, which every evaluation function takes 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -128,14 +129,23 @@ def scale_for_voltages(table: EnergyTable, voltages: Mapping[str, float]) -> Ene
     """
     _check_table(table)
     models = table.voltage_models
-    scaled = dict(table.pj_per_bit)
+    factors = {}
     for cls, volts in voltages.items():
-        if cls not in scaled:
+        if cls not in table.pj_per_bit:
             raise ConfigError(f"voltage for energy class '{cls}': the energy table has no such class "
-                              f"(classes: {', '.join(scaled)})")
+                              f"(classes: {', '.join(table.pj_per_bit)})")
         if cls not in models:
             raise ConfigError(f"voltage for energy class '{cls}': the energy table has no voltage model for it "
                               f"(models: {', '.join(models) or 'none'}); add one under energy.voltage.{cls}")
-        scaled[cls] = scaled[cls] * models[cls].energy_factor(volts)
-    return EnergyTable(pj_per_bit=scaled, components=table.components, pj_per_event=table.pj_per_event,
-                       voltage=table.voltage)
+        factors[cls] = models[cls].energy_factor(volts)
+    return scale_classes(table, factors)
+
+
+def scale_classes(table: EnergyTable, factors: Mapping[str, float]) -> EnergyTable:
+    """`table` with the per-bit and per-event energies of the classes in `factors` multiplied by their factor (a
+    memory at a scaled supply voltage); the rest of the table unchanged."""
+    if not factors:
+        return table
+    return dataclasses.replace(
+        table, pj_per_bit={c: v * factors.get(c, 1.0) for c, v in table.pj_per_bit.items()},
+        pj_per_event={c: v * factors.get(c, 1.0) for c, v in table.pj_per_event.items()})

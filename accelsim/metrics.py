@@ -5,15 +5,14 @@ Everything here is a function of timing-model outputs and functional statistics;
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from accelsim.arch import ArchSpec, EnergyTable
-from accelsim.energy import Factors, energy_columns, event_factors
+from accelsim.arch import ArchSpec
+from accelsim.energy import Factors, energy_columns, event_factors, scale_classes
 from accelsim.functional.faults import fault_columns
 from accelsim.functional.formats import FormatBits
 from accelsim.nets.graph import Graph
@@ -48,7 +47,7 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
     rows, events = [], []
     for layer, t in timings.items():
         lyr = graph.layer(layer)
-        table = _scaled_table(arch.energy, (voltage_factors or {}).get(layer, {}))
+        table = scale_classes(arch.energy, (voltage_factors or {}).get(layer, {}))
         energy = energy_columns(t.events, table, mac_factors(t.events, arch, mac_format))
         dense = t.dense or t
         row = {
@@ -66,15 +65,6 @@ def design_rows(name: str, arch: ArchSpec, graph: Graph, timings: Mapping[str, L
         rows.append(row)
         events.append(t.events.to_frame(name, layer))
     return rows, events
-
-
-def _scaled_table(table: EnergyTable, factors: Mapping[str, float]) -> EnergyTable:
-    """`table` with the per-bit and per-event energies of the classes in `factors` multiplied by their factor."""
-    if not factors:
-        return table
-    return dataclasses.replace(
-        table, pj_per_bit={c: v * factors.get(c, 1.0) for c, v in table.pj_per_bit.items()},
-        pj_per_event={c: v * factors.get(c, 1.0) for c, v in table.pj_per_event.items()})
 
 
 def design_totals(rows: list[dict[str, Any]], clock_mhz: float) -> dict[str, float]:

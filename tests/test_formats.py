@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_forward import batches, small_net
+from test_forward import assert_exact_equals_dense, batches, small_net
 
 from accelsim.config import RunConfig
 from accelsim.errors import ConfigError
@@ -343,13 +343,7 @@ def test_exact_mode_is_bit_identical_to_dense_in_every_format(fmt, skip_zero):
     reorder = ReorderOptions(skip_zero_weights=skip_zero)
     cfg = FunctionalConfig(mode="exact", number_format=NumberFormat(**fmt), reorder=reorder, pruning=prune,
                            calibration_images=8)
-    x = batches()[0][0]
-    prepared = prepare(net, cfg, x)
-    keep = [l.output for l in net.graph.layers]
-    cut = prepared.forward(x, policy=True, keep=keep)
-    dense = prepared.forward(x, policy=False, keep=keep)
-    for blob in keep:
-        assert np.array_equal(cut[blob], dense[blob]), blob
+    assert_exact_equals_dense(net, cfg)
     res = run(net, batches(), cfg)
     assert res.accuracy["agreement"] == 1.0 and (res.layers["exact_violations"] == 0).all()
 

@@ -1112,7 +1112,8 @@ def _weight_shape(layer: Conv | FC) -> tuple[int, ...]:
 
 def energy_factors(settings: FaultSettings, graph: Graph, table: EnergyTable) -> dict[str, dict[str, float]]:
     """Layer -> energy class -> factor on the layer's `energy_<class>_pj` for a run's memory voltages under this
-    design's energy table ({} when the spec names no voltage): what `apply_energy_factors` takes."""
+    design's energy table ({} when the spec names no voltage): what `metrics.design_rows(voltage_factors=)` and
+    `apply_energy_factors` take."""
     if not settings.names_voltage():
         return {}
     spec = settings.spec()

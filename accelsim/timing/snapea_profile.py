@@ -85,6 +85,7 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
         if n_parts[q] > k_max:
             k_max = n_parts[q]
     tt = np.zeros(p_max, np.int64)
+    row_end = np.zeros((1, p_max), np.int64)  # each PE row's finish under the claim queue
     buf = np.zeros((n_img, k_max, n_g), np.int64)
     current = -1
     for c in range(n_c):
@@ -150,33 +151,12 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
                             mx = v
                         g += n
                 tt[p] = mx
-            if deal[c] == 2:  # the claim queue (snapea._claim_queue)
-                n_r = min(rows, n_p)
-                endr = np.zeros(n_r, np.int64)
-                nxt = np.full(n_r, -1, np.int64)
-                q = n_r
-                for r in range(n_r):
-                    endr[r] = tt[r]
-                    if q < n_p:
-                        nxt[r] = q
-                        q += 1
-                while True:
-                    best = -1
-                    for r in range(n_r):
-                        if nxt[r] >= 0 and (best < 0 or endr[r] < endr[best]):
-                            best = r
-                    if best < 0:
-                        break
-                    endr[best] += tt[nxt[best]]
-                    if q < n_p:
-                        nxt[best] = q
-                        q += 1
-                    else:
-                        nxt[best] = -1
+            if deal[c] == 2:  # the claim queue
+                snapea._claim_queue(tt[:n_p].reshape(1, n_p), rows, row_end)
                 span = 0
-                for r in range(n_r):
-                    if endr[r] > span:
-                        span = endr[r]
+                for r in range(min(rows, n_p)):
+                    if row_end[0, r] > span:
+                        span = row_end[0, r]
                 total += glob + span
             elif lock[c]:  # every row steps together; each step's DMA: streamed kernels, next inputs, last outputs
                 steps = bs if deal[c] == 1 else n_steps
