@@ -256,3 +256,16 @@ def test_cli_small_images_stop_the_run(tmp_path, capsys) -> None:
     code, err = _run(capsys, "--net", "lenet", "--images", str(folder), "--out", str(tmp_path / "o"))
     assert code == 2 and "a 14x14 image (W x H) becomes 14x14" in err and "takes 28x28" in err
     assert not zipfile.is_zipfile(folder / "0" / "x.png")
+
+
+def test_every_too_small_image_is_found_before_the_run(tmp_path) -> None:
+    """The sampled decode saw 8 images; a small one later in the set stopped a 1000-image run at that image. The
+    headers of all files are read first and every offender is named in one message."""
+    graph = load_workload("squeezenet1_1")
+    folder = _images(tmp_path / "set", 20, (100, 100))
+    for i in (13, 17):  # not among the sampled ones at either end
+        Image.fromarray(np.zeros((15, 20, 3), np.uint8)).save(folder / "cls" / f"{i}.png")
+    (msg,) = check_dataset(folder, graph)
+    assert msg.startswith(str(folder / "cls" / "13.png") + ": images of 20x15 pixels")
+    assert "1 other of the 20 images too: 17.png (20x15)" in msg and "raise max_upscale" in msg
+    assert check_dataset(folder, graph, max_upscale=20.0) == []

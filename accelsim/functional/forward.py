@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 Mode = Literal["dense", "exact", "predictive"]
 MODES: tuple[str, ...] = get_args(Mode)
 
-# Called once per eligible-or-not conv layer and batch with the lanes' result (for the timing model).
+# Called once per eligible-or-not conv layer and batch with the lanes' result (for the timing model). The result is
+# valid during the call only: a dense layer's ReLU then overwrites its `acc` in place. Copy what must outlive it.
 WindowObserver = Callable[[str, LaneResult], None]
 
 
@@ -281,16 +282,16 @@ class PreparedNetwork:
                     observer(layer.name, res)
                 return res.output.astype(x.dtype, copy=False)
             watch = observer if policy else None  # the observer sees dense convs only under the policy
+            # An observer sees a dense layer's LaneResult only during its call: the ReLU then runs in place.
             if plan.walk_dense and plan.stream is not None:
                 acc = self._dense_walk(layer, x)
                 if watch is not None:
-                    watch(layer.name, _dense_lane_result(acc, layer))
-                return (np.maximum(acc, 0) if layer.relu else acc).astype(x.dtype, copy=False)
+                    watch(layer.name, LaneResult.of_dense(acc, layer.kernel_size))
+                return (np.maximum(acc, 0, out=acc) if layer.relu else acc).astype(x.dtype, copy=False)
             acc = ops.conv2d(x, plan.weight, plan.bias, layer, relu=layer.relu and watch is None)
             if watch is not None:
-                res = _dense_lane_result(acc, layer)
-                watch(layer.name, res)
-                return res.output if layer.relu else acc  # later layers write only into arrays of their own
+                watch(layer.name, LaneResult.of_dense(acc, layer.kernel_size))
+                return np.maximum(acc, 0, out=acc) if layer.relu else acc
             return acc
         if isinstance(layer, FC):
             w, b = self.fcs[layer.name]
@@ -322,12 +323,6 @@ class PreparedNetwork:
         if isinstance(layer, BatchNorm):
             raise ConfigError(f"batchnorm '{layer.name}' was not folded into a conv at load time")
         raise ConfigError(f"layer '{layer.name}' of type {layer.type_name} cannot be executed")
-
-
-def _dense_lane_result(acc: np.ndarray, layer: Conv) -> LaneResult:
-    macs = np.full(acc.shape, layer.kernel_size, dtype=np.int32)
-    no = np.zeros(acc.shape, dtype=bool)
-    return LaneResult(acc=acc, macs=macs, terminated=no, spec_stop=no, values=np.maximum(acc, 0))
 
 
 _FLOAT_CONFIG = FunctionalConfig(mode="dense", number_format=NumberFormat(kind="float32"), float_reference=False)

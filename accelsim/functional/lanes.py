@@ -20,6 +20,7 @@ Results are bit-identical to the reference whatever the data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -48,6 +49,16 @@ class LaneResult:
     values: np.ndarray | None = None  # `output`, when the lanes wrote it as they went (None: computed on request)
     exact_sums: bool = False  # every partial sum was exact, so `acc` is the dense value in any summation order
     spec_sums: np.ndarray | None = None  # partial sum after each kernel's first N MACs (`run_lanes(spec_sums=True)`)
+    dense: bool = False  # every window ran its whole kernel: macs, terminated, spec_stop are read-only broadcasts
+
+    @classmethod
+    def of_dense(cls, acc: np.ndarray, kernel_len: int) -> LaneResult:
+        """A layer run without the PAU. Its per-window arrays are constant, so they are broadcast views rather than
+        arrays of the output's size, and `output` is computed only on request (on SqueezeNet's conv1, 13 M windows
+        a batch, allocating them cost about a tenth of an exact run: benchmarks/functional_speed.md)."""
+        macs = np.broadcast_to(np.int32(kernel_len), acc.shape)
+        no = np.broadcast_to(np.False_, acc.shape)
+        return cls(acc=acc, macs=macs, terminated=no, spec_stop=no, dense=True)
 
     @property
     def output(self) -> np.ndarray:
@@ -67,6 +78,32 @@ class _Prepared:
     length: np.ndarray
     neg_start: np.ndarray
     n_spec: np.ndarray
+    x_min: float  # smallest input (0.0 for an empty input): inputs >= 0 make the negative segment monotone
+    x_top: float  # largest |input|
+    x_f32: bool  # every input is a float32 value: the walk's patch can be float32 (half the memory traffic)
+
+
+@numba.njit(cache=True, nogil=True)
+def _input_facts(flat):  # pragma: no cover - compiled
+    """(all finite, min, max |x|, all float32-representable) in one pass: the several NumPy passes it replaced were
+    a fifth of the lanes' time on SqueezeNet's layers, single-threaded beside the parallel walk."""
+    finite = True
+    f32 = True
+    lo = 0.0
+    top = 0.0
+    for i in range(flat.size):
+        v = flat[i]
+        if not np.isfinite(v):
+            finite = False
+            break
+        if v < lo:
+            lo = v
+        a = abs(v)
+        if a > top:
+            top = a
+        if f32 and np.float64(np.float32(v)) != v:
+            f32 = False
+    return finite, lo, top, f32
 
 
 def _prepare(
@@ -90,7 +127,8 @@ def _prepare(
     if x.dtype.kind not in "fiu":
         raise ConfigError(f"conv '{layer.name}': input must be real-valued, got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
+    finite, x_min, x_top, x_f32 = _input_facts(x.reshape(-1))
+    if not finite:
         raise ConfigError(f"conv '{layer.name}': input holds NaN or inf")
     _, ho, wo = layer.out_shape([tuple(x.shape[1:])])
     f_count, k = layer.out_channels, layer.kernel_size
@@ -142,6 +180,9 @@ def _prepare(
         length=length,
         neg_start=neg_start,
         n_spec=n_spec,
+        x_min=float(x_min),
+        x_top=float(x_top),
+        x_f32=bool(x_f32),
     )
 
 
@@ -339,10 +380,12 @@ def _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, co
         val_out[o] = 0.0 if (term or a < 0.0) else a
 
 
-def _grid_unit(v: np.ndarray) -> int | None:
-    """A coarse unit 2**u of which every value of `v` is an integer multiple (16-bit codes tried first), or None."""
+def _grid_unit(v: np.ndarray, top: float | None = None) -> int | None:
+    """A coarse unit 2**u of which every value of `v` is an integer multiple (16-bit codes tried first), or None.
+    `top`: max |v| when the caller knows it."""
     v = np.asarray(v, dtype=np.float64)
-    top = float(np.max(np.abs(v), initial=0.0))
+    if top is None:
+        top = float(np.max(np.abs(v), initial=0.0))
     if top == 0.0:
         return 0
     e = int(np.frexp(top)[1])  # top < 2**e
@@ -363,7 +406,7 @@ def _all_integer_multiples(flat, scale):
     return True
 
 
-def _sums_are_exact(x: np.ndarray, wts: np.ndarray, bias: np.ndarray) -> bool:
+def _sums_are_exact(x: np.ndarray, wts: np.ndarray, bias: np.ndarray, x_top: float | None = None) -> bool:
     """True when every partial sum of bias and products, in any order, is exact in float64.
 
     Then inputs and weights are integer multiples of units 2**ux and 2**uw, the bias of 2**(ux + uw), and every
@@ -371,14 +414,14 @@ def _sums_are_exact(x: np.ndarray, wts: np.ndarray, bias: np.ndarray) -> bool:
     FMA or not) gives bit for bit the value of the stream-order walk, and a sum can be walked backwards by
     subtraction. True for 16-bit fixed point; false for general float data (those take the stream-order walk).
     """
-    ux, uw = _grid_unit(x), _grid_unit(wts)
+    top_x = float(np.max(np.abs(x), initial=0.0)) if x_top is None else x_top
+    ux, uw = _grid_unit(x, top_x), _grid_unit(wts)
     if ux is None or uw is None:
         return False
     unit = ux + uw
     scaled_bias = np.ldexp(bias, -unit)
     if not np.array_equal(np.rint(scaled_bias), scaled_bias):
         return False
-    top_x = float(np.max(np.abs(x), initial=0.0))
     bound = float(np.max(np.abs(bias) + np.abs(wts).sum(axis=1) * top_x, initial=0.0))
     return bound * (1.0 + 1e-9) < np.ldexp(1.0, unit + 52)
 
@@ -402,7 +445,7 @@ def _stored_stream(p: _Prepared, stream: WeightStream) -> tuple[np.ndarray, np.n
     wts = np.ascontiguousarray(np.where(stored, stream.weights, 0.0), dtype=np.float64)
     index = np.ascontiguousarray(np.where(stored, stream.index, 0), dtype=np.int64)
     neg_seg = stored & (pos >= p.neg_start[:, None])
-    monotone = bool(np.min(p.x, initial=0.0) >= 0.0 and np.all(wts[neg_seg] < 0.0))
+    monotone = bool(p.x_min >= 0.0 and np.all(wts[neg_seg] < 0.0))
     return wts, index, monotone
 
 
@@ -431,7 +474,7 @@ def run_lanes(
     shape = p.out_shape
     # On the fixed-point grid a float64 GEMM is exact in any order: it gives dense mode outright. (Starting the walk
     # at the negative segment from GEMM partial sums measured no faster: benchmarks/functional_speed.md.)
-    exact_sums = bool(size) and _sums_are_exact(p.x, wts, p.bias)
+    exact_sums = bool(size) and _sums_are_exact(p.x, wts, p.bias, p.x_top)
     if exact_sums and mode == "dense" and not spec_sums:
         wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
         sums = ops.conv2d(p.x, _dense_kernels(wts, index, p.length, layer.kernel_size).reshape(wshape), p.bias, layer)
@@ -443,9 +486,9 @@ def run_lanes(
             exact_sums=True,
         )
     arrays = _walk_layer(p, layer, wts, index, monotone, mode, terminate_at_zero, exact_sums, spec_sums)
-    acc, macs, term, spec, val, snaps = (a.reshape(shape) for a in arrays)
+    acc, macs, term, spec, val = (a.reshape(shape) for a in arrays[:5])
     return LaneResult(acc=acc, macs=macs, terminated=term, spec_stop=spec, values=val, exact_sums=exact_sums,
-                      spec_sums=snaps if spec_sums else None)
+                      spec_sums=arrays[5].reshape(shape) if spec_sums else None)
 
 
 def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, monotone: bool, mode: str,
@@ -464,9 +507,8 @@ def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, m
     if size:
         (kh, kw), (py, px) = layer.kernel, layer.pad
         xp = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px))) if (py or px) else p.x
-        xq = xp.astype(np.float32)  # half the memory traffic of the walk, when it holds every input exactly
-        if not np.array_equal(xq, xp):
-            xq = np.ascontiguousarray(xp)
+        # float32 when it holds every input exactly: half the memory traffic of the walk
+        xq = xp.astype(np.float32) if p.x_f32 else np.ascontiguousarray(xp)
         hp, wp = xq.shape[2:]
         c, ky, kx = np.meshgrid(np.arange(layer.in_channels // layer.groups), np.arange(kh), np.arange(kw),
                                 indexing="ij")
@@ -476,7 +518,7 @@ def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, m
             p.n_spec, p.bias, p.threshold, _MODE_CODE[mode], bool(terminate_at_zero), monotone,
             fused, _COUNT_MAX, bool(spec_sums), acc, macs, term, spec, val, snaps,
         )  # fmt: skip
-    return acc, macs, term, spec, val, snaps if spec_sums else np.zeros(size)
+    return acc, macs, term, spec, val, snaps  # snaps is empty unless `spec_sums`
 
 
 @numba.njit(cache=True)
@@ -509,12 +551,32 @@ WINDOW_STATS = ("macs", "neg", "pos", "zero_out", "tn_spec", "tn_any", "fn", "mi
 
 def window_stats(res: LaneResult, terminate_at_zero: bool = False) -> dict[str, int]:
     """Counts over every window of `res` (names in `WINDOW_STATS`), in one pass: the run's per-layer statistics."""
+    out = np.zeros(len(WINDOW_STATS), dtype=np.int64)
+    if res.dense:  # nothing cut short: the MACs are the kernel length, the PAU counts are 0
+        acc = np.ascontiguousarray(res.acc).reshape(-1)
+        if acc.size:
+            _dense_stats_kernel(acc, bool(terminate_at_zero), out)
+        out[0] = int(res.macs.reshape(-1)[0]) * acc.size if acc.size else 0
+        return dict(zip(WINDOW_STATS, (int(v) for v in out)))
     acc, macs, term, spec, val = (np.ascontiguousarray(a).reshape(-1)
                                   for a in (res.acc, res.macs, res.terminated, res.spec_stop, res.output))
-    out = np.zeros(len(WINDOW_STATS), dtype=np.int64)
     if acc.size:
         _window_stats_kernel(acc, macs, term, spec, val, bool(terminate_at_zero), out)
     return dict(zip(WINDOW_STATS, (int(v) for v in out)))
+
+
+@numba.njit(cache=True)
+def _dense_stats_kernel(acc, at_zero, out):  # pragma: no cover - compiled
+    """`_window_stats_kernel`'s negative, positive and zero-output counts for a layer without the PAU (its output
+    max(acc, 0) is 0 exactly where acc <= 0)."""
+    s_neg = s_pos = s_zero = np.int64(0)
+    z = np.int64(at_zero)
+    for i in range(acc.size):
+        a = acc[i]
+        s_neg += np.int64(a < 0.0) | (z & np.int64(a == 0.0))
+        s_pos += np.int64(a > 0.0)
+        s_zero += np.int64(a <= 0.0)
+    out[1], out[2], out[3] = s_neg, s_pos, s_zero
 
 
 def predictive_outputs(
@@ -537,7 +599,7 @@ def predictive_outputs(
     p = _prepare(x, layer, stream, bias, "predictive", threshold)
     b, f_count, ho, wo = p.out_shape
     wts, index, monotone = _stored_stream(p, stream)
-    if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias):
+    if b * f_count * ho * wo == 0 or not monotone or not _sums_are_exact(p.x, wts, p.bias, p.x_top):
         return run_lanes(x, layer, stream, bias, "predictive", threshold, terminate_at_zero).output
     k = layer.kernel_size
     wshape = (f_count, layer.in_channels // layer.groups, *layer.kernel)
@@ -546,9 +608,8 @@ def predictive_outputs(
     if not spec.any():
         return np.maximum(full, 0.0)
     if 3.0 * float(p.n_spec[spec].mean()) + 16.0 < k:  # a short walk beats a GEMM over the whole kernel
-        prefix = _Prepared(x=p.x, out_shape=p.out_shape, mode="dense", bias=p.bias, threshold=p.threshold,
-                           length=np.where(spec, p.n_spec, 0), neg_start=np.where(spec, p.n_spec, 0),
-                           n_spec=np.zeros_like(p.n_spec))
+        prefix = dataclasses.replace(p, mode="dense", length=np.where(spec, p.n_spec, 0),
+                                     neg_start=np.where(spec, p.n_spec, 0), n_spec=np.zeros_like(p.n_spec))
         sums = _walk_layer(prefix, layer, wts, index, True, "dense", terminate_at_zero, True, False)[0]
         sums = sums.reshape(p.out_shape)
     else:

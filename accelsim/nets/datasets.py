@@ -100,16 +100,21 @@ class Pipeline:
             return f"at least {math.ceil(r[1] / self.max_upscale)}x{math.ceil(r[0] / self.max_upscale)} pixels (W x H)"
         return f"{self.input_shape[2]}x{self.input_shape[1]} pixels"
 
+    def scale_problem(self, h: int, w: int, what: str) -> str | None:
+        """What is wrong with an image the preprocessing would stretch more than `max_upscale` times (None: fine)."""
+        factor = self.upscale(h, w)
+        if factor <= self.max_upscale:
+            return None
+        _, H, W = self.input_shape
+        return (f"{what}: images of {w}x{h} pixels (W x H) are far smaller than the {W}x{H} input of {self.network}: "
+                f"its preprocessing (resize {self.preprocess.resize}, crop {self.preprocess.crop}) would stretch them "
+                f"{factor:.1f}x, more than the {self.max_upscale:g}x accepted; give images of {self._min_size()}")
+
     def check_scale(self, h: int, w: int, what: str) -> None:
         """An image the preprocessing would stretch more than `max_upscale` times is an error naming both sizes."""
-        factor = self.upscale(h, w)
-        if factor > self.max_upscale:
-            _, H, W = self.input_shape
-            raise DatasetError(
-                f"{what}: images of {w}x{h} pixels (W x H) are far smaller than the {W}x{H} input of {self.network}: "
-                f"its preprocessing (resize {self.preprocess.resize}, crop {self.preprocess.crop}) would stretch them "
-                f"{factor:.1f}x, more than the {self.max_upscale:g}x accepted; give images of {self._min_size()}"
-            )
+        problem = self.scale_problem(h, w, what)
+        if problem:
+            raise DatasetError(problem)
 
     def geometry(self, img: Image.Image, what: str) -> np.ndarray:
         """Decoded image -> uint8 (H, W, C) at the network's input size; the error names the image."""
@@ -617,6 +622,32 @@ def _is_gray(img: Image.Image) -> bool:
     return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 
 
+def _too_small(files: Sequence[Path], pipeline: Pipeline) -> str | None:
+    """One message for every image the preprocessing would stretch more than `max_upscale` times, from the file
+    headers alone (about 0.1 ms an image: a 1000-image run no longer stops at its 600th image). Unreadable headers are
+    left to the sampled decode and to the run, which name them."""
+    small: list[tuple[Path, int, int]] = []
+    msg = ""
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        problem = pipeline.scale_problem(h, w, str(path))
+        if problem:
+            msg = msg or problem
+            small.append((path, h, w))
+    if not small:
+        return None
+    if len(small) > 1:
+        others = ", ".join(f"{q.name} ({ww}x{hh})" for q, hh, ww in small[1:6])
+        more = f" and {len(small) - 6} more" if len(small) > 6 else ""
+        msg += (f"; {len(small) - 1} other of the {len(files)} images too: {others}{more} (remove them, or raise "
+                f"max_upscale to accept them)")
+    return msg
+
+
 def check_dataset(
     spec: str | Path | None, graph: Graph, *, class_list: str | Path | None = None, sample: int = 8,
     max_upscale: float = MAX_UPSCALE,
@@ -644,6 +675,9 @@ def check_dataset(
         problems.append(f"image set '{ds.name}' has labels up to {int(np.max(labels))}, but network '{graph.name}' "
                         f"has {outputs} outputs (labels 0..{outputs - 1})")
     if isinstance(source, _ImageFiles):
+        too_small = _too_small(source.files, pipeline)
+        if too_small:
+            return problems + [too_small]
         gray = 0
         picked = _sample(len(source.files), sample)
         largest = 1.0
