@@ -124,7 +124,8 @@ def _load_setup(cfg: RunConfig, problems: _Problems) -> _Setup | None:
     from accelsim.nets.loaders import load_network
 
     found = check_run_inputs(cfg.net, cfg.weights, cfg.shape_only, cfg.images, class_list=cfg.class_list,
-                             max_upscale=cfg.max_upscale)
+                             max_upscale=cfg.max_upscale, skip=cfg.skip, limit=cfg.limit, order=cfg.image_order,
+                             seed=cfg.seed)
     if found:
         problems.items += found
         return None

@@ -9,7 +9,7 @@ where the run folders are; the recorded output is in predictive_resnet20.md.
         [--images ../shared/data/cifar10/cifar10_test_jpegq75.npz] [--opt-limit 5000] [--eval-limit 5000]
         [--epsilons 0,0.01,0.02,0.03] [--search knapsack|algorithm1] [--confidence 0.9] [--promise-images 0]
         [--validation-share 0.5] [--profile-images 0] [--levels ...] [--image-order shuffled|file]
-        [--out /tmp/tradeoff_resnet20]
+        [--max-upscale 4] [--out /tmp/tradeoff_resnet20]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DATA = Path(os.environ.get("ACCELSIM_SHARED_DATA", Path(__file__).resolve().pare
 def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resnet20_cifar10.npz",
          images: Path = DATA / "cifar10" / "cifar10_test_jpegq75.npz", opt_limit: int = 5000, eval_limit: int = 5000,
          profile_images: int = 0, levels: str | None = None, out: str = "/tmp/tradeoff_resnet20",
-         check_opt: bool = False) -> int:
+         check_opt: bool = False, max_upscale: float = 4.0) -> int:
     from accelsim.config import RunConfig
     from accelsim.optimize import SearchSettings
     from accelsim.optimize.tradeoff import format_table, tradeoff
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
     ap.add_argument("--promise-images", type=int, default=0, help="0: expected loss; m: loss on m new images")
     ap.add_argument("--validation-share", type=float, default=0.5)
     ap.add_argument("--settings", default="{}", help="other SearchSettings fields as JSON")
+    ap.add_argument("--max-upscale", type=float, default=max_upscale,
+                    help="accept images stretched up to this factor (one ImageNet sample image needs 4.6)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("accelsim.timing", "accelsim.nets", "numba", "matplotlib"):
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None, *, model: Path = DATA / "models" / "resn
               "validation_share": args.validation_share, **json.loads(args.settings)}
     if args.levels:
         search["levels"] = tuple(float(v) for v in args.levels.split(","))
-    cfg = RunConfig.of(net=args.model, images=args.images, image_order=args.image_order, float_reference=False)
+    cfg = RunConfig.of(net=args.model, images=args.images, image_order=args.image_order, float_reference=False,
+                       max_upscale=args.max_upscale)
     print(f"{Path(args.model).name} on {Path(args.images).name}: optimisation images 0..{args.opt_limit - 1}, "
           f"evaluation images {args.opt_limit}..{args.opt_limit + args.eval_limit - 1}; epsilons {args.epsilons}; "
           f"image order {args.image_order}; search {search}; check_opt {args.check_opt}; nproc {os.cpu_count()}, python {platform.python_version()}", flush=True)

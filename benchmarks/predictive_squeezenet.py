@@ -21,4 +21,4 @@ from predictive_resnet20 import DATA, main  # noqa: E402  (the same driver, othe
 if __name__ == "__main__":
     raise SystemExit(main(model=DATA / "models" / "squeezenet_v1_1.npz", images=DATA / "imagenet" / "sample_images",
                           opt_limit=500, eval_limit=500, profile_images=0, out="/tmp/tradeoff_squeezenet",
-                          check_opt=False))
+                          check_opt=False, max_upscale=5.0))

@@ -267,5 +267,14 @@ def test_every_too_small_image_is_found_before_the_run(tmp_path) -> None:
         Image.fromarray(np.zeros((15, 20, 3), np.uint8)).save(folder / "cls" / f"{i}.png")
     (msg,) = check_dataset(folder, graph)
     assert msg.startswith(str(folder / "cls" / "13.png") + ": images of 20x15 pixels")
-    assert "1 other of the 20 images too: 17.png (20x15)" in msg and "raise max_upscale" in msg
+    assert "1 other of the 20 images the run takes too: 17.png (20x15)" in msg and "raise max_upscale" in msg
     assert check_dataset(folder, graph, max_upscale=20.0) == []
+    # Only the images the run takes count (in the set's order, skip and limit as the run has them).
+    names = [f.name for f in load_dataset(folder, graph, max_upscale=20.0).source.files]
+    first, second = names.index("13.png"), names.index("17.png")
+    assert check_dataset(folder, graph, limit=first) == []
+    (msg,) = check_dataset(folder, graph, skip=first, limit=second - first)
+    assert "13.png" in msg and "17.png" not in msg
+    assert check_dataset(folder, graph, skip=second + 1) == []
+    shuffled = check_dataset(folder, graph, limit=20, order="shuffled", seed=3)
+    assert len(shuffled) == 1 and "13.png" in shuffled[0] and "17.png" in shuffled[0]

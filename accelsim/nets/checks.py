@@ -29,12 +29,14 @@ def check_network(net: str, weights: str | Path | None = None, shape_only: bool 
 
 def check_run_inputs(
     net: str, weights: str | Path | None, shape_only: bool, images: str | Path | None, *,
-    class_list: str | Path | None = None, max_upscale: float = MAX_UPSCALE,
+    class_list: str | Path | None = None, max_upscale: float = MAX_UPSCALE, skip: int = 0, limit: int | None = None,
+    order: str = "file", seed: int = 0,
 ) -> list[str]:
     """`check_network`, then (when the network resolves and has values to run) `check_dataset` on its graph."""
     plan, problems = _plan(net, weights, shape_only)
     if plan is not None and not plan.shape_only:
-        problems += check_dataset(images, plan.graph, class_list=class_list, max_upscale=max_upscale)
+        problems += check_dataset(images, plan.graph, class_list=class_list, max_upscale=max_upscale, skip=skip,
+                                  limit=limit, order=order, seed=seed)
     return problems
 
 

@@ -393,8 +393,15 @@ def load_dataset(
     if limit is not None and limit > len(source):
         log.info("image set '%s' holds %d images, fewer than the limit %d", name, len(source), limit)
     if order == "shuffled" and len(source) > 1:
-        source = _subset(source, np.random.default_rng(seed).permutation(len(source))[:length])
+        source = _subset(source, image_indices(len(source), length, order, seed))
     return Dataset(name=name, length=length, num_classes=num_classes, source=source, pipeline=pipeline)
+
+
+def image_indices(total: int, count: int, order: str, seed: int) -> np.ndarray:
+    """Which of a set's `total` images (file order) a data set of `count` images takes, in the order it takes them."""
+    if order == "shuffled" and total > 1:
+        return np.random.default_rng(seed).permutation(total)[:count]
+    return np.arange(min(count, total))
 
 
 def _subset(source: _Source, indices: np.ndarray) -> _Source:
@@ -643,22 +650,23 @@ def _too_small(files: Sequence[Path], pipeline: Pipeline) -> str | None:
     if len(small) > 1:
         others = ", ".join(f"{q.name} ({ww}x{hh})" for q, hh, ww in small[1:6])
         more = f" and {len(small) - 6} more" if len(small) > 6 else ""
-        msg += (f"; {len(small) - 1} other of the {len(files)} images too: {others}{more} (remove them, or raise "
-                f"max_upscale to accept them)")
+        msg += (f"; {len(small) - 1} other of the {len(files)} images the run takes too: {others}{more} (remove "
+                f"them, or raise max_upscale to accept them)")
     return msg
 
 
 def check_dataset(
     spec: str | Path | None, graph: Graph, *, class_list: str | Path | None = None, sample: int = 8,
-    max_upscale: float = MAX_UPSCALE,
+    max_upscale: float = MAX_UPSCALE, skip: int = 0, limit: int | None = None, order: str = "file", seed: int = 0,
 ) -> list[str]:
     """Problems that would stop (or void) a run of `graph` on the data set `spec`, found before the first image.
 
     Cheap: it lists the set and reads at most `sample` images (spread over the set) plus array headers. Returns one
     message per problem (empty when the set can run): the set cannot be found or labelled, its labels exceed the
     network's outputs, a sampled image is unreadable, does not fit the input, or would be stretched more than
-    `max_upscale` times. What is legitimate but worth knowing (gray images for an RGB network, images stretched more
-    than 2x, sub-folder labels on a network with more outputs) is logged as a warning.
+    `max_upscale` times; the sizes of every image the run takes (`skip`, `limit`, `order`, `seed` as the run has
+    them) are read from the file headers. What is legitimate but worth knowing (gray images for an RGB network,
+    images stretched more than 2x, sub-folder labels on a network with more outputs) is logged as a warning.
     """
     try:
         ds = load_dataset(spec, graph, class_list=class_list, max_upscale=max_upscale)
@@ -675,11 +683,14 @@ def check_dataset(
         problems.append(f"image set '{ds.name}' has labels up to {int(np.max(labels))}, but network '{graph.name}' "
                         f"has {outputs} outputs (labels 0..{outputs - 1})")
     if isinstance(source, _ImageFiles):
-        too_small = _too_small(source.files, pipeline)
+        total = len(source.files)
+        used = image_indices(total, total if limit is None else min(total, skip + limit), order, seed)[skip:]
+        files = [source.files[i] for i in used]
+        too_small = _too_small(files, pipeline)
         if too_small:
             return problems + [too_small]
         gray = 0
-        picked = _sample(len(source.files), sample)
+        picked = [int(used[i]) for i in _sample(len(used), sample)]
         largest = 1.0
         for i in picked:
             path = source.files[i]
