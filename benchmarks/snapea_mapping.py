@@ -3,6 +3,7 @@ of the speedup into architecture x early termination, and what the search costs.
 
     python benchmarks/snapea_mapping.py dense [--batch 4]            # (a) shape-only, conv layers of 7 networks
     python benchmarks/snapea_mapping.py exact --weights W.npz --images DIR [--limit 50]   # (b) SqueezeNet v1.1
+        [--spec S.npz --image-order shuffled --skip 500 --max-upscale 5]           # (b) in predictive mode
     python benchmarks/snapea_mapping.py lenet [--limit 1000]         # (c) the embedded LeNet, lane sweep
     python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run
 
@@ -126,20 +127,24 @@ def lockstep_loss(macs: np.ndarray, lanes: int = 4) -> dict[str, int]:
 
 
 def functional_pass(net: str, weights: str | None, images: str, limit: int, mode: str, models: list[Any],
-                    batch_size: int = 16, extra: Any = None, spec: str | None = None) -> tuple[float, Any]:
+                    batch_size: int = 16, extra: Any = None, spec: str | None = None, skip: int = 0,
+                    image_order: str = "file", max_upscale: float = 4.0) -> tuple[float, Any]:
     """One functional pass (as `accelsim.run` does it) whose per-window MAC counts feed every model; `spec`: the
-    speculation parameters of predictive mode (.npz from `accelsim optimize`)."""
+    speculation parameters of predictive mode (.npz from `accelsim optimize`); `skip`, `image_order`: which images,
+    as `accelsim run` takes them (e.g. the test images of a trade-off: --image-order shuffled --skip 500)."""
     from accelsim.config import RunConfig
     from accelsim.functional import forward
     from accelsim.functional.speculation import load_spec
     from accelsim.nets.datasets import load_dataset
     from accelsim.nets.loaders import load_network
+    from accelsim.run import _skip_images
 
     cfg = RunConfig.of(net=net, weights=weights, images=images, limit=limit, mode=mode, batch_size=batch_size,
-                       spec=spec)
+                       spec=spec, skip=skip, image_order=image_order, max_upscale=max_upscale)
     network = load_network(cfg.net, cfg.weights)
-    dataset = load_dataset(cfg.images, network.graph, limit=cfg.limit, order=cfg.image_order, seed=cfg.seed,
-                           class_list=cfg.class_list, max_upscale=cfg.max_upscale)  # the images `accelsim run` takes
+    dataset = load_dataset(cfg.images, network.graph, limit=cfg.skip + cfg.limit, order=cfg.image_order,
+                           seed=cfg.seed, class_list=cfg.class_list,
+                           max_upscale=cfg.max_upscale)  # the images `accelsim run` takes
     spec_params = load_spec(spec, network.graph) if spec else None
     streams: dict[str, Any] = {}
 
@@ -154,7 +159,8 @@ def functional_pass(net: str, weights: str | None, images: str, limit: int, mode
             extra(layer_name, res.macs, stream)
 
     t0 = time.perf_counter()
-    result = forward.run(network, dataset.iter_batches(cfg.functional.batch_size), cfg.functional, spec=spec_params,
+    batches = _skip_images(dataset.iter_batches(cfg.functional.batch_size), cfg.skip)
+    result = forward.run(network, batches, cfg.functional, spec=spec_params,
                          observer=observe, on_prepare=on_prepare)
     return time.perf_counter() - t0, result
 
@@ -232,11 +238,15 @@ def exact(args: argparse.Namespace) -> None:
         for k, v in lockstep_loss(macs).items():
             lost[k] = lost.get(k, 0) + v
 
-    elapsed, result = functional_pass(net, args.weights, args.images, args.limit, "exact", list(models.values()),
-                                      extra=lockstep)
+    mode = "predictive" if args.spec else "exact"
+    elapsed, result = functional_pass(net, args.weights, args.images, args.limit, mode, list(models.values()),
+                                      extra=lockstep, spec=args.spec, skip=args.skip, image_order=args.image_order,
+                                      max_upscale=args.max_upscale)
     snapea_mapper.profile_choice = orig
-    print(f"{net}, exact mode, {result.images} images: functional pass with all {len(models)} timing models "
-          f"{elapsed:.1f} s (2 shared cores)")
+    print(f"{net}, {mode} mode{f' (spec {args.spec})' if args.spec else ''}, {result.images} images ({args.image_order}"
+          f" order, from image {args.skip}), top-1 {result.accuracy['top1']:.4f}, agreement with dense "
+          f"{result.accuracy['agreement']:.4f}: functional pass with all {len(models)} timing "
+          f"models {elapsed:.1f} s (2 shared cores)")
     print(f"dense search (all layers, cold cache, first model): {init_s['mapper (default: edp, dense score)']:.2f} s; "
           f"fixed schedule set-up {init_s['fixed (before)']:.2f} s; profile scoring in all "
           f"{sum('profile' in n for n in configs)} profile models together: {prof_s[0]:.2f} s\n")
@@ -335,6 +345,10 @@ def main() -> None:
     e.add_argument("--weights", required=True)
     e.add_argument("--images", required=True)
     e.add_argument("--limit", type=int, default=50)
+    e.add_argument("--spec", default=None, help="predictive mode with this spec.npz (from accelsim optimize/tradeoff)")
+    e.add_argument("--skip", type=int, default=0, help="start at this image (e.g. a trade-off's first test image)")
+    e.add_argument("--image-order", default="file", choices=["file", "shuffled"])
+    e.add_argument("--max-upscale", type=float, default=4.0)
     le = sub.add_parser("lenet")
     le.add_argument("--limit", type=int, default=1000)
     c = sub.add_parser("cost")
