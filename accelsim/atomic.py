@@ -18,8 +18,9 @@ from typing import Any
 from accelsim.errors import ConfigError
 
 
-def write_file(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` to fill a temporary file beside `path`, then rename it into place; returns `path`."""
+def write_file(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` to fill a temporary file beside `path` (what it returns is ignored), then rename it into
+    place; returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -19,7 +19,7 @@ from typing import Any
 import accelsim
 from accelsim import settings
 from accelsim.config import RunConfig, config_from_mapping, load_run_config
-from accelsim.errors import AccelsimError, ConfigError
+from accelsim.errors import AccelsimError, ConfigError, InternalError
 
 log = logging.getLogger("accelsim")
 
@@ -79,6 +79,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         from accelsim.report import write_report
 
+        if outcome.folder is None:  # run() writes a folder whenever it is given `out`
+            raise InternalError("run: no run folder written although an output folder was given")
         print(f"report: {write_report(outcome.folder).html}")
     return 0
 

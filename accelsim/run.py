@@ -97,7 +97,8 @@ class _Problems:
 
 def _load_designs(cfg: RunConfig, network: Network | None, problems: _Problems) -> _Designs | None:
     arch = problems.attempt(lambda: load_arch(cfg.arch, cfg.set))
-    baseline = problems.attempt(lambda: load_arch(cfg.baseline, cfg.baseline_set)) if cfg.baseline else None
+    baseline_name = cfg.baseline  # a local: the lambda sees it narrowed to str
+    baseline = problems.attempt(lambda: load_arch(baseline_name, cfg.baseline_set)) if baseline_name else None
     if arch is None or (cfg.baseline and baseline is None) or network is None:
         return None
     # the number format's stored widths reach both designs (shape-only runs too); partial sums at each word_bits
@@ -221,8 +222,7 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
         raise InternalError("run_group: the configs differ in settings of the functional pass; group them by "
                             f"functional_key (only {', '.join(timing_keys())} may differ)")
     if not isolate:
-        setup, designs = _prepare(cfgs, None, False)
-        return _compute(setup, designs, progress=progress, isolate=False)
+        return _compute(*_prepare(cfgs, None, False), progress=progress, isolate=False)
     problems = _Problems()
     setup = _load_setup(cfgs[0], problems)
     problems.raise_if_any("cannot run")

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from accelsim.functional.forward import FunctionalConfig, PreparedNetwork, Specu
 from accelsim.nets.datasets import Dataset
 from accelsim.nets.graph import Conv
 from accelsim.nets.network import Network
-from accelsim.optimize.evaluate import Progress, SpeculationEvaluator
+from accelsim.optimize.evaluate import Evaluation, LayerSetting, Progress, SpeculationEvaluator
 from accelsim.optimize.grid import SearchSettings, fingerprint_fields
 from accelsim.optimize.passes import EXACT, Candidate, GlobalState, global_pass, initial_state, param_l
 from accelsim.optimize.path import (
@@ -143,18 +144,60 @@ def _fingerprint(network: Network, dataset: Dataset, config: FunctionalConfig, s
 
 class _Lazy:
     """An evaluator built on first use (its constructor runs a dense pass over its images), and dropped again by
-    `release` to free its activation cache."""
+    `release` to free its activation cache. It forwards what `optimize` and the path (path.PathEvaluator) read of a
+    SpeculationEvaluator, each member building it if it is not built yet."""
 
     def __init__(self, build: Callable[[], SpeculationEvaluator]) -> None:
-        self._build, self._ev = build, None
+        self._build = build
+        self._ev: SpeculationEvaluator | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def _get(self) -> SpeculationEvaluator:
         if self._ev is None:
             self._ev = self._build()
-        return getattr(self._ev, name)
+        return self._ev
 
     def release(self) -> None:
         self._ev = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._get().labels
+
+    @property
+    def dense_correct(self) -> np.ndarray:
+        return self._get().dense_correct
+
+    @property
+    def dense_top1(self) -> float:
+        return self._get().dense_top1
+
+    @property
+    def dense_outputs(self) -> np.ndarray:
+        return self._get().dense_outputs
+
+    def layer_input(self, layer: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self._get().layer_input(layer, start, stop)
+
+    def conv(self, layer: str) -> Conv:
+        return self._get().conv(layer)
+
+    def weights(self, layer: str) -> np.ndarray:
+        return self._get().weights(layer)
+
+    def bias(self, layer: str) -> np.ndarray:
+        return self._get().bias(layer)
+
+    def acc_unit(self, layer: str) -> float | None:
+        return self._get().acc_unit(layer)
+
+    def accuracy(self, settings: Mapping[str, LayerSetting]) -> Evaluation:
+        return self._get().accuracy(settings)
+
+    def correct(self, settings: Mapping[str, LayerSetting]) -> np.ndarray:
+        return self._get().correct(settings)
+
+    def damage(self, settings: Mapping[str, LayerSetting]) -> tuple[float, np.ndarray]:
+        return self._get().damage(settings)
 
 
 def _stage_key(settings: SearchSettings, *names: str) -> dict[str, Any]:
@@ -227,7 +270,7 @@ def optimize(
     for i, name in enumerate(eligible):
         if name not in state.profiles:
             state.profiles[name] = profile_layer(
-                lambda s, e, name=name: ev.layer_input(name, s, e), ev.conv(name), ev.weights(name), ev.bias(name),
+                partial(ev.layer_input, name), ev.conv(name), ev.weights(name), ev.bias(name),
                 settings, config.reorder, ev.acc_unit(name), config.terminate_at_zero, images=n_prof)
             save("profiling", name)
         if progress is not None:
@@ -268,13 +311,13 @@ def optimize(
             state.path, state.path_key, state.validation, state.opt_losses, state.algorithm1_runs = \
                 None, path_key, {}, {}, {}
         if n_val > 0 and state.path is None:
-            def on_iteration(budget: float, g: GlobalState) -> None:
+            def on_budget_iteration(budget: float, g: GlobalState) -> None:
                 save("global", f"budget {budget}: {g.iterations}")
                 if progress is not None:
                     progress(f"global pass (budget {100 * budget:g} pt)", g.iterations + g.refine_trials, 0)
 
             state.path = algorithm1_path(ev, profiles, state.local, exact_ops, settings, state.algorithm1_runs,
-                                         on_iteration)
+                                         on_budget_iteration)
             save("path", "algorithm1")
     timings["path_s"] = time.perf_counter() - t0
 

@@ -114,7 +114,7 @@ class SpeculationEvaluator:
         # `accuracy`'s memory: the last setting it ran, the cached blobs under it that differ from dense, its top-1.
         self._last: dict[str, LayerSetting] = {}
         self._last_blobs: dict[str, np.ndarray] = {}
-        self._last_top1 = None
+        self._last_top1: float | None = None
         self.last_predictions: np.ndarray | None = None  # `accuracy`'s top-1 class of every image, last setting
         preds = []
         n = len(images)

@@ -41,7 +41,7 @@ class LocalEvaluation:
     top1: float
 
 
-def param_l(evaluations: Sequence[LocalEvaluation], exact_op: int, epsilon: float) -> list[Candidate]:
+def param_l(evaluations: Sequence[LocalEvaluation], exact_op: float, epsilon: float) -> list[Candidate]:
     """ParamL of one layer: the measured configurations within epsilon that save MACs, fewest MACs first."""
     kept = [Candidate(e.t, float(e.op), float(e.err)) for e in evaluations
             if e.err <= epsilon + 1e-12 and e.op < exact_op]
@@ -122,6 +122,9 @@ class GlobalState:
         )
 
 
+IterationHook = Callable[[GlobalState], None]  # given the state after each step of the global and refinement passes
+
+
 def initial_state(param_ls: Mapping[str, Sequence[Candidate]], exact_ops: Mapping[str, float], epsilon: float,
                   refine: bool = False) -> GlobalState:
     """ParamCNN[l] = ParamL[l][0] (exact mode where ParamL[l] is empty); the rest, then exact mode, remain."""
@@ -141,7 +144,7 @@ def initial_state(param_ls: Mapping[str, Sequence[Candidate]], exact_ops: Mappin
 def global_pass(
     state: GlobalState,
     evaluate: Callable[[Mapping[str, Candidate]], float],
-    on_iteration: Callable[[GlobalState], None] | None = None,
+    on_iteration: IterationHook | None = None,
 ) -> GlobalState:
     """Run (or continue) the global pass until the network's error is within epsilon; returns the final state.
 
@@ -193,7 +196,7 @@ def _next_step(cands: Sequence[Candidate], current: Candidate) -> Candidate | No
 def refine_pass(
     state: GlobalState,
     evaluate: Callable[[Mapping[str, Candidate]], float],
-    on_iteration: Callable[[GlobalState], None] | None = None,
+    on_iteration: IterationHook | None = None,
 ) -> GlobalState:
     """Give back what the greedy pass over-corrected: step layers forward while the network stays within epsilon.
 
@@ -203,9 +206,9 @@ def refine_pass(
     One evaluation per trial, so it costs at most one per candidate.
     """
     if state.refine_pending is None:
-        steps = {l: _next_step(state.candidates.get(l, []), c) for l, c in state.current.items()}
-        state.refine_pending = sorted((l for l, s in steps.items() if s is not None),
-                                      key=lambda l: (-(state.current[l].op - steps[l].op), l))
+        steps = {l: s for l, c in state.current.items()
+                 if (s := _next_step(state.candidates.get(l, []), c)) is not None}
+        state.refine_pending = sorted(steps, key=lambda l: (-(state.current[l].op - steps[l].op), l))
     while state.refine_pending:
         layer = state.refine_pending[0]
         before = state.current[layer]

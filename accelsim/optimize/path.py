@@ -22,15 +22,36 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from accelsim.optimize.evaluate import LayerSetting, Progress, SpeculationEvaluator
+from accelsim.optimize.evaluate import Evaluation, LayerSetting, Progress
 from accelsim.optimize.grid import SearchSettings
-from accelsim.optimize.passes import EXACT, GlobalState, LocalEvaluation, global_pass, initial_state, param_l
+from accelsim.optimize.passes import EXACT, Candidate, GlobalState, LocalEvaluation, global_pass, initial_state, param_l
 from accelsim.optimize.profiling import LayerProfile
 
 log = logging.getLogger(__name__)
+
+BudgetIterationHook = Callable[[float, GlobalState], None]  # (budget, state) after each step of a budget's passes
+
+
+class PathEvaluator(Protocol):
+    """What the path reads of an evaluator: a SpeculationEvaluator, or the optimiser's proxy that builds one on first
+    use (so a resumed path whose measurements are all saved runs no dense pass)."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def dense_correct(self) -> np.ndarray: ...
+
+    @property
+    def dense_outputs(self) -> np.ndarray: ...
+
+    def accuracy(self, settings: Mapping[str, LayerSetting]) -> Evaluation: ...
+
+    def damage(self, settings: Mapping[str, LayerSetting]) -> tuple[float, np.ndarray]: ...
 
 
 def setting(profile: LayerProfile, t: int) -> LayerSetting:
@@ -136,7 +157,7 @@ def sensitivity_columns(profile: LayerProfile, count: int) -> list[int]:
     return chosen
 
 
-def measure_sensitivity(ev: SpeculationEvaluator, profile: LayerProfile, columns: Sequence[int]) -> LayerSensitivity:
+def measure_sensitivity(ev: PathEvaluator, profile: LayerProfile, columns: Sequence[int]) -> LayerSensitivity:
     """Damage and top-1 loss of each of `columns` of one layer, only that layer speculating."""
     out = LayerSensitivity(layer=profile.layer, images=len(ev.dense_outputs))
     count = len(ev.dense_outputs)
@@ -245,13 +266,13 @@ def knapsack_path(profiles: Mapping[str, LayerProfile], sensitivity: Mapping[str
 
 
 def algorithm1_path(
-    ev: SpeculationEvaluator,
+    ev: PathEvaluator,
     profiles: Mapping[str, LayerProfile],
     local: Mapping[str, list[LocalEvaluation]],
     exact_ops: Mapping[str, float],
     settings: SearchSettings,
     runs: dict[str, dict],
-    on_iteration: Callable[[float, GlobalState], None] | None = None,
+    on_iteration: BudgetIterationHook | None = None,
 ) -> list[PathStep]:
     """Algorithm 1's spec at each budget of `settings.algorithm1_budgets` (ascending), as path steps.
 
@@ -260,7 +281,7 @@ def algorithm1_path(
     """
     names = list(profiles)
 
-    def evaluate(current: Mapping[str, object]) -> float:
+    def evaluate(current: Mapping[str, Candidate]) -> float:
         return ev.accuracy({l: setting(profiles[l], c.t) for l, c in current.items() if c.t != EXACT}).err
 
     steps: list[PathStep] = []
@@ -285,7 +306,7 @@ def algorithm1_path(
     return steps
 
 
-def local_pass(ev: SpeculationEvaluator, profile: LayerProfile, macs_scale: float) -> list[LocalEvaluation]:
+def local_pass(ev: PathEvaluator, profile: LayerProfile, macs_scale: float) -> list[LocalEvaluation]:
     """Algorithm 1's local pass for one layer: every distinct column, only this layer speculating, true top-1 on the
     optimisation images; MACs are the profile's exact counts (scaled by `macs_scale` when it profiled fewer images)."""
     evals: list[LocalEvaluation] = []

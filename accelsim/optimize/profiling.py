@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from accelsim.errors import InternalError
 from accelsim.functional.lanes import run_lanes
 from accelsim.functional.reorder import ReorderOptions, reorder_layer
 from accelsim.nets.graph import Conv
@@ -203,6 +204,8 @@ def profile_layer(
             res = run_lanes(x, layer, stream, bias, "exact", terminate_at_zero=terminate_at_zero, spec_sums=True)
             hw = res.acc.shape[2] * res.acc.shape[3]
             macs_go += res.macs.reshape(len(x), f_count, hw).sum(axis=(0, 2), dtype=np.int64)
+            if res.spec_sums is None:
+                raise InternalError("run_lanes(spec_sums=True) returned no partial sums")
             spec = np.where(n_arr[None, :, None, None] > 0, res.spec_sums, np.inf)  # N = 0: never stops
             _bin_windows(res.acc.reshape(-1), res.macs.reshape(-1), np.ascontiguousarray(spec).reshape(-1), ths,
                          n_arr, len(x), hw, saved, mass, energy)

@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def _opt_batches(images: np.ndarray, labels: np.ndarray, size: int) -> Iterable[
 def _opt_set(network: Any, images: np.ndarray, labels: np.ndarray, config: FunctionalConfig,
              spec: SpeculationParams | None) -> forward.FunctionalResult:
     """Functional run on the optimisation images, formats calibrated on their first images (as the optimiser)."""
-    mode = "predictive" if spec is not None else "exact"
+    mode: forward.Mode = "predictive" if spec is not None else "exact"
     cfg = dataclasses.replace(config, mode=mode, float_reference=False)
     return forward.run(network, _opt_batches(images, labels, cfg.batch_size), cfg, spec=spec,
                        calibration=images[: cfg.calibration_images])
@@ -305,9 +306,10 @@ def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, ba
 
     fig = Figure(figsize=(9, 4), layout="constrained")
     axes = fig.subplots(1, 2)
-    x_key = "speedup" if baseline and table["speedup"].notna().all() else "speedup_vs_exact"
-    x_label = f"speedup of {Path(arch).stem} over {Path(baseline).stem}" if x_key == "speedup" \
-        else "speedup over exact mode"
+    if baseline and table["speedup"].notna().all():
+        x_key, x_label = "speedup", f"speedup of {Path(arch).stem} over {Path(baseline).stem}"
+    else:
+        x_key, x_label = "speedup_vs_exact", "speedup over exact mode"
     for ax, key, label in ((axes[0], x_key, x_label), (axes[1], "mac_reduction_vs_exact", "MAC reduction vs exact")):
         pred = table[table["mode"] == "predictive"]
         ex = table[table["mode"] == "exact"]
@@ -324,4 +326,4 @@ def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, ba
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{network}: accuracy vs speed of predictive mode (ε in top-1 points)")
     for ext in ("png", "svg"):
-        write_file(folder / f"tradeoff.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, dpi=120))
+        write_file(folder / f"tradeoff.{ext}", partial(fig.savefig, format=ext, dpi=120))

@@ -64,7 +64,7 @@ class PeerPoint:
 def layer_specs(graph: Graph, names: list[str] | None = None) -> list[dict[str, int | str]]:
     """nn_dataflow's view of the conv layers of `graph` (all, or `names`): per-group C and M, output size, kernel,
     strides. Padding is implicit: nn_dataflow derives the input window ((E-1)U+R) from the output size."""
-    out = []
+    out: list[dict[str, int | str]] = []
     for layer in graph.layers:
         if not isinstance(layer, Conv) or (names is not None and layer.name not in names):
             continue
@@ -126,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m accelsim.peers.nn_dataflow [--make-venv [PATH]]`: create the environment or say where it is."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--make-venv":
-        python = make_venv(argv[1] if len(argv) > 1 else DEFAULT_VENV)
-        print(python)
+        print(make_venv(argv[1] if len(argv) > 1 else DEFAULT_VENV))
         return 0
     python = find_python()
     print(python if python else f"no nn_dataflow environment (set {ENV_VAR} or run with --make-venv)")

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from accelsim.atomic import write_bytes
-from accelsim.errors import ConfigError
+from accelsim.errors import ConfigError, InternalError
 from accelsim.report import figures as F
 from accelsim.report import html as H
 from accelsim.report import tables as T
@@ -47,9 +47,11 @@ def _title(src: ReportSource) -> tuple[str, list[str]]:
     elif src.faults is not None:
         title, lines = _fault_title(src.faults)
         sub.extend(lines)
-    else:
+    elif src.tradeoff is not None:
         title = "accelsim trade-off report"
         sub.append(f"{len(src.tradeoff)} points in tradeoff.parquet")
+    else:  # load_source refuses a folder with none of the four
+        raise InternalError(f"report: {src.path} has no run, sweep, fault-study or trade-off tables")
     return title, sub
 
 
@@ -168,6 +170,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Report:
                 stem.with_suffix(ext).unlink(missing_ok=True)
             log.info("figure %s skipped: %s", fig.spec.name, fig.skipped)
             continue
+        if fig.svg is None:  # render draws both or neither
+            raise InternalError(f"figure {fig.spec.name}: a PNG was drawn without its SVG")
         for ext, data in ((".png", fig.png), (".svg", fig.svg)):
             write_bytes(stem.with_suffix(ext), data)
             written.append(stem.with_suffix(ext))

@@ -11,7 +11,7 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,10 @@ from matplotlib.patches import Patch
 
 from accelsim.report import tables as T
 from accelsim.report.source import FaultStudy, ReportSource
+from accelsim.results import RunFolder
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 LANES_KEY = "pe.lanes"
 _DESIGN_COLORS = ("#2F6DB5", "#C8553D")  # design under test, baseline
@@ -29,8 +33,9 @@ _CYCLE_COLORS = {"busy": "#2F6DB5", "idle_lane": "#F2A541", "barrier": "#C8553D"
 _ENERGY_COLORS = ("#2F6DB5", "#7FB7BE", "#F2A541", "#3C9D5D", "#D98CB3", "#8E7B61", "#C8553D", "#6C4E97",
                   "#C9C9C9", "#4D4D4D")
 _BASELINE_HATCH = "///"
-_RC = {"svg.hashsalt": "accelsim-report", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
-       "axes.spines.top": False, "axes.spines.right": False, "hatch.color": "#FFFFFF", "hatch.linewidth": 0.8}
+_RC: dict[RcKeyType, Any] = {
+    "svg.hashsalt": "accelsim-report", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
+    "axes.spines.top": False, "axes.spines.right": False, "hatch.color": "#FFFFFF", "hatch.linewidth": 0.8}
 
 
 class SkipFigure(Exception):
@@ -60,15 +65,14 @@ class RenderedFigure:
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
-def _need_run(src: ReportSource, what: str):
+def _need_run(src: ReportSource, what: str) -> RunFolder:
     if src.run is None:
         raise SkipFigure(f"{what} is drawn for one run (a run folder: layers.parquet, summary.json); {src.path} is "
                          f"a {src.kind_text} folder")
     return src.run
 
 
-def _run_designs(src: ReportSource) -> tuple[pd.DataFrame, str, str | None, list[str]]:
-    run = src.run
+def _run_designs(run: RunFolder) -> tuple[pd.DataFrame, str, str | None, list[str]]:
     layers = run.layers
     design = run.summary.get("design") or str(layers["design"].iloc[0])
     baseline = run.summary.get("baseline")
@@ -150,7 +154,7 @@ def _design_legend(design: str, baseline: str | None) -> list[Patch]:
 def draw_speedup_energy(src: ReportSource) -> Figure:
     """Per-layer speedup and energy reduction of the design over the baseline, and the network's from summary.json."""
     run = _need_run(src, "per-layer speedup and energy reduction")
-    layers, design, baseline, order = _run_designs(src)
+    layers, design, baseline, order = _run_designs(run)
     if baseline is None or "speedup" not in layers.columns:
         raise SkipFigure("the run has no baseline (run without --baseline none for speedup and energy reduction)")
     speed = _by_layer(layers, design, order, "speedup")
@@ -192,7 +196,7 @@ def draw_speedup_split(src: ReportSource) -> Figure:
     """Where each layer's speedup comes from: the architecture factor (baseline / design dense) and the
     early-termination factor (design dense / design), stacked on a log axis so that they add up to the speedup."""
     run = _need_run(src, "the split of the speedup")
-    layers, design, baseline, order = _run_designs(src)
+    layers, design, baseline, order = _run_designs(run)
     if baseline is None or "speedup_architecture" not in layers.columns:
         raise SkipFigure("the run has no baseline, or its layers.parquet has no speedup_architecture column")
     arch = _by_layer(layers, design, order, "speedup_architecture")
@@ -251,7 +255,7 @@ def _stacked_pairs(ax: Any, layers: pd.DataFrame, design: str, baseline: str | N
 def draw_energy_breakdown(src: ReportSource) -> Figure:
     """Energy per class (µJ per image): network totals from summary.json, then per layer, both designs."""
     run = _need_run(src, "the energy breakdown")
-    layers, design, baseline, order = _run_designs(src)
+    layers, design, baseline, order = _run_designs(run)
     designs = [design] + ([baseline] if baseline else [])
     classes = [c for c in T.energy_classes(layers)
                if layers.loc[layers["design"].isin(designs), c].fillna(0).abs().sum() > 0]
@@ -291,7 +295,7 @@ def draw_energy_breakdown(src: ReportSource) -> Figure:
 def draw_neg_fraction(src: ReportSource) -> Figure:
     """Fraction of negative outputs (pre-ReLU) per layer of the design under test."""
     run = _need_run(src, "the negative-output fraction")
-    layers, design, _, order = _run_designs(src)
+    layers, design, _, order = _run_designs(run)
     neg = _by_layer(layers, design, order, "neg_fraction")
     keep = [i for i, v in enumerate(neg) if np.isfinite(v)]
     if not keep:
@@ -325,7 +329,7 @@ def draw_neg_fraction(src: ReportSource) -> Figure:
 def draw_cycle_breakdown(src: ReportSource) -> Figure:
     """Cycles per layer split into the timing models' classes (busy, idle lane, barrier, DRAM stall, ...)."""
     run = _need_run(src, "the cycle breakdown")
-    layers, design, baseline, order = _run_designs(src)
+    layers, design, baseline, order = _run_designs(run)
     designs = [design] + ([baseline] if baseline else [])
     classes = [c for c in T.cycle_classes(layers)
                if layers.loc[layers["design"].isin(designs), c].fillna(0).abs().sum() > 0]

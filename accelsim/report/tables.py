@@ -171,7 +171,8 @@ def accuracy_table(run: RunFolder) -> Table | None:
     labels = {"top1": "top-1", "top5": "top-5", "agreement": "agreement with dense",
               "top1_float": "top-1 (float32 reference)", "top5_float": "top-5 (float32 reference)",
               "agreement_float": "agreement with float32 reference"}
-    rows = [(labels.get(k, k), v, "pct2", f"accuracy.{k}") for k, v in acc.items() if isinstance(v, (int, float))]
+    rows: list[tuple[str, Any, str, str]] = [
+        (labels.get(k, k), v, "pct2", f"accuracy.{k}") for k, v in acc.items() if isinstance(v, (int, float))]
     if not rows:
         return None
     rows = [("images", s.get("images"), "int", "images"), ("data set", s.get("dataset"), "text", "dataset"),

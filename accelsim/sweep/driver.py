@@ -178,9 +178,9 @@ def sweep(definition: SweepDefinition, out: str | Path, *, workers: int | None =
     results, totals = store.rebuild(points, definition.keys)
     failed = {}  # every point whose latest record is a failure, from this invocation or an earlier one
     for p in points:
-        rec = store.read_record(p.id)
-        if rec is not None and rec.get("status") != "ok":
-            failed[p.id] = rec.get("error") or "failed"
+        latest = store.read_record(p.id)
+        if latest is not None and latest.get("status") != "ok":
+            failed[p.id] = latest.get("error") or "failed"
     wall = time.perf_counter() - started
     result = SweepResult(folder=Path(out), results=results, totals=totals, points=len(points), skipped=len(done),
                          ran=recorded, failed=failed, functional_passes=passes, tasks=len(tasks),

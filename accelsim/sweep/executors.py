@@ -55,7 +55,9 @@ def _worker_start(threads: int, parent: int) -> None:
     and the worker exits within a second of its parent's death (a SIGKILLed sweep leaves no orphans behind)."""
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    # numba ships py.typed, but numba/core/config.py sets its NUMBA_* settings through globals() at import
+    # (_EnvReloader.process_environ), so no type checker sees them: the attribute exists at run time.
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="accelsim-parent-watch").start()
 
 

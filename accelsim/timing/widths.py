@@ -22,10 +22,14 @@ _MAX_BITS = 64
 
 
 class _StoredBits(Protocol):
-    """What `DataWidths.of_format` reads from a format's cost summary (accelsim.functional.formats.FormatBits)."""
+    """What `DataWidths.of_format` reads from a format's cost summary (accelsim.functional.formats.FormatBits, a
+    frozen dataclass: read-only members)."""
 
-    weight_bits: int
-    activation_bits: int
+    @property
+    def weight_bits(self) -> int: ...
+
+    @property
+    def activation_bits(self) -> int: ...
 
 
 @dataclass(frozen=True)
