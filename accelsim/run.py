@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from accelsim.timing.model import PassFacts, TimingModel, timing_model
 from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def attempt(self, step: Callable[[], Any]) -> Any:
+    def attempt(self, step: Callable[[], _T]) -> _T | None:
         try:
             return step()
         except AccelsimError as exc:
@@ -178,8 +179,16 @@ def _prepare(cfgs: Sequence[RunConfig], out: str | Path | None, overwrite: bool
     setup = _load_setup(cfgs[0], problems)
     designs = [_load_designs(c, setup.network if setup else None, problems) for c in cfgs]
     problems.raise_if_any("cannot run")
-    assert setup is not None and all(d is not None for d in designs)
-    return setup, designs  # type: ignore[return-value]
+    if setup is None:
+        raise InternalError("_prepare: the setup failed to load but no problem was recorded")
+    return setup, _filled(designs, "_prepare: a design failed to load but no problem was recorded")
+
+
+def _filled(items: Sequence[_T | None], bug: str) -> list[_T]:
+    """`items` once every None placeholder in it has been filled (a None left is the bug `bug` describes)."""
+    if any(item is None for item in items):
+        raise InternalError(bug)
+    return [item for item in items if item is not None]
 
 
 def load_inputs(cfg: RunConfig) -> tuple[Network, Dataset]:
@@ -240,7 +249,7 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
     for i, d in enumerate(alive):
         if d is not None:
             outcomes[i] = next(it)
-    return outcomes  # type: ignore[return-value]
+    return _filled(outcomes, "run_group: a config has no outcome")
 
 
 def _compute(setup: _Setup, designs: Sequence[_Designs], progress: Callable[[int], None] | None,
@@ -292,7 +301,7 @@ def _compute(setup: _Setup, designs: Sequence[_Designs], progress: Callable[[int
             if not isolate:
                 raise
             outcomes[i] = exc
-    return outcomes  # type: ignore[return-value]
+    return _filled(outcomes, "_compute: a design has no outcome")
 
 
 def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, facts: PassFacts,
