@@ -9,6 +9,10 @@ loss beside them).
 
     python benchmarks/yield_compare.py --run knapsack=/tmp/to_knap --run algorithm1=/tmp/to_alg1 \
         [--figure benchmarks/yield_resnet20.png] [--title "ResNet-20"]
+    python benchmarks/yield_compare.py --calibration knapsack=/tmp/cal_knap --calibration algorithm1=/tmp/cal_alg1
+
+`--calibration` compares `predictive_calibration.py` folders split by split (the same seeds give the same splits):
+the step each walk kept, the test loss and the optimiser's MAC estimate on the optimisation images.
 """
 
 from __future__ import annotations
@@ -36,10 +40,16 @@ def cell(value: float, fmt: str, scale: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", action="append", required=True, help="label=trade-off folder (two or more)")
+    ap.add_argument("--run", action="append", default=[], help="label=trade-off folder (two or more)")
+    ap.add_argument("--calibration", action="append", default=[],
+                    help="label=predictive_calibration.py output folder (two or more)")
     ap.add_argument("--figure", default=None, help="write the curves here (.png; an .svg beside it)")
     ap.add_argument("--title", default="")
     args = ap.parse_args()
+    if args.calibration:
+        return calibration(dict(r.split("=", 1) for r in args.calibration))
+    if not args.run:
+        ap.error("give --run or --calibration folders")
     runs = dict(r.split("=", 1) for r in args.run)
     tables = {label: load(folder) for label, folder in runs.items()}
     eps = sorted(set().union(*(t.index for t in tables.values())))
@@ -78,6 +88,38 @@ def main() -> int:
         fig.savefig(out, dpi=110)
         fig.savefig(out.with_suffix(".svg"))
         print(f"\nfigure: {out}")
+    return 0
+
+
+def calibration(folders: dict[str, str]) -> int:
+    """Per split and epsilon: each search's kept step, test loss and MAC estimate; then the means over the splits
+    every search finished."""
+    import json
+
+    rows = {label: {(r["split"], r["epsilon"]): r for r in map(json.loads,
+                                                             (Path(f) / "calibration.jsonl").read_text().splitlines())}
+            for label, f in folders.items()}
+    common = sorted(set.intersection(*(set(r) for r in rows.values())))
+    labels = list(rows)
+    print("| split | epsilon | " + " | ".join(f"{lb}: step / test loss pts / MACs vs exact (est.)" for lb in labels)
+          + " |")
+    print("|---:|---:|" + "---|" * len(labels))
+    for key in common:
+        cells = [f"{rows[lb][key]['chosen_step']} / {100 * rows[lb][key]['loss_test']:.2f} / "
+                 f"{rows[lb][key]['mac_reduction_opt_estimate']:.3f}x" for lb in labels]
+        print(f"| {key[0]} | {100 * key[1]:g} pt | " + " | ".join(cells) + " |")
+    print("\n| epsilon | splits | " + " | ".join(f"{lb}: kept / mean MACs vs exact (est.) / max test loss pts"
+                                             for lb in labels) + " |")
+    print("|---:|---:|" + "---|" * len(labels))
+    for eps in sorted({k[1] for k in common}):
+        keys = [k for k in common if k[1] == eps]
+        cells = []
+        for lb in labels:
+            rs = [rows[lb][k] for k in keys]
+            cells.append(f"{sum(r['kept'] for r in rs)}/{len(rs)} / "
+                         f"{sum(r['mac_reduction_opt_estimate'] for r in rs) / len(rs):.3f}x / "
+                         f"{100 * max(r['loss_test'] for r in rs):.2f}")
+        print(f"| {100 * eps:g} pt | {len(keys)} | " + " | ".join(cells) + " |")
     return 0
 
 
