@@ -303,6 +303,39 @@ def test_window_stats_count_what_the_arrays_say():
         assert lanes.window_stats(res, at_zero) == want
 
 
+def test_a_dense_result_counts_as_its_full_arrays_would():
+    """`LaneResult.of_dense` holds broadcast views and `window_stats` counts it from the sums alone: the same counts
+    and outputs as a result with full per-window arrays, including -0.0 and exact zeros."""
+    rng = np.random.default_rng(5)
+    shape = (2, 4, 5, 3)
+    acc = rng.integers(-3, 4, shape) / 2.0
+    acc[0, 0, 0, :2] = -0.0
+    k = 27
+    full = LaneResult(acc=acc, macs=np.full(shape, k, np.int32), terminated=np.zeros(shape, bool),
+                      spec_stop=np.zeros(shape, bool))
+    dense = LaneResult.of_dense(acc, k)
+    assert dense.dense and not dense.macs.flags.writeable and dense.macs.strides == (0, 0, 0, 0)
+    np.testing.assert_array_equal(dense.output, full.output)
+    for at_zero in (False, True):
+        assert lanes.window_stats(dense, at_zero) == lanes.window_stats(full, at_zero)
+    empty = np.zeros((0, 4, 5, 3))
+    assert lanes.window_stats(LaneResult.of_dense(empty, k))["macs"] == 0
+
+
+def test_input_facts_are_the_numpy_ones():
+    """One pass gives what the NumPy checks gave: finite, min (0 when all are >= 0), max |x|, float32-exact."""
+    rng = np.random.default_rng(6)
+    on_grid = rng.integers(-300, 300, 1000) / 64.0
+    for x in (on_grid, np.abs(on_grid), rng.normal(size=1000), np.array([-0.0, 0.0, 1e300]), np.zeros(0),
+              np.array([1.0, np.nan]), np.array([np.inf])):
+        finite, lo, top, f32 = lanes._input_facts(x)
+        assert finite == bool(np.all(np.isfinite(x)))
+        if finite:
+            assert lo == np.min(x, initial=0.0) and top == np.max(np.abs(x), initial=0.0)
+            with np.errstate(over="ignore"):  # 1e300 is no float32
+                assert f32 == bool(np.array_equal(x.astype(np.float32), x))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(), mode=st.sampled_from(["dense", "exact", "predictive"]))
 def test_spec_sums_are_the_partial_sums_after_n_macs(case, mode):
