@@ -564,6 +564,7 @@ class FunctionalResult:
     predictions: np.ndarray | None = None  # top-1 class per image, in stream order
     reference_predictions: np.ndarray | None = None  # the dense fixed-point network's top-1 class per image
     labels: np.ndarray | None = None  # label per image (negative: unlabelled)
+    faults: dict[str, Any] | None = None  # memory-fault record (faults.FaultInjector.summary); None without faults
 
     def correct(self) -> tuple[np.ndarray, np.ndarray]:
         """Per image: (dense network right, this run right), for paired accuracy statistics. An unlabelled image
@@ -571,7 +572,6 @@ class FunctionalResult:
         assert self.predictions is not None and self.reference_predictions is not None and self.labels is not None
         target = np.where(self.labels >= 0, self.labels, self.reference_predictions)
         return self.reference_predictions == target, self.predictions == target
-    faults: dict[str, Any] | None = None  # memory-fault record (faults.FaultInjector.summary); None without faults
 
 
 def _topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accelsim.atomic import write_file
+from accelsim.atomic import write_file, write_text
 from accelsim.errors import ConfigError
 from accelsim.functional import forward
 from accelsim.functional.forward import FunctionalConfig, SpeculationParams
@@ -294,7 +294,7 @@ def _write_table(folder: Path, rows: list[dict[str, Any]]) -> None:
             f"validation bound the promise was checked with; the test interval is a confidence interval of the "
             f"expected loss from the test images' paired counts. Speedup and energy reduction are per image, over the "
             f"whole network, on the test images.\n\nPromise: {promise}\n\n{format_table(table)}\n")
-    write_file(folder / "tradeoff.md", lambda p: p.write_text(text))
+    write_text(folder / "tradeoff.md", text)  # UTF-8, like every other file the tools write
 
 
 def _write_figure(folder: Path, table: pd.DataFrame, network: str, arch: str, baseline: str | None) -> None:
