@@ -876,23 +876,28 @@ def _dram_totals(plan: LayerPlan, units: int) -> tuple[int, int]:
 # -- the fast model ---------------------------------------------------------------------------------------------------
 # The two passes over every window's MAC count run in parallel over (image, kernel): each writes only its own
 # entries (integer sums, so the result does not depend on the threads); serial, they were 4 % of an exact run.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group_max(macs, b, f, win, g):  # pragma: no cover - compiled
+    """MACs of the slowest lane of lane group g (window indices `win[g]`, -1 for none) of kernel f in image b."""
+    mx = 0
+    for j in range(win.shape[1]):
+        w = win[g, j]
+        if w >= 0:
+            m = macs[b, f, w]
+            if m > mx:
+                mx = m
+    return mx
+
+
 @numba.njit(cache=True, parallel=True)
 def _group_sums(macs, win, seg, kt):  # pragma: no cover - compiled
     """kt[b, f, s] += the slowest lane of every lane group of segment s (portion x column slice) of kernel f."""
     n_img, n_f = macs.shape[0], macs.shape[1]
-    n_g, lanes = win.shape
     for item in numba.prange(n_img * n_f):
         b = item // n_f
         f = item - b * n_f
-        for g in range(n_g):
-            mx = 0
-            for j in range(lanes):
-                w = win[g, j]
-                if w >= 0:
-                    m = macs[b, f, w]
-                    if m > mx:
-                        mx = m
-            kt[b, f, seg[g]] += mx
+        for g in range(win.shape[0]):
+            kt[b, f, seg[g]] += _group_max(macs, b, f, win, g)
 
 
 @numba.njit(cache=True, parallel=True)

@@ -36,20 +36,12 @@ from accelsim.timing.snapea import ConvMapping
 def _group_prefix(macs, win, out):  # pragma: no cover - compiled
     """out[b, f, g + 1] = sum over the first g + 1 lane groups of kernel f of the group's slowest lane."""
     n_img, n_f = macs.shape[0], macs.shape[1]
-    n_g, lanes = win.shape
     for b in range(n_img):
         for f in range(n_f):
             acc = 0
             out[b, f, 0] = 0
-            for g in range(n_g):
-                mx = 0
-                for j in range(lanes):
-                    w = win[g, j]
-                    if w >= 0:
-                        m = macs[b, f, w]
-                        if m > mx:
-                            mx = m
-                acc += mx
+            for g in range(win.shape[0]):
+                acc += snapea._group_max(macs, b, f, win, g)
                 out[b, f, g + 1] = acc
 
 
