@@ -1,6 +1,5 @@
 """The Numba MAC lanes against the plain NumPy reference, plus the invariants of exact and predictive mode."""
 
-from unittest import mock
 
 import numba
 import numpy as np
@@ -9,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.errors import ConfigError
-from accelsim.functional import lanes
+from accelsim.functional import lanes, simd
 from accelsim.functional.lanes import LaneResult, run_lanes
 from accelsim.functional.reference import run_lanes_reference
 from accelsim.functional.reorder import NEGATIVE_ORDERS, ReorderOptions, reorder_layer
@@ -273,15 +272,17 @@ def long_kernels(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=long_kernels(), mode=st.sampled_from(["exact", "predictive"]), at_zero=st.booleans(),
-       count_max=st.sampled_from([0, 10**6]), off_grid=st.booleans())
-def test_block_checkpoints_and_per_weight_counts_find_the_same_stops(case, mode, at_zero, count_max, off_grid):
-    """The two ways of finding where a window stops in the negative segment (a count per partial sum, or a
-    checkpoint every `simd.BLOCK` weights plus a re-scan) both match the reference, fused multiply-adds or not."""
+       signed=st.booleans(), off_grid=st.booleans())
+def test_trace_blocks_find_the_reference_stops(case, mode, at_zero, signed, off_grid):
+    """The stored trace (a partial sum, and for signed inputs a running minimum, every `simd.TRACE_BLOCK` weights)
+    and the re-walk of the failing block find the reference's stops, whether the partial sum can only fall or not,
+    fused multiply-adds or not, with stops spread over many blocks."""
     layer, x, stream, bias, threshold = case
+    if signed:
+        x = x - 0.75  # on the grid still; the negative segment's partial sums go both ways
     if off_grid:
         x = x * (1.0 + np.random.default_rng(int(x.size)).random(x.shape) * 1e-3)
-    with mock.patch.object(lanes, "_COUNT_MAX", count_max):
-        got = run_lanes(x, layer, stream, bias, mode, threshold, at_zero)
+    got = run_lanes(x, layer, stream, bias, mode, threshold, at_zero)
     assert_same(got, run_lanes_reference(x, layer, stream, bias, mode, threshold, at_zero))
     assert got.exact_sums == (not off_grid or not x.any())
 
@@ -376,3 +377,28 @@ def test_predictive_outputs_walk_short_speculation_sets_and_gemm_long_ones(case,
     stream = reorder_layer(w, n)
     got = lanes.predictive_outputs(x, layer, stream, bias, threshold, at_zero)
     assert np.array_equal(got, run_lanes(x, layer, stream, bias, "predictive", threshold, at_zero).output)
+
+
+@numba.njit(cache=True)
+def _block_passes(v0, patch, wrow, orow, s0, t, at_zero):  # pragma: no cover - compiled
+    return simd.block_passes(v0, patch, wrow, orow, s0, t, at_zero)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), f32=st.booleans(), at_zero=st.booleans(), start=st.integers(-40, 80))
+def test_block_passes_counts_the_leading_passing_partial_sums(seed, f32, at_zero, start):
+    """The vector prefix sum of one block finds the same stop as the walk's chain of adds, for partial sums that
+    go both ways and exact zeros (the grid: every sum exact, as `block_passes` requires)."""
+    rng = np.random.default_rng(seed)
+    patch = (rng.integers(-4, 9, 12 * simd.LANES) / 4.0).astype(np.float32 if f32 else np.float64)
+    wrow = rng.integers(-12, 5, 20) / 8.0
+    orow = rng.integers(0, 12, 20).astype(np.int64) * simd.LANES
+    for t in (0, 5, simd.LANES - 1):
+        for s0 in (0, 3, 20 - simd.TRACE_BLOCK):
+            v, want = start / 4.0, 0
+            for i in range(s0, s0 + simd.TRACE_BLOCK):
+                v = v + wrow[i] * float(patch[orow[i] + t])
+                if v < 0.0 or (at_zero and v == 0.0):
+                    break
+                want += 1
+            assert _block_passes(start / 4.0, patch, wrow, orow, s0, t, at_zero) == want

@@ -7,15 +7,16 @@ How it is fast (see benchmarks/functional_speed.md): the windows of a tile of
 `TILE` output pixels sit side by side as SIMD lanes. Per tile the input patch (kernel position x pixel) is gathered
 once from the input and reused by every kernel of the group; per kernel the stream is walked once for all pixels of
 the tile, in stream order, by explicit vector code whose 64 accumulators stay in registers (`simd.py`). The per-window
-sign check is taken out of the vector loop: in the negative segment the partial sum can only fall (inputs >= 0,
-weights < 0), so a window stops exactly where its partial sums stop passing the test. On short negative segments the
-walk counts the passing partial sums per lane (the count is the stop); on long ones it keeps a checkpoint every
-`simd.BLOCK` weights, and a short re-scan of the one block where a window stops gives the exact stop. When inputs
-can be negative (a first layer) the partial sum is not monotone, and each lane counts only while every partial sum so
-far passed. Where every partial sum is exact (`_sums_are_exact`: the fixed-point grid) the walk uses fused
-multiply-adds, which then give the same bits; otherwise one rounding per multiply and per add, in stream order, as the
-NumPy reference. Dense mode on the fixed-point grid skips the lanes: a float64 GEMM is exact there in any order.
-Results are bit-identical to the reference whatever the data.
+sign check is taken out of the vector loop: over the negative segment the walk stores the tile's partial sums every
+`simd.TRACE_BLOCK` weights (a trace; stores cost the vector units nothing). Where the partial sum can only fall
+(inputs >= 0, weights < 0) a window stops inside the first block whose stored sum fails the test; where it can go both
+ways (signed inputs, a first layer) the walk also keeps a running minimum per lane, stored with the trace, and the
+first failing minimum gives the block. A vector pass over every eighth row of the trace (`_passing_groups`) finds
+which lanes stop and near where; a few scalar loads find the block; a re-walk of that one block (a vector prefix sum
+where sums are exact, `simd.block_passes`) finds the MAC. Where every partial sum is exact (`_sums_are_exact`: the
+fixed-point grid) the walk uses fused multiply-adds, which then give the same bits; otherwise one rounding per
+multiply and per add, in stream order, as the NumPy reference. Dense mode on the fixed-point grid skips the lanes: a
+float64 GEMM is exact there in any order. Results are bit-identical to the reference whatever the data.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from accelsim.nets.graph import Conv
 
 MODES = ("dense", "exact", "predictive")
 TILE = simd.LANES  # output pixels (windows) walked side by side as SIMD lanes
-_COUNT_MAX = 384  # negative segments up to this long count every partial sum; longer ones use block checkpoints
 _MODE_CODE = {"dense": 0, "exact": 1, "predictive": 2}
 
 
@@ -197,59 +197,86 @@ def _walk(acc, patch, wrow, orow, start, stop, fused):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _walk_count(acc, cnt, patch, wrow, orow, start, stop, at_zero, fused):
-    """As `_walk`, also counting per lane the partial sums that pass the PAU's sign test (>= 0, or > 0 with
-    `at_zero`). Where the partial sum can only fall (inputs >= 0, negative weights) they are exactly those before
-    the first failing one, so the count is where the lane stops: no re-scan. Cheaper than `_walk_blocks` on short
-    negative segments (`_COUNT_MAX`), dearer on long ones."""
-    if fused:
-        simd.walk_count_fma(acc, cnt, patch, wrow, orow, start, stop, at_zero)
+def _walk_checked(acc, hist, lows, patch, wrow, orow, start, stop, monotone, fused):
+    """As `_walk` over the negative segment, storing the partial sums at `start` and after every `simd.TRACE_BLOCK`
+    weights in `hist` (one row of TILE per checkpoint). Where the partial sum can only fall (inputs >= 0, negative
+    weights) a lane's first failing partial sum lies in the first block whose stored sum fails; otherwise (signed
+    inputs) `lows` also gets the smallest partial sum so far after each block, and the first block whose stored
+    minimum fails holds it. Either way the PAU's checks cost the walk stores, not vector operations per weight."""
+    if monotone:
+        if fused:
+            simd.walk_trace_fma(acc, hist, patch, wrow, orow, start, stop)
+        else:
+            simd.walk_trace(acc, hist, patch, wrow, orow, start, stop)
+    elif fused:
+        simd.walk_trace_min_fma(acc, hist, lows, patch, wrow, orow, start, stop)
     else:
-        simd.walk_count(acc, cnt, patch, wrow, orow, start, stop, at_zero)
+        simd.walk_trace_min(acc, hist, lows, patch, wrow, orow, start, stop)
+
+
+_GROUP = 8  # trace rows per coarse row of `_passing_groups`, on traces of at least `_GROUP_MIN` rows; shorter ones
+_GROUP_MIN = 32  # (a first layer's) put every row in the vector pass: most of their lanes stop, each paying its group
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _walk_blocks(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero, fused):
-    """As `_walk`, with a checkpoint every `simd.BLOCK` weights: per lane, the number of blocks whose last partial sum
-    passes the PAU's sign test (`cnt`) and that sum (`snap`). Where the partial sum can only fall (inputs >= 0,
-    negative weights), a lane that stops does so inside block `cnt`, which a short re-scan from `snap` finds."""
-    if fused:
-        simd.walk_blocks_fma(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero)
-    else:
-        simd.walk_blocks(acc, cnt, snap, patch, wrow, orow, start, stop, at_zero)
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk_count_alive(acc, cnt, alive, patch, wrow, orow, start, stop, at_zero):
-    """As `_walk_count` for partial sums of either sign (signed inputs): a lane counts only while every partial sum
-    so far passed the test (`alive`), so the count is again where it stops."""
-    for i in range(start, stop):
-        w0 = wrow[i]
-        p0 = patch[orow[i] : orow[i] + TILE]
+def _passing_groups(trace, cnt, nblk, grp, at_zero):
+    """Per lane, how many of the trace's coarse rows (every `grp`-th row, and the last, nblk) pass the sign test
+    (>= 0, or > 0 with `at_zero`). The rows only fall (partial sums that can only fall, or running minima), so a
+    lane stops exactly when one fails (cnt < the number of coarse rows), inside the group after its last passing
+    coarse row (`_first_failing_block`). One vector pass over a `grp`-th of the trace, no branch per lane."""
+    cnt[:] = 0
+    for k in range(1, (nblk + grp - 1) // grp + 1):
+        r = min(k * grp, nblk)
+        row = trace[r * TILE : (r + 1) * TILE]
         if at_zero:
             for t in range(TILE):
-                a0 = acc[t] + w0 * p0[t]
-                acc[t] = a0
-                alive[t] &= np.int32(a0 > 0.0)
-                cnt[t] += alive[t]
+                cnt[t] += np.int32(row[t] > 0.0)
         else:
             for t in range(TILE):
-                a0 = acc[t] + w0 * p0[t]
-                acc[t] = a0
-                alive[t] &= np.int32(a0 >= 0.0)
-                cnt[t] += alive[t]
+                cnt[t] += np.int32(row[t] >= 0.0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_failing_block(trace, t, groups_passed, nblk, grp, at_zero):
+    """The block (0-based) whose trace row is lane t's first failing one, given that coarse row groups_passed + 1
+    fails: the passing fine rows of that group counted (at most grp - 1 loads, no branch)."""
+    first = groups_passed * grp
+    passed = 0
+    for r in range(first + 1, min(first + grp, nblk)):
+        v = trace[r * TILE + t]
+        passed += (v > 0.0) if at_zero else (v >= 0.0)
+    return first + passed
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _stop_in_block(hist, b, t, patch, wrow, orow, ns, ln, at_zero, exact):
+    """MACs of lane t, whose first failing partial sum lies in block b: the block re-walked from the stored sum
+    before it, counting the partial sums that pass before the first failing one. Exact sums: one vector prefix sum
+    (`simd.block_passes`); otherwise the walk's operations in the walk's order (the same partial sums)."""
+    s0 = ns + b * simd.TRACE_BLOCK
+    v = hist[b * TILE + t]
+    if exact and s0 + simd.TRACE_BLOCK <= ln:
+        return s0 + simd.block_passes(v, patch, wrow, orow, s0, t, at_zero) + 1
+    alive = True
+    passed = 0
+    for i in range(s0, min(s0 + simd.TRACE_BLOCK, ln)):
+        v = v + wrow[i] * patch[orow[i] + t]
+        alive = alive and ((v > 0.0) if at_zero else (v >= 0.0))
+        passed += alive
+    return s0 + passed + 1
 
 
 @numba.njit(cache=True, parallel=True)
 def _lanes_kernel(
     xq, koff, cg, ho, wo, sy, sx, wts, offs, length, neg_start, n_spec, bias, thr, mode, at_zero, monotone, fused,
-    count_max, want_snap, acc_out, macs_out, term_out, spec_out, val_out, snap_out,
+    want_snap, threads, acc_out, macs_out, term_out, spec_out, val_out, snap_out,
 ):  # fmt: skip
     """Every window of the zero-padded input `xq` (B, C, Hp, Wp) through the lanes; writes the NCHW outputs.
 
     `koff[k]` is the offset of stream index k (c*kh*kw + ky*kw + kx) from a window's first input, c*Hp*Wp + ky*Wp +
     kx. The tile's patch is gathered from the input itself (a few rows, cache resident and shared by neighbouring
     tiles), not from im2col columns, whose K-fold copy of the input costs more memory traffic than the walk.
+    The tiles are dealt to the threads in equal runs (as prange does), so each thread allocates its buffers once.
     """
     n_img, c_total, hp, wp = xq.shape
     xflat = xq.reshape(-1)
@@ -261,116 +288,100 @@ def _lanes_kernel(
     npix = n_img * hw
     ntiles = (npix + TILE - 1) // TILE
     plane = hp * wp
-    for item in numba.prange(groups * ntiles):
-        g = item // ntiles
-        tile = item % ntiles
-        p_first = tile * TILE
-        nvalid = min(TILE, npix - p_first)
+    items = groups * ntiles
+    runs = max(min(threads, items), 1)
+    rows = (length.max() + simd.TRACE_BLOCK - 1) // simd.TRACE_BLOCK + 1 if f_total else 1
+    for run in numba.prange(runs):
         pout = np.empty(TILE, dtype=np.int64)  # flat (b, f=0, y, x) output position of each lane
         base = np.empty(TILE, dtype=np.int64)  # flat input position of each lane's first kernel position
-        for t in range(nvalid):
-            p = p_first + t
-            bi = p // hw
-            yx = p - bi * hw
-            y = yx // wo
-            x = yx - y * wo
-            pout[t] = bi * f_total * hw + yx
-            base[t] = (bi * c_total + g * cg) * plane + y * sy * wp + x * sx
-        contiguous = p_first // hw == (p_first + nvalid - 1) // hw
-        # The tile's input patch, one row of TILE lanes per kernel position (zeros past the last window).
-        patch = np.zeros(ksize * TILE, dtype=xq.dtype)
-        if contiguous and base[nvalid - 1] - base[0] == nvalid - 1:  # e.g. a pointwise conv: plain row copies
-            for k in range(ksize):
-                src = xflat[base[0] + koff[k] : base[0] + koff[k] + nvalid]
-                dst = patch[k * TILE : k * TILE + nvalid]
-                dst[:] = src
-        else:
-            for k in range(ksize):
-                kb = koff[k]
-                for t in range(nvalid):
-                    patch[k * TILE + t] = xflat[base[t] + kb]
+        patch = np.empty(ksize * TILE, dtype=xq.dtype)
         acc = np.empty(TILE)
         snap = np.empty(TILE)
         cnt = np.zeros(TILE, dtype=np.int32)
-        alive = np.ones(TILE, dtype=np.int32)
-        snap_neg = np.zeros(TILE)
-        for f in range(g * fg, (g + 1) * fg):
-            wrow = wts[f]
-            orow = offs[f]
-            n = n_spec[f]
-            ns = neg_start[f]
-            ln = length[f]
-            speculates = mode == 2 and n > 0
-            split = n > 0 and (speculates or want_snap)
-            checks = mode != 0 and ln > ns
-            blocks = False
-            for t in range(TILE):
-                acc[t] = bias[f]
-            if split:
-                _walk(acc, patch, wrow, orow, 0, n, fused)
-                snap[:] = acc
-                if want_snap:
-                    base0 = pout[0] + f * hw
+        hist = np.empty(rows * TILE)
+        lows = np.empty(0 if monotone else rows * TILE)
+        for item in range(run * items // runs, (run + 1) * items // runs):
+            g = item // ntiles
+            tile = item % ntiles
+            p_first = tile * TILE
+            nvalid = min(TILE, npix - p_first)
+            for t in range(nvalid):
+                p = p_first + t
+                bi = p // hw
+                yx = p - bi * hw
+                y = yx // wo
+                x = yx - y * wo
+                pout[t] = bi * f_total * hw + yx
+                base[t] = (bi * c_total + g * cg) * plane + y * sy * wp + x * sx
+            contiguous = p_first // hw == (p_first + nvalid - 1) // hw
+            # The tile's input patch, one row of TILE lanes per kernel position (zeros past the last window).
+            if nvalid < TILE:
+                patch[:] = 0
+            if contiguous and base[nvalid - 1] - base[0] == nvalid - 1:  # e.g. a pointwise conv: plain row copies
+                for k in range(ksize):
+                    src = xflat[base[0] + koff[k] : base[0] + koff[k] + nvalid]
+                    dst = patch[k * TILE : k * TILE + nvalid]
+                    dst[:] = src
+            else:
+                for k in range(ksize):
+                    kb = koff[k]
                     for t in range(nvalid):
-                        snap_out[base0 + t if contiguous else pout[t] + f * hw] = acc[t]
-                _walk(acc, patch, wrow, orow, n, ns, fused)
-            else:
-                _walk(acc, patch, wrow, orow, 0, ns, fused)
-            if not checks:
-                _walk(acc, patch, wrow, orow, ns, ln, fused)
-            elif monotone and ln - ns <= count_max:
-                cnt[:] = 0
-                _walk_count(acc, cnt, patch, wrow, orow, ns, ln, at_zero, fused)
-                blocks = False
-            elif monotone:
-                cnt[:] = 0
-                _walk_blocks(acc, cnt, snap_neg, patch, wrow, orow, ns, ln, at_zero, fused)
-                blocks = True
-            else:
-                cnt[:] = 0
-                alive[:] = 1
-                _walk_count_alive(acc, cnt, alive, patch, wrow, orow, ns, ln, at_zero)
-            _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, contiguous, f * hw, speculates,
-                    checks, monotone, blocks, at_zero, thr[f], n, ns, ln, acc_out, macs_out, term_out, spec_out,
-                    val_out)
+                        patch[k * TILE + t] = xflat[base[t] + kb]
+            for f in range(g * fg, (g + 1) * fg):
+                wrow = wts[f]
+                orow = offs[f]
+                n = n_spec[f]
+                ns = neg_start[f]
+                ln = length[f]
+                speculates = mode == 2 and n > 0
+                split = n > 0 and (speculates or want_snap)
+                checks = mode != 0 and ln > ns
+                for t in range(TILE):
+                    acc[t] = bias[f]
+                if split:
+                    _walk(acc, patch, wrow, orow, 0, n, fused)
+                    snap[:] = acc
+                    if want_snap:
+                        base0 = pout[0] + f * hw
+                        for t in range(nvalid):
+                            snap_out[base0 + t if contiguous else pout[t] + f * hw] = acc[t]
+                    _walk(acc, patch, wrow, orow, n, ns, fused)
+                else:
+                    _walk(acc, patch, wrow, orow, 0, ns, fused)
+                nblk = 0
+                grp = 1
+                if checks:
+                    nblk = (ln - ns + simd.TRACE_BLOCK - 1) // simd.TRACE_BLOCK
+                    grp = _GROUP if nblk >= _GROUP_MIN else 1
+                    _walk_checked(acc, hist, lows, patch, wrow, orow, ns, ln, monotone, fused)
+                    _passing_groups(hist if monotone else lows, cnt, nblk, grp, at_zero)
+                else:
+                    _walk(acc, patch, wrow, orow, ns, ln, fused)
+                _decide(acc, snap, cnt, hist, lows, monotone, nblk, grp, patch, wrow, orow, pout, nvalid, contiguous,
+                        f * hw, speculates, checks, at_zero, fused, thr[f], n, ns, ln, acc_out, macs_out, term_out,
+                        spec_out, val_out)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _decide(acc, snap, cnt, alive, snap_neg, patch, wrow, orow, pout, nvalid, contiguous, f_off, speculates, checks,
-            monotone, blocks, at_zero, th, n, ns, ln, acc_out, macs_out, term_out, spec_out, val_out):
+def _decide(acc, snap, cnt, hist, lows, monotone, nblk, grp, patch, wrow, orow, pout, nvalid, contiguous, f_off,
+            speculates, checks, at_zero, exact, th, n, ns, ln, acc_out, macs_out, term_out, spec_out, val_out):
     """The PAU's decisions for the windows of a tile, written to their output positions (a contiguous run when the
-    tile lies inside one image). A window that stops in the negative segment is re-scanned, from its last passing
-    checkpoint, over the one block where it stops (`_walk_blocks`); the same operations in the same order as the
-    walk, so the same partial sums."""
+    tile lies inside one image). A window stops in the negative segment when a coarse row of its trace fails
+    (`_passing_groups`); its first failing block (`_first_failing_block`) is re-walked to find the MAC
+    (`_stop_in_block`)."""
     base = pout[0] + f_off
     for t in range(nvalid):
         o = base + t if contiguous else pout[t] + f_off
         a = acc[t]
         sp = speculates and snap[t] < th
         m = ln
+        stop = False
         if sp:
             m = n
-            stop = False
-        elif not checks:
-            stop = False
-        elif monotone and not blocks:
-            stop = a < 0.0 or (at_zero and a == 0.0)
-            m = ns + cnt[t] + 1 if stop else ln
-        elif monotone:
-            stop = a < 0.0 or (at_zero and a == 0.0)
-            if stop:
-                s0 = ns + cnt[t] * simd.BLOCK
-                v = snap_neg[t]
-                m = min(s0 + simd.BLOCK, ln)
-                for i in range(s0, min(s0 + simd.BLOCK, ln)):
-                    v = v + wrow[i] * patch[orow[i] + t]
-                    if v < 0.0 or (at_zero and v == 0.0):
-                        m = i + 1
-                        break
-        else:
-            stop = alive[t] == 0
-            if stop:
-                m = ns + cnt[t] + 1
+        elif checks and cnt[t] < (nblk + grp - 1) // grp:
+            stop = True
+            b = _first_failing_block(hist if monotone else lows, t, cnt[t], nblk, grp, at_zero)
+            m = _stop_in_block(hist, b, t, patch, wrow, orow, ns, ln, at_zero, exact)
         term = sp or stop
         acc_out[o] = a
         macs_out[o] = m
@@ -506,9 +517,10 @@ def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, m
     snaps = np.full(size if spec_sums else 0, np.nan)
     if size:
         (kh, kw), (py, px) = layer.kernel, layer.pad
-        xp = np.pad(p.x, ((0, 0), (0, 0), (py, py), (px, px))) if (py or px) else p.x
-        # float32 when it holds every input exactly: half the memory traffic of the walk
-        xq = xp.astype(np.float32) if p.x_f32 else np.ascontiguousarray(xp)
+        # float32 when it holds every input exactly: half the memory traffic of the walk; padded in one copy
+        bb, cc, hh, ww = p.x.shape
+        xq = np.zeros((bb, cc, hh + 2 * py, ww + 2 * px), np.float32 if p.x_f32 else np.float64)
+        xq[:, :, py : py + hh, px : px + ww] = p.x
         hp, wp = xq.shape[2:]
         c, ky, kx = np.meshgrid(np.arange(layer.in_channels // layer.groups), np.arange(kh), np.arange(kw),
                                 indexing="ij")
@@ -516,7 +528,7 @@ def _walk_layer(p: _Prepared, layer: Conv, wts: np.ndarray, index: np.ndarray, m
         _lanes_kernel(
             xq, koff, layer.in_channels // layer.groups, ho, wo, *layer.stride, wts, offs, p.length, p.neg_start,
             p.n_spec, p.bias, p.threshold, _MODE_CODE[mode], bool(terminate_at_zero), monotone,
-            fused, _COUNT_MAX, bool(spec_sums), acc, macs, term, spec, val, snaps,
+            fused, bool(spec_sums), numba.get_num_threads(), acc, macs, term, spec, val, snaps,
         )  # fmt: skip
     return acc, macs, term, spec, val, snaps  # snaps is empty unless `spec_sums`
 

@@ -9,9 +9,16 @@ results are bit for bit those of the plain loop and the NumPy reference, on any 
 multiply-add (one rounding instead of two): the same bits wherever every product and partial sum is exact (the
 fixed-point grid, `lanes._sums_are_exact`), and faster, since the walk is bound by the vector units (measured in
 benchmarks/functional_speed.md). LLVM lowers the vector type to whatever the CPU has (AVX-512, AVX2, SSE, NEON).
+
+The PAU's checks stay out of the vector units: `walk_trace` stores the 64 partial sums every `TRACE_BLOCK` weights
+(stores use the store port, which the walk leaves idle; a compare, blend and count per checkpoint cost about a fifth
+of the walk), `walk_trace_min` also a running minimum for partial sums of either sign, and `block_passes` finds a
+lane's stop inside one block with a vector prefix sum.
 """
 
 from __future__ import annotations
+
+import math
 
 from llvmlite import ir
 from numba import types
@@ -165,126 +172,135 @@ def walk(typingctx, acc, patch, wrow, orow, start, stop):
     return sig, codegen
 
 
-def _walk_count_codegen(fused):
-    def typer(typingctx, acc, cnt, patch, wrow, orow, start, stop, at_zero):
+TRACE_BLOCK = _VEC  # weights between the partial sums `walk_trace` stores (one vector: `block_passes`)
+
+
+def _walk_trace_codegen(fused, track_min):
+    def check(acc, traces, patch, wrow, orow):
         _check_types(acc, patch, wrow, orow)
-        if not (isinstance(cnt, types.Array) and cnt.dtype == types.int32 and cnt.layout == "C"):
-            raise TypeError("walk_count: cnt must be a C-contiguous int32 array")
-        sig = types.void(acc, cnt, patch, wrow, orow, types.int64, types.int64, types.boolean)
+        for arr in traces:
+            if not (isinstance(arr, types.Array) and arr.dtype == types.float64 and arr.layout == "C"):
+                raise TypeError("walk_trace: the traces must be C-contiguous float64 arrays")
         f32 = patch.dtype == types.float32
 
         def codegen(context, builder, signature, args):
-            a_acc, a_cnt, a_patch, a_w, a_o, a_start, a_stop, a_zero = args
-            acc_ptr = _data(context, builder, signature.args[0], a_acc)
-            cnt_ptr = _data(context, builder, signature.args[1], a_cnt)
-            patch_ptr = _data(context, builder, signature.args[2], a_patch)
-            w_ptr = _row_ptr(context, builder, signature.args[3], a_w)
-            o_ptr = _row_ptr(context, builder, signature.args[4], a_o)
-            vty = ir.VectorType(ir.DoubleType(), _VEC)
-            ity = ir.VectorType(ir.IntType(32), _VEC)
-            zero = ir.Constant(vty, [0.0] * _VEC)
-            accs = _load_lanes(builder, acc_ptr, vty, 8)
-            cnts = _load_lanes(builder, cnt_ptr, ity, 4)
-            at_zero = builder.icmp_unsigned("!=", a_zero, ir.Constant(a_zero.type, 0))
-            results = []
-            with builder.if_else(at_zero) as (strict, loose):
-                for branch, op in ((strict, ">"), (loose, ">=")):
-                    with branch:
-                        def body(i, vals, op=op):
-                            new_acc = _step(builder, patch_ptr, f32, w_ptr, o_ptr, i, vals[:_NVEC], fused)
-                            new_cnt = [builder.add(c, builder.zext(builder.fcmp_ordered(op, a, zero), ity))
-                                       for a, c in zip(new_acc, vals[_NVEC:])]
-                            return new_acc + new_cnt
-                        results.append((_loop(builder, a_start, a_stop, accs + cnts, body), builder.block))
-            merged = []
-            for k in range(2 * _NVEC):
-                phi = builder.phi(results[0][0][k].type)
-                for vals, block in results:
-                    phi.add_incoming(vals[k], block)
-                merged.append(phi)
-            _store_lanes(builder, acc_ptr, merged[:_NVEC], 8)
-            _store_lanes(builder, cnt_ptr, merged[_NVEC:], 4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-    return typer
-
-
-walk_count = intrinsic(_walk_count_codegen(False))
-walk_count.__doc__ = """As `walk`, also cnt[t] += 1 for every partial sum that is >= 0 (> 0 with `at_zero`)."""
-walk_count_fma = intrinsic(_walk_count_codegen(True))
-
-
-BLOCK = 8  # weights between the checkpoints of `walk_blocks`
-
-
-def _walk_blocks_codegen(fused):
-    def typer(typingctx, acc, cnt, snap, patch, wrow, orow, start, stop, at_zero):
-        _check_types(acc, patch, wrow, orow)
-        if not (isinstance(cnt, types.Array) and cnt.dtype == types.int32 and cnt.layout == "C"):
-            raise TypeError("walk_blocks: cnt must be a C-contiguous int32 array")
-        if not (isinstance(snap, types.Array) and snap.dtype == types.float64 and snap.layout == "C"):
-            raise TypeError("walk_blocks: snap must be a C-contiguous float64 array")
-        sig = types.void(acc, cnt, snap, patch, wrow, orow, types.int64, types.int64, types.boolean)
-        f32 = patch.dtype == types.float32
-
-        def codegen(context, builder, signature, args):
-            a_acc, a_cnt, a_snap, a_patch, a_w, a_o, a_start, a_stop, a_zero = args
-            acc_ptr = _data(context, builder, signature.args[0], a_acc)
-            cnt_ptr = _data(context, builder, signature.args[1], a_cnt)
-            snap_ptr = _data(context, builder, signature.args[2], a_snap)
-            patch_ptr = _data(context, builder, signature.args[3], a_patch)
-            w_ptr = _row_ptr(context, builder, signature.args[4], a_w)
-            o_ptr = _row_ptr(context, builder, signature.args[5], a_o)
+            ptrs = [_data(context, builder, t, a) for t, a in zip(signature.args[:-2], args[:-2])]
+            acc_ptr, hist_ptr = ptrs[0], ptrs[1]
+            mins_ptr = ptrs[2] if track_min else None
+            patch_ptr, w_ptr, o_ptr = ptrs[-3:]
+            a_start, a_stop = args[-2:]
             i64 = ir.IntType(64)
             vty = ir.VectorType(ir.DoubleType(), _VEC)
-            ity = ir.VectorType(ir.IntType(32), _VEC)
-            zero = ir.Constant(vty, [0.0] * _VEC)
             accs = _load_lanes(builder, acc_ptr, vty, 8)
-            cnts = _load_lanes(builder, cnt_ptr, ity, 4)
-            snaps = list(accs)  # the partial sum before the first block
-            at_zero = builder.icmp_unsigned("!=", a_zero, ir.Constant(a_zero.type, 0))
-            nblk = builder.sdiv(builder.add(builder.sub(a_stop, a_start), ir.Constant(i64, BLOCK - 1)),
-                                ir.Constant(i64, BLOCK))
-            results = []
-            with builder.if_else(at_zero) as (strict, loose):
-                for branch, op in ((strict, ">"), (loose, ">=")):
-                    with branch:
-                        def block(b, vals, op=op):
-                            lo = builder.add(a_start, builder.mul(b, ir.Constant(i64, BLOCK)))
-                            hi = builder.add(lo, ir.Constant(i64, BLOCK))
-                            hi = builder.select(builder.icmp_signed("<", hi, a_stop), hi, a_stop)
-                            new_acc = _loop(builder, lo, hi, vals[:_NVEC],
-                                            lambda i, v: _step(builder, patch_ptr, f32, w_ptr, o_ptr, i, v, fused))
-                            passed = [builder.fcmp_ordered(op, a, zero) for a in new_acc]
-                            new_cnt = [builder.add(c, builder.zext(p, ity))
-                                       for p, c in zip(passed, vals[_NVEC:2 * _NVEC])]
-                            new_snap = [builder.select(p, a, s)
-                                        for p, a, s in zip(passed, new_acc, vals[2 * _NVEC:])]
-                            return list(new_acc) + new_cnt + new_snap
-                        results.append((_loop(builder, ir.Constant(i64, 0), nblk, accs + cnts + snaps, block),
-                                        builder.block))
-            merged = []
-            for k in range(3 * _NVEC):
-                phi = builder.phi(results[0][0][k].type)
-                for vals, blk in results:
-                    phi.add_incoming(vals[k], blk)
-                merged.append(phi)
-            _store_lanes(builder, acc_ptr, merged[:_NVEC], 8)
-            _store_lanes(builder, cnt_ptr, merged[_NVEC:2 * _NVEC], 4)
-            _store_lanes(builder, snap_ptr, merged[2 * _NVEC:], 8)
+            _store_lanes(builder, hist_ptr, accs, 8)  # row 0: the partial sum at `start`
+            lows = [ir.Constant(vty, [math.inf] * _VEC)] * _NVEC if track_min else []
+            nblk = builder.sdiv(builder.add(builder.sub(a_stop, a_start), ir.Constant(i64, TRACE_BLOCK - 1)),
+                                ir.Constant(i64, TRACE_BLOCK))
+
+            def step(i, vals):
+                new_acc = _step(builder, patch_ptr, f32, w_ptr, o_ptr, i, vals[:_NVEC], fused)
+                # the running minimum as select(acc < low, acc, low): a NaN partial sum never counts as failing,
+                # as in the reference (`a < 0` is false for NaN); one vminpd
+                new_low = [builder.select(builder.fcmp_ordered("<", a, m), a, m)
+                           for a, m in zip(new_acc, vals[_NVEC:])]
+                return list(new_acc) + new_low
+
+            def block(b, vals):
+                lo = builder.add(a_start, builder.mul(b, ir.Constant(i64, TRACE_BLOCK)))
+                hi = builder.add(lo, ir.Constant(i64, TRACE_BLOCK))
+                hi = builder.select(builder.icmp_signed("<", hi, a_stop), hi, a_stop)
+                if track_min:
+                    new = _loop(builder, lo, hi, vals, step)
+                else:
+                    new = _loop(builder, lo, hi, vals,
+                                lambda i, v: _step(builder, patch_ptr, f32, w_ptr, o_ptr, i, v, fused))
+                row = builder.mul(builder.add(b, ir.Constant(i64, 1)), ir.Constant(i64, LANES))
+                _store_lanes(builder, builder.gep(hist_ptr, [row]), new[:_NVEC], 8)
+                if track_min:
+                    _store_lanes(builder, builder.gep(mins_ptr, [row]), new[_NVEC:], 8)
+                return new
+
+            final = _loop(builder, ir.Constant(i64, 0), nblk, accs + lows, block)
+            _store_lanes(builder, acc_ptr, final[:_NVEC], 8)
             return context.get_dummy_value()
 
-        return sig, codegen
+        return codegen
+
+    if track_min:
+        def typer_min(typingctx, acc, hist, lows, patch, wrow, orow, start, stop):
+            sig = types.void(acc, hist, lows, patch, wrow, orow, types.int64, types.int64)
+            return sig, check(acc, (hist, lows), patch, wrow, orow)
+        return typer_min
+
+    def typer(typingctx, acc, hist, patch, wrow, orow, start, stop):
+        sig = types.void(acc, hist, patch, wrow, orow, types.int64, types.int64)
+        return sig, check(acc, (hist,), patch, wrow, orow)
     return typer
 
 
-walk_blocks = intrinsic(_walk_blocks_codegen(False))
-walk_blocks.__doc__ = """As `walk` over start..stop-1 in blocks of `BLOCK` weights (the last may be shorter). After each
-block, per lane: if its partial sum passes the sign test (>= 0, > 0 with `at_zero`), cnt += 1 and snap = that sum.
-Where the partial sum can only fall, a lane's first failing partial sum lies in block cnt, which starts from snap
-(snap is the partial sum at `start` when cnt = 0)."""
-walk_blocks_fma = intrinsic(_walk_blocks_codegen(True))
+walk_trace = intrinsic(_walk_trace_codegen(False, False))
+walk_trace.__doc__ = """walk_trace(acc, hist, patch, wrow, orow, start, stop): as `walk` over start..stop-1 in blocks of
+`TRACE_BLOCK` weights (the last may be shorter), storing the 64 partial sums at `start` in hist[0:64] and after block b
+in hist[64 (b + 1):64 (b + 2)]: plain stores, which keep the vector units free for the walk. Where the partial sum can
+only fall, a lane's first failing partial sum lies in the first block whose stored sum fails."""
+walk_trace_fma = intrinsic(_walk_trace_codegen(True, False))
+walk_trace_min = intrinsic(_walk_trace_codegen(False, True))
+walk_trace_min.__doc__ = """walk_trace_min(acc, hist, lows, patch, wrow, orow, start, stop): as `walk_trace`, also
+storing in `lows` (same rows) the smallest partial sum so far after each block (one vector minimum per step): for
+partial sums of either sign, a lane's first failing partial sum lies in the first block whose stored minimum fails."""
+walk_trace_min_fma = intrinsic(_walk_trace_codegen(True, True))
 
 
-__all__ = ["BLOCK", "LANES", "walk", "walk_blocks", "walk_blocks_fma", "walk_count", "walk_count_fma", "walk_fma"]
+@intrinsic
+def block_passes(typingctx, v0, patch, wrow, orow, s0, t, at_zero):
+    """How many of the 8 partial sums v0 + w_s0 x_s0 + ... + w_(s0+j) x_(s0+j), j = 0..7, pass the sign test
+    (>= 0, > 0 with `at_zero`) before the first that fails (8 if none does), for lane t of a tile's patch
+    (x_i = patch[orow[i] + t]). Only where every partial sum is exact (`lanes._sums_are_exact`): the 8 products
+    are one vector, and the partial sums come from a prefix sum of three shifted adds instead of a chain of 8,
+    whose association changes no exact sum. Needs s0 + 8 <= the row length (a whole block)."""
+    _check_types(types.Array(types.float64, 1, "C"), patch, wrow, orow)
+    sig = types.int64(types.float64, patch, wrow, orow, types.int64, types.int64, types.boolean)
+    f32 = patch.dtype == types.float32
+
+    def codegen(context, builder, signature, args):
+        a_v0, a_patch, a_w, a_o, a_s0, a_t, a_zero = args
+        patch_ptr = _data(context, builder, signature.args[1], a_patch)
+        w_ptr = _row_ptr(context, builder, signature.args[2], a_w)
+        o_ptr = _row_ptr(context, builder, signature.args[3], a_o)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        vty = ir.VectorType(ir.DoubleType(), _VEC)
+        ovty = ir.VectorType(i64, _VEC)
+        offs = builder.load(builder.bitcast(builder.gep(o_ptr, [a_s0]), ovty.as_pointer()), align=8)
+        w = builder.load(builder.bitcast(builder.gep(w_ptr, [a_s0]), vty.as_pointer()), align=8)
+        x = ir.Constant(vty, ir.Undefined)
+        for j in range(_VEC):
+            o = builder.add(builder.extract_element(offs, ir.Constant(i32, j)), a_t)
+            xj = builder.load(builder.gep(patch_ptr, [o]))
+            if f32:
+                xj = builder.fpext(xj, ir.DoubleType())
+            x = builder.insert_element(x, xj, ir.Constant(i32, j))
+        acc = builder.fmul(w, x)
+        zero = ir.Constant(vty, [0.0] * _VEC)
+        for shift in (1, 2, 4):  # inclusive prefix sum: acc_j += acc_(j - shift), 0.0 (from `zero`) for j < shift
+            mask = [0] * shift + [_VEC + j for j in range(_VEC - shift)]
+            moved = builder.shuffle_vector(zero, acc, ir.Constant(ir.VectorType(i32, _VEC), mask))
+            acc = builder.fadd(acc, moved)
+        v0 = builder.insert_element(ir.Constant(vty, ir.Undefined), a_v0, ir.Constant(i32, 0))
+        v0 = builder.shuffle_vector(v0, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(i32, _VEC),
+                                                                                  [0] * _VEC))
+        sums = builder.fadd(v0, acc)
+        strict = builder.fcmp_ordered(">", sums, zero)
+        loose = builder.fcmp_ordered(">=", sums, zero)
+        at_zero = builder.icmp_unsigned("!=", a_zero, ir.Constant(a_zero.type, 0))
+        passes = builder.select(at_zero, strict, loose)
+        bits = builder.zext(builder.bitcast(passes, ir.IntType(_VEC)), i32)
+        fails = builder.or_(builder.xor(bits, ir.Constant(i32, (1 << _VEC) - 1)), ir.Constant(i32, 1 << _VEC))
+        cttz = builder.module.declare_intrinsic("llvm.cttz", [i32], ir.FunctionType(i32, [i32, ir.IntType(1)]))
+        lead = builder.call(cttz, [fails, ir.Constant(ir.IntType(1), 0)])
+        return builder.zext(lead, i64)
+
+    return sig, codegen
+
+
+__all__ = ["LANES", "TRACE_BLOCK", "block_passes", "walk", "walk_fma", "walk_trace", "walk_trace_fma", "walk_trace_min",
+           "walk_trace_min_fma"]
