@@ -190,6 +190,25 @@ def test_lane_group_costs_its_slowest_lane_and_assignment_matters():
     assert row.events.count("io_buffer", "read") == 20  # one input per MAC performed
 
 
+@pytest.mark.parametrize("pau", [False, True])
+def test_a_broadcast_full_length_batch_is_timed_as_its_materialised_copy(pau):
+    """A layer run dense hands the timing model a broadcast (`LaneResult.of_dense`); the closed form it takes then
+    gives the same totals as the pass over every window of a real copy, for several images, batch after batch."""
+    graph = conv_graph(c=2, f=3, h=6, w=6, pool=True, first=False, fc=5)
+    k = graph.layer("c1").kernel_size
+    for mapper_score in ("dense", "profile"):
+        arch = make_arch(rows=2, cols=2, lanes=2, mapper_score=mapper_score)
+        broadcast, copied = snapea.SnaPEATiming(arch, graph), snapea.SnaPEATiming(arch, graph)
+        for images in (3, 2):
+            macs = np.broadcast_to(np.int32(k), (images, 3, 6, 6))
+            broadcast.observe("c1", macs, pau=pau)
+            copied.observe("c1", macs.copy(), pau=pau)
+        got, want = broadcast.finish()["c1"], copied.finish()["c1"]
+        assert got.cycles == want.cycles and got.events.counts == want.events.counts
+    assert snapea._full_length_images(snapea.plan_layer(arch, graph, graph.layer("c1")),
+                                      np.broadcast_to(np.int32(k - 1), (2, 3, 6, 6))) == 0
+
+
 def test_accumulator_over_batches_equals_one_batch_and_covers_every_costed_layer():
     arch = make_arch(rows=2, cols=2, lanes=2, mapper_score="dense")  # the dense choice: what simulate_layer runs
     graph = conv_graph(c=2, f=3, h=6, w=6, pool=True, first=False, fc=5)

@@ -995,6 +995,17 @@ def _check_macs(plan: LayerPlan, macs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(macs, dtype=np.int32)
 
 
+def _full_length_images(plan: LayerPlan, macs: np.ndarray) -> int:
+    """The number of images when `macs` is a broadcast (no per-window storage, as a layer run without the PAU
+    gives) with every window at its kernel's stored length, which the closed form of `_conv_totals` times exactly;
+    else 0. Checking it costs nothing where materialising the broadcast would cost a pass over every window."""
+    ho, wo = plan.out_hw
+    if (macs.ndim != 4 or macs.shape[1:] != (plan.kernels, ho, wo) or macs.shape[0] < 1 or macs.size == 0
+            or any(macs.strides[a] for a in (0, 2, 3)) or not np.issubdtype(macs.dtype, np.integer)):
+        return 0
+    return macs.shape[0] if np.array_equal(macs[0, :, 0, 0], plan.kernel_lengths) else 0
+
+
 def kernel_segment_times(plan: LayerPlan, macs: np.ndarray | None) -> np.ndarray:
     """kt[b, f, p * split + s]: cycles kernel f takes on column slice s of portion p (the sum of its lane groups'
     slowest lanes); macs None = every window at its kernel's stored length (closed form)."""
@@ -1369,7 +1380,16 @@ class SnaPEATiming:
         if self._keys.setdefault(layer_name, (pau, key)) != (pau, key):
             raise ConfigError(f"observe: layer '{layer_name}' observed with different PAU settings or weight streams "
                               "in different batches (expected the same for every batch)")
-        macs = _check_macs(self._dense_plan(layer_name, stream, key), np.asarray(macs))
+        macs = np.asarray(macs)
+        dense = self._dense_plan(layer_name, stream, key)
+        images = _full_length_images(dense, macs)
+        if images and not self._profiled(pau):  # a layer run dense: its closed form, not a pass over every window
+            one = _conv_totals(self._mode_plan(layer_name, pau, stream, key, None), None, self.arch.pe.lanes)
+            acc = self._totals.setdefault(layer_name, dict.fromkeys(TOTAL_KEYS, 0))
+            for name, value in one.items():
+                acc[name] += value * images
+            return
+        macs = _check_macs(dense, macs)
         if (layer_name, pau, key) not in self._plans and self._profiled(pau):
             pending = self._pending.setdefault(layer_name, ([], stream))[0]
             pending.append(macs)
