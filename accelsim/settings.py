@@ -386,6 +386,9 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, command: str
         elif info.key in ("set", "baseline_set"):
             parser.add_argument(info.flag, dest=info.key, action="append", default=None,
                                 metavar=info.metavar or "KEY=VALUE", help=help_text + " (repeatable)")
+        elif info.is_list:  # repeatable: `--fault-set a=1 --fault-set b=2` is `--fault-set a=1,b=2`, never the last
+            parser.add_argument(info.flag, dest=info.key, action="append", default=None, type=_cli_type(info),
+                                metavar=info.metavar, help=help_text + " (comma-separated or repeated)")
         else:
             choices = info.choices
             parser.add_argument(info.flag, dest=info.key, default=None, type=_cli_type(info),
@@ -404,5 +407,9 @@ def _show(value: Any) -> str:
 def given(args: argparse.Namespace, cls: type, command: str, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The flat settings given on the command line (flags not given are absent)."""
     skip = set(exclude)
-    return {info.key: getattr(args, info.key) for info in settings_of(cls).values()
-            if command in info.commands and info.key not in skip and getattr(args, info.key, None) is not None}
+    out = {info.key: getattr(args, info.key) for info in settings_of(cls).values()
+           if command in info.commands and info.key not in skip and getattr(args, info.key, None) is not None}
+    for info in settings_of(cls).values():  # a repeated list flag: its lists joined in the order given
+        if info.is_list and info.key in out and info.key not in ("set", "baseline_set"):
+            out[info.key] = [item for given_list in out[info.key] for item in given_list]
+    return out

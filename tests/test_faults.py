@@ -257,6 +257,7 @@ def test_a_zero_rate_is_bit_identical_to_a_fault_free_run(lenet, digits):
     cols = [c for c in ref.layers.columns]
     assert forced.layers[cols].equals(ref.layers[cols])
     assert forced.faults["fault_events_per_image"] == dict.fromkeys(forced.faults["fault_events_per_image"], 0.0)
+    assert forced.faults["agreement_fault_free"] == ref.accuracy["agreement"] == 1.0  # exact mode, no fault
 
 
 def test_faults_lower_accuracy_and_are_counted_per_layer_and_memory(lenet, digits):
@@ -272,12 +273,20 @@ def test_faults_lower_accuracy_and_are_counted_per_layer_and_memory(lenet, digit
     assert layers.loc["fc1", "faults_activations_io_buffer"] == pytest.approx(400 * 16 * 0.01, rel=0.3)
     assert (layers["faults_weights_weight_buffer"] == 0).all()
     assert r.faults["top1_ci95"][0] <= r.accuracy["top1"] <= r.faults["top1_ci95"][1]
+    # dense mode agrees with its own faulty dense pass by definition; the fault-free network tells what faults did
+    assert r.accuracy["agreement"] == 1.0
+    clean = run(lenet, _batches(digits, 16), _cfg(mode="dense"))
+    assert r.faults["agreement_fault_free"] < 0.9
+    assert abs(clean.accuracy["top1"] - r.accuracy["top1"]) <= 1 - r.faults["agreement_fault_free"]
 
 
 def test_repeats_give_a_mean_and_a_t_interval(lenet, digits):
     r = run(lenet, _batches(digits, 16), _cfg("weights.dram.ber=0.01", "repeats=3", mode="dense"))
     draws = r.faults["top1_draws"]
     assert len(draws) == 3 and len(set(draws)) > 1
+    agree = r.faults["agreement_fault_free_draws"]
+    assert len(agree) == 3 and r.faults["agreement_fault_free"] == pytest.approx(np.mean(agree))
+    assert all(0 < a < 1 for a in agree)
     assert r.accuracy["top1"] == pytest.approx(np.mean(draws))
     lo, hi = r.faults["top1_ci95"]
     half = F.t975(2) * np.std(draws, ddof=1) / math.sqrt(3)
@@ -438,6 +447,20 @@ def test_sweep_keys_with_the_faults_prefix_go_to_the_fault_set():
     assert cfg.functional.fault_injection.spec().entries[0].fields == {"ber": 1e-4}
     with pytest.raises(ConfigError, match="unknown memory 'dramm'"):
         RunConfig.of(**make_points({}, parse_sets(["faults.weights.dramm.ber=1e-4"]))[0].settings)
+
+
+def test_a_fault_sweep_records_the_agreement_with_the_fault_free_network(tmp_path):
+    import pandas as pd
+
+    from accelsim.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sweep", "--set", "faults.weights.dram.ber=0,0.02", "--limit", "32", "--mode", "dense",
+                 "--workers", "1", "--out", str(out)]) == 0
+    totals = pd.read_parquet(out / "totals.parquet")
+    design = totals[totals["role"] == "design"].set_index("faults.weights.dram.ber")
+    assert design.loc[0.0, "agreement_fault_free"] == 1.0 and design.loc[0.0, "agreement"] == 1.0
+    assert design.loc[0.02, "agreement_fault_free"] < 0.9 and design.loc[0.02, "agreement"] == 1.0
 
 
 def test_a_designs_own_voltage_models_decide_rates_energy_and_range(lenet, digits):

@@ -71,6 +71,30 @@ def test_every_setting_a_command_takes_is_a_flag_that_reaches_its_config(command
             assert got == expected, (command, key)
 
 
+@pytest.mark.parametrize("command", ["run", "sweep", "optimize", "tradeoff"])
+def test_a_repeated_list_flag_joins_its_values_instead_of_keeping_the_last(command):
+    parser = build_parser()
+    base = ["--epsilon", "0.01", "--out", "x"] if command == "optimize" else ["--out", "x"]
+    for cls in (RunConfig, SearchSettings):
+        for key, info in settings_of(cls).items():
+            if (not info.is_list or key in ("set", "baseline_set") or command not in info.commands
+                    or (cls is SearchSettings and command in ("run", "sweep"))):
+                continue
+            example = list(info.example)  # type: ignore[call-overload]
+            values = example * 2 if len(example) == 1 else example
+            repeated = [a for v in values for a in (info.flag, str(v))]
+            args = parser.parse_args([command, *base, *repeated])
+            cfg = _run_config(args, command) if cls is RunConfig else _search_settings(args, command)
+            assert _value(cfg, info) == tuple(values), (command, key)
+
+
+def test_two_fault_set_flags_give_one_spec_with_both_keys():
+    args = build_parser().parse_args(["run", "--out", "x", "--fault-set", "weights.dram.ber=0.01",
+                                      "--fault-set", "repeats=2"])
+    spec = _run_config(args, "run").functional.fault_injection.spec()
+    assert not spec.empty and spec.options["repeats"] == 2
+
+
 def test_the_commands_offer_exactly_the_settings_declared_for_them():
     parser = build_parser()
     subs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]

@@ -737,7 +737,9 @@ class FaultInjector:
         names = list(self.layers)
         self.events = {(n, k, m): 0 for n in names for k in KINDS for m in MEMORIES[k]}  # repeat 0 only
         self.faulty_words = {(n, k): 0 for n in names for k in KINDS}
-        self.hits: dict[int, list[int]] = {r: [0, 0, 0] for r in range(self.repeats)}  # top1, top5, labelled
+        # per draw: top-1 hits, top-5 hits, labelled images, images whose top-1 is the fault-free dense network's
+        self.hits: dict[int, list[int]] = {r: [0, 0, 0, 0] for r in range(self.repeats)}
+        self.images = 0  # images recorded (draw 0)
         self.images = 0
 
     # batches and views
@@ -860,21 +862,27 @@ class FaultInjector:
         return out
 
     # accuracy over repeats
-    def record(self, repeat: int, scores: np.ndarray, labels: np.ndarray) -> None:
-        """Count top-1 / top-5 hits of draw `repeat` on one batch."""
+    def record(self, repeat: int, scores: np.ndarray, labels: np.ndarray, fault_free: np.ndarray) -> None:
+        """Count top-1 / top-5 hits of draw `repeat` on one batch, and the images whose top-1 class is
+        `fault_free`'s (the fault-free dense network's top-1 per image): the paired measure of what the faults
+        changed, far tighter than the difference of two accuracies."""
         valid = labels >= 0
         s, y = scores[valid], labels[valid]
         h = self.hits[repeat]
         h[0] += _topk(s, y, 1)
         h[1] += _topk(s, y, 5)
         h[2] += int(np.count_nonzero(valid))
+        h[3] += int(np.count_nonzero(scores.argmax(axis=1) == fault_free))
+        if repeat == 0:
+            self.images += len(scores)
 
-    def run_repeats(self, prepared: PreparedNetwork, x: np.ndarray, y: np.ndarray, first: int) -> None:
-        """Draws 1..repeats-1 of one batch (draw 0 is the run's own pass), for top-1 / top-5 only."""
+    def run_repeats(self, prepared: PreparedNetwork, x: np.ndarray, y: np.ndarray, first: int,
+                    fault_free: np.ndarray) -> None:
+        """Draws 1..repeats-1 of one batch (draw 0 is the run's own pass), for top-1 / top-5 and agreement only."""
         out_blob = prepared.network.graph.output_blob
         for r in range(1, self.repeats):
             out = self.view(prepared, first, len(x), r).forward(x, policy=True)[out_blob]
-            self.record(r, out.reshape(len(x), -1), y)
+            self.record(r, out.reshape(len(x), -1), y, fault_free)
 
     def top1(self) -> list[float]:
         return [h[0] / h[2] if h[2] else math.nan for h in self.hits.values()]
@@ -885,6 +893,7 @@ class FaultInjector:
         top5 = [h[1] / h[2] if h[2] else math.nan for h in self.hits.values()]
         labelled = self.hits[0][2]
         mean, lo, hi, method = accuracy_interval(top1, labelled)
+        agree = [h[3] / self.images if self.images else math.nan for h in self.hits.values()]
         totals = {f"{k}.{m}": sum(v for (n, kk, mm), v in self.events.items() if kk == k and mm == m) / images
                   for k in KINDS for m in MEMORIES[k]}
         return {
@@ -899,10 +908,14 @@ class FaultInjector:
             "top5_mean": float(np.mean(top5)) if top5 else math.nan,
             "top1_ci95": [lo, hi],
             "top1_ci95_method": method,
+            "agreement_fault_free_draws": agree,
+            "agreement_fault_free": float(np.mean(agree)) if agree else math.nan,
             "fault_events_per_image": totals,
             "faulty_words_per_image": {k: sum(v for (n, kk), v in self.faulty_words.items() if kk == k) / images
                                        for k in KINDS},
-            "note": "fault counts and per-layer statistics are those of draw 0; top-1/top-5 are over all draws",
+            "note": "fault counts, per-layer statistics and the run's `agreement` (draw 0 against the dense pass "
+                    "under the same faults) are those of draw 0; top-1/top-5 and agreement_fault_free (top-1 equal "
+                    "to the fault-free dense network's, in the run's mode) are means over all draws",
         }
 
 

@@ -677,9 +677,10 @@ def run(
             hits["top1_float"] += _topk_hits(fs[valid], yb[valid], 1)
             hits["top5_float"] += _topk_hits(fs[valid], yb[valid], 5)
             hits["agree_float"] += int(np.count_nonzero(fs.argmax(axis=1) == ref_pred))
-        if injector:
-            injector.record(0, scores, yb)
-            injector.run_repeats(prepared, xb, yb, n_images)
+        if injector:  # the fault-free dense network's answers: what the faults changed, image by image
+            fault_free = prepared.forward(xb, policy=False)[graph.output_blob].reshape(len(xb), -1).argmax(axis=1)
+            injector.record(0, scores, yb, fault_free)
+            injector.run_repeats(prepared, xb, yb, n_images, fault_free)
         n_images += len(xb)
         if progress is not None:
             progress(len(xb))

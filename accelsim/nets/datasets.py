@@ -77,7 +77,7 @@ class Pipeline:
         """(H, W) an h x w image has after resize and crop (before the check against the input shape)."""
         size = self._resized_size(h, w)
         crop = self.preprocess.crop
-        return tuple(crop) if crop is not None else size  # type: ignore[return-value]
+        return (int(crop[0]), int(crop[1])) if crop is not None else size
 
     def _resized_size(self, h: int, w: int) -> tuple[int, int]:
         r = self.preprocess.resize
@@ -548,7 +548,7 @@ def _image_folder(folder: Path, pipeline: Pipeline, class_list: str | Path | Non
     if not all_files:
         raise DatasetError(f"image folder {folder} holds no images (neither image files nor class sub-folders with "
                            "images)")
-    num_classes = len(classes) if by_list else len(subdirs)  # type: ignore[arg-type]
+    num_classes = len(classes) if by_list and classes is not None else len(subdirs)
     log.info("image set %s: %d images in %d class folders", folder, len(all_files), len(subdirs))
     return num_classes, _ImageFiles(tuple(all_files), np.asarray(labels, dtype=np.int64), pipeline, not by_list)
 

@@ -370,7 +370,7 @@ def layer_from_dict(d: Mapping[str, Any], where: str = "graph") -> Layer:
     if not isinstance(name, str) or not name:
         raise NetworkError(f"{where}: a layer has no 'name': {dict(d)}")
     type_name = d.get("type")
-    cls = LAYER_TYPES.get(type_name)  # type: ignore[arg-type]
+    cls = LAYER_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         raise NetworkError(
             f"{where}: layer '{name}' has unknown type {type_name!r}; known types: {', '.join(sorted(LAYER_TYPES))}"

@@ -68,16 +68,20 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 f"{_fmt(summary.get('saved_cycle_share'), 1, '{:.2f}')} (cycles saved / MAC-cycles saved)")
     acc = summary.get("accuracy")
     if acc:
+        faults = summary.get("faults")
         line = (f"top-1 {100 * acc['top1']:.2f}%  top-5 {100 * acc['top5']:.2f}%  "
                 f"agreement with dense {100 * acc['agreement']:.2f}%")
+        if faults:  # top-1 is the mean over the fault draws; agreement compares draw 0 with its own dense pass
+            line += " (fault draw 0 against the dense pass under the same faults)"
         if "top1_float" in acc:
             line += f"  (float32 reference: top-1 {100 * acc['top1_float']:.2f}%)"
         lines.append(line)
-        faults = summary.get("faults")
-        if faults:  # top-1 is the mean over the fault draws; agreement compares draw 0 with its own dense pass
+        if faults:
             low, high = faults["top1_ci95"]
             lines.append(f"memory faults: top-1 {100 * faults['top1_mean']:.2f}% over {faults['repeats']} draw(s), "
-                         f"95% interval {100 * low:.2f}-{100 * high:.2f}% ({faults['top1_ci95_method']})")
+                         f"95% interval {100 * low:.2f}-{100 * high:.2f}% ({faults['top1_ci95_method']})"
+                         + (f"; agreement with the fault-free dense network {100 * faults['agreement_fault_free']:.2f}%"
+                            if faults.get("agreement_fault_free") is not None else ""))
     pr = summary.get("predictive")
     if pr:
         lines.append(f"predictive: {pr['predictive_layers']} of {pr['conv_layers']} conv layers "

@@ -60,6 +60,10 @@ def totals_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             row[key] = value if role == "design" or key in ("images", "dataset", "mode") else None
         for key in ("top1", "top5", "agreement"):
             row[key] = acc.get(key) if role == "design" else None
+        # against the fault-free dense network: a fault point's own figure, else the run's agreement (the same thing)
+        faults = summary.get("faults") or {}
+        row["agreement_fault_free"] = faults.get("agreement_fault_free", acc.get("agreement")) if role == "design" \
+            else None
         rows.append(row)
     return rows
 
