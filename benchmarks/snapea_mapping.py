@@ -4,6 +4,7 @@ of the speedup into architecture x early termination, and what the search costs.
     python benchmarks/snapea_mapping.py dense [--batch 4]            # (a) shape-only, conv layers of 7 networks
     python benchmarks/snapea_mapping.py exact --weights W.npz --images DIR [--limit 50]   # (b) SqueezeNet v1.1
         [--spec S.npz --image-order shuffled --skip 500 --max-upscale 5]           # (b) in predictive mode
+    python benchmarks/snapea_mapping.py barrier --weights W.npz --images DIR [--limit 50]  # (b3) the barrier's parts
     python benchmarks/snapea_mapping.py lenet [--limit 1000]         # (c) the embedded LeNet, lane sweep
     python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run
 
@@ -336,6 +337,81 @@ def cost(args: argparse.Namespace) -> None:
               "% of the run (2 shared cores)")
 
 
+def barrier_parts(plan: Any, macs: np.ndarray | None) -> tuple[int, int] | None:
+    """(barrier, layer imbalance) of one layer in PE-cycles summed over the images (macs None: dense, one image).
+    The barrier as the model charges it (streamed kernels: every PE waits for the array's slowest PE each step;
+    kept kernels: for its row's slowest PE each portion); the layer imbalance is the part that would remain if every
+    PE ran all its work back to back with no barrier until the layer's end (rows apart with kept kernels): uneven
+    work per PE over the whole layer. The rest is step-to-step fluctuation. None for dynamic dealing and lookahead
+    (no step table)."""
+    if plan.dynamic or plan.lookahead:
+        return None
+    ptp = snapea.pe_portion_times(plan, snapea.kernel_segment_times(plan, macs))  # (B, partitions, P, split)
+    at = snapea.step_table(plan.tile_row, plan.rows)
+    has = at >= 0
+    if not has.size or not ptp.size:
+        return 0, 0
+    w = ptp[:, :, np.maximum(at, 0), :] * has[None, None, :, :, None]  # (B, partitions, rows, steps, split)
+    n_img, n_part, _, steps, split = w.shape
+    w = w.transpose(0, 2, 1, 4, 3)[:, has[:, 0]].reshape(n_img, -1, n_part * split, steps)  # (B, rows, PEs, steps)
+    total = int(w.sum())
+    per_row = w.shape[2]
+    if plan.lockstep:
+        flat = w.reshape(n_img, -1, steps)
+        barrier = flat.shape[1] * int(flat.max(1).sum()) - total
+        imbalance = flat.shape[1] * int(flat.sum(2).max(1).sum()) - total
+    else:
+        barrier = per_row * int(w.max(2).sum()) - total
+        imbalance = per_row * int(w.sum(3).max(2).sum()) - total
+    return barrier, imbalance
+
+
+def barrier(args: argparse.Namespace) -> None:
+    """Where the barrier of a schedule comes from: per layer the barrier with early termination, its part that is
+    uneven work per PE over the whole layer (no synchronisation could remove it), the step-to-step rest, and the
+    barrier the same schedule has in dense mode."""
+    net = "squeezenet1_1"
+    graph = load_workload(net)
+    recorded: dict[str, dict[str, list[Any]]] = {}
+
+    def recording(label: str) -> Any:
+        class Recording(snapea.SnaPEATiming):
+            def _add(self, layer_name: str, plan: Any, macs: np.ndarray) -> None:
+                recorded.setdefault(label, {}).setdefault(layer_name, []).append((plan, macs))
+                super()._add(layer_name, plan, macs)
+        return Recording
+
+    configs = {"default (edp)": [], "fastest": ["options.mapper_objective=fastest"]}
+    models = {label: recording(label)(load_arch("snapea", sets), graph) for label, sets in configs.items()}
+    _, result = functional_pass(net, args.weights, args.images, args.limit, "exact", list(models.values()),
+                                max_upscale=args.max_upscale)
+    n_img, pes = result.images, 64
+    print(f"{net}, exact mode, {n_img} images; k cycles per image (PE-cycles / 64 / images)\n")
+    for label, model in models.items():
+        timings = model.finish()
+        print(f"{label}:\n")
+        print("| layer | steps | barrier | of which layer imbalance | step-to-step | dense barrier | mapping |")
+        print("|---|---:|---:|---:|---:|---:|---|")
+        tot = np.zeros(4)
+        for name, items in recorded[label].items():
+            plan = items[0][0]
+            parts = [barrier_parts(plan, macs) for _, macs in items]
+            dense_parts = barrier_parts(plan, None)
+            if any(p is None for p in parts) or dense_parts is None:
+                print(f"| {name} | - | {timings[name].breakdown.get('barrier', 0) / 1e3:.1f} | (dynamic dealing) | | | "
+                      f"{timings[name].mapping} |")
+                continue
+            b, i = (sum(p[k] for p in parts) / n_img / pes / 1e3 for k in (0, 1))  # type: ignore[index]
+            d = dense_parts[0] / pes / 1e3
+            row = np.array([b, i, b - i, d])
+            tot += row
+            steps = snapea.step_table(plan.tile_row, plan.rows).shape[1]
+            print(f"| {name} | {steps} | {b:.1f} | {i:.1f} | {b - i:.1f} | {d:.1f} | {timings[name].mapping} |")
+        model_barrier = sum(t.breakdown.get("barrier", 0) for t in timings.values()) / 1e3
+        print(f"| **all** | | **{tot[0]:.1f}** | **{tot[1]:.1f}** | **{tot[2]:.1f}** | **{tot[3]:.1f}** | "
+              f"(the model's barrier, dynamic layers included: {model_barrier:.1f}) |\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="part", required=True)
@@ -352,13 +428,18 @@ def main() -> None:
     e.add_argument("--max-upscale", type=float, default=4.0)
     le = sub.add_parser("lenet")
     le.add_argument("--limit", type=int, default=1000)
+    b = sub.add_parser("barrier")
+    b.add_argument("--weights", required=True)
+    b.add_argument("--images", required=True)
+    b.add_argument("--limit", type=int, default=50)
+    b.add_argument("--max-upscale", type=float, default=4.0)
     c = sub.add_parser("cost")
     c.add_argument("--net", default="lenet")
     c.add_argument("--weights", default=None)
     c.add_argument("--images", default=None)
     c.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
-    {"dense": dense, "exact": exact, "lenet": lenet, "cost": cost}[args.part](args)
+    {"dense": dense, "exact": exact, "lenet": lenet, "barrier": barrier, "cost": cost}[args.part](args)
 
 
 if __name__ == "__main__":
