@@ -740,7 +740,6 @@ class FaultInjector:
         # per draw: top-1 hits, top-5 hits, labelled images, images whose top-1 is the fault-free dense network's
         self.hits: dict[int, list[int]] = {r: [0, 0, 0, 0] for r in range(self.repeats)}
         self.images = 0  # images recorded (draw 0)
-        self.images = 0
 
     # batches and views
     def rechunk(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
