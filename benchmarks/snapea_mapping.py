@@ -342,8 +342,9 @@ def barrier_parts(plan: Any, macs: np.ndarray | None) -> tuple[int, int] | None:
     The barrier as the model charges it (streamed kernels: every PE waits for the array's slowest PE each step;
     kept kernels: for its row's slowest PE each portion); the layer imbalance is the part that would remain if every
     PE ran all its work back to back with no barrier until the layer's end (rows apart with kept kernels): uneven
-    work per PE over the whole layer. The rest is step-to-step fluctuation. None for dynamic dealing and lookahead
-    (no step table)."""
+    work per PE over the whole layer (it also counts what the model calls tail: rows short of a portion in the
+    last steps, none in the schedules of part b3). The rest is step-to-step fluctuation. None for dynamic dealing
+    and lookahead (no step table)."""
     if plan.dynamic or plan.lookahead:
         return None
     ptp = snapea.pe_portion_times(plan, snapea.kernel_segment_times(plan, macs))  # (B, partitions, P, split)
@@ -356,9 +357,10 @@ def barrier_parts(plan: Any, macs: np.ndarray | None) -> tuple[int, int] | None:
     w = w.transpose(0, 2, 1, 4, 3)[:, has[:, 0]].reshape(n_img, -1, n_part * split, steps)  # (B, rows, PEs, steps)
     total = int(w.sum())
     per_row = w.shape[2]
-    if plan.lockstep:
+    if plan.lockstep:  # rows without a portion in a step are the model's `tail`, not barrier
         flat = w.reshape(n_img, -1, steps)
-        barrier = flat.shape[1] * int(flat.max(1).sum()) - total
+        busy = per_row * has[has[:, 0]].sum(0)  # PEs with a portion in each step
+        barrier = int((busy * flat.max(1)).sum()) - total
         imbalance = flat.shape[1] * int(flat.sum(2).max(1).sum()) - total
     else:
         barrier = per_row * int(w.max(2).sum()) - total
