@@ -467,30 +467,44 @@ class _Search:
             s_total = np.array([c.s_total for c in cols_here], np.int64)
             swaps = np.array([c.swaps_per_window for c in cols_here], np.int64)
             dense_macs = k["windows"] * s_total
+            # the (geometry, lanes) blocks of this grid, their facts gathered first, then every block x kernel
+            # partitioning at once with the same expressions as _energy (element by element: bit for bit)
+            here_blocks, facts, all_counts = [], [], []
             for base in self._geometries(rows):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
                         continue
                     probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
                     portions, counts = self.counts(probe)
-                    n_p, groups = len(counts), int(counts.sum())
-                    steps = ceil_div(n_p, rows)
-                    words = self.words_of(probe, portions)
-                    # every kernel partitioning at once, with the same expressions as _energy (bit for bit)
-                    total = (ceil_div(counts[None, :], splits[:, None])).sum(1)[split_pos]  # busiest slice per portion
-                    lb = s_max * ceil_div(total, rows)
-                    fetched = kept + steps * streamed
-                    writes = split_a * (rows * kept + n_p * streamed)
-                    static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
-                              + k["dram_read"] * (kept_b + steps * step_b + self.ctx.in_dram) + k["fixed"])
-                    reads = s_total * groups
-                    lb_e = (static + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
-                            + k["swap"] * k["windows"] * swaps + k["mac"] * dense_macs)
-                    block_ids.append(np.full(len(here) * n_deal, len(blocks), np.int64))
-                    blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
-                    lbs.append(np.repeat(lb, n_deal))
-                    lbes.append(np.repeat(lb_e, n_deal))
-                    combo_ids.append(np.repeat(ids, n_deal))
+                    here_blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
+                    facts.append((len(counts), int(counts.sum()), self.words_of(probe, portions)))
+                    all_counts.append(np.asarray(counts, np.int64))
+            if not here_blocks:
+                continue
+            f = np.array(facts, np.int64).reshape(-1, 3)
+            n_p, groups, words = f[:, 0:1], f[:, 1:2], f[:, 2:3]  # (blocks, 1)
+            steps = ceil_div(n_p, rows)
+            flat = np.concatenate(all_counts)
+            starts = np.cumsum([0] + [len(c) for c in all_counts[:-1]])
+            # busiest slice per portion, summed over the portions: (blocks, splits), then per kernel partitioning
+            per_split = np.stack([np.add.reduceat(ceil_div(flat, sp), starts) for sp in splits.tolist()], 1)
+            if any(len(c) == 0 for c in all_counts):  # reduceat reads the next block's first entry for an empty one
+                per_split[[len(c) == 0 for c in all_counts]] = 0
+            total = per_split[:, split_pos]
+            lb = s_max * ceil_div(total, rows)
+            fetched = kept + steps * streamed
+            writes = split_a * (rows * kept + n_p * streamed)
+            static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
+                      + k["dram_read"] * (kept_b + steps * step_b + self.ctx.in_dram) + k["fixed"])
+            reads = s_total * groups
+            lb_e = (static + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
+                    + k["swap"] * k["windows"] * swaps + k["mac"] * dense_macs)
+            n_here = len(here) * n_deal
+            block_ids.append(np.repeat(np.arange(len(blocks), len(blocks) + len(here_blocks), dtype=np.int64), n_here))
+            blocks.extend(here_blocks)
+            lbs.append(np.repeat(lb.ravel(), n_deal))
+            lbes.append(np.repeat(lb_e.ravel(), n_deal))
+            combo_ids.append(np.tile(np.repeat(ids, n_deal), len(here_blocks)))
         def cat(a: list[np.ndarray], t: type) -> np.ndarray:
             return np.concatenate(a) if a else np.zeros(0, t)
 
