@@ -370,3 +370,39 @@ def test_bad_configurations_are_clear_errors():
         snapea.simulate_layer(make_arch(), graph, "c1", np.ones((1, 2, 4, 5), np.int32))
     with pytest.raises(ConfigError, match=r"\[0, 36\]"):
         snapea.simulate_layer(make_arch(), graph, "c1", np.full((1, 2, 5, 5), 37, np.int32))
+
+
+def _residency_reference(lengths, kernel_col, cols, cap):
+    """The rule of `snapea._weight_residency`, column by column in plain Python."""
+    pinned, chunk, half = np.zeros(len(lengths), bool), np.zeros(len(lengths), np.int64), cap // 2
+    for c in range(cols):
+        idx = [f for f in range(len(lengths)) if kernel_col[f] == c]
+        if not idx:
+            continue
+        if sum(int(lengths[f]) for f in idx) <= cap:
+            pinned[idx] = True
+            continue
+        budget, used = cap - 2 * min(max(int(lengths[f]) for f in idx), half), 0
+        for f in idx:  # first fit, in processing order
+            if lengths[f] <= budget and used + lengths[f] <= budget:
+                pinned[f], used = True, used + int(lengths[f])
+            elif lengths[f] > half:
+                chunk[f] = half
+    return pinned, chunk
+
+
+def test_weight_residency_keeps_what_fits_and_pins_first_fit_in_processing_order():
+    # 9 entries on one column of an 8-entry buffer: a stream slot of 2 x 3, then first fit of what is left (2 entries)
+    pinned, chunk = snapea._weight_residency(np.array([3, 1, 2, 1, 2]), np.zeros(5, np.int64), 1, 8)
+    assert pinned.tolist() == [False, True, False, True, False] and chunk.tolist() == [0] * 5
+    # a kernel longer than half the buffer streams in chunks of half; a column whose kernels fit keeps them all
+    pinned, chunk = snapea._weight_residency(np.array([6, 3, 1, 2]), np.array([0, 0, 1, 1]), 2, 8)
+    assert pinned.tolist() == [False, False, True, True] and chunk.tolist() == [4, 0, 0, 0]
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        n, cols, cap = int(rng.integers(0, 30)), int(rng.integers(1, 9)), int(rng.integers(2, 600))
+        lengths = rng.integers(0, 700 if rng.random() < 0.5 else 80, n)
+        kernel_col = rng.integers(0, cols, n)
+        got = snapea._weight_residency(lengths, kernel_col, cols, cap)
+        want = _residency_reference(lengths, kernel_col, cols, cap)
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()

@@ -366,24 +366,37 @@ def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, ca
     the rest; the others are fetched again every portion step (they cannot stay: the portion loop is outside the
     kernel loop). A streamed kernel longer than half the buffer goes through it in chunks of cap // 2 entries.
     """
-    pinned = np.zeros(len(lengths), bool)
+    pinned = np.zeros(len(lengths), np.bool_)
     chunk = np.zeros(len(lengths), np.int64)
-    half = cap // 2
-    for c in range(cols):
-        idx = np.flatnonzero(kernel_col == c)
-        if not len(idx):
-            continue
-        if int(lengths[idx].sum()) <= cap:
-            pinned[idx] = True
-            continue
-        budget = cap - 2 * min(int(lengths[idx].max()), half)
-        used = 0
-        for f in idx[lengths[idx] <= budget]:  # first fit, in processing order
-            if used + lengths[f] <= budget:
-                pinned[f] = True
-                used += int(lengths[f])
-        chunk[idx] = np.where(~pinned[idx] & (lengths[idx] > half), half, 0)
+    _residency(np.asarray(lengths, np.int64), np.asarray(kernel_col, np.int64), int(cols), int(cap), pinned, chunk)
     return pinned, chunk
+
+
+@numba.njit(cache=True)
+def _residency(lengths, kernel_col, cols, cap, pinned, chunk):  # pragma: no cover - compiled
+    """`_weight_residency` in one pass per column set (the mapper calls it for every kernel partitioning)."""
+    half = cap // 2
+    total = np.zeros(cols, np.int64)
+    longest = np.zeros(cols, np.int64)
+    for f in range(len(lengths)):
+        c = kernel_col[f]
+        if 0 <= c < cols:
+            total[c] += lengths[f]
+            longest[c] = max(longest[c], lengths[f])
+    used = np.zeros(cols, np.int64)
+    for f in range(len(lengths)):  # first fit, in processing order, per column
+        c = kernel_col[f]
+        if c < 0 or c >= cols:
+            continue
+        if total[c] <= cap:
+            pinned[f] = True
+            continue
+        budget = cap - 2 * min(longest[c], half)
+        if lengths[f] <= budget and used[c] + lengths[f] <= budget:
+            pinned[f] = True
+            used[c] += lengths[f]
+        elif lengths[f] > half:
+            chunk[f] = half
 
 
 def _portions(layer: Conv, in_shape: tuple[int, ...], ho: int, tile_rows: int, activation_bits: int) -> np.ndarray:
