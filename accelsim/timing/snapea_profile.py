@@ -328,12 +328,16 @@ class ProfileScorer:
         parts: list[np.ndarray] = []
         part_of = np.zeros(n, np.int64)
         groups: dict[tuple[Any, ...], list[int]] = {}
+        group_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # geometry -> its group key (many items share one)
         for j, (m, col, _, _) in enumerate(items):
             if id(col) not in part_ids:
                 part_ids[id(col)] = len(parts)
                 parts.append(np.unique(col.part, return_inverse=True)[1].astype(np.int64))
             part_of[j] = part_ids[id(col)]
-            groups.setdefault(self.group_key(m), []).append(j)
+            gk = (m.portion, m.th, m.tw, m.pieces, m.lanes)
+            if gk not in group_of:
+                group_of[gk] = self.group_key(m)
+            groups.setdefault(group_of[gk], []).append(j)
         part_arr = np.array(parts, np.int64).reshape(len(parts), -1)
         n_parts = part_arr.max(1) + 1 if len(parts) else np.zeros(0, np.int64)
         dma = self.search.dma(1)  # the whole channel: latency, num / den bytes per cycle
