@@ -7,6 +7,7 @@ of the speedup into architecture x early termination, and what the search costs.
     python benchmarks/snapea_mapping.py barrier --weights W.npz --images DIR [--limit 50]  # (b3) the barrier's parts
     python benchmarks/snapea_mapping.py lenet [--limit 1000]         # (c) the embedded LeNet, lane sweep
     python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run
+    python benchmarks/snapea_mapping.py search [--nets ...]          # cold dense search per network
 
 (a) utilisation = MACs / (cycles x MAC units) per conv layer, dense; for layers under 90 %: the layer's unit bound
 (F x ceil(W / L) (kernel, lane group) units on the PEs: util <= F W / (units of the busiest PE x PEs x L)) and
@@ -414,6 +415,24 @@ def barrier(args: argparse.Namespace) -> None:
               f"(the model's barrier, dynamic layers included: {model_barrier:.1f}) |\n")
 
 
+def search(args: argparse.Namespace) -> None:
+    """Cold-cache dense search of every layer of each network (what `SnaPEATiming` does before the first image; a
+    shape-only run is mostly this), best of `--repeat`."""
+    arch = load_arch("snapea")
+    snapea.SnaPEATiming(arch, load_workload("lenet"))  # compiled code loaded before timing
+    times = []
+    for net in args.nets:
+        graph, best = load_workload(net), math.inf
+        for _ in range(args.repeat):
+            snapea_mapper.dense_choice.cache_clear()
+            snapea_mapper._search_of.cache_clear()
+            t0 = time.perf_counter()
+            snapea.SnaPEATiming(arch, graph)
+            best = min(best, time.perf_counter() - t0)
+        times.append(f"{net} {best:.2f} s")
+    print("dense search, cold cache, best of", args.repeat, ": " + ", ".join(times))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="part", required=True)
@@ -435,13 +454,17 @@ def main() -> None:
     b.add_argument("--images", required=True)
     b.add_argument("--limit", type=int, default=50)
     b.add_argument("--max-upscale", type=float, default=4.0)
+    se = sub.add_parser("search")
+    se.add_argument("--nets", nargs="+", default=list(NETS))
+    se.add_argument("--repeat", type=int, default=2)
     c = sub.add_parser("cost")
     c.add_argument("--net", default="lenet")
     c.add_argument("--weights", default=None)
     c.add_argument("--images", default=None)
     c.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
-    {"dense": dense, "exact": exact, "lenet": lenet, "barrier": barrier, "cost": cost}[args.part](args)
+    {"dense": dense, "exact": exact, "lenet": lenet, "barrier": barrier, "search": search,
+     "cost": cost}[args.part](args)
 
 
 if __name__ == "__main__":
