@@ -369,6 +369,11 @@ def _cli_type(info: SettingInfo) -> Callable[[str], Any]:
     return lambda text: parse_value(text, info.annotation)
 
 
+# Repeatable flags whose values stay whole strings (`--set k=v1,v2`: the commas are a sweep's values, not a list);
+# every other list setting's flag splits on commas and joins its repeats.
+_RAW_REPEATABLE = ("set", "baseline_set")
+
+
 def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, command: str,
                   exclude: Iterable[str] = ()) -> list[SettingInfo]:
     """Add a flag for every setting of `cls` that `command` takes; flags default to None (= not given)."""
@@ -383,7 +388,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, command: str
         if info.base_type is bool:
             parser.add_argument(info.flag, dest=info.key, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
-        elif info.key in ("set", "baseline_set"):
+        elif info.key in _RAW_REPEATABLE:
             parser.add_argument(info.flag, dest=info.key, action="append", default=None,
                                 metavar=info.metavar or "KEY=VALUE", help=help_text + " (repeatable)")
         elif info.is_list:  # repeatable: `--fault-set a=1 --fault-set b=2` is `--fault-set a=1,b=2`, never the last
@@ -410,6 +415,6 @@ def given(args: argparse.Namespace, cls: type, command: str, exclude: Iterable[s
     out = {info.key: getattr(args, info.key) for info in settings_of(cls).values()
            if command in info.commands and info.key not in skip and getattr(args, info.key, None) is not None}
     for info in settings_of(cls).values():  # a repeated list flag: its lists joined in the order given
-        if info.is_list and info.key in out and info.key not in ("set", "baseline_set"):
+        if info.is_list and info.key in out and info.key not in _RAW_REPEATABLE:
             out[info.key] = [item for given_list in out[info.key] for item in given_list]
     return out

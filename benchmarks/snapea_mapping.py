@@ -388,8 +388,8 @@ def barrier(args: argparse.Namespace) -> None:
     models = {label: recording(label)(load_arch("snapea", sets), graph) for label, sets in configs.items()}
     _, result = functional_pass(net, args.weights, args.images, args.limit, "exact", list(models.values()),
                                 max_upscale=args.max_upscale)
-    n_img, pes = result.images, 64
-    print(f"{net}, exact mode, {n_img} images; k cycles per image (PE-cycles / 64 / images)\n")
+    n_img, pes = result.images, next(iter(models.values())).arch.num_pes
+    print(f"{net}, exact mode, {n_img} images; k cycles per image (PE-cycles / {pes} / images)\n")
     for label, model in models.items():
         timings = model.finish()
         print(f"{label}:\n")
@@ -398,13 +398,14 @@ def barrier(args: argparse.Namespace) -> None:
         tot = np.zeros(4)
         for name, items in recorded[label].items():
             plan = items[0][0]
-            parts = [barrier_parts(plan, macs) for _, macs in items]
+            found = [barrier_parts(plan, macs) for _, macs in items]
+            parts = [p for p in found if p is not None]
             dense_parts = barrier_parts(plan, None)
-            if any(p is None for p in parts) or dense_parts is None:
+            if len(parts) < len(found) or dense_parts is None:
                 print(f"| {name} | - | {timings[name].breakdown.get('barrier', 0) / 1e3:.1f} | (dynamic dealing) | | | "
                       f"{timings[name].mapping} |")
                 continue
-            b, i = (sum(p[k] for p in parts) / n_img / pes / 1e3 for k in (0, 1))  # type: ignore[index]
+            b, i = (sum(p[k] for p in parts) / n_img / pes / 1e3 for k in (0, 1))
             d = dense_parts[0] / pes / 1e3
             row = np.array([b, i, b - i, d])
             tot += row

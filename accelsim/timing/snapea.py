@@ -374,7 +374,8 @@ def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, ca
 
 @numba.njit(cache=True)
 def _residency(lengths, kernel_col, cols, cap, pinned, chunk):  # pragma: no cover - compiled
-    """`_weight_residency` in one pass per column set (the mapper calls it for every kernel partitioning)."""
+    """`_weight_residency` in two passes over the kernels (each column's load and longest kernel, then first fit per
+    column); the mapper calls it for every kernel partitioning."""
     half = cap // 2
     total = np.zeros(cols, np.int64)
     longest = np.zeros(cols, np.int64)

@@ -729,14 +729,8 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     f = np.array(facts, np.int64).reshape(-1, 4)
     rows_a = np.array([it[2] for it in items], np.int64)
     split_a = np.array([it[3] // it[0].kcols for it in items], np.int64)
-    reads: dict[tuple[Any, ...], float] = {}  # per geometry: many items share one
-    for it in items:
-        m = it[0]
-        gk = (m.portion, m.th, m.tw, m.pieces, m.lanes)
-        if gk not in reads:
-            reads[gk] = scorer.prefix(m).reads
     energy = scorer.energies(cols_list, f[:, 3], split_a, rows_a, f[:, 2], f[:, 1], f[:, 0],
-                             np.array([reads[(m.portion, m.th, m.tw, m.pieces, m.lanes)] for m, _, _, _ in items]))
+                             np.array([scorer.prefix(it[0]).reads for it in items]))
     cycles = scorer.cycles_many(items)
     order = np.arange(len(items))
     if obj == "edp":

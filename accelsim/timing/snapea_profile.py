@@ -256,6 +256,9 @@ class ProfileScorer:
     def prefix(self, m: ConvMapping) -> _Prefix:
         """The candidate geometry's prefix sums (shared between geometries with the same groups) with its portions'
         group counts."""
+        key = (m.portion, m.th, m.tw, m.pieces, m.lanes)
+        if key in self._prefix:  # the mapper asks once per candidate, many candidates per geometry
+            return self._prefix[key]
         gkey = self.group_key(m)
         if gkey not in self._cum:
             portions, _ = self.search.counts(m)
@@ -263,13 +266,11 @@ class ProfileScorer:
             cum = np.zeros((self.images, self.macs.shape[1], len(win) + 1), np.int64)
             _group_prefix(self.macs, win, cum)
             self._cum[gkey] = cum
-        key = (m.portion, m.th, m.tw, m.pieces, m.lanes)
-        if key not in self._prefix:
-            cum = self._cum[gkey]
-            counts = np.asarray(self.search.counts(m)[1], np.int64)
-            assert counts.sum() == cum.shape[2] - 1, (m, gkey)
-            self._prefix[key] = _Prefix(cum=cum, gstart=np.cumsum(counts) - counts, counts=counts,
-                                        reads=float(cum[:, :, -1].sum()) / self.images, key=gkey)
+        cum = self._cum[gkey]
+        counts = np.asarray(self.search.counts(m)[1], np.int64)
+        assert counts.sum() == cum.shape[2] - 1, (m, gkey)
+        self._prefix[key] = _Prefix(cum=cum, gstart=np.cumsum(counts) - counts, counts=counts,
+                                    reads=float(cum[:, :, -1].sum()) / self.images, key=gkey)
         return self._prefix[key]
 
     def energies(self, cols: list[Any], ci: np.ndarray, split: np.ndarray, rows: np.ndarray, steps: np.ndarray,
@@ -328,16 +329,12 @@ class ProfileScorer:
         parts: list[np.ndarray] = []
         part_of = np.zeros(n, np.int64)
         groups: dict[tuple[Any, ...], list[int]] = {}
-        group_of: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # geometry -> its group key (many items share one)
         for j, (m, col, _, _) in enumerate(items):
             if id(col) not in part_ids:
                 part_ids[id(col)] = len(parts)
                 parts.append(np.unique(col.part, return_inverse=True)[1].astype(np.int64))
             part_of[j] = part_ids[id(col)]
-            gk = (m.portion, m.th, m.tw, m.pieces, m.lanes)
-            if gk not in group_of:
-                group_of[gk] = self.group_key(m)
-            groups.setdefault(group_of[gk], []).append(j)
+            groups.setdefault(self.prefix(m).key, []).append(j)
         part_arr = np.array(parts, np.int64).reshape(len(parts), -1)
         n_parts = part_arr.max(1) + 1 if len(parts) else np.zeros(0, np.int64)
         dma = self.search.dma(1)  # the whole channel: latency, num / den bytes per cycle
