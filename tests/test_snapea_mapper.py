@@ -143,6 +143,26 @@ def test_mapper_never_returns_an_illegal_schedule(case):
         assert choice.cycles <= choice.fixed_cycles
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases(), st.integers(1, 6), st.booleans(), st.sampled_from([None, 1]))
+def test_the_input_half_floor_never_exceeds_the_need(case, split, chunked, channels):
+    """The mapper rejects candidates on `portion_need_floor` without slicing: it must be a lower bound of the
+    exact need (strides above the kernel and runs of windows get no floor)."""
+    arch, graph, layer, m, _, _, _ = case
+    arch = dataclasses.replace(arch, pe=dataclasses.replace(arch.pe, io_buffer_bytes=2))  # always slice
+    ctx = snapea.conv_context(arch, graph, layer, np.full(graph.out_shape(layer)[0], layer.kernel_size, np.int64))
+    portions = snapea_map.portions_of(m, ctx.out_hw, arch.pe.lanes)
+    whole = snapea.portion_input_words(ctx, portions)
+    floor = snapea.portion_need_floor(ctx, portions, split, chunked, whole, channels)
+    need = snapea.portion_need_bytes(ctx, portions, m.lanes, split, chunked, whole, channels).max(initial=0)
+    if m.portion == "range" or layer.stride[0] > layer.kernel[0] or layer.stride[1] > layer.kernel[1]:
+        assert floor is None
+    else:
+        assert floor is not None and floor <= need
+        if split == 1:
+            assert floor == need
+
+
 def test_index_width_and_buffer_checks_still_apply_to_the_mapper():
     graph = conv_graph(c=4, f=2, h=5, w=5, k=3)
     with pytest.raises(ConfigError, match="index_bits"):

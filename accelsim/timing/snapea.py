@@ -563,6 +563,25 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     return need
 
 
+def portion_need_floor(ctx: ConvContext, portions: np.ndarray, split: int, chunked: bool, whole: np.ndarray,
+                       channels: int | None = None) -> int | None:
+    """A lower bound on `portion_need_bytes(...).max()` that costs no slicing (None where none is proven): the
+    slices of a rectangular portion tile its windows, so with kernel >= stride on both axes their input boxes
+    cover the portion's input box (every input word under it is read by some window) and hold at least `whole` /
+    `split` words on average, and their windows' saved partial sums at least the portion's windows / `split`.
+    The mapper rejects most candidates with it (most fail the input half)."""
+    layer = ctx.shape
+    if (not len(portions) or portions[0, 2] < 0 or layer.kernel[0] < layer.stride[0]
+            or layer.kernel[1] < layer.stride[1]):
+        return None
+    ab, pb = ctx.widths.activation_bits, ctx.widths.psum_bits
+    c_in = ctx.in_shape[0]
+    bits = (whole * (c_in if channels is None else channels) // c_in) * ab
+    if chunked:
+        bits = bits + 8 * ceil_div(pb, 8) * np.diff(_window_bounds(portions, ctx.out_hw), axis=1)[:, 0]
+    return int(ceil_div(bits, 8 * split).max())
+
+
 def _window_bounds(portions: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """(P, 2) [0, windows) of each portion, for the proportional split of spilled bytes."""
     a, b, c, d = (portions[:, i] for i in range(4))

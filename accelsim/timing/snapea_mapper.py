@@ -113,6 +113,7 @@ class _Geo:
     split: int
     key: tuple[Any, ...]  # the portion geometry alone
     need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
+    floor: dict[tuple[bool, int], int | None]  # the same keys -> a lower bound on it, or None (on demand)
     units: dict[tuple[Any, ...], Any]  # (dealing, rows) -> unit-length portions' schedule; ("steps", dealing, rows)
     # -> a spilling layer's step tables (both on demand)
     groups_total: int = 0  # sum of gsum
@@ -144,6 +145,21 @@ class _Space:
 
     def __getitem__(self, i: int) -> tuple[int, float, tuple[Any, ...]]:
         return int(self.lb[i]), float(self.lb_e[i]), self.args(int(i))
+
+    def parts(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[Any, ...]],
+                                              list[tuple[int, str]], list[str]]:
+        """Candidates `idx` as indices (geometry block, kernel columns, portion dealing) into the lists returned
+        with them: the space's own, each extended by the fixed schedule's entry (its index 0 points there)."""
+        portion, th, tw, pieces, dealing, kcols, kdeal, lanes, grid = self.fixed[2]
+        blocks = [*self.blocks, (portion, th, tw, pieces, lanes, grid)]
+        combos = [*self.combos, (kcols, kdeal)]
+        dealings = [*self.dealings, dealing]
+
+        def at(ids: np.ndarray, last: int) -> np.ndarray:
+            return np.concatenate(([last], ids)).astype(np.int64)[idx]
+
+        return (at(self.block, len(blocks) - 1), at(self.combo, len(combos) - 1), at(self.deal, len(dealings) - 1),
+                blocks, combos, dealings)
 
     def subset(self, lanes: tuple[str, ...]) -> _Space:
         """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
@@ -261,7 +277,7 @@ class _Search:
             gmax = seg.max(1)
             gsum = seg.sum(1)
             self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=gsum, total=int(gmax.sum()), lanes=m.lanes,
-                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={},
+                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, floor={}, units={},
                                   groups_total=int(gsum.sum()))
         return self._geo[key]
 
@@ -269,6 +285,19 @@ class _Search:
         if g.key not in self._words:
             self._words[g.key] = snapea.portion_input_words(self.ctx, g.portions)
         return self._words[g.key]
+
+    def fits(self, g: _Geo, col: _Columns, copies: int = 1) -> bool:
+        """Whether `copies` portions of the geometry fit a PE's input half (a lookahead holds two); the exact need
+        only where its lower bound does not already exceed the half."""
+        key = (col.chunked, col.channels)
+        if key not in g.need:
+            if key not in g.floor:
+                g.floor[key] = snapea.portion_need_floor(self.ctx, g.portions, g.split, col.chunked, self.words(g),
+                                                         col.channels)
+            floor = g.floor[key]
+            if floor is not None and copies * floor > self.half:
+                return False
+        return copies * self.need(g, col) <= self.half
 
     def need(self, g: _Geo, col: _Columns) -> int:
         key = (col.chunked, col.channels)
@@ -334,7 +363,7 @@ class _Search:
         energy = self.energy(m, col, g, rows, cols, steps)
         if prune is not None and prune(int(cycles), energy):
             return None
-        if self.need(g, col) > self.half:
+        if not self.fits(g, col):
             return None
         if self.spills:
             cycles = self._spilling(m, col, g, rows, dma)
@@ -649,6 +678,77 @@ class Profile:
         return isinstance(other, Profile) and other.digest == self.digest
 
 
+class _Pool:
+    """The profile pool as arrays: every pool candidate of the space, also with kernels dealt balanced on the
+    profile, with dynamic dealing and with a portion lookahead where they apply and are not pinned, in that order
+    (candidate, kernel dealing, variant); their profile cycles and energy. A ConvMapping is built only for the
+    candidates the ranking reaches (legality against the input half is checked in rank order: it is costly)."""
+
+    def __init__(self, search: _Search, scorer: Any, space: _Space, pool: np.ndarray):
+        from accelsim.timing.snapea_profile import DEAL_CODES
+
+        ctx, opts = search.ctx, search.opts
+        self.search = search
+        blk, cmb, dl, self.blocks, self.combos, self.dealings = space.parts(pool)
+        self.geos: dict[int, ConvMapping] = {}  # block -> its geometry (portions, lanes, logical array)
+        n_b = len(self.blocks)
+        rows_b, cols_b, np_b, words_b = (np.zeros(n_b, np.int64) for _ in range(4))
+        for b in np.unique(blk).tolist():
+            portion, th, tw, pieces, lane, grid = self.blocks[b]
+            self.geos[b] = m = ConvMapping(portion, th, tw, pieces, lanes=lane, grid=grid)
+            rows_b[b], cols_b[b] = snapea.grid_of(ctx.arch, m)
+            np_b[b], words_b[b] = search.portion_facts(m)
+        self.cols: list[_Columns] = []
+        col_index: dict[tuple[int, str], int] = {}
+
+        def column(kcols: int, kd: str) -> int:
+            if (kcols, kd) not in col_index:
+                col_index[(kcols, kd)] = len(self.cols)
+                part = snapea.kernel_partition(search.lengths, kcols, kd, scorer.weights(kd))
+                self.cols.append(search.columns_of(kcols, part))
+            return col_index[(kcols, kd)]
+
+        kcols_c = np.array([kc for kc, _ in self.combos], np.int64)
+        col_c = np.full((len(self.combos), 2), -1, np.int64)  # per combo: its own kernel dealing, then balanced
+        for c in np.unique(cmb).tolist():
+            kcols, kdeal = self.combos[c]
+            col_c[c, 0] = column(kcols, kdeal)
+            if opts.kernel_dealing is None and kdeal == "round_robin" and kcols < ctx.kernels:
+                col_c[c, 1] = column(kcols, "balanced")
+        streams = np.array([col.step_bytes > 0 for col in self.cols], bool)
+        ci = col_c[cmb]  # (n, 2)
+        has = ci >= 0
+        free = has & ~streams[ci] & (not search.spills) & (np_b[blk] > rows_b[blk])[:, None]
+        rr = np.array([d == "round_robin" for d in self.dealings], bool)[dl]
+        variants = np.stack([has, free & (opts.tile_dealing is None) & rr[:, None],
+                             free & bool(opts.portion_lookahead)], 2)
+        cand, self.slot, self.var = np.nonzero(variants)  # candidate, kernel dealing, (as is, dynamic, lookahead)
+        self.cand_combo, self.cand_deal = cmb[cand], dl[cand]
+        self.blk, self.col = blk[cand], ci[cand, self.slot]
+        rows, n_p = rows_b[self.blk], np_b[self.blk]
+        self.split = cols_b[self.blk] // kcols_c[self.cand_combo]
+        codes = np.array([DEAL_CODES[d] for d in self.dealings], np.int64)
+        deal = np.where(self.var == 1, DEAL_CODES["dynamic"], codes[self.cand_deal])
+        self.ahead = (self.var == 2).astype(np.int64)
+        reads = np.array([scorer.prefix(self.geos[b]).reads if b in self.geos else 0.0 for b in range(n_b)])
+        self.energy = scorer.energies(self.cols, self.col, self.split, rows, ceil_div(n_p, rows),
+                                      words_b[self.blk], n_p, reads[self.blk])
+        self.cycles = scorer.cycles_of([self.geos.get(b) for b in range(n_b)], self.blk, self.cols, self.col, rows,
+                                       self.split, deal, self.ahead)
+
+    def mapping(self, j: int) -> ConvMapping:
+        portion, th, tw, pieces, lane, grid = self.blocks[self.blk[j]]
+        kcols, kdeal = self.combos[self.cand_combo[j]]
+        dealing = "dynamic" if self.var[j] == 1 else self.dealings[self.cand_deal[j]]
+        return ConvMapping(portion, th, tw, pieces, dealing, kcols, kdeal if self.slot[j] == 0 else "balanced", lane,
+                           grid, int(self.ahead[j]))
+
+    def legal(self, j: int) -> bool:
+        """Item j's portions (two with a lookahead) fit a PE's input half."""
+        g = self.search.geo(self.geos[self.blk[j]], int(self.split[j]))
+        return self.search.fits(g, self.cols[self.col[j]], 1 + int(self.ahead[j]))
+
+
 def profile_choice(ctx: ConvContext, opts: SnaPEAOptions, macs: np.ndarray, neg_start: np.ndarray | None,
                    n_spec: np.ndarray | None) -> Choice:
     """The best schedule on `macs` (B, F, Ho, Wo), the layer's first observed images, under
@@ -675,8 +775,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
         return dense
     search = _search_of(ctx, opts)
     scorer = ProfileScorer(search, profile.macs, profile.neg_start, profile.n_spec)
-    lengths = search.lengths
-    dense_macs = float(ctx.out_hw[0] * ctx.out_hw[1] * lengths.sum())
+    dense_macs = float(ctx.out_hw[0] * ctx.out_hw[1] * search.lengths.sum())
     saved = max(0.0, 1.0 - scorer.mac_total / dense_macs) if dense_macs else 0.0
     slack = 1.0 + PROFILE_SLACK * saved
     obj = opts.mapper_objective
@@ -692,47 +791,9 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     pool = np.flatnonzero(bound <= limit)
     if not len(pool) or pool[0] != 0:
         pool = np.concatenate(([0], pool))  # the fixed schedule: the edp cap needs its profile cycles
-    cols_cache: dict[tuple[int, str], Any] = {}
-    grids: dict[tuple[int, int], tuple[int, int]] = {}
-    balance = opts.kernel_dealing is None
-    dynamic = opts.tile_dealing is None
-    # every pool candidate, with kernels dealt balanced on the profile, dynamic dealing and a lookahead where they
-    # apply (legality against the input half is checked last, in rank order: it is the costly part)
-    items: list[tuple[ConvMapping, Any, int, int]] = []
-    facts: list[tuple[int, int, int, int]] = []  # n_p, words, steps, column index
-    col_index: dict[tuple[int, str], int] = {}
-    for i in pool:
-        portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid = space.args(int(i))
-        if grid not in grids:
-            grids[grid] = snapea.grid_of(ctx.arch, ConvMapping(grid=grid))
-        rows, cols = grids[grid]
-        m = ConvMapping(portion, th, tw, pieces, dealing, kcols, kdeal, lane, grid)
-        n_p, words = search.portion_facts(m)
-        for kd in ((kdeal, "balanced") if balance and kdeal == "round_robin" and kcols < ctx.kernels else (kdeal,)):
-            key = (kcols, kd)
-            if key not in cols_cache:
-                part = snapea.kernel_partition(lengths, kcols, kd, scorer.weights(kd))
-                cols_cache[key] = search.columns_of(kcols, part)
-                col_index[key] = len(col_index)
-            col = cols_cache[key]
-            mk = m if kd == kdeal else ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid)
-            free = col.step_bytes == 0 and not search.spills and n_p > rows
-            variants = [mk]
-            if free and dynamic and dealing == "round_robin":
-                variants.append(ConvMapping(portion, th, tw, pieces, "dynamic", kcols, kd, lane, grid))
-            if free and opts.portion_lookahead:
-                variants.append(ConvMapping(portion, th, tw, pieces, dealing, kcols, kd, lane, grid, 1))
-            for v in variants:
-                items.append((v, col, rows, cols))
-                facts.append((n_p, words, ceil_div(n_p, rows), col_index[key]))
-    cols_list = list(cols_cache.values())
-    f = np.array(facts, np.int64).reshape(-1, 4)
-    rows_a = np.array([it[2] for it in items], np.int64)
-    split_a = np.array([it[3] // it[0].kcols for it in items], np.int64)
-    energy = scorer.energies(cols_list, f[:, 3], split_a, rows_a, f[:, 2], f[:, 1], f[:, 0],
-                             np.array([scorer.prefix(it[0]).reads for it in items]))
-    cycles = scorer.cycles_many(items)
-    order = np.arange(len(items))
+    items = _Pool(search, scorer, space, pool)
+    energy, cycles = items.energy, items.cycles
+    order = np.arange(len(cycles))
     if obj == "edp":
         keys = (order, cycles, cycles * energy)
     elif obj == "energy":
@@ -740,19 +801,13 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     else:
         keys = (order, energy, cycles)
     ranked = np.lexsort(keys)
-    half = search.half
-
-    def legal(j: int) -> bool:
-        m, col, rows, cols = items[j]
-        return (1 + m.lookahead) * search.need(search.geo(m, cols // m.kcols), col) <= half
-
     # edp: no slower on the profile than the fixed schedule where that one is legal (item 0)
-    cap = cycles[0] if obj == "edp" and items[0][0] == search.fixed and legal(0) else None
-    pick = next((j for j in ranked if (cap is None or cycles[j] <= cap) and legal(j)), None)
+    cap = cycles[0] if obj == "edp" and items.mapping(0) == search.fixed and items.legal(0) else None
+    pick = next((j for j in ranked.tolist() if (cap is None or cycles[j] <= cap) and items.legal(j)), None)
     if pick is None:  # nothing legal in the pool (the dense choice always is): keep it
         return dense
-    m = items[pick][0]
-    return Choice(m, scorer.weights(m.kernel_dealing), cycles[pick] / scorer.images, len(items), dense.fixed_cycles,
+    m = items.mapping(pick)
+    return Choice(m, scorer.weights(m.kernel_dealing), cycles[pick] / scorer.images, len(cycles), dense.fixed_cycles,
                   False, float(energy[pick]))
 
 

@@ -203,7 +203,8 @@ class _Prefix:
     key: tuple[Any, ...]  # the group key (geometries with the same groups share `cum`)
 
 
-_DEALS = {"round_robin": 0, "block": 1, "dynamic": 2}
+DEAL_CODES = {  # portion dealing as `_batch_cycles` reads it
+    "round_robin": 0, "block": 1, "dynamic": 2}
 
 
 class ProfileScorer:
@@ -312,39 +313,64 @@ class ProfileScorer:
         return self._offsets[key]
 
     def cycles_many(self, items: list[tuple[ConvMapping, Any, int, int]]) -> np.ndarray:
-        """Cycles summed over the profile's images of candidates (mapping, kernel columns, rows, cols), each timed
-        exactly as the model would (`_batch_cycles`, one call per set of lane groups)."""
+        """Cycles summed over the profile's images of candidates (mapping, kernel columns, rows, cols): `cycles_of`
+        with one geometry and one column set per candidate."""
         n = len(items)
-        offs = np.array([self._portion_index(m) for m, _, _, _ in items], np.int64)
+        cols: list[Any] = []
+        col_ids: dict[int, int] = {}
+        for _, col, _, _ in items:
+            col_ids.setdefault(id(col), len(cols))
+            if len(cols) < len(col_ids):
+                cols.append(col)
+        rows = np.array([r for _, _, r, _ in items], np.int64)
+        return self.cycles_of([m for m, _, _, _ in items], np.arange(n), cols,
+                              np.array([col_ids[id(col)] for _, col, _, _ in items], np.int64), rows,
+                              np.array([c // m.kcols for m, _, _, c in items], np.int64),
+                              np.array([DEAL_CODES[m.dealing] for m, _, _, _ in items], np.int64),
+                              np.array([m.lookahead for m, _, _, _ in items], np.int64))
+
+    def cycles_of(self, geos: list[ConvMapping | None], geo: np.ndarray, cols: list[Any], ci: np.ndarray,
+                  rows: np.ndarray, splits: np.ndarray, deal: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+        """Cycles summed over the profile's images of candidates given as arrays: candidate c has the portion
+        geometry and lane assignment `geos[geo[c]]`, the kernel columns `cols[ci[c]]`, `rows[c]` PE rows,
+        `splits[c]` column slices per partition, dealing `deal[c]` (`DEAL_CODES`) and `ahead[c]` portions of
+        lookahead; each timed exactly as the model would (`_batch_cycles`, one call per set of lane groups)."""
+        n = len(geo)
+        used = np.unique(geo).tolist()
+        off_g, np_g = np.zeros(len(geos), np.int64), np.zeros(len(geos), np.int64)
+        by_key: dict[tuple[Any, ...], list[int]] = {}  # lane-group key -> geometries
+        for g in used:
+            m = geos[g]
+            assert m is not None
+            off_g[g] = self._portion_index(m)
+            np_g[g] = len(self.search.counts(m)[1])
+            by_key.setdefault(self.prefix(m).key, []).append(g)
         flat = [np.concatenate(a).astype(np.int64) for a in zip(*self._flat)]
-        n_ps = np.array([len(self.search.counts(m)[1]) for m, _, _, _ in items], np.int64)
-        splits = np.array([cols // m.kcols for m, _, _, cols in items], np.int64)
-        rows_a = np.array([rows for _, _, rows, _ in items], np.int64)
-        deal = np.array([_DEALS[m.dealing] for m, _, _, _ in items], np.int64)
-        ahead = np.array([m.lookahead for m, _, _, _ in items], np.int64)
-        lock = np.array([col.step_bytes > 0 for _, col, _, _ in items], np.bool_)
-        kept_b = np.array([col.kept_bytes for _, col, _, _ in items], np.int64)
-        step_b = np.array([col.step_bytes for _, col, _, _ in items], np.int64)
-        part_ids: dict[int, int] = {}
-        parts: list[np.ndarray] = []
-        part_of = np.zeros(n, np.int64)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for j, (m, col, _, _) in enumerate(items):
-            if id(col) not in part_ids:
-                part_ids[id(col)] = len(parts)
-                parts.append(np.unique(col.part, return_inverse=True)[1].astype(np.int64))
-            part_of[j] = part_ids[id(col)]
-            groups.setdefault(self.prefix(m).key, []).append(j)
+        col_used = np.unique(ci).tolist()
+        part_of_col = np.full(len(cols), -1, np.int64)
+        for j, c in enumerate(col_used):
+            part_of_col[c] = j
+        parts = [np.unique(cols[c].part, return_inverse=True)[1].astype(np.int64) for c in col_used]
         part_arr = np.array(parts, np.int64).reshape(len(parts), -1)
         n_parts = part_arr.max(1) + 1 if len(parts) else np.zeros(0, np.int64)
+        part_of = part_of_col[ci]
+        lock = np.array([col.step_bytes > 0 for col in cols], np.bool_)[ci]
+        kept_b = np.array([col.kept_bytes for col in cols], np.int64)[ci]
+        step_b = np.array([col.step_bytes for col in cols], np.int64)[ci]
+        key_of = np.zeros(len(geos), np.int64)
+        for k, gs in enumerate(by_key.values()):
+            key_of[gs] = k
+        item_key = key_of[geo]
         dma = self.search.dma(1)  # the whole channel: latency, num / den bytes per cycle
         out = np.zeros(n, np.int64)
-        for idx in groups.values():
-            sel = np.array(idx, np.int64)
+        for k, gs in enumerate(by_key.values()):
+            sel = np.flatnonzero(item_key == k)
             sel = sel[np.argsort(part_of[sel], kind="stable")]
             res = np.zeros(len(sel), np.int64)
-            _batch_cycles(self.prefix(items[idx[0]][0]).cum, part_arr, n_parts, part_of[sel], flat[0], flat[1],
-                          flat[2], flat[3], offs[sel], n_ps[sel], splits[sel], rows_a[sel], deal[sel], ahead[sel],
+            first = geos[gs[0]]
+            assert first is not None
+            _batch_cycles(self.prefix(first).cum, part_arr, n_parts, part_of[sel], flat[0], flat[1], flat[2],
+                          flat[3], off_g[geo[sel]], np_g[geo[sel]], splits[sel], rows[sel], deal[sel], ahead[sel],
                           lock[sel], kept_b[sel], step_b[sel], dma.latency, dma.rate.numerator, dma.rate.denominator,
                           res)
             out[sel] = res
