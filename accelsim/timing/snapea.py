@@ -570,6 +570,13 @@ def portion_need_floor(ctx: ConvContext, portions: np.ndarray, split: int, chunk
     cover the portion's input box (every input word under it is read by some window) and hold at least `whole` /
     `split` words on average, and their windows' saved partial sums at least the portion's windows / `split`.
     The mapper rejects most candidates with it (most fail the input half)."""
+    bits = portion_need_floor_bits(ctx, portions, chunked, whole, channels)
+    return None if bits is None else ceil_div(bits, 8 * split)
+
+
+def portion_need_floor_bits(ctx: ConvContext, portions: np.ndarray, chunked: bool, whole: np.ndarray,
+                            channels: int | None = None) -> int | None:
+    """`portion_need_floor` x 8 x split before rounding (the same for every split: ceil is monotone)."""
     layer = ctx.shape
     if (not len(portions) or portions[0, 2] < 0 or layer.kernel[0] < layer.stride[0]
             or layer.kernel[1] < layer.stride[1]):
@@ -579,7 +586,7 @@ def portion_need_floor(ctx: ConvContext, portions: np.ndarray, split: int, chunk
     bits = (whole * (c_in if channels is None else channels) // c_in) * ab
     if chunked:
         bits = bits + 8 * ceil_div(pb, 8) * np.diff(_window_bounds(portions, ctx.out_hw), axis=1)[:, 0]
-    return int(ceil_div(bits, 8 * split).max())
+    return int(bits.max())
 
 
 def _window_bounds(portions: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:

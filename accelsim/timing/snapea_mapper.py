@@ -126,10 +126,11 @@ class _Space:
 
     def __init__(self, fixed: tuple[int, float, tuple[Any, ...]], blocks: list[tuple[Any, ...]],
                  combos: list[tuple[int, str]], dealings: list[str], lb: np.ndarray, lb_e: np.ndarray,
-                 block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
+                 floor: np.ndarray, block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
         self.fixed, self.blocks, self.combos, self.dealings = fixed, blocks, combos, dealings
         self.lb = np.concatenate(([fixed[0]], lb)).astype(np.int64)
         self.lb_e = np.concatenate(([fixed[1]], lb_e)).astype(np.float64)
+        self.floor = np.concatenate(([0], floor)).astype(np.int64)  # input-half bytes at least (0: unknown)
         self.block, self.combo, self.deal = block, combo, deal
 
     def __len__(self) -> int:
@@ -165,6 +166,7 @@ class _Space:
         """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
         keep = np.array([b[4] in lanes for b in self.blocks], bool)[self.block]
         return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.lb_e[1:][keep],
+                      self.floor[1:][keep],
                       self.block[keep], self.combo[keep], self.deal[keep])
 
 
@@ -200,6 +202,7 @@ class _Search:
         self._geo: dict[tuple[Any, ...], _Geo] = {}
         self._counts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._words: dict[tuple[Any, ...], np.ndarray] = {}  # geometry -> input words of each portion
+        self._floor_bits: dict[tuple[Any, ...], int] = {}  # (geometry, chunked, channels) -> input-half floor bits
         self._total_words: dict[tuple[Any, ...], int] = {}  # geometry -> input words over all portions
         self._cols: dict[tuple[int, str], _Columns] = {}
         self._dma: dict[int, snapea.DMA] = {}
@@ -282,9 +285,22 @@ class _Search:
         return self._geo[key]
 
     def words(self, g: _Geo) -> np.ndarray:
-        if g.key not in self._words:
-            self._words[g.key] = snapea.portion_input_words(self.ctx, g.portions)
-        return self._words[g.key]
+        return self.portion_words(g.key, g.portions)
+
+    def portion_words(self, key: tuple[Any, ...], portions: np.ndarray) -> np.ndarray:
+        """Input words of each portion of a geometry (`key`: portion, th, tw, pieces)."""
+        if key not in self._words:
+            self._words[key] = snapea.portion_input_words(self.ctx, portions)
+        return self._words[key]
+
+    def floor_bits(self, key: tuple[Any, ...], portions: np.ndarray, chunked: bool, channels: int) -> int:
+        """`snapea.portion_need_floor_bits` of a geometry (-1: no floor), cached."""
+        fkey = (key, chunked, channels)
+        if fkey not in self._floor_bits:
+            bits = snapea.portion_need_floor_bits(self.ctx, portions, chunked, self.portion_words(key, portions),
+                                                  channels)
+            self._floor_bits[fkey] = -1 if bits is None else bits
+        return self._floor_bits[fkey]
 
     def fits(self, g: _Geo, col: _Columns, copies: int = 1) -> bool:
         """Whether `copies` portions of the geometry fit a PE's input half (a lookahead holds two); the exact need
@@ -474,7 +490,7 @@ class _Search:
         blocks: list[tuple[Any, ...]] = []
         combos: list[tuple[int, str]] = []
         combo_id: dict[tuple[int, str], int] = {}
-        lbs, lbes, block_ids, combo_ids = [], [], [], []
+        lbs, lbes, floor_l, block_ids, combo_ids = [], [], [], [], []
         for grid in self.grids():
             rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
             kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
@@ -495,10 +511,12 @@ class _Search:
             step_b = np.array([c.step_bytes for c in cols_here], np.int64)
             s_total = np.array([c.s_total for c in cols_here], np.int64)
             swaps = np.array([c.swaps_per_window for c in cols_here], np.int64)
+            need_keys = list(dict.fromkeys((c.chunked, c.channels) for c in cols_here))
+            need_of = np.array([need_keys.index((c.chunked, c.channels)) for c in cols_here], np.int64)
             dense_macs = k["windows"] * s_total
             # the (geometry, lanes) blocks of this grid, their facts gathered first, then every block x kernel
             # partitioning at once with the same expressions as _energy (element by element: bit for bit)
-            here_blocks, facts, all_counts = [], [], []
+            here_blocks, facts, all_counts, floors = [], [], [], []
             for base in self._geometries(rows):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
@@ -508,6 +526,8 @@ class _Search:
                     here_blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
                     facts.append((len(counts), int(counts.sum()), self.words_of(probe, portions)))
                     all_counts.append(np.asarray(counts, np.int64))
+                    gkey = (base.portion, base.th, base.tw, base.pieces)
+                    floors.append([self.floor_bits(gkey, portions, ch, cn) for ch, cn in need_keys])
             if not here_blocks:
                 continue
             f = np.array(facts, np.int64).reshape(-1, 3)
@@ -528,11 +548,14 @@ class _Search:
             reads = s_total * groups
             lb_e = (static + k["read"] * reads + k["gated"] * (self.lanes * reads - dense_macs)
                     + k["swap"] * k["windows"] * swaps + k["mac"] * dense_macs)
+            bits = np.array(floors, np.int64).reshape(len(here_blocks), -1)[:, need_of]  # (blocks, partitionings)
+            floor = np.where(bits >= 0, ceil_div(bits, 8 * split_a), 0)
             n_here = len(here) * n_deal
             block_ids.append(np.repeat(np.arange(len(blocks), len(blocks) + len(here_blocks), dtype=np.int64), n_here))
             blocks.extend(here_blocks)
             lbs.append(np.repeat(lb.ravel(), n_deal))
             lbes.append(np.repeat(lb_e.ravel(), n_deal))
+            floor_l.append(np.repeat(floor.ravel(), n_deal))
             combo_ids.append(np.tile(np.repeat(ids, n_deal), len(here_blocks)))
         def cat(a: list[np.ndarray], t: type) -> np.ndarray:
             return np.concatenate(a) if a else np.zeros(0, t)
@@ -547,7 +570,7 @@ class _Search:
             keep &= ~((block == twin) & (combo == combo_id[(fx.kcols, fx.kernel_dealing)])
                       & (deal == dealings.index(fx.dealing)))
         return _Space(fixed, blocks, combos, dealings, cat(lbs, np.int64)[keep], cat(lbes, np.float64)[keep],
-                      block[keep], combo[keep], deal[keep])
+                      cat(floor_l, np.int64)[keep], block[keep], combo[keep], deal[keep])
 
     def overflow_ok(self, m: ConvMapping) -> bool:
         """When nothing fits: portions of at most one output row (the smallest that keep whole rows of lanes)."""
@@ -593,7 +616,8 @@ class _Search:
         overflow = False
         for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
             bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
-            index = np.flatnonzero(space.lb <= cap)  # a bound past the cap cannot qualify
+            # a bound past the cap cannot qualify; nor can portions whose input-half floor exceeds the half
+            index = np.flatnonzero((space.lb <= cap) & (space.floor <= self.half))
             if attempt == 1:
                 index = np.array([i for i in index.tolist() if self.overflow_ok(ConvMapping(*space.args(i)))],
                                  np.int64)
