@@ -163,6 +163,24 @@ def test_the_input_half_floor_never_exceeds_the_need(case, split, chunked, chann
             assert floor == need
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 9), st.integers(0, 2**32 - 1), st.booleans())
+def test_balanced_dealing_is_longest_processing_time_first(n, kcols, seed, ties):
+    """Balanced kernel dealing: heaviest kernel first (ties by index) to the lightest partition (ties by index),
+    against a plain heap implementation of that rule."""
+    import heapq
+
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 4, n).astype(np.float64) if ties else rng.random(n) * 100
+    heap = [(0.0, p) for p in range(kcols)]
+    want = np.zeros(n, np.int64)
+    for f in sorted(range(n), key=lambda f: (-w[f], f)):
+        load, p = heapq.heappop(heap)
+        want[f] = p
+        heapq.heappush(heap, (load + w[f], p))
+    assert np.array_equal(snapea.kernel_partition(np.ones(n, np.int64), kcols, "balanced", w), want)
+
+
 def test_index_width_and_buffer_checks_still_apply_to_the_mapper():
     graph = conv_graph(c=4, f=2, h=5, w=5, k=3)
     with pytest.raises(ConfigError, match="index_bits"):

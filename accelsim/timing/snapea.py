@@ -19,7 +19,6 @@ at a time and must agree exactly.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import logging
 import math
 from collections.abc import Mapping
@@ -349,12 +348,22 @@ def kernel_partition(lengths: np.ndarray, kcols: int, how: str, weights: np.ndar
         return _deal(n, kcols, how)
     w = np.asarray(lengths if weights is None else weights, np.float64)
     part = np.zeros(n, np.int64)
-    heap = [(0.0, p) for p in range(kcols)]  # (load, partition): the lightest, then the lowest index
-    for f in np.argsort(-w, kind="stable").tolist():
-        load, p = heapq.heappop(heap)
-        part[f] = p
-        heapq.heappush(heap, (load + float(w[f]), p))
+    _longest_first(np.argsort(-w, kind="stable"), w, int(kcols), part)
     return part
+
+
+@numba.njit(cache=True)
+def _longest_first(order, w, kcols, part):  # pragma: no cover - compiled
+    """Each kernel of `order` to the lightest partition (the lowest index among equal loads); the mapper deals
+    every kernel partitioning this way (1,000 kernels x 64 partitions on SqueezeNet's conv10)."""
+    load = np.zeros(kcols, np.float64)
+    for f in order:
+        p = 0
+        for q in range(1, kcols):
+            if load[q] < load[p]:
+                p = q
+        part[f] = p
+        load[p] += w[f]
 
 
 def _weight_residency(lengths: np.ndarray, kernel_col: np.ndarray, cols: int, cap: int
