@@ -143,6 +143,24 @@ def test_mapper_never_returns_an_illegal_schedule(case):
         assert choice.cycles <= choice.fixed_cycles
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases(), st.integers(1, 5))
+def test_group_table_and_counts_are_the_lane_groups(case, split):
+    """The fast model's lane groups (`group_table`, built for all portions at once) and their closed-form counts are
+    the reference's `lane_groups`, portion by portion, in order; column slices take near-equal contiguous runs."""
+    arch, graph, layer, m, _, _, _ = case
+    ho, wo = graph.out_shape(layer)[1:]
+    lanes = arch.pe.lanes
+    portions = snapea_map.portions_of(m, (ho, wo), lanes)
+    table, seg = snapea_map.group_table(portions, wo, lanes, m.lanes, split)
+    want = [g for p in portions for g in snapea_map.lane_groups(p, wo, lanes, m.lanes)]
+    assert [list(row[row >= 0]) for row in table] == [list(g) for g in want]
+    counts = snapea_map.group_counts(portions, wo, lanes, m.lanes)
+    assert list(counts) == [len(snapea_map.lane_groups(p, wo, lanes, m.lanes)) for p in portions]
+    assert np.array_equal(np.bincount(seg, minlength=len(portions) * split),
+                          snapea_map.slice_counts(counts, split).ravel())
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mapped_cases(), st.integers(1, 6), st.booleans(), st.sampled_from([None, 1]))
 def test_the_input_half_floor_never_exceeds_the_need(case, split, chunked, channels):

@@ -104,6 +104,19 @@ def portion_windows(portion: np.ndarray, wo: int) -> np.ndarray:
     return (ys * wo + xs).ravel().astype(np.int64)
 
 
+def _all_windows(portions: np.ndarray, wo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`portion_windows` of every portion at once: the flat window indices one portion after the other, the portion
+    of each and its position in that portion's raster order."""
+    a, b, c, d = (portions[:, i] for i in range(4))
+    run = c < 0
+    width = np.where(run, 1, d - c)
+    n = np.where(run, b - a, (b - a) * width)
+    pid = np.repeat(np.arange(len(portions)), n)
+    pos = np.arange(int(n.sum())) - (np.cumsum(n) - n)[pid]
+    win = np.where(run[pid], a[pid] + pos, (a[pid] + pos // width[pid]) * wo + c[pid] + pos % width[pid])
+    return win.astype(np.int64), pid, pos
+
+
 def lane_groups(portion: np.ndarray, wo: int, lanes: int, how: str) -> list[np.ndarray]:
     """The lane groups of one portion, in processing order, each an array of up to `lanes` window indices."""
     win = portion_windows(portion, wo)
@@ -176,12 +189,8 @@ def group_table(portions: np.ndarray, wo: int, lanes: int, how: str, split: int
     `lane_groups`, built for all portions at once."""
     if len(portions) == 0:
         return np.zeros((0, lanes), np.int32), np.zeros(0, np.int32)
-    wins = [portion_windows(p, wo) for p in portions]
-    n = np.array([len(w) for w in wins], np.int64)
-    win = np.concatenate(wins)
-    pid = np.repeat(np.arange(len(portions)), n)
-    start = np.cumsum(n) - n
-    pos = np.arange(len(win)) - start[pid]  # position in the portion's raster order
+    win, pid, pos = _all_windows(portions, wo)
+    n = np.bincount(pid, minlength=len(portions))
     counts = group_counts(portions, wo, lanes, how)
     if how == "flat":
         g_local, lane = pos // lanes, pos % lanes
