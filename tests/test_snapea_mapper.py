@@ -199,6 +199,39 @@ def test_balanced_dealing_is_longest_processing_time_first(n, kcols, seed, ties)
     assert np.array_equal(snapea.kernel_partition(np.ones(n, np.int64), kcols, "balanced", w), want)
 
 
+def test_where_no_band_or_run_fits_the_mapper_takes_legal_tiles_before_overflowing(caplog):
+    """8 channels, 3x3 kernels, 16-bit words: two neighbouring windows read 192 B (the smallest lane group a band
+    or run can have), one window 144 B. With a 150 B input half no band or run fits but 1-window tiles do: the
+    choice is a legal tile schedule (warned: lanes stay idle), not the flagged overflow; with 100 B not even one
+    window fits, and the overflow is flagged as before."""
+    import logging
+
+    graph = conv_graph(c=8, f=4, h=6, w=6, k=3)
+    layer = graph.layer("c1")
+    for io, tiled in ((300, True), (200, False)):
+        arch = make_arch(io=io)
+        ctx = snapea.conv_context(arch, graph, layer, np.full(4, layer.kernel_size, np.int64))
+        with caplog.at_level(logging.WARNING, logger="accelsim.timing.snapea_mapper"):
+            caplog.clear()
+            choice = snapea_mapper.dense_choice(ctx, snapea.SnaPEAOptions())
+        plan = snapea.plan_layer(arch, graph, layer)
+        assert plan.mapping == choice.mapping
+        assert choice.overflow is not tiled and ("!io" in plan.label) is not tiled
+        if tiled:
+            assert choice.mapping.portion == "tile" and plan.fits
+            need = snapea.portion_need_bytes(ctx, plan.portions, plan.mapping.lanes, plan.split,
+                                             bool(plan.kernel_chunk.any()))
+            assert need.max() <= io // 2
+            assert "2-D tiles" in caplog.text
+            macs = np.random.default_rng(0).integers(0, layer.kernel_size + 1, (2, 4, 6, 6)).astype(np.int32)
+            prof = snapea_mapper.profile_choice(ctx, snapea.SnaPEAOptions(), macs, None, None)
+            assert prof.mapping.portion == "tile" and not prof.overflow  # the profile searches the same tiles
+            assert snapea.plan_layer(arch, graph, layer, mapping=prof.mapping).fits
+        else:
+            assert "no SnaPEA portion fits" in caplog.text
+        assert snapea.layer_totals(arch, plan, None)["cycles"] == choice.cycles
+
+
 def test_index_width_and_buffer_checks_still_apply_to_the_mapper():
     graph = conv_graph(c=4, f=2, h=5, w=5, k=3)
     with pytest.raises(ConfigError, match="index_bits"):

@@ -222,7 +222,7 @@ class _Search:
                    "fixed": e("dram", "write", 8) * ctx.out_dram + e("io_buffer", "write", ab) * ctx.out_words
                    + e("mac", "pool", ab) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
-        self._space: dict[tuple[str, ...], _Space] = {}
+        self._space: dict[tuple[tuple[str, ...], bool], _Space] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
     def grids(self) -> list[tuple[int, int]]:
@@ -433,12 +433,18 @@ class _Search:
         return int(step(st, (col.s_total * g.gsum)[None, :], (col.s_max * g.gmax)[None, :], 1)[0][0])
 
     # -- the space ---------------------------------------------------------------------------------------------------
-    def _geometries(self, rows: int) -> list[ConvMapping]:
-        """Portion shapes to try on `rows` PE rows (lanes, columns and dealing at defaults)."""
+    def tile_fallback(self) -> bool:
+        """Whether 2-D tiles are searched apart, when no band or run fits (no portion kind or size pinned)."""
+        opts = self.opts
+        return not opts.portion and opts.tile_rows is None and not opts.tile_cols
+
+    def _geometries(self, rows: int, tiles: bool = False) -> list[ConvMapping]:
+        """Portion shapes to try on `rows` PE rows (lanes, columns and dealing at defaults); `tiles`: the 2-D tiles
+        searched when no band or run fits."""
         ctx, opts = self.ctx, self.opts
         ho, wo = ctx.out_hw
         groups = ceil_div(ho * wo, self.lanes)
-        kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols else ["band", "range"])
+        kinds = [opts.portion] if opts.portion else (["tile"] if opts.tile_cols or tiles else ["band", "range"])
         if opts.tile_rows is not None and not opts.portion:
             kinds = ["tile"] if opts.tile_cols else ["band"]
         ths = ([self.fixed.th] if opts.tile_rows == "auto" else [int(opts.tile_rows)] if opts.tile_rows is not None
@@ -455,20 +461,22 @@ class _Search:
                 out += [ConvMapping(portion="tile", th=th, tw=tw) for th in ths for tw in tws]
         return out
 
-    def space(self, lane_options: tuple[str, ...]) -> _Space:
+    def space(self, lane_options: tuple[str, ...], tiles: bool = False) -> _Space:
         """Every candidate with lower bounds on its dense cycles (the work of the heaviest partition spread evenly
         over the rows) and energy (its own, with the fewest portion steps its portions allow), dimensions pinned by
         the options; the fixed schedule first (index 0). Candidates are kept as argument tuples of ConvMapping
-        (built when scored: most never are). Cached per lane options."""
-        if lane_options not in self._space:
+        (built when scored: most never are). `tiles`: the space of 2-D tiles (`tile_fallback`). Cached per lane
+        options."""
+        key = (lane_options, tiles)
+        if key not in self._space:
             every = tuple(dict.fromkeys(PROFILE_LANES + lane_options))
             if lane_options != every and self.opts.lane_assignment is None:  # a subset of the whole space, in order
-                self._space[lane_options] = self.space(every).subset(lane_options)
+                self._space[key] = self.space(every, tiles).subset(lane_options)
             else:
-                self._space[lane_options] = self._enumerate(lane_options)
-        return self._space[lane_options]
+                self._space[key] = self._enumerate(lane_options, tiles)
+        return self._space[key]
 
-    def _enumerate(self, lane_options: tuple[str, ...]) -> _Space:
+    def _enumerate(self, lane_options: tuple[str, ...], tiles: bool) -> _Space:
         opts = self.opts
         lanes_opts = (opts.lane_assignment,) if opts.lane_assignment else lane_options
         equal = len(set(self.ctx.lengths)) <= 1
@@ -517,7 +525,7 @@ class _Search:
             # the (geometry, lanes) blocks of this grid, their facts gathered first, then every block x kernel
             # partitioning at once with the same expressions as _energy (element by element: bit for bit)
             here_blocks, facts, all_counts, floors = [], [], [], []
-            for base in self._geometries(rows):
+            for base in self._geometries(rows, tiles):
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
                         continue
@@ -614,16 +622,23 @@ class _Search:
         # edp: never slower than the fixed schedule where it is legal (it is a candidate, so something qualifies)
         cap = fixed_cycles if obj == "edp" and fixed_cycles is not None else math.inf
         overflow = False
-        for attempt in range(3):  # legal; else the smallest portions, unchecked; else anything pinned
+        scored = 0
+        # legal bands and runs; else legal 2-D tiles (slower: fewer windows per portion, partial lane groups); else
+        # the smallest portions, unchecked; else anything pinned
+        main = space
+        tiles = [(self.space(lane_options, True), "legal")] if self.tile_fallback() else []
+        for space, attempt in [(main, "legal"), *tiles, (main, "smallest"), (main, "any")]:
+            if attempt != "legal" and not overflow:
+                overflow = True  # nothing fits: score the smallest portions as if they fitted
+                self.half = 1 << 62
             bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
             # a bound past the cap cannot qualify; nor can portions whose input-half floor exceeds the half
             index = np.flatnonzero((space.lb <= cap) & (space.floor <= self.half))
-            if attempt == 1:
+            if attempt == "smallest":
                 index = np.array([i for i in index.tolist() if self.overflow_ok(ConvMapping(*space.args(i)))],
                                  np.int64)
             index = index[np.lexsort((index, bound_a[index]))]  # by bound, then order
             found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
-            scored = 0
             for i in index.tolist():
                 bound = float(bound_a[i])
                 worst = found[keep - 1][0] if len(found) >= keep else None  # None until `keep` are found
@@ -643,8 +658,6 @@ class _Search:
                     found.sort(key=lambda x: x[0])
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
-            overflow = True  # nothing fits: score the smallest portions as if they fitted
-            self.half = 1 << 62
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
 
 
@@ -671,6 +684,13 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
                     "(%d B); the timing uses the smallest portions and does not charge the overflow (mapping flagged "
                     "'!io'), so such layers' cycles and energy are optimistic; a larger pe.io_buffer_bytes removes it",
                     kh, kw, c, h, w, ctx.kernels, ctx.arch.pe.io_buffer_bytes // 2)
+    elif mapping.portion == "tile" and _search_of(ctx, opts).tile_fallback():
+        c, h, w = ctx.in_shape
+        kh, kw = ctx.shape.kernel
+        log.warning("%dx%d conv of %d channels on %dx%d maps: no band or run of whole lane groups fits a PE's input "
+                    "half (%d B); the mapper uses 2-D tiles of %dx%d windows, which leave lanes idle; a larger "
+                    "pe.io_buffer_bytes lets more windows share a PE", kh, kw, c, h, w,
+                    ctx.arch.pe.io_buffer_bytes // 2, min(mapping.th, ctx.out_hw[0]), min(mapping.tw, ctx.out_hw[1]))
     return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow, float(score[1]))
 
 
@@ -804,7 +824,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     slack = 1.0 + PROFILE_SLACK * saved
     obj = opts.mapper_objective
     lanes = PROFILE_LANES if opts.lane_assignment is None else (opts.lane_assignment,)
-    space = search.space(lanes)
+    space = search.space(lanes, dense.mapping.portion == "tile" and search.tile_fallback())
     lb, lb_e = space.lb.astype(np.float64), space.lb_e
     if obj == "edp":
         bound, limit = lb * lb_e, dense.cycles * dense.energy * slack * slack
