@@ -208,6 +208,9 @@ def test_where_no_band_or_run_fits_the_mapper_takes_legal_tiles_before_overflowi
 
     graph = conv_graph(c=8, f=4, h=6, w=6, k=3)
     layer = graph.layer("c1")
+    roomy = snapea.conv_context(make_arch(), graph, layer, np.full(4, layer.kernel_size, np.int64))
+    snapea_mapper.dense_choice(roomy, snapea.SnaPEAOptions())
+    assert all(not tiles for _, tiles in snapea_mapper._search_of(roomy, snapea.SnaPEAOptions())._space)  # lazy
     for io, tiled in ((300, True), (200, False)):
         arch = make_arch(io=io)
         ctx = snapea.conv_context(arch, graph, layer, np.full(4, layer.kernel_size, np.int64))

@@ -625,10 +625,13 @@ class _Search:
         scored = 0
         # legal bands and runs; else legal 2-D tiles (slower: fewer windows per portion, partial lane groups); else
         # the smallest portions, unchecked; else anything pinned
-        main = space
-        tiles = [(self.space(lane_options, True), "legal")] if self.tile_fallback() else []
-        for space, attempt in [(main, "legal"), *tiles, (main, "smallest"), (main, "any")]:
-            if attempt != "legal" and not overflow:
+        tiles = ["tiles"] if self.tile_fallback() else []
+        for attempt in ["legal", *tiles, "smallest", "any"]:
+            if attempt == "tiles":  # enumerated only when no band or run fits
+                space = self.space(lane_options, True)
+            elif attempt == "smallest":
+                space = self.space(lane_options)
+            if attempt not in ("legal", "tiles") and not overflow:
                 overflow = True  # nothing fits: score the smallest portions as if they fitted
                 self.half = 1 << 62
             bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
