@@ -113,7 +113,6 @@ class _Geo:
     split: int
     key: tuple[Any, ...]  # the portion geometry alone
     need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
-    floor: dict[tuple[bool, int], int | None]  # the same keys -> a lower bound on it, or None (on demand)
     units: dict[tuple[Any, ...], Any]  # (dealing, rows) -> unit-length portions' schedule; ("steps", dealing, rows)
     # -> a spilling layer's step tables (both on demand)
     groups_total: int = 0  # sum of gsum
@@ -280,7 +279,7 @@ class _Search:
             gmax = seg.max(1)
             gsum = seg.sum(1)
             self._geo[key] = _Geo(portions=portions, gmax=gmax, gsum=gsum, total=int(gmax.sum()), lanes=m.lanes,
-                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, floor={}, units={},
+                                  split=split, key=(m.portion, m.th, m.tw, m.pieces), need={}, units={},
                                   groups_total=int(gsum.sum()))
         return self._geo[key]
 
@@ -305,13 +304,9 @@ class _Search:
     def fits(self, g: _Geo, col: _Columns, copies: int = 1) -> bool:
         """Whether `copies` portions of the geometry fit a PE's input half (a lookahead holds two); the exact need
         only where its lower bound does not already exceed the half."""
-        key = (col.chunked, col.channels)
-        if key not in g.need:
-            if key not in g.floor:
-                g.floor[key] = snapea.portion_need_floor(self.ctx, g.portions, g.split, col.chunked, self.words(g),
-                                                         col.channels)
-            floor = g.floor[key]
-            if floor is not None and copies * floor > self.half:
+        if (col.chunked, col.channels) not in g.need:
+            bits = self.floor_bits(g.key, g.portions, col.chunked, col.channels)
+            if bits >= 0 and copies * ceil_div(bits, 8 * g.split) > self.half:
                 return False
         return copies * self.need(g, col) <= self.half
 

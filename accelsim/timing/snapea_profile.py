@@ -203,8 +203,7 @@ class _Prefix:
     key: tuple[Any, ...]  # the group key (geometries with the same groups share `cum`)
 
 
-DEAL_CODES = {  # portion dealing as `_batch_cycles` reads it
-    "round_robin": 0, "block": 1, "dynamic": 2}
+DEAL_CODES = {"round_robin": 0, "block": 1, "dynamic": 2}  # portion dealing as `_batch_cycles` reads it
 
 
 class ProfileScorer:
