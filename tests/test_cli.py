@@ -154,3 +154,19 @@ def test_set_overrides_reach_the_model_and_are_validated(tmp_path, capsys):
     assert "lanes" in capsys.readouterr().err
     assert main(["run", "--limit", "8", "--set", "pe.lane=4", "--out", str(tmp_path / "x")]) == 2
     assert "pe.lane" in capsys.readouterr().err
+
+
+def test_importing_accelsim_first_lets_idle_blas_threads_sleep_unless_the_user_chose():
+    """`import accelsim` sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads OpenBLAS (its idle threads otherwise spin
+    for 2^28 cycles after each GEMM and slow the Numba kernels between them); a value already set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import accelsim, os, numpy; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "4"
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OPENBLAS_THREAD_TIMEOUT": "28"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "28"
