@@ -654,6 +654,7 @@ class _Search:
                 if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
                     found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], m))
                     found.sort(key=lambda x: x[0])
+                    del found[keep:]  # only the best `keep` can be returned or set the bound
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
