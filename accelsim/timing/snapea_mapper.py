@@ -183,6 +183,18 @@ def _kcols_options(cols: int, kernels: int) -> list[int]:
     return sorted(set(best.values()))
 
 
+@functools.lru_cache(maxsize=1024)
+def _portion_geometry(out_hw: tuple[int, int], lanes: int, portion: str, th: int, tw: int, pieces: int, how: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The portions of a geometry and the lane groups of each, read-only: the same for every layer with this output
+    size (SqueezeNet v1.1: 965 requests, 77 distinct)."""
+    portions = sm.portions_of(ConvMapping(portion=portion, th=th, tw=tw, pieces=pieces, lanes=how), out_hw, lanes)
+    counts = np.asarray(sm.group_counts(portions, out_hw[1], lanes, how))
+    portions.setflags(write=False)
+    counts.setflags(write=False)
+    return portions, counts
+
+
 class _Search:
     """All candidates of one layer. The dense score is the model's dense cycle count in closed form: with every
     window at its kernel's stored length, a PE's time on a portion is (stored entries of its kernels) x (lane groups
@@ -199,7 +211,6 @@ class _Search:
         self.fixed = snapea.fixed_mapping(ctx, dataclasses.replace(opts, mapper="fixed"))
         self.lengths = ctx.lengths_array
         self._geo: dict[tuple[Any, ...], _Geo] = {}
-        self._counts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._words: dict[tuple[Any, ...], np.ndarray] = {}  # geometry -> input words of each portion
         self._floor_bits: dict[tuple[Any, ...], int] = {}  # (geometry, chunked, channels) -> input-half floor bits
         self._total_words: dict[tuple[Any, ...], int] = {}  # geometry -> input words over all portions
@@ -254,11 +265,7 @@ class _Search:
 
     def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
         """The portions of a geometry and the lane groups of each (for a lane assignment)."""
-        gkey = (m.portion, m.th, m.tw, m.pieces, m.lanes)
-        if gkey not in self._counts:
-            portions = sm.portions_of(m, self.ctx.out_hw, self.lanes)
-            self._counts[gkey] = (portions, sm.group_counts(portions, self.ctx.out_hw[1], self.lanes, m.lanes))
-        return self._counts[gkey]
+        return _portion_geometry(self.ctx.out_hw, self.lanes, m.portion, m.th, m.tw, m.pieces, m.lanes)
 
     def portion_facts(self, m: ConvMapping) -> tuple[int, int]:
         """(portions, input words over all portions) of a geometry."""
@@ -268,7 +275,7 @@ class _Search:
     def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
         key = (m.portion, m.th, m.tw, m.pieces)
         if key not in self._total_words:
-            self._total_words[key] = int(snapea.portion_input_words(self.ctx, portions).sum())
+            self._total_words[key] = int(self.portion_words(key, portions).sum())
         return self._total_words[key]
 
     def geo(self, m: ConvMapping, split: int) -> _Geo:
