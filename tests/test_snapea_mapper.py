@@ -306,6 +306,23 @@ def test_the_dense_score_is_the_models_dense_cycles_and_energy_for_every_candida
     assert checked > 30
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases())
+def test_the_branch_and_bound_lower_bounds_hold_on_random_layers(case):
+    """Every scored candidate's dense cycles and energy are at least the lower bounds the branch and bound orders by,
+    on small layers that spill, stream kernels, split columns and deal in blocks (a bound above a candidate's score
+    could make the search skip the best schedule)."""
+    arch, graph, layer, _, _, stream, _ = case
+    lengths = np.full(graph.out_shape(layer)[0], layer.kernel_size) if stream is None else stream.length
+    ctx = snapea.conv_context(arch, graph, layer, np.asarray(lengths, np.int64))
+    search = snapea_mapper._Search(ctx, snapea.SnaPEAOptions())
+    space = search.space(snapea_mapper.DENSE_LANES)
+    for i in range(len(space)):
+        score = search.score(snapea.ConvMapping(*space.args(i)))
+        if score is not None:
+            assert space.lb[i] <= score[0] and space.lb_e[i] <= score[1] * (1 + 1e-12), (i, space.args(i))
+
+
 def test_default_objective_is_no_slower_than_the_fixed_schedule_and_has_no_larger_edp():
     """edp (default): the least energy x cycles among schedules no slower than the fixed one (when it is legal)."""
     arch = load_arch("snapea")
