@@ -412,9 +412,12 @@ def _show(value: Any) -> str:
 def given(args: argparse.Namespace, cls: type, command: str, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The flat settings given on the command line (flags not given are absent)."""
     skip = set(exclude)
-    out = {info.key: getattr(args, info.key) for info in settings_of(cls).values()
-           if command in info.commands and info.key not in skip and getattr(args, info.key, None) is not None}
-    for info in settings_of(cls).values():  # a repeated list flag: its lists joined in the order given
-        if info.is_list and info.key in out and info.key not in _RAW_REPEATABLE:
-            out[info.key] = [item for given_list in out[info.key] for item in given_list]
+    out = {}
+    for info in settings_of(cls).values():
+        value = getattr(args, info.key, None)
+        if command not in info.commands or info.key in skip or value is None:
+            continue
+        if info.is_list and info.key not in _RAW_REPEATABLE:  # a repeated list flag: its lists joined in order
+            value = [item for given_list in value for item in given_list]
+        out[info.key] = value
     return out

@@ -66,7 +66,7 @@ def dense(args: argparse.Namespace) -> None:
         for mapper, sets in (("fixed", ["options.mapper=fixed"]), ("search", []),
                              ("fastest", ["options.mapper_objective=fastest"])):
             arch = load_arch("snapea", sets)
-            snapea_mapper.dense_choice.cache_clear()
+            cold()
             t0 = time.perf_counter()
             out[mapper] = snapea.SnaPEATiming(arch, graph, batch=args.batch).finish()
             out[mapper + "_s"] = time.perf_counter() - t0
@@ -223,7 +223,7 @@ def exact(args: argparse.Namespace) -> None:
                "mapper, objective fastest (profile score)": ["options.mapper_objective=fastest"]}
     for la in ("row", "flat", "block", "interleaved"):
         configs[f"profile score, lanes {la}"] = ["options.mapper_score=profile", f"options.lane_assignment={la}"]
-    snapea_mapper.dense_choice.cache_clear()
+    cold()
     models, init_s = {}, {}
     for name, sets in configs.items():
         t0 = time.perf_counter()

@@ -629,11 +629,8 @@ class _Search:
         # the smallest portions, unchecked; else anything pinned
         tiles = ["tiles"] if self.tile_fallback() else []
         for attempt in ["legal", *tiles, "smallest", "any"]:
-            if attempt == "tiles":  # enumerated only when no band or run fits
-                space = self.space(lane_options, True)
-            elif attempt == "smallest":
-                space = self.space(lane_options)
-            if attempt not in ("legal", "tiles") and not overflow:
+            space = self.space(lane_options, attempt == "tiles")  # tiles enumerated only when no band or run fits
+            if attempt in ("smallest", "any") and not overflow:
                 overflow = True  # nothing fits: score the smallest portions as if they fitted
                 self.half = 1 << 62
             bound_a = {"edp": space.lb * space.lb_e, "energy": space.lb_e}.get(obj, space.lb.astype(np.float64))
@@ -682,21 +679,20 @@ def dense_choice(ctx: ConvContext, opts: SnaPEAOptions) -> Choice:
         return Choice(snapea.fixed_mapping(ctx, opts), None, float("nan"), 1, None)
     best, overflow, fixed_cycles, scored = _search_of(ctx, opts).best(DENSE_LANES)
     score, mapping = best[0]
-    if overflow:
-        # a warning, not a debug line: the layer's cycles and energy leave that overflow out (optimistic)
+    tiled = not overflow and mapping.portion == "tile" and _search_of(ctx, opts).tile_fallback()
+    if overflow or tiled:  # warnings, not debug lines: a user should know why such a layer is slow or optimistic
         c, h, w = ctx.in_shape
         kh, kw = ctx.shape.kernel
-        log.warning("%dx%d conv of %d channels on %dx%d maps, %d kernels: no SnaPEA portion fits a PE's input half "
-                    "(%d B); the timing uses the smallest portions and does not charge the overflow (mapping flagged "
-                    "'!io'), so such layers' cycles and energy are optimistic; a larger pe.io_buffer_bytes removes it",
-                    kh, kw, c, h, w, ctx.kernels, ctx.arch.pe.io_buffer_bytes // 2)
-    elif mapping.portion == "tile" and _search_of(ctx, opts).tile_fallback():
-        c, h, w = ctx.in_shape
-        kh, kw = ctx.shape.kernel
-        log.warning("%dx%d conv of %d channels on %dx%d maps: no band or run of whole lane groups fits a PE's input "
-                    "half (%d B); the mapper uses 2-D tiles of %dx%d windows, which leave lanes idle; a larger "
-                    "pe.io_buffer_bytes lets more windows share a PE", kh, kw, c, h, w,
-                    ctx.arch.pe.io_buffer_bytes // 2, min(mapping.th, ctx.out_hw[0]), min(mapping.tw, ctx.out_hw[1]))
+        layer, half = f"{kh}x{kw} conv of {c} channels on {h}x{w} maps", ctx.arch.pe.io_buffer_bytes // 2
+        if overflow:  # the layer's cycles and energy leave that overflow out
+            log.warning("%s, %d kernels: no SnaPEA portion fits a PE's input half (%d B); the timing uses the smallest "
+                        "portions and does not charge the overflow (mapping flagged '!io'), so such layers' cycles "
+                        "and energy are optimistic; a larger pe.io_buffer_bytes removes it", layer, ctx.kernels, half)
+        else:
+            log.warning("%s: no band or run of whole lane groups fits a PE's input half (%d B); the mapper uses 2-D "
+                        "tiles of %dx%d windows, which leave lanes idle; a larger pe.io_buffer_bytes lets more "
+                        "windows share a PE", layer, half, min(mapping.th, ctx.out_hw[0]),
+                        min(mapping.tw, ctx.out_hw[1]))
     return Choice(mapping, None, float(score[0]), scored, fixed_cycles, overflow, float(score[1]))
 
 
