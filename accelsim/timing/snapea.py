@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -441,6 +441,17 @@ def auto_tile_rows(layer: Conv, in_shape: tuple[int, ...], out_hw: tuple[int, in
 
 
 # -- conv layers: the context a schedule is planned in, and the plan of one mapping -----------------------------------
+class Spatial(NamedTuple):
+    """A conv layer's map sizes, kernel, stride and padding: the same for every layer whose portions read the same
+    input boxes (per channel), whatever its channels."""
+
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+
+
 @dataclass(frozen=True)
 class ConvContext:
     """Everything a conv layer's schedule depends on apart from its mapping; hashable, so the mapper caches its
@@ -461,6 +472,12 @@ class ConvContext:
     @property
     def lengths_array(self) -> np.ndarray:
         return np.array(self.lengths, np.int64)
+
+    @property
+    def spatial(self) -> Spatial:
+        """What the input under a box of output windows depends on, per input channel."""
+        layer = self.shape
+        return Spatial(self.in_shape[1:], self.out_hw, layer.kernel, layer.stride, layer.pad)
 
     @property
     def cap(self) -> int:
@@ -511,25 +528,28 @@ def conv_context(arch: ArchSpec, graph: Graph, layer: Conv, lengths: np.ndarray,
                        out_dram=int(out_dram), pool_events=int(f_count * ho * wo) if pool_name else 0, widths=widths)
 
 
-def _box_words(ctx: ConvContext, boxes: np.ndarray, channels: int | None = None) -> np.ndarray:
+def box_words(sp: Spatial, boxes: np.ndarray, channels: int) -> np.ndarray:
     """Input words under output boxes [ya, yb) x [xa, xb) (`boxes[..., :4]`; halo included, padding not sent; 0 for
-    empty boxes), over `channels` input channels (default all)."""
+    empty boxes) of a layer with these `Spatial` facts, over `channels` input channels."""
     ya, yb, xa, xb = (boxes[..., i] for i in range(4))
-    c_in, h_in, w_in = ctx.in_shape
-    c_in = c_in if channels is None else channels
-    layer = ctx.shape
-    rows = snapea_map.input_span(ya, yb, layer.stride[0], layer.pad[0], layer.kernel[0], h_in)
-    cols = np.where((xa == 0) & (xb == ctx.out_hw[1]), w_in,
-                    snapea_map.input_span(xa, xb, layer.stride[1], layer.pad[1], layer.kernel[1], w_in))
-    return np.where((yb > ya) & (xb > xa), c_in * rows * cols, 0).astype(np.int64)
+    h_in, w_in = sp.in_hw
+    rows = snapea_map.input_span(ya, yb, sp.stride[0], sp.pad[0], sp.kernel[0], h_in)
+    cols = np.where((xa == 0) & (xb == sp.out_hw[1]), w_in,
+                    snapea_map.input_span(xa, xb, sp.stride[1], sp.pad[1], sp.kernel[1], w_in))
+    return np.where((yb > ya) & (xb > xa), channels * rows * cols, 0).astype(np.int64)
 
 
 def portion_input_words(ctx: ConvContext, portions: np.ndarray) -> np.ndarray:
     """Input words of each portion (its windows' inputs, halo included): what the row's broadcast carries."""
+    return ctx.in_shape[0] * portion_channel_words(ctx.spatial, ctx.arch.pe.lanes, portions)
+
+
+def portion_channel_words(sp: Spatial, lanes: int, portions: np.ndarray) -> np.ndarray:
+    """`portion_input_words` per input channel (every box holds the same rows and columns of each channel)."""
     if len(portions) and portions[0, 2] >= 0:  # rectangles: one box each
-        return _box_words(ctx, portions)
-    parts = snapea_map.slice_parts(portions, ctx.out_hw, ctx.arch.pe.lanes, "flat", 1)[:, 0]
-    return _box_words(ctx, parts).sum(-1)
+        return box_words(sp, portions, 1)
+    parts = snapea_map.slice_parts(portions, sp.out_hw, lanes, "flat", 1)[:, 0]
+    return box_words(sp, parts, 1).sum(-1)
 
 
 def partition_channels(ctx: ConvContext, part: np.ndarray) -> int:
@@ -564,7 +584,7 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
     need = ceil_div(whole * ab, 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
         parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
-        words = np.minimum(_box_words(ctx, parts, channels).sum(-1), whole[:, None])
+        words = np.minimum(box_words(ctx.spatial, parts, channels).sum(-1), whole[:, None])
         slice_need = ceil_div(words * ab, 8)
         if chunked:
             slice_need = slice_need + np.minimum(groups * lanes, windows) * ceil_div(pb, 8)

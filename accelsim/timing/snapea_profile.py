@@ -46,6 +46,27 @@ def _group_prefix(macs, win, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _profile_facts(macs, neg_start, n_spec, half, per_kernel, swaps):  # pragma: no cover - compiled
+    """One pass over a profile (B, F, N): per kernel its MACs and partial-sum swaps (a window of m > 0 MACs in
+    chunks of `half` entries swaps (m - 1) // half times), and the PAU checks of all windows (every MAC from the
+    kernel's neg_start on, plus one speculation check where n_spec > 0 and the window reached n_spec MACs)."""
+    checks = 0
+    for b in range(macs.shape[0]):
+        for f in range(macs.shape[1]):
+            ns, nn = neg_start[f], n_spec[f]
+            for i in range(macs.shape[2]):
+                m = np.int64(macs[b, f, i])
+                per_kernel[f] += m
+                if m > 0:
+                    swaps[f] += (m - 1) // half
+                if m > ns:
+                    checks += m - ns
+                if nn > 0 and m >= nn:
+                    checks += 1
+    return checks
+
+
+@numba.njit(cache=True)
 def _dma(nbytes, lat, num, den):  # pragma: no cover - compiled
     """snapea.DMA.cycles: `lat` + ceil(nbytes / rate) for rate = num / den bytes per cycle (0 for no bytes)."""
     if nbytes <= 0:
@@ -216,17 +237,14 @@ class ProfileScorer:
         self.images = macs.shape[0]
         self.macs = np.ascontiguousarray(macs.reshape(macs.shape[0], macs.shape[1], -1), dtype=np.int32)
         self.lanes = ctx.arch.pe.lanes
-        per_kernel = self.macs.sum(axis=(0, 2), dtype=np.int64)
-        self.kernel_macs = per_kernel / self.images  # mean MACs per image of each kernel (balanced dealing)
-        self.mac_total = float(per_kernel.sum()) / self.images
-        half = ctx.cap // 2
-        m64 = self.macs.astype(np.int64)
-        self.kernel_swaps = np.where(m64 > 0, (m64 - 1) // max(half, 1), 0).sum(axis=(0, 2)) / self.images
         f_count = self.macs.shape[1]
         ns = np.zeros(f_count, np.int64) if neg_start is None else np.asarray(neg_start, np.int64)
         nn = np.zeros(f_count, np.int64) if n_spec is None else np.asarray(n_spec, np.int64)
-        checks = np.maximum(m64 - ns[None, :, None], 0).sum() + ((nn[None, :, None] > 0)
-                                                                 & (m64 >= nn[None, :, None])).sum()
+        per_kernel, swaps = np.zeros(f_count, np.int64), np.zeros(f_count, np.int64)
+        checks = _profile_facts(self.macs, ns, nn, max(ctx.cap // 2, 1), per_kernel, swaps)
+        self.kernel_macs = per_kernel / self.images  # mean MACs per image of each kernel (balanced dealing)
+        self.mac_total = float(per_kernel.sum()) / self.images
+        self.kernel_swaps = swaps / self.images
         e = search._e
         self._pau = e("pau", "check", ctx.widths.psum_bits) * float(checks) / self.images
         self._prefix: dict[tuple[Any, ...], _Prefix] = {}
