@@ -543,11 +543,11 @@ class _Search:
                 for lanes in lanes_opts:
                     if lanes == "block" and (base.portion == "range" or not block_ok):
                         continue
-                    n_p, groups, words, counts, floor = self.block_facts(base, lanes, need_keys)
+                    *fact, counts, floor_of = self.block_facts(base, lanes, need_keys)
                     here_blocks.append((base.portion, base.th, base.tw, base.pieces, lanes, grid))
-                    facts.append((n_p, groups, words))
+                    facts.append(fact)
                     all_counts.append(counts)
-                    floors.append(floor)
+                    floors.append(floor_of)
             if not here_blocks:
                 continue
             f = np.array(facts, np.int64).reshape(-1, 3)
