@@ -364,6 +364,10 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
         if cfg.mode == "predictive":
             summary["predictive"] = metrics.predictive_report(layers, names[0], names[1] if point.baseline else None)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    # wall seconds of each design's mapping search, from the models' set-up on (elapsed_s counts from the
+    # functional pass); a search this process has already made for the same layer costs nothing
+    summary["mapper_s"] = {name: round(model.mapper_clock.seconds, 3) for name, model in zip(names, point.models)}
+    log.info("mapping search: %s", ", ".join(f"{name} {sec:.2f} s" for name, sec in summary["mapper_s"].items()))
     summary["versions"] = {"accelsim": accelsim.__version__, "numpy": np.__version__,
                            "python": platform.python_version()}
     resolved = {

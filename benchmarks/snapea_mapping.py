@@ -6,7 +6,7 @@ of the speedup into architecture x early termination, and what the search costs.
         [--spec S.npz --image-order shuffled --skip 500 --max-upscale 5]           # (b) in predictive mode
     python benchmarks/snapea_mapping.py barrier --weights W.npz --images DIR [--limit 50]  # (b3) the barrier's parts
     python benchmarks/snapea_mapping.py lenet [--limit 1000]         # (c) the embedded LeNet, lane sweep
-    python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run
+    python benchmarks/snapea_mapping.py cost [--net N --weights W --images I --limit L]  # search time in a run (mapper_s)
     python benchmarks/snapea_mapping.py search [--nets ...]          # cold dense search per network
 
 (a) utilisation = MACs / (cycles x MAC units) per conv layer, dense; for layers under 90 %: the layer's unit bound
@@ -20,7 +20,6 @@ assignment pinned); per image cycle classes, saved_cycle_share, speedups against
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import time
 from typing import Any
@@ -312,38 +311,42 @@ def lenet(args: argparse.Namespace) -> None:
 
 
 def cost(args: argparse.Namespace) -> None:
-    """What the search costs inside a real run (`accelsim.run.run`, design + Eyeriss baseline, cold caches): the
-    dense search (`dense_choice`, every layer) and the profile scoring (`_profile_choice`, layers with early
-    termination) against the run's elapsed time."""
+    """What the search costs in a run, as the run reports it (summary.json `mapper_s`: wall seconds in each design's
+    mapping search), against the run's time: in this process (`accelsim.run.run`, every mapper cache cleared
+    first) and from the shell (`accelsim run` in a fresh process, Python start-up and imports included)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
     from accelsim.config import RunConfig
     from accelsim.run import run
 
+    data = [f"--{k}={v}" for k, v in (("weights", args.weights), ("images", args.images), ("limit", args.limit))
+            if v is not None]
     for sets in ([], ["options.mapper_score=dense"]):
-        spent = {"dense": 0.0, "profile": 0.0}
-        originals = {"dense": snapea_mapper._Search._best, "profile": snapea_mapper._profile_choice.__wrapped__}
-
-        def timed(kind: str, fn: Any) -> Any:
-            def wrapper(*a: Any, **k: Any) -> Any:
+        label = f"{args.net}, {args.limit or 'all'} images, set {sets or 'defaults'}"
+        for _ in range(args.repeat):
+            cold()
+            cfg = RunConfig.of(net=args.net, weights=args.weights, images=args.images, limit=args.limit,
+                               set=tuple(sets))
+            t0 = time.perf_counter()
+            searched = run(cfg).summary["mapper_s"]
+            elapsed = time.perf_counter() - t0
+            print(f"{label}, in process: run {elapsed:.2f} s, mapper_s {searched} -> SnaPEA search "
+                  f"{searched['snapea'] / elapsed * 100:.1f} % of the run")
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "run"
+                cmd = [sys.executable, "-m", "accelsim", "run", f"--net={args.net}", *data, f"--out={out}",
+                       *[f"--set={s}" for s in sets]]
                 t0 = time.perf_counter()
-                try:
-                    return fn(*a, **k)
-                finally:
-                    spent[kind] += time.perf_counter() - t0
-            return wrapper
-
-        snapea_mapper._Search._best = timed("dense", originals["dense"])
-        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(timed("profile", originals["profile"]))
-        cold()
-        cfg = RunConfig.of(net=args.net, weights=args.weights, images=args.images, limit=args.limit, set=tuple(sets))
-        t0 = time.perf_counter()
-        run(cfg)
-        elapsed = time.perf_counter() - t0
-        snapea_mapper._Search._best = originals["dense"]
-        snapea_mapper._profile_choice = functools.lru_cache(maxsize=256)(originals["profile"])
-        search = spent["dense"] + spent["profile"]
-        print(f"{args.net}, {args.limit} images, set {sets or 'defaults'}: run {elapsed:.1f} s, dense search "
-              f"{spent['dense']:.2f} s, profile scoring {spent['profile']:.2f} s -> search {search / elapsed * 100:.1f} "
-              "% of the run (2 shared cores)")
+                subprocess.run(cmd, check=True, capture_output=True)
+                wall = time.perf_counter() - t0
+                searched = json.loads((out / "summary.json").read_text())["mapper_s"]
+            print(f"{label}, from the shell: {wall:.2f} s, mapper_s {searched} -> SnaPEA search "
+                  f"{searched['snapea'] / wall * 100:.1f} % of the wall time")
 
 
 def barrier_parts(plan: Any, macs: np.ndarray | None) -> tuple[int, int] | None:
@@ -470,6 +473,7 @@ def main() -> None:
     c.add_argument("--weights", default=None)
     c.add_argument("--images", default=None)
     c.add_argument("--limit", type=int, default=None)
+    c.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     {"dense": dense, "exact": exact, "lenet": lenet, "barrier": barrier, "search": search,
      "cost": cost}[args.part](args)

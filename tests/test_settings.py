@@ -108,7 +108,7 @@ def test_the_commands_offer_exactly_the_settings_declared_for_them():
 # -- honoured: a non-default value changes what the run computes or records ------------------------------------------
 def _fingerprint(folder) -> tuple[dict, pd.DataFrame]:
     summary = json.loads((folder / "summary.json").read_text())
-    for key in ("elapsed_s", "versions"):
+    for key in ("elapsed_s", "mapper_s", "versions"):
         summary.pop(key, None)
     return summary, pd.read_parquet(folder / "layers.parquet")
 

@@ -593,3 +593,28 @@ def test_profile_scoring_shares_lane_groups_only_between_equal_groupings(lanes):
         model.observe(layer.name, rng.integers(0, layer.kernel_size + 1, (3, f, ho, wo)).astype(np.int32))
     res = model.finish()
     assert all(res[layer.name].cycles > 0 for layer in graph.conv_layers())
+
+
+def test_the_run_reports_the_time_each_design_spends_in_its_mapping_search(monkeypatch):
+    """summary.json `mapper_s`: SnaPEA's clock runs around every call into its mapper (a search slowed by 0.2 s a
+    call shows up in full), Eyeriss's around its mapping search."""
+    import time
+
+    from accelsim.config import RunConfig
+    from accelsim.run import run
+
+    calls = {"dense": 0, "profile": 0}
+
+    def slowed(kind, fn):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            time.sleep(0.2)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(snapea_mapper, "dense_choice", slowed("dense", snapea_mapper.dense_choice))
+    monkeypatch.setattr(snapea_mapper, "profile_choice", slowed("profile", snapea_mapper.profile_choice))
+    searched = run(RunConfig.of(net="lenet", limit=4)).summary["mapper_s"]
+    assert set(searched) == {"snapea", "eyeriss"} and searched["eyeriss"] > 0
+    assert calls["dense"] >= 2 and calls["profile"] >= 2  # LeNet's two conv layers, dense and on their profile
+    assert searched["snapea"] >= 0.2 * (calls["dense"] + calls["profile"])

@@ -30,6 +30,7 @@ from accelsim.errors import ConfigError
 from accelsim.intmath import ceil_div
 from accelsim.nets.graph import FC, Conv, Graph, Layer
 from accelsim.timing.events import EventLog, LayerTiming
+from accelsim.timing.model import MapperClock
 from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
@@ -566,10 +567,12 @@ class EyerissTiming:
         self.arch, self.graph, self.batch = arch, graph, batch
         self.widths = DataWidths.resolve(arch, widths)
         self.options = EyerissOptions.from_mapping(arch.options)
+        self.mapper_clock = MapperClock()
         _check(arch, batch)
-        for layer in graph.layers:  # every layer must have a legal mapping: a bad config fails before any image
-            if isinstance(layer, (Conv, FC)):
-                _candidates(arch, rs_shape(graph, layer), 1, self.options.strip_width, self.widths)
+        with self.mapper_clock:
+            for layer in graph.layers:  # every layer must have a legal mapping: a bad config fails before any image
+                if isinstance(layer, (Conv, FC)):
+                    _candidates(arch, rs_shape(graph, layer), 1, self.options.strip_width, self.widths)
 
     def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
         """Dense: nothing to record."""
@@ -577,6 +580,7 @@ class EyerissTiming:
     def finish(self, facts: Any = None) -> dict[str, LayerTiming]:
         batch = getattr(facts, "batch", None) or self.batch
         zeros = getattr(facts, "input_zero_fraction", None) or {}
-        return {layer.name: simulate_layer(self.arch, self.graph, layer, batch,
-                                           input_zero_fraction=zeros.get(layer.name, 0.0), widths=self.widths)
-                for layer in self.graph.layers if isinstance(layer, (Conv, FC))}
+        with self.mapper_clock:  # the mapping search is nearly all of it (the events of the pick are a few sums)
+            return {layer.name: simulate_layer(self.arch, self.graph, layer, batch,
+                                               input_zero_fraction=zeros.get(layer.name, 0.0), widths=self.widths)
+                    for layer in self.graph.layers if isinstance(layer, (Conv, FC))}

@@ -12,6 +12,7 @@ layer (buffer capacities, portion sizes) at construction and fixes schedules whi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,11 +36,28 @@ class PassFacts:
     input_zero_fraction: Mapping[str, float] = field(default_factory=dict)  # layer -> share of zero input values
 
 
+class MapperClock:
+    """Wall seconds a timing model spends in its mapping search (`with clock: ...` around each search call; not
+    re-entrant): the run reports them (summary.json `mapper_s`), so that what the search costs is visible per run."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> MapperClock:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+
 class TimingModel(Protocol):
     """observe(...) once per conv layer and batch of the functional pass, then finish(facts) once."""
 
     arch: ArchSpec
     widths: DataWidths  # the stored bits per weight, activation and partial sum the model was built with
+    mapper_clock: MapperClock  # the time spent in the model's mapping search so far
 
     def observe(self, layer_name: str, macs: np.ndarray, pau: bool = True,
                 stream: WeightStream | None = None) -> None:

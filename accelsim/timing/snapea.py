@@ -51,6 +51,7 @@ from accelsim.nets.graph import (
 )
 from accelsim.timing import snapea_map
 from accelsim.timing.events import EventLog, LayerTiming
+from accelsim.timing.model import MapperClock
 from accelsim.timing.snapea_map import KERNEL_DEALINGS, LANE_ASSIGNMENTS, PORTIONS, ROW_DEALINGS
 from accelsim.timing.snapea_map import Mapping as ConvMapping
 from accelsim.timing.widths import DataWidths
@@ -1395,18 +1396,42 @@ class SnaPEATiming:
         self._totals: dict[str, dict[str, int]] = {}
         self._keys: dict[str, tuple[bool, Any]] = {}
         self._pending: dict[str, tuple[list[np.ndarray], Any]] = {}  # profiled layers: batches before the profile
+        self.mapper_clock = MapperClock()
+        # the first call of a compiled kernel pays Numba's start-up in this process (0.2 s), which a run pays
+        # anyway: here, before the mapper's clock runs (the planner needs this kernel whatever the mapper)
+        _weight_residency(np.zeros(0, np.int64), np.zeros(0, np.int64), 1, 2)
         for name, layer in self._layers.items():  # validate every layer up front: a bad config fails before any image
             if isinstance(layer, FC):
-                plan_layer(arch, graph, layer, self.options, batch=batch, widths=self.widths)
+                self._fc_plan(layer, batch)
             else:
                 self._dense_plan(name)
+
+    def _fc_plan(self, layer: FC, batch: int) -> LayerPlan:
+        with self.mapper_clock:  # planning an fc layer is choosing among its few schedules
+            return plan_layer(self.arch, self.graph, layer, self.options, batch=batch, widths=self.widths)
+
+    def _context(self, layer: Conv, stream: Any) -> tuple[ConvContext, np.ndarray | None, np.ndarray | None]:
+        """The layer's planning context with its kernels' stored lengths, and their PAU positions (None without a
+        weight stream)."""
+        f_count = self.graph.out_shape(layer)[0]
+        lengths, neg_start, n_spec = (_stream_arrays(layer, f_count, stream) if stream is not None
+                                      else (np.full(f_count, layer.kernel_size, np.int64), None, None))
+        return conv_context(self.arch, self.graph, layer, lengths, self.widths), neg_start, n_spec
 
     def _dense_plan(self, name: str, stream: Any = None, key: Any = None) -> LayerPlan:
         """The layer's dense schedule: what the mapper picks when every window runs its kernel's stored length."""
         full = (name, key)
         if full not in self._dense:
-            self._dense[full] = plan_layer(self.arch, self.graph, self._layers[name], self.options, pau=False,
-                                           stream=stream, widths=self.widths)
+            layer = self._layers[name]
+            mapping = None
+            if isinstance(layer, Conv):
+                from accelsim.timing import snapea_mapper
+
+                ctx, _, _ = self._context(layer, stream)
+                with self.mapper_clock:
+                    mapping = snapea_mapper.dense_choice(ctx, self.options).mapping
+            self._dense[full] = plan_layer(self.arch, self.graph, layer, self.options, pau=False, stream=stream,
+                                           mapping=mapping, widths=self.widths)
         return self._dense[full]
 
     def _profiled(self, pau: bool) -> bool:
@@ -1424,10 +1449,9 @@ class SnaPEATiming:
 
                 layer = self._layers[name]
                 assert isinstance(layer, Conv)  # observe takes conv layers only
-                lengths, neg_start, n_spec = (_stream_arrays(layer, dense.kernels, stream) if stream is not None
-                                              else (dense.kernel_lengths, None, None))
-                ctx = conv_context(self.arch, self.graph, layer, lengths, self.widths)
-                choice = snapea_mapper.profile_choice(ctx, self.options, profile, neg_start, n_spec)
+                ctx, neg_start, n_spec = self._context(layer, stream)
+                with self.mapper_clock:
+                    choice = snapea_mapper.profile_choice(ctx, self.options, profile, neg_start, n_spec)
                 plan = plan_conv(ctx, choice.mapping, name, pau, neg_start, n_spec, choice.kernel_weights)
             self._plans[full] = plan
         return self._plans[full]
@@ -1499,7 +1523,7 @@ class SnaPEATiming:
         out: dict[str, LayerTiming] = {}
         for name, layer in self._layers.items():
             if isinstance(layer, FC):
-                plan = plan_layer(self.arch, self.graph, layer, self.options, batch=batch, widths=self.widths)
+                plan = self._fc_plan(layer, batch)
                 t = timing_from_totals(self.arch, plan, layer_totals(self.arch, plan, None))
                 out[name] = dataclasses.replace(t, dense=t)
             elif name in self._totals:
