@@ -30,7 +30,7 @@ from accelsim.arch import load_arch
 from accelsim.energy import energy_columns
 from accelsim.nets.graph import FC, Conv
 from accelsim.nets.workload import load_workload
-from accelsim.timing import decompose, eyeriss, snapea, snapea_map, snapea_mapper
+from accelsim.timing import decompose, eyeriss, snapea, snapea_map, snapea_mapper, snapea_profile
 
 NETS = ("alexnet", "vgg16", "googlenet", "squeezenet1_0", "squeezenet1_1", "resnet20", "resnet56")
 CLASSES = ("busy", "idle_lane", "barrier", "dram_stall", "tail", "unused_pe")
@@ -39,7 +39,7 @@ CLASSES = ("busy", "idle_lane", "barrier", "dram_stall", "tail", "unused_pe")
 def cold() -> None:
     """Forget every cached search and geometry of the mapper (whatever caches the tree on PYTHONPATH has), so that a
     timing is of a cold search."""
-    for module in (snapea_mapper, snapea_map, snapea):
+    for module in (snapea_mapper, snapea_map, snapea, snapea_profile):
         for fn in vars(module).values():
             if callable(getattr(fn, "cache_clear", None)):
                 fn.cache_clear()

@@ -184,22 +184,10 @@ def _kcols_options(cols: int, kernels: int) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _portion_geometry(out_hw: tuple[int, int], lanes: int, portion: str, th: int, tw: int, pieces: int, how: str
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The portions of a geometry and the lane groups of each, read-only: the same for every layer with this output
-    size (SqueezeNet v1.1: 965 requests, 77 distinct)."""
-    portions = sm.portions_of(ConvMapping(portion=portion, th=th, tw=tw, pieces=pieces, lanes=how), out_hw, lanes)
-    counts = np.asarray(sm.group_counts(portions, out_hw[1], lanes, how))
-    portions.setflags(write=False)
-    counts.setflags(write=False)
-    return portions, counts
-
-
-@functools.lru_cache(maxsize=1024)
 def _channel_words(sp: snapea.Spatial, lanes: int, portion: str, th: int, tw: int, pieces: int) -> np.ndarray:
     """Input words per input channel of each portion of a geometry, read-only: the same for every layer with these
     map sizes, kernel, stride and padding (SqueezeNet v1.1: 444 requests, 195 distinct)."""
-    portions, _ = _portion_geometry(sp.out_hw, lanes, portion, th, tw, pieces, "row")
+    portions, _ = sm.portion_geometry(sp.out_hw, lanes, portion, th, tw, pieces, "row")
     words = snapea.portion_channel_words(sp, lanes, portions)
     words.setflags(write=False)
     return words
@@ -276,7 +264,7 @@ class _Search:
 
     def counts(self, m: ConvMapping) -> tuple[np.ndarray, np.ndarray]:
         """The portions of a geometry and the lane groups of each (for a lane assignment)."""
-        return _portion_geometry(self.ctx.out_hw, self.lanes, m.portion, m.th, m.tw, m.pieces, m.lanes)
+        return sm.portion_geometry(self.ctx.out_hw, self.lanes, m.portion, m.th, m.tw, m.pieces, m.lanes)
 
     def portion_facts(self, m: ConvMapping) -> tuple[int, int]:
         """(portions, input words over all portions) of a geometry."""
