@@ -208,8 +208,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, overwrite: bool = False,
     Every user error is found before the first image (`check`); the run folder is written atomically at the end
     (`unique_out`: `out` is a default name, and a taken name gets a suffix).
     """
+    started = time.perf_counter()
     setup, designs = _prepare([cfg], None if unique_out else out, overwrite)
-    outcome = _compute(setup, designs, progress=progress, isolate=False)[0]
+    outcome = _compute(setup, designs, progress=progress, isolate=False, started=started)[0]
     if not isinstance(outcome, RunOutcome):  # pragma: no cover - isolate=False raises instead
         raise InternalError("run: a failed design came back without isolate")
     folder = (write_run(out, outcome.config or {}, outcome.layers, outcome.summary, events=outcome.events,
@@ -227,11 +228,12 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
     """
     if not cfgs:
         return []
+    started = time.perf_counter()
     if any(functional_key(c) != functional_key(cfgs[0]) for c in cfgs[1:]):
         raise InternalError("run_group: the configs differ in settings of the functional pass; group them by "
                             f"functional_key (only {', '.join(timing_keys())} may differ)")
     if not isolate:
-        return _compute(*_prepare(cfgs, None, False), progress=progress, isolate=False)
+        return _compute(*_prepare(cfgs, None, False), progress=progress, isolate=False, started=started)
     problems = _Problems()
     setup = _load_setup(cfgs[0], problems)
     problems.raise_if_any("cannot run")
@@ -244,7 +246,7 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
         if d is None:
             outcomes[i] = ConfigError("; ".join(own.items))
         alive.append(d)
-    computed = _compute(setup, [d for d in alive if d is not None], progress=progress, isolate=True)
+    computed = _compute(setup, [d for d in alive if d is not None], progress=progress, isolate=True, started=started)
     it = iter(computed)
     for i, d in enumerate(alive):
         if d is not None:
@@ -253,9 +255,9 @@ def run_group(cfgs: Sequence[RunConfig], progress: Callable[[int], None] | None 
 
 
 def _compute(setup: _Setup, designs: Sequence[_Designs], progress: Callable[[int], None] | None,
-             isolate: bool) -> list[RunOutcome | Exception]:
-    """The functional pass (unless shape-only), observed by every design's timing models; then each outcome."""
-    started = time.perf_counter()
+             isolate: bool, started: float) -> list[RunOutcome | Exception]:
+    """The functional pass (unless shape-only), observed by every design's timing models; then each outcome
+    (`started`: when the run began, before its set-up, for `elapsed_s`)."""
     cfg = designs[0].cfg if designs else None
     outcomes: list[RunOutcome | Exception | None] = [None] * len(designs)
     alive = dict(enumerate(designs))
@@ -364,10 +366,11 @@ def _assemble(point: _Designs, setup: _Setup, result: FunctionalResult | None, f
         if cfg.mode == "predictive":
             summary["predictive"] = metrics.predictive_report(layers, names[0], names[1] if point.baseline else None)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    # wall seconds of each design's mapping search, from the models' set-up on (elapsed_s counts from the
-    # functional pass); a search this process has already made for the same layer costs nothing
+    # wall seconds of each design's mapping search, part of elapsed_s (a search this process has already made for
+    # the same layer costs nothing)
     summary["mapper_s"] = {name: round(model.mapper_clock.seconds, 3) for name, model in zip(names, point.models)}
-    log.info("mapping search: %s", ", ".join(f"{name} {sec:.2f} s" for name, sec in summary["mapper_s"].items()))
+    log.info("mapping search: %s, of the run's %.1f s", ", ".join(f"{name} {sec:.2f} s" for name, sec in
+                                                              summary["mapper_s"].items()), summary["elapsed_s"])
     summary["versions"] = {"accelsim": accelsim.__version__, "numpy": np.__version__,
                            "python": platform.python_version()}
     resolved = {
