@@ -124,10 +124,12 @@ class _Space:
     fixed schedule first; `space[i]` gives (cycles bound, energy bound, ConvMapping arguments) like a list."""
 
     def __init__(self, fixed: tuple[int, float, tuple[Any, ...]], blocks: list[tuple[Any, ...]],
-                 combos: list[tuple[int, str]], dealings: list[str], lb: np.ndarray, lb_e: np.ndarray,
-                 floor: np.ndarray, block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
+                 combos: list[tuple[int, str]], dealings: list[str], lb: np.ndarray, spread: np.ndarray,
+                 lb_e: np.ndarray, floor: np.ndarray, block: np.ndarray, combo: np.ndarray, deal: np.ndarray):
         self.fixed, self.blocks, self.combos, self.dealings = fixed, blocks, combos, dealings
         self.lb = np.concatenate(([fixed[0]], lb)).astype(np.int64)
+        # the heaviest partition's work spread evenly over the rows: a looser bound, which the profile pool keeps
+        self.spread = np.concatenate(([fixed[0]], spread)).astype(np.int64)
         self.lb_e = np.concatenate(([fixed[1]], lb_e)).astype(np.float64)
         self.floor = np.concatenate(([0], floor)).astype(np.int64)  # input-half bytes at least (0: unknown)
         self.block, self.combo, self.deal = block, combo, deal
@@ -164,9 +166,8 @@ class _Space:
     def subset(self, lanes: tuple[str, ...]) -> _Space:
         """The candidates whose lane assignment is in `lanes` (the fixed schedule stays first), in order."""
         keep = np.array([b[4] in lanes for b in self.blocks], bool)[self.block]
-        return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.lb_e[1:][keep],
-                      self.floor[1:][keep],
-                      self.block[keep], self.combo[keep], self.deal[keep])
+        return _Space(self.fixed, self.blocks, self.combos, self.dealings, self.lb[1:][keep], self.spread[1:][keep],
+                      self.lb_e[1:][keep], self.floor[1:][keep], self.block[keep], self.combo[keep], self.deal[keep])
 
 
 def _distinct_sizes(n: int) -> list[int]:
@@ -500,7 +501,7 @@ class _Search:
         blocks: list[tuple[Any, ...]] = []
         combos: list[tuple[int, str]] = []
         combo_id: dict[tuple[int, str], int] = {}
-        lbs, lbes, floor_l, block_ids, combo_ids = [], [], [], [], []
+        lbs, spreads, lbes, floor_l, block_ids, combo_ids = [], [], [], [], [], []
         for grid in self.grids():
             rows, cols = snapea.grid_of(self.ctx.arch, ConvMapping(grid=grid))
             kcols_opts = ([min(opts.kernel_columns, cols)] if opts.kernel_columns
@@ -548,7 +549,9 @@ class _Search:
             if any(len(c) == 0 for c in all_counts):  # reduceat reads the next block's first entry for an empty one
                 per_split[[len(c) == 0 for c in all_counts]] = 0
             total = per_split[:, split_pos]
-            lb = s_max * ceil_div(total, rows)
+            spread = s_max * ceil_div(total, rows)
+            lb = self.row_bounds(dealings, rows, all_counts, flat, starts, splits, split_pos, total, s_max,
+                                 np.array([self.dma_cycles(rows, int(b)) for b in kept_b], np.int64))
             fetched = kept + steps * streamed
             writes = split_a * (rows * kept + n_p * streamed)
             static = (k["noc"] * (words + fetched) + k["noc_index"] * fetched + k["write"] * writes
@@ -561,7 +564,8 @@ class _Search:
             n_here = len(here) * n_deal
             block_ids.append(np.repeat(np.arange(len(blocks), len(blocks) + len(here_blocks), dtype=np.int64), n_here))
             blocks.extend(here_blocks)
-            lbs.append(np.repeat(lb.ravel(), n_deal))
+            lbs.append(lb.ravel())
+            spreads.append(np.repeat(spread.ravel(), n_deal))
             lbes.append(np.repeat(lb_e.ravel(), n_deal))
             floor_l.append(np.repeat(floor.ravel(), n_deal))
             combo_ids.append(np.tile(np.repeat(ids, n_deal), len(here_blocks)))
@@ -577,8 +581,33 @@ class _Search:
         if twin is not None and (fx.kcols, fx.kernel_dealing) in combo_id and fx.dealing in dealings:
             keep &= ~((block == twin) & (combo == combo_id[(fx.kcols, fx.kernel_dealing)])
                       & (deal == dealings.index(fx.dealing)))
-        return _Space(fixed, blocks, combos, dealings, cat(lbs, np.int64)[keep], cat(lbes, np.float64)[keep],
-                      cat(floor_l, np.int64)[keep], block[keep], combo[keep], deal[keep])
+        return _Space(fixed, blocks, combos, dealings, cat(lbs, np.int64)[keep], cat(spreads, np.int64)[keep],
+                      cat(lbes, np.float64)[keep], cat(floor_l, np.int64)[keep], block[keep], combo[keep], deal[keep])
+
+    @staticmethod
+    def row_bounds(dealings: list[str], rows: int, counts: list[np.ndarray], flat: np.ndarray, starts: np.ndarray,
+                   splits: np.ndarray, split_pos: np.ndarray, total: np.ndarray, s_max: np.ndarray,
+                   kept_dma: np.ndarray) -> np.ndarray:
+        """Lower bounds on dense cycles, (blocks, kernel partitionings, dealings): the kept weights' fetch plus the
+        heaviest partition's work on the busiest PE row (its portions' busiest slices under the dealing; the claim
+        queue: the work spread evenly). Every schedule's cycles reach it: independent rows run their portions back
+        to back, lockstep steps wait for the slowest row of each step, spilled activations only add DMA; rows that
+        need no DMA and keep their kernels take exactly this long."""
+        sizes = np.array([len(c) for c in counts], np.int64)
+        n_b = len(counts)
+        block_of = np.repeat(np.arange(n_b), sizes)
+        local = np.arange(len(flat)) - np.repeat(np.asarray(starts, np.int64), sizes)
+        busiest = []
+        for dealing in dealings:
+            if dealing == "dynamic":
+                busiest.append(ceil_div(total, rows))
+                continue
+            row_of = local // np.maximum(1, ceil_div(sizes, rows))[block_of] if dealing == "block" else local % rows
+            bins = block_of * rows + row_of
+            per = np.stack([np.bincount(bins, ceil_div(flat, sp), n_b * rows).reshape(n_b, rows).max(1, initial=0)
+                            for sp in splits.tolist()], 1).astype(np.int64)
+            busiest.append(per[:, split_pos])
+        return kept_dma[None, :, None] + s_max[None, :, None] * np.stack(busiest, 2)
 
     def block_facts(self, base: ConvMapping, lanes: str, need_keys: list[tuple[bool, int]]
                     ) -> tuple[int, int, int, np.ndarray, list[int]]:
@@ -820,13 +849,14 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     """Profile scoring. Candidates: the dense search's space with every lane assignment (interleaved too), each
     also with kernels dealt balanced on the profile's mean MACs per kernel, with dynamic portion dealing and (with
     `options.portion_lookahead: 1`) a portion lookahead, where legal and not pinned otherwise. A candidate enters
-    the pool when its dense lower bound is within (1 + PROFILE_SLACK x s) of the dense choice's objective value
-    (squared for edp), s = the share of dense MACs the profile saves: early termination cannot make a schedule
-    faster than its dense time by much more than the work it removes, so what lies further out cannot win (the
-    benchmark checks the pool against scoring every candidate). Each pool candidate is timed on the profile exactly
-    as the model would (`snapea_profile.ProfileScorer`) and ranked by the objective on its profile cycles and
-    energy; `edp` keeps only candidates no slower on the profile than the fixed schedule where that is legal.
-    Layers where no portion fits the input half keep the dense choice."""
+    the pool when its dense lower bound (the even spread of its work over the rows, looser than the branch and
+    bound's busiest row: a tighter bound here would shrink the pool) is within (1 + PROFILE_SLACK x s) of the dense
+    choice's objective value (squared for edp), s = the share of dense MACs the profile saves: early termination
+    cannot make a schedule faster than its dense time by much more than the work it removes, so what lies further
+    out cannot win (the benchmark checks the pool against scoring every candidate). Each pool candidate is timed on
+    the profile exactly as the model would (`snapea_profile.ProfileScorer`) and ranked by the objective on its
+    profile cycles and energy; `edp` keeps only candidates no slower on the profile than the fixed schedule where
+    that is legal. Layers where no portion fits the input half keep the dense choice."""
     from accelsim.timing.snapea_profile import ProfileScorer
 
     dense = dense_choice(ctx, opts)
@@ -840,7 +870,7 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     obj = opts.mapper_objective
     lanes = PROFILE_LANES if opts.lane_assignment is None else (opts.lane_assignment,)
     space = search.space(lanes, dense.mapping.portion == "tile" and search.tile_fallback())
-    lb, lb_e = space.lb.astype(np.float64), space.lb_e
+    lb, lb_e = space.spread.astype(np.float64), space.lb_e
     if obj == "edp":
         bound, limit = lb * lb_e, dense.cycles * dense.energy * slack * slack
     elif obj == "energy":
