@@ -99,7 +99,7 @@ def portions_of(m: Mapping, out_hw: tuple[int, int], lanes: int) -> np.ndarray:
 def portion_geometry(out_hw: tuple[int, int], lanes: int, portion: str, th: int, tw: int, pieces: int, how: str
                      ) -> tuple[np.ndarray, np.ndarray]:
     """The portions of a geometry and the lane groups of each, read-only: the same for every layer with this output
-    size (SqueezeNet v1.1: 965 requests, 77 distinct)."""
+    size (the searches of a SqueezeNet v1.1 run: 13,510 requests, 288 distinct)."""
     portions = portions_of(Mapping(portion=portion, th=th, tw=tw, pieces=pieces, lanes=how), out_hw, lanes)
     counts = np.asarray(group_counts(portions, out_hw[1], lanes, how))
     portions.setflags(write=False)

@@ -218,7 +218,7 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
 def _group_windows(out_hw: tuple[int, int], lanes: int, portion: str, th: int, tw: int, pieces: int, how: str
                    ) -> np.ndarray:
     """(G, lanes) windows of every lane group of a portion geometry in processing order (`snapea_map.group_table`),
-    read-only: the same for every layer of this output size (SqueezeNet v1.1: 233 requests, 71 distinct)."""
+    read-only: the same for every layer of this output size (SqueezeNet v1.1: 233 requests, 29 distinct)."""
     portions, _ = sm.portion_geometry(out_hw, lanes, portion, th, tw, pieces, how)
     win, _ = sm.group_table(portions, out_hw[1], lanes, how, 1)
     win.setflags(write=False)
