@@ -181,6 +181,20 @@ def test_the_input_half_floor_never_exceeds_the_need(case, split, chunked, chann
             assert floor == need
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases(), st.integers(1, 6))
+def test_the_compiled_slice_words_are_the_words_under_the_slices_boxes(case, split):
+    """`slice_channel_words` (compiled; the input-half check and a run's input words use it) equals the words under
+    the boxes `slice_parts` draws for every column slice, for every portion kind and lane assignment."""
+    arch, graph, layer, m, _, _, _ = case
+    ctx = snapea.conv_context(arch, graph, layer, np.full(graph.out_shape(layer)[0], layer.kernel_size, np.int64))
+    lanes = arch.pe.lanes
+    portions = snapea_map.portions_of(m, ctx.out_hw, lanes)
+    boxes = snapea_map.slice_parts(portions, ctx.out_hw, lanes, m.lanes, split)
+    want = snapea.box_words(ctx.spatial, boxes, 1).sum(-1)
+    assert np.array_equal(snapea.slice_channel_words(ctx.spatial, lanes, portions, m.lanes, split), want)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 9), st.integers(0, 2**32 - 1), st.booleans())
 def test_balanced_dealing_is_longest_processing_time_first(n, kcols, seed, ties):

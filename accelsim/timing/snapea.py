@@ -540,6 +540,115 @@ def box_words(sp: Spatial, boxes: np.ndarray, channels: int) -> np.ndarray:
     return np.where((yb > ya) & (xb > xa), channels * rows * cols, 0).astype(np.int64)
 
 
+_HOW_CODES = {"row": 0, "flat": 1, "block": 2, "interleaved": 3}  # lane assignments as `_slice_words` reads them
+
+
+def slice_channel_words(sp: Spatial, lanes: int, portions: np.ndarray, how: str, split: int) -> np.ndarray:
+    """(P, split) input words per input channel under each column slice's windows: the words of the boxes of
+    `snapea_map.slice_parts` (at most three per slice; halos of two boxes count twice), in one compiled pass."""
+    p = np.ascontiguousarray(portions, dtype=np.int64).reshape(-1, 4)
+    out = np.zeros((len(p), split), np.int64)
+    if len(p):
+        (ho, wo), (h_in, w_in) = sp.out_hw, sp.in_hw
+        counts = np.asarray(snapea_map.group_counts(p, wo, lanes, how), np.int64)
+        bh, bw = snapea_map.block_shape(lanes)
+        _slice_words(p, counts, ho, wo, lanes, _HOW_CODES[how], split, bh, bw, h_in, w_in, sp.stride[0],
+                     sp.stride[1], sp.pad[0], sp.pad[1], sp.kernel[0], sp.kernel[1], out)
+    return out
+
+
+@numba.njit(cache=True)
+def _span(lo, hi, stride, pad, kernel, size):  # pragma: no cover - compiled
+    """`snapea_map.input_span` of one interval."""
+    return max(0, min(size, (hi - 1) * stride - pad + kernel) - max(0, lo * stride - pad))
+
+
+@numba.njit(cache=True)
+def _box_words_at(ya, yb, xa, xb, wo, h_in, w_in, sy, sx, py, px, ky, kx):  # pragma: no cover - compiled
+    """`box_words` of one box, per channel."""
+    if yb <= ya or xb <= xa:
+        return 0
+    cols = w_in if xa == 0 and xb == wo else _span(xa, xb, sx, px, kx, w_in)
+    return _span(ya, yb, sy, py, ky, h_in) * cols
+
+
+@numba.njit(cache=True)
+def _interval_words(u, v, line_len, line_h, unit_w, y0, x0, y_end, x_end, wo, h_in, w_in, sy, sx, py, px, ky,
+                    kx):  # pragma: no cover - compiled
+    """Words under the boxes of `snapea_map._interval_parts` for units [u, v) of a layout of lines."""
+    if v <= u:
+        return 0
+    l0, l1 = u // line_len, (v - 1) // line_len
+    p0, p1 = u % line_len, (v - 1) % line_len + 1
+    if l0 == l1:
+        return _box_words_at(y0 + l0 * line_h, min(y0 + (l0 + 1) * line_h, y_end), x0 + p0 * unit_w,
+                             min(x0 + p1 * unit_w, x_end), wo, h_in, w_in, sy, sx, py, px, ky, kx)
+    head, tail = p0 > 0, p1 < line_len
+    f0, f1 = l0 + (1 if head else 0), l1 + 1 - (1 if tail else 0)
+    total = 0
+    if head:  # the partial first line
+        total += _box_words_at(y0 + l0 * line_h, min(y0 + (l0 + 1) * line_h, y_end), x0 + p0 * unit_w,
+                               min(x0 + line_len * unit_w, x_end), wo, h_in, w_in, sy, sx, py, px, ky, kx)
+    if f1 > f0:  # the whole lines
+        total += _box_words_at(y0 + f0 * line_h, min(y0 + f1 * line_h, y_end), x0,
+                               min(x0 + line_len * unit_w, x_end), wo, h_in, w_in, sy, sx, py, px, ky, kx)
+    if tail:  # the partial last line
+        total += _box_words_at(y0 + l1 * line_h, min(y0 + (l1 + 1) * line_h, y_end), x0,
+                               min(x0 + p1 * unit_w, x_end), wo, h_in, w_in, sy, sx, py, px, ky, kx)
+    return total
+
+
+@numba.njit(cache=True)
+def _slice_words(portions, counts, ho, wo, lanes, how, split, bh, bw, h_in, w_in, sy, sx, py, px, ky, kx,
+                 out):  # pragma: no cover - compiled
+    """`slice_channel_words`: each portion's lane groups cut into `split` near-equal runs (`slice_counts`), each
+    run an interval of a layout of lines (`snapea_map.slice_parts`, case by case), its boxes' words summed."""
+    for q in range(portions.shape[0]):
+        a, b, c, d = portions[q, 0], portions[q, 1], portions[q, 2], portions[q, 3]
+        run = c < 0
+        base, extra = counts[q] // split, counts[q] % split
+        g = 0
+        for s in range(split):
+            g0 = g
+            g1 = g + base + (1 if s < extra else 0)
+            g = g1
+            flat = how == 1
+            if how == 3:  # interleaved: a slice with groups spreads over its whole portion
+                n = (b - a) if run else (b - a) * (d - c)
+                g0, g1 = 0, ((n + lanes - 1) // lanes if g1 > g0 else 0)
+                flat = True
+            if not run:
+                if flat:
+                    out[q, s] = _interval_words(g0 * lanes, min(g1 * lanes, (b - a) * (d - c)), d - c, 1, 1, a, c,
+                                                b, d, wo, h_in, w_in, sy, sx, py, px, ky, kx)
+                else:
+                    lh, lw = (1, lanes) if how == 0 else (bh, bw)
+                    out[q, s] = _interval_words(g0, g1, (d - c + lw - 1) // lw, lh, lw, a, c, b, d, wo, h_in, w_in,
+                                                sy, sx, py, px, ky, kx)
+                continue
+            if flat:
+                u, v = a + g0 * lanes, min(a + g1 * lanes, b)
+            else:  # row lanes: groups restart at every output row
+                g_first = (min(b, (a // wo + 1) * wo) - a + lanes - 1) // lanes
+                per_row = (wo + lanes - 1) // lanes
+                u = _run_start(g0, a, wo, lanes, g_first, per_row)
+                if g1 > g0:
+                    last = _run_start(g1 - 1, a, wo, lanes, g_first, per_row)
+                    v = min(min(last + lanes, (last // wo + 1) * wo), b)
+                else:
+                    v = u
+            out[q, s] = _interval_words(u, v, wo, 1, 1, 0, 0, ho, wo, wo, h_in, w_in, sy, sx, py, px, ky, kx)
+
+
+@numba.njit(cache=True)
+def _run_start(g, a, wo, lanes, g_first, per_row):  # pragma: no cover - compiled
+    """First window of lane group g of a run of windows from `a` with row lanes (groups restart at every row)."""
+    if g < g_first:
+        return a + g * lanes
+    later = g - g_first
+    return (a // wo + 1 + later // per_row) * wo + (later % per_row) * lanes
+
+
 def portion_input_words(ctx: ConvContext, portions: np.ndarray) -> np.ndarray:
     """Input words of each portion (its windows' inputs, halo included): what the row's broadcast carries."""
     return ctx.in_shape[0] * portion_channel_words(ctx.spatial, ctx.arch.pe.lanes, portions)
@@ -549,8 +658,7 @@ def portion_channel_words(sp: Spatial, lanes: int, portions: np.ndarray) -> np.n
     """`portion_input_words` per input channel (every box holds the same rows and columns of each channel)."""
     if len(portions) and portions[0, 2] >= 0:  # rectangles: one box each
         return box_words(sp, portions, 1)
-    parts = snapea_map.slice_parts(portions, sp.out_hw, lanes, "flat", 1)[:, 0]
-    return box_words(sp, parts, 1).sum(-1)
+    return slice_channel_words(sp, lanes, portions, "flat", 1)[:, 0]
 
 
 def partition_channels(ctx: ConvContext, part: np.ndarray) -> int:
@@ -584,8 +692,7 @@ def portion_need_bytes(ctx: ConvContext, portions: np.ndarray, how: str, split: 
         psum = np.minimum(groups * lanes, windows).max(1) * ceil_div(pb, 8)
     need = ceil_div(whole * ab, 8) + psum
     if split > 1 and need.max(initial=0) > ctx.arch.pe.io_buffer_bytes // 2:
-        parts = snapea_map.slice_parts(portions, ctx.out_hw, lanes, how, split)
-        words = np.minimum(box_words(ctx.spatial, parts, channels).sum(-1), whole[:, None])
+        words = np.minimum(channels * slice_channel_words(ctx.spatial, lanes, portions, how, split), whole[:, None])
         slice_need = ceil_div(words * ab, 8)
         if chunked:
             slice_need = slice_need + np.minimum(groups * lanes, windows) * ceil_div(pb, 8)

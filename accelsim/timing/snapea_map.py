@@ -286,22 +286,8 @@ def _interval_parts(u: np.ndarray, v: np.ndarray, line_len: np.ndarray, line_h: 
 
 
 def slice_parts(portions: np.ndarray, out_hw: tuple[int, int], lanes: int, how: str, split: int) -> np.ndarray:
-    """`_slice_parts`, read-only and cached: the mapper asks for the same portions of a map size again for every
-    layer with that output size and for every kernel partitioning (1,351 calls, 513 distinct, on SqueezeNet v1.1)."""
-    p = np.ascontiguousarray(portions, dtype=np.int64)
-    return _slice_parts_cached(p.tobytes(), p.shape, (int(out_hw[0]), int(out_hw[1])), int(lanes), how, int(split))
-
-
-@functools.lru_cache(maxsize=256)
-def _slice_parts_cached(data: bytes, shape: tuple[int, ...], out_hw: tuple[int, int], lanes: int, how: str,
-                        split: int) -> np.ndarray:
-    parts = _slice_parts(np.frombuffer(data, np.int64).reshape(shape), out_hw, lanes, how, split)
-    parts.setflags(write=False)
-    return parts
-
-
-def _slice_parts(portions: np.ndarray, out_hw: tuple[int, int], lanes: int, how: str, split: int) -> np.ndarray:
-    """(P, split, 3, 4) output-window boxes (y0, y1, x0, x1) covering each column slice's windows.
+    """(P, split, 3, 4) output-window boxes (y0, y1, x0, x1) covering each column slice's windows (the geometry;
+    `snapea.slice_channel_words` sums their input words in compiled code, and a test checks the two agree).
 
     A column of a split kernel partition keeps only the input its own lane groups read (it filters the row's
     broadcast by address), so its buffer need is the input under these boxes. A slice is a run of lane groups, i.e.
