@@ -778,14 +778,24 @@ class _Pool:
         ctx, opts = search.ctx, search.opts
         self.search = search
         blk, cmb, dl, self.blocks, self.combos, self.dealings = space.parts(pool)
-        self.geos: dict[int, ConvMapping] = {}  # block -> its geometry (portions, lanes, logical array)
+        # the pool's portion geometries with their lanes, each once (a block is one on one logical array)
+        self.geos: list[ConvMapping] = []
+        geo_id: dict[tuple[Any, ...], int] = {}
+        dims: dict[tuple[int, int], tuple[int, int]] = {}
         n_b = len(self.blocks)
-        rows_b, cols_b, np_b, words_b = (np.zeros(n_b, np.int64) for _ in range(4))
+        geo_b, rows_b, cols_b = (np.zeros(n_b, np.int64) for _ in range(3))
         for b in np.unique(blk).tolist():
             portion, th, tw, pieces, lane, grid = self.blocks[b]
-            self.geos[b] = m = ConvMapping(portion, th, tw, pieces, lanes=lane, grid=grid)
-            rows_b[b], cols_b[b] = snapea.grid_of(ctx.arch, m)
-            np_b[b], words_b[b] = search.portion_facts(m)
+            key = (portion, th, tw, pieces, lane)
+            if key not in geo_id:
+                geo_id[key] = len(self.geos)
+                self.geos.append(ConvMapping(portion, th, tw, pieces, lanes=lane))
+            if grid not in dims:
+                dims[grid] = snapea.grid_of(ctx.arch, ConvMapping(grid=grid))
+            geo_b[b] = geo_id[key]
+            rows_b[b], cols_b[b] = dims[grid]
+        facts = np.array([search.portion_facts(m) for m in self.geos], np.int64).reshape(-1, 2)[geo_b]
+        np_b, words_b = facts[:, 0], facts[:, 1]
         self.cols: list[_Columns] = []
         col_index: dict[tuple[int, str], int] = {}
 
@@ -818,11 +828,11 @@ class _Pool:
         codes = np.array([DEAL_CODES[d] for d in self.dealings], np.int64)
         deal = np.where(self.var == 1, DEAL_CODES["dynamic"], codes[self.cand_deal])
         self.ahead = (self.var == 2).astype(np.int64)
-        reads = np.array([scorer.prefix(self.geos[b]).reads if b in self.geos else 0.0 for b in range(n_b)])
+        self.geo = geo_b[self.blk]
+        reads = np.array([scorer.prefix(m).reads for m in self.geos])
         self.energy = scorer.energies(self.cols, self.col, self.split, rows, ceil_div(n_p, rows),
-                                      words_b[self.blk], n_p, reads[self.blk])
-        self.cycles = scorer.cycles_of([self.geos.get(b) for b in range(n_b)], self.blk, self.cols, self.col, rows,
-                                       self.split, deal, self.ahead)
+                                      words_b[self.blk], n_p, reads[self.geo])
+        self.cycles = scorer.cycles_of(self.geos, self.geo, self.cols, self.col, rows, self.split, deal, self.ahead)
 
     def mapping(self, j: int) -> ConvMapping:
         portion, th, tw, pieces, lane, grid = self.blocks[self.blk[j]]
@@ -833,7 +843,7 @@ class _Pool:
 
     def legal(self, j: int) -> bool:
         """Item j's portions (two with a lookahead) fit a PE's input half."""
-        g = self.search.geo(self.geos[self.blk[j]], int(self.split[j]))
+        g = self.search.geo(self.geos[self.geo[j]], int(self.split[j]))
         return self.search.fits(g, self.cols[self.col[j]], 1 + int(self.ahead[j]))
 
 

@@ -357,7 +357,7 @@ class ProfileScorer:
                               np.array([DEAL_CODES[m.dealing] for m, _, _, _ in items], np.int64),
                               np.array([m.lookahead for m, _, _, _ in items], np.int64))
 
-    def cycles_of(self, geos: list[ConvMapping | None], geo: np.ndarray, cols: list[Any], ci: np.ndarray,
+    def cycles_of(self, geos: list[ConvMapping], geo: np.ndarray, cols: list[Any], ci: np.ndarray,
                   rows: np.ndarray, splits: np.ndarray, deal: np.ndarray, ahead: np.ndarray) -> np.ndarray:
         """Cycles summed over the profile's images of candidates given as arrays: candidate c has the portion
         geometry and lane assignment `geos[geo[c]]`, the kernel columns `cols[ci[c]]`, `rows[c]` PE rows,
@@ -369,7 +369,6 @@ class ProfileScorer:
         by_key: dict[tuple[Any, ...], list[int]] = {}  # lane-group key -> geometries
         for g in used:
             m = geos[g]
-            assert m is not None
             off_g[g] = self._portion_index(m)
             np_g[g] = len(self.search.counts(m)[1])
             by_key.setdefault(self.prefix(m).key, []).append(g)
@@ -395,9 +394,7 @@ class ProfileScorer:
             sel = np.flatnonzero(item_key == k)
             sel = sel[np.argsort(part_of[sel], kind="stable")]
             res = np.zeros(len(sel), np.int64)
-            first = geos[gs[0]]
-            assert first is not None
-            _batch_cycles(self.prefix(first).cum, part_arr, n_parts, part_of[sel], flat[0], flat[1], flat[2],
+            _batch_cycles(self.prefix(geos[gs[0]]).cum, part_arr, n_parts, part_of[sel], flat[0], flat[1], flat[2],
                           flat[3], off_g[geo[sel]], np_g[geo[sel]], splits[sel], rows[sel], deal[sel], ahead[sel],
                           lock[sel], kept_b[sel], step_b[sel], dma.latency, dma.rate.numerator, dma.rate.denominator,
                           res)
