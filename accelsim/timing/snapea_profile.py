@@ -33,17 +33,18 @@ from accelsim.timing import snapea_map as sm
 from accelsim.timing.snapea import ConvMapping
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _group_prefix(macs, win, out):  # pragma: no cover - compiled
-    """out[b, f, g + 1] = sum over the first g + 1 lane groups of kernel f of the group's slowest lane."""
+    """out[b, f, g + 1] = sum over the first g + 1 lane groups of kernel f of the group's slowest lane (each
+    (image, kernel) row on its own: the cores share them)."""
     n_img, n_f = macs.shape[0], macs.shape[1]
-    for b in range(n_img):
-        for f in range(n_f):
-            acc = 0
-            out[b, f, 0] = 0
-            for g in range(win.shape[0]):
-                acc += snapea._group_max(macs, b, f, win, g)
-                out[b, f, g + 1] = acc
+    for item in numba.prange(n_img * n_f):
+        b, f = item // n_f, item % n_f
+        acc = 0
+        out[b, f, 0] = 0
+        for g in range(win.shape[0]):
+            acc += snapea._group_max(macs, b, f, win, g)
+            out[b, f, g + 1] = acc
 
 
 @numba.njit(cache=True)
