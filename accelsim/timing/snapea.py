@@ -1530,15 +1530,16 @@ class SnaPEATiming:
         full = (name, key)
         if full not in self._dense:
             layer = self._layers[name]
-            mapping = None
             if isinstance(layer, Conv):
                 from accelsim.timing import snapea_mapper
 
-                ctx, _, _ = self._context(layer, stream)
+                ctx, neg_start, n_spec = self._context(layer, stream)
                 with self.mapper_clock:
                     mapping = snapea_mapper.dense_choice(ctx, self.options).mapping
-            self._dense[full] = plan_layer(self.arch, self.graph, layer, self.options, pau=False, stream=stream,
-                                           mapping=mapping, widths=self.widths)
+                self._dense[full] = plan_conv(ctx, mapping, name, False, neg_start, n_spec)
+            else:
+                self._dense[full] = plan_layer(self.arch, self.graph, layer, self.options, pau=False,
+                                               widths=self.widths)
         return self._dense[full]
 
     def _profiled(self, pau: bool) -> bool:

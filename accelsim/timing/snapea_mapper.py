@@ -269,13 +269,12 @@ class _Search:
 
     def portion_facts(self, m: ConvMapping) -> tuple[int, int]:
         """(portions, input words over all portions) of a geometry."""
-        portions, counts = self.counts(m)
-        return len(counts), self.words_of(m, portions)
+        return len(self.counts(m)[1]), self.words_of(m)
 
-    def words_of(self, m: ConvMapping, portions: np.ndarray) -> int:
+    def words_of(self, m: ConvMapping) -> int:
         key = (m.portion, m.th, m.tw, m.pieces)
         if key not in self._total_words:
-            self._total_words[key] = int(self.portion_words(key, portions).sum())
+            self._total_words[key] = int(self.portion_words(key).sum())
         return self._total_words[key]
 
     def geo(self, m: ConvMapping, split: int) -> _Geo:
@@ -291,11 +290,10 @@ class _Search:
         return self._geo[key]
 
     def words(self, g: _Geo) -> np.ndarray:
-        return self.portion_words(g.key, g.portions)
+        return self.portion_words(g.key)
 
-    def portion_words(self, key: tuple[Any, ...], portions: np.ndarray) -> np.ndarray:
-        """Input words of each portion of a geometry (`key`: portion, th, tw, pieces, whose portions are
-        `portions`)."""
+    def portion_words(self, key: tuple[Any, ...]) -> np.ndarray:
+        """Input words of each portion of a geometry (`key`: portion, th, tw, pieces)."""
         if key not in self._words:
             self._words[key] = self.ctx.in_shape[0] * _channel_words(self.ctx.spatial, self.lanes, *key)
         return self._words[key]
@@ -304,8 +302,7 @@ class _Search:
         """`snapea.portion_need_floor_bits` of a geometry (-1: no floor), cached."""
         fkey = (key, chunked, channels)
         if fkey not in self._floor_bits:
-            bits = snapea.portion_need_floor_bits(self.ctx, portions, chunked, self.portion_words(key, portions),
-                                                  channels)
+            bits = snapea.portion_need_floor_bits(self.ctx, portions, chunked, self.portion_words(key), channels)
             self._floor_bits[fkey] = -1 if bits is None else bits
         return self._floor_bits[fkey]
 
@@ -619,7 +616,7 @@ class _Search:
             probe = ConvMapping(portion=base.portion, th=base.th, tw=base.tw, pieces=base.pieces, lanes=lanes)
             portions, counts = self.counts(probe)
             gkey = (base.portion, base.th, base.tw, base.pieces)
-            self._block_facts[key] = (len(counts), int(counts.sum()), self.words_of(probe, portions),
+            self._block_facts[key] = (len(counts), int(counts.sum()), self.words_of(probe),
                                       np.asarray(counts, np.int64),
                                       [self.floor_bits(gkey, portions, ch, cn) for ch, cn in need_keys])
         return self._block_facts[key]
