@@ -55,6 +55,10 @@ class FrozenMap(Mapping):
     def __repr__(self) -> str:
         return f"FrozenMap({self._data!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle rebuilds through __init__ (the default path assigns the slot, which __setattr__ refuses)
+        return (FrozenMap, (self._data,))
+
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):

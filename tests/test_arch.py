@@ -123,6 +123,17 @@ def test_specs_are_frozen_and_hashable():
     assert a != _spec(options={"x": [1, 3]})
 
 
+def test_specs_survive_pickling():
+    """Process pools and Dask workers pickle what they are handed; a spec must come back equal and still frozen."""
+    import pickle
+
+    for spec in (_spec(options={"x": [1, 2], "y": {"z": 3}}), arch_mod.load_arch("snapea")):
+        back = pickle.loads(pickle.dumps(spec))
+        assert back == spec and hash(back) == hash(spec)
+        with pytest.raises(TypeError):
+            back.energy.pj_per_bit["rf"] = 1  # type: ignore[index]
+
+
 @pytest.mark.parametrize("build, key", [
     (lambda: ArraySpec(0, 8), "array.rows"),
     (lambda: ArraySpec(8, 2.0), "array.cols"),
