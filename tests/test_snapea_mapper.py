@@ -337,6 +337,32 @@ def test_the_branch_and_bound_lower_bounds_hold_on_random_layers(case):
             assert space.lb[i] <= score[0] and space.lb_e[i] <= score[1] * (1 + 1e-12), (i, space.args(i))
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases(), st.integers(0, 2**32 - 1))
+def test_the_dense_score_equals_the_model_on_random_layers_that_spill(case, seed):
+    """Layers whose activations spill are scored in batches by one compiled pass (`_Search.spilled`): their dense
+    cycles must be the model's, one by one or together, on small layers that stream kernels (lockstep steps), split
+    columns and deal portions in blocks."""
+    arch, graph, layer, _, _, stream, _ = case
+    lengths = np.full(graph.out_shape(layer)[0], layer.kernel_size) if stream is None else stream.length
+    ctx = snapea.conv_context(arch, graph, layer, np.asarray(lengths, np.int64))
+    search = snapea_mapper._Search(ctx, snapea.SnaPEAOptions())
+    space = search.space(snapea_mapper.DENSE_LANES)
+    rng = np.random.default_rng(seed)
+    items, want = [], []
+    for i in rng.permutation(len(space))[:8].tolist():
+        m = snapea.ConvMapping(*space.args(i))
+        got = search.bounded(m)
+        if got is None:
+            continue
+        plan = snapea.plan_conv(ctx, m, groups=False)
+        want.append(snapea.timing_from_totals(arch, plan, snapea.layer_totals(arch, plan, None)).cycles)
+        items.append(got[2])
+        assert search.score(m)[0] == want[-1], m
+    if search.spills and items:
+        assert search.spilled(items).tolist() == want
+
+
 def test_default_objective_is_no_slower_than_the_fixed_schedule_and_has_no_larger_edp():
     """edp (default): the least energy x cycles among schedules no slower than the fixed one (when it is legal)."""
     arch = load_arch("snapea")

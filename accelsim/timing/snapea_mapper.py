@@ -41,11 +41,13 @@ from accelsim.nets.graph import FC, Graph
 from accelsim.timing import snapea
 from accelsim.timing import snapea_map as sm
 from accelsim.timing.snapea import ConvContext, ConvMapping, LayerPlan, SnaPEAOptions
+from accelsim.timing.snapea_profile import DEAL_CODES, ProfileScorer, dense_cycles
 from accelsim.timing.widths import DataWidths
 
 log = logging.getLogger(__name__)
 
 RANGE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)  # runs of windows: pieces = rows x these
+SPILL_BATCH = 8  # candidates of a spilling layer timed together at first (then twice as many each time)
 DENSE_LANES = ("row", "flat", "block")  # interleaved = flat on dense data (same group counts)
 Score = tuple[int, float]  # dense cycles, energy proxy in pJ (one image)
 
@@ -113,8 +115,7 @@ class _Geo:
     split: int
     key: tuple[Any, ...]  # the portion geometry alone
     need: dict[tuple[bool, int], int]  # (chunked?, channels) -> input-half bytes of the largest slice (on demand)
-    units: dict[tuple[Any, ...], Any]  # (dealing, rows) -> unit-length portions' schedule; ("steps", dealing, rows)
-    # -> a spilling layer's step tables (both on demand)
+    units: dict[tuple[Any, ...], Any]  # (dealing, rows) -> unit-length portions' schedule (on demand)
     groups_total: int = 0  # sum of gsum
     words_total: int = -1  # input words over all portions (on demand)
 
@@ -198,7 +199,8 @@ class _Search:
     """All candidates of one layer. The dense score is the model's dense cycle count in closed form: with every
     window at its kernel's stored length, a PE's time on a portion is (stored entries of its kernels) x (lane groups
     of its slice), so a row's barrier time is s_max x gmax (heaviest partition, busiest slice) and the schedule of
-    unit-length portions scales by s_max. Layers that spill activations go through the model's own step functions.
+    unit-length portions scales by s_max. Layers that spill activations add DMA per portion: their candidates are
+    timed in batches by the model's step arithmetic compiled (`snapea_profile.dense_cycles`).
     tests/test_snapea_mapper.py checks every score against the model."""
 
     def __init__(self, ctx: ConvContext, opts: SnaPEAOptions):
@@ -232,6 +234,7 @@ class _Search:
                    + e("mac", "pool", ab) * ctx.pool_events}
         self._dma_cycles: dict[tuple[int, int], int] = {}
         self._space: dict[tuple[tuple[str, ...], bool], _Space] = {}
+        self._spill_bytes: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}  # geometry -> (in, out) bytes
         self._block_facts: dict[tuple[Any, ...], tuple[int, int, int, np.ndarray, list[int]]] = {}
 
     # -- pieces ------------------------------------------------------------------------------------------------------
@@ -363,13 +366,24 @@ class _Search:
         """(dense cycles, energy proxy) of one image, or None when the candidate is not legal or `prune(cycles
         bound, energy)` says it cannot matter (checked before the costly parts: legality and spilled DMA, which can
         only add cycles)."""
+        got = self.bounded(m, prune)
+        if got is None:
+            return None
+        cycles, energy, item = got
+        if self.spills:
+            cycles = int(self.spilled([item])[0])
+        return cycles, energy
+
+    def bounded(self, m: ConvMapping, prune: Callable[[int, float], bool] | None = None
+                ) -> tuple[int, float, tuple[ConvMapping, _Columns, _Geo, int]] | None:
+        """`score` short of the spilled DMA: (dense cycles where nothing spills, else a lower bound; energy; what
+        `spilled` needs), or None when not legal or pruned."""
         rows, cols = snapea.grid_of(self.ctx.arch, m)
         col = self.columns(m.kcols, m.kernel_dealing)
         g = self.geo(m, cols // m.kcols)
         lock = col.step_bytes > 0
         if m.dealing == "dynamic" and (lock or self.spills):
             return None
-        dma = self.dma(rows)
         busiest, steps, per_step = self.unit(g, m.dealing, rows)
         if lock:  # exact without spills; spilled bytes only lengthen the steps
             cycles = self.dma_cycles(rows, col.kept_bytes) + int(
@@ -381,9 +395,7 @@ class _Search:
             return None
         if not self.fits(g, col):
             return None
-        if self.spills:
-            cycles = self._spilling(m, col, g, rows, dma)
-        return int(cycles), energy
+        return int(cycles), energy, (m, col, g, rows)
 
     def energy(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, cols: int, steps: int) -> float:
         """Dense energy (pJ, one image) under the arch's energy table: weight, index and input words moved (DRAM,
@@ -420,17 +432,32 @@ class _Search:
             return k["noc"] * (words + fetched)
         return k["noc"] * words + k["noc_weights"] * fetched
 
-    def _spilling(self, m: ConvMapping, col: _Columns, g: _Geo, rows: int, dma: snapea.DMA) -> int:
-        """Dense cycles through the model's own step functions (layers with spilled activations)."""
-        key = ("steps", m.dealing, rows)
-        if key not in g.units:
-            windows = np.diff(snapea._window_bounds(g.portions, self.ctx.out_hw), axis=1)[:, 0]
-            at = snapea.step_table(snapea._deal(len(g.portions), rows, m.dealing), rows)
-            g.units[key] = (at, snapea._split(self.ctx.in_dram, windows), snapea._split(self.ctx.out_dram, windows))
-        at, ins, outs = g.units[key]
-        st = snapea.Steps(rows, dma, col.kept_bytes, col.step_bytes, at, ins, outs)
-        step = snapea._lockstep_steps if col.step_bytes > 0 else snapea._row_steps
-        return int(step(st, (col.s_total * g.gsum)[None, :], (col.s_max * g.gmax)[None, :], 1)[0][0])
+    def spilled(self, items: list[tuple[ConvMapping, _Columns, _Geo, int]]) -> np.ndarray:
+        """Dense cycles of candidates of a layer whose activations spill, timed in one compiled pass as the model
+        steps them (`snapea_profile.dense_cycles`): each portion's input fetched and output written back by DMA
+        between the steps."""
+        gmax, ins, outs = [], [], []
+        for _, _, g, _ in items:
+            if g.key not in self._spill_bytes:
+                windows = np.diff(snapea._window_bounds(g.portions, self.ctx.out_hw), axis=1)[:, 0]
+                self._spill_bytes[g.key] = (snapea._split(self.ctx.in_dram, windows),
+                                            snapea._split(self.ctx.out_dram, windows))
+            gmax.append(g.gmax)
+            ins.append(self._spill_bytes[g.key][0])
+            outs.append(self._spill_bytes[g.key][1])
+        n_ps = np.array([len(a) for a in gmax], np.int64)
+        off = np.cumsum(n_ps) - n_ps
+        cols = [col for _, col, _, _ in items]
+        dma = self.dma(1)  # the whole channel
+        out = np.zeros(len(items), np.int64)
+        dense_cycles(np.concatenate(gmax).astype(np.int64), off, n_ps, np.array([c.s_max for c in cols], np.int64),
+                     np.array([rows for *_, rows in items], np.int64),
+                     np.array([DEAL_CODES[m.dealing] for m, *_ in items], np.int64),
+                     np.array([c.step_bytes > 0 for c in cols], np.bool_), np.concatenate(ins).astype(np.int64),
+                     np.concatenate(outs).astype(np.int64), np.array([c.kept_bytes for c in cols], np.int64),
+                     np.array([c.step_bytes for c in cols], np.int64), dma.latency, dma.rate.numerator,
+                     dma.rate.denominator, out)
+        return out
 
     # -- the space ---------------------------------------------------------------------------------------------------
     def tile_fallback(self) -> bool:
@@ -679,28 +706,58 @@ class _Search:
                 index = np.array([i for i in index.tolist() if self.overflow_ok(ConvMapping(*space.args(i)))],
                                  np.int64)
             index = index[np.lexsort((index, bound_a[index]))]  # by bound, then order
-            found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
-            for i in index.tolist():
-                bound = float(bound_a[i])
-                worst = found[keep - 1][0] if len(found) >= keep else None  # None until `keep` are found
-                if worst is not None and bound > worst[0]:
-                    break  # bounds only grow from here: nothing left can enter
-
-                def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
-                    if c > cap:
-                        return True
-                    return worst is not None and self.rank(c, e, i) >= worst
-
-                m = ConvMapping(*space.args(i))
-                sc = self.score(m, prune)
-                scored += 1
-                if sc is not None and sc[0] <= cap:  # spilled DMA can push a candidate past the cap
-                    found.append((self.rank(sc[0], sc[1], i), sc[0], sc[1], m))
-                    found.sort(key=lambda x: x[0])
-                    del found[keep:]  # only the best `keep` can be returned or set the bound
+            found, n = self._scan(space, index, bound_a, cap, keep)
+            scored += n
             if found:
                 return [((c, e, r[-1]), m) for r, c, e, m in found[:keep]], overflow, fixed_cycles, scored
         raise ConfigError(f"conv layer of shape {self.ctx.shape}: no schedule found")
+
+    def _scan(self, space: _Space, index: np.ndarray, bound_a: np.ndarray, cap: float, keep: int
+              ) -> tuple[list[tuple[tuple[float, ...], int, float, ConvMapping]], int]:
+        """Branch and bound over candidates `index` in the order of their bounds `bound_a`: the best `keep` (rank,
+        cycles, energy, mapping) no slower than `cap`, best first, and the candidates scored. In a layer that spills,
+        candidates past the cheap checks wait in `pending` and are timed together (their DMA in one compiled pass),
+        in batches that double; the bound to beat lags meanwhile, so a few more candidates are scored than one by
+        one, with the same outcome."""
+        found: list[tuple[tuple[float, ...], int, float, ConvMapping]] = []
+        pending: list[tuple[int, float, tuple[ConvMapping, _Columns, _Geo, int]]] = []
+        batch, scored = SPILL_BATCH, 0
+
+        def enter(i: int, c: int, e: float, m: ConvMapping) -> None:
+            if c <= cap:  # spilled DMA can push a candidate past the cap
+                found.append((self.rank(c, e, i), c, e, m))
+                found.sort(key=lambda x: x[0])
+                del found[keep:]  # only the best `keep` can be returned or set the bound
+
+        def flush() -> None:
+            if pending:
+                for (i, e, item), c in zip(pending, self.spilled([p[2] for p in pending]).tolist()):
+                    enter(i, c, e, item[0])
+                pending.clear()
+
+        for i in index.tolist():
+            worst = found[keep - 1][0] if len(found) >= keep else None  # None until `keep` are found
+            if worst is not None and float(bound_a[i]) > worst[0]:
+                break  # bounds only grow from here: nothing left can enter
+
+            def prune(c: int, e: float, i: int = i, worst: Any = worst) -> bool:
+                if c > cap:
+                    return True
+                return worst is not None and self.rank(c, e, i) >= worst
+
+            got = self.bounded(ConvMapping(*space.args(i)), prune)
+            scored += 1
+            if got is None:
+                continue
+            if not self.spills:
+                enter(i, got[0], got[1], got[2][0])
+                continue
+            pending.append((i, got[1], got[2]))
+            if len(pending) >= batch:
+                flush()
+                batch = min(2 * batch, 256)
+        flush()
+        return found, scored
 
 
 @functools.lru_cache(maxsize=64)
@@ -769,9 +826,7 @@ class _Pool:
     (candidate, kernel dealing, variant); their profile cycles and energy. A ConvMapping is built only for the
     candidates the ranking reaches (legality against the input half is checked in rank order: it is costly)."""
 
-    def __init__(self, search: _Search, scorer: Any, space: _Space, pool: np.ndarray):
-        from accelsim.timing.snapea_profile import DEAL_CODES
-
+    def __init__(self, search: _Search, scorer: ProfileScorer, space: _Space, pool: np.ndarray):
         ctx, opts = search.ctx, search.opts
         self.search = search
         blk, cmb, dl, self.blocks, self.combos, self.dealings = space.parts(pool)
@@ -864,8 +919,6 @@ def _profile_choice(ctx: ConvContext, opts: SnaPEAOptions, profile: Profile) -> 
     the profile exactly as the model would (`snapea_profile.ProfileScorer`) and ranked by the objective on its
     profile cycles and energy; `edp` keeps only candidates no slower on the profile than the fixed schedule where
     that is legal. Layers where no portion fits the input half keep the dense choice."""
-    from accelsim.timing.snapea_profile import ProfileScorer
-
     dense = dense_choice(ctx, opts)
     if opts.mapper == "fixed" or dense.overflow:
         return dense

@@ -12,7 +12,8 @@ times candidates on the profile exactly as the fast model (`snapea._conv_totals`
 - `_batch_cycles` times every candidate on those groups in one pass: per kernel partition it adds its kernels' prefix
   sums once, a PE's busy cycles on a portion are differences of them at its column slice's bounds, and the portions'
   schedule (static dealing with independent rows or lockstep steps and their DMA, the claim queue of dynamic
-  dealing, a lookahead) is the model's own arithmetic.
+  dealing, a lookahead) is the model's own arithmetic (`_span`, which also times the dense search's candidates in
+  layers whose activations spill: `dense_cycles`).
 
 The energy figure is the energy table's cost of the candidate's events on the profile (the static events of its
 schedule plus those the MAC counts produce: MACs, gated lanes, weight and index reads, partial-sum swaps, PAU checks).
@@ -77,6 +78,62 @@ def _dma(nbytes, lat, num, den):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _span(tt, o, n_p, rows, deal, lock, in_b, out_b, kept_b, step_b, lat, num, den, row_end):  # pragma: no cover
+    """Cycles of one image of a schedule without lookahead, from its portions' times `tt[:n_p]` (the slowest PE of
+    the row on each), exactly as `snapea._conv_totals` steps them: dealing `deal` (0 round robin, 1 blocks, 2 the
+    claim queue), `lock` streamed kernels (every row steps together; each step's DMA: streamed kernels, the next
+    inputs, the last outputs), else independent rows, each on its share of the channel. Portions o .. o + n_p - 1
+    of the flat spilled input and output bytes `in_b`, `out_b`; DMA: `lat` + ceil(bytes / rate) cycles, the whole
+    channel moving num / den bytes per cycle, a PE row's share num / (den x rows)."""
+    bs = max(1, (n_p + rows - 1) // rows)  # block dealing: portions per row (and steps)
+    if deal == 2:  # the claim queue
+        snapea._claim_queue(tt[:n_p].reshape(1, n_p), rows, row_end)
+        span = 0
+        for r in range(min(rows, n_p)):
+            if row_end[0, r] > span:
+                span = row_end[0, r]
+        return _dma(kept_b, lat, num, den) + span
+    if lock:
+        steps = bs if deal == 1 else (n_p + rows - 1) // rows
+        ins = np.zeros(steps, np.int64)
+        outs = np.zeros(steps, np.int64)
+        tks = np.zeros(steps, np.int64)
+        for p in range(n_p):
+            k = p // rows if deal == 0 else p % bs
+            ins[k] += in_b[o + p]
+            outs[k] += out_b[o + p]
+            if tt[p] > tks[k]:
+                tks[k] = tt[p]
+        cyc = _dma(kept_b + ins[0], lat, num, den) + _dma(outs[steps - 1], lat, num, den)
+        for k in range(steps):
+            nb = step_b + (ins[k + 1] if k + 1 < steps else 0) + (outs[k - 1] if k > 0 else 0)
+            d = _dma(nb, lat, num, den)
+            cyc += tks[k] if tks[k] > d else d
+        return cyc
+    span = 0
+    for r in range(rows):
+        first = r if deal == 0 else r * bs
+        if first >= n_p:
+            continue
+        stride = rows if deal == 0 else 1
+        stop = n_p if deal == 0 else min(n_p, (r + 1) * bs)
+        t = 0
+        prev = -1
+        p = first
+        while p < stop:
+            nxt_p = p + stride
+            nb = (in_b[o + nxt_p] if nxt_p < stop else 0) + (out_b[o + prev] if prev >= 0 else 0)
+            d = _dma(nb, lat, num, den * rows)
+            t += tt[p] if tt[p] > d else d
+            prev = p
+            p = nxt_p
+        t += _dma(in_b[o + first], lat, num, den * rows) + _dma(out_b[o + prev], lat, num, den * rows)
+        if t > span:
+            span = t
+    return _dma(kept_b, lat, num, den) + span
+
+
+@numba.njit(cache=True)
 def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off, n_ps, splits, rows_a, deal, ahead,
                   lock, kept_b, step_b, lat, num, den, out):  # pragma: no cover - compiled
     """Cycles over the profile's images of many candidates with the same lane groups (`cum`: (B, F, G + 1) prefix
@@ -87,8 +144,7 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
     Candidate c: portions off[c] .. off[c] + n_ps[c] of the flat per-portion arrays (first lane group, lane groups,
     spilled input and output bytes), `splits[c]` column slices per partition, `rows_a[c]` PE rows, dealing `deal[c]`
     (0 round robin, 1 blocks, 2 the claim queue), `ahead[c]` portions of lookahead, `lock[c]` streamed kernels
-    (lockstep steps), kept and streamed weight bytes. DMA: `lat` + ceil(bytes / rate) cycles, the whole channel
-    moving num / den bytes per cycle, a PE row's share num / (den x rows)."""
+    (lockstep steps), kept and streamed weight bytes; DMA as in `_span`."""
     n_img, n_f, n_g = cum.shape
     n_c = off.shape[0]
     p_max = 1
@@ -116,8 +172,7 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
         cp = buf
         n_k = n_parts[current]
         o, n_p, split, rows = off[c], n_ps[c], splits[c], rows_a[c]
-        bs = max(1, (n_p + rows - 1) // rows)  # block dealing: portions per row (and steps)
-        n_steps = (n_p + rows - 1) // rows
+        bs = max(1, (n_p + rows - 1) // rows)  # block dealing: portions per row
         glob = _dma(kept_b[c], lat, num, den)
         total = 0
         for b in range(n_img):
@@ -166,53 +221,29 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
                             mx = v
                         g += n
                 tt[p] = mx
-            if deal[c] == 2:  # the claim queue
-                snapea._claim_queue(tt[:n_p].reshape(1, n_p), rows, row_end)
-                span = 0
-                for r in range(min(rows, n_p)):
-                    if row_end[0, r] > span:
-                        span = row_end[0, r]
-                total += glob + span
-            elif lock[c]:  # every row steps together; each step's DMA: streamed kernels, next inputs, last outputs
-                steps = bs if deal[c] == 1 else n_steps
-                ins = np.zeros(steps, np.int64)
-                outs = np.zeros(steps, np.int64)
-                tks = np.zeros(steps, np.int64)
-                for p in range(n_p):
-                    k = p // rows if deal[c] == 0 else p % bs
-                    ins[k] += in_b[o + p]
-                    outs[k] += out_b[o + p]
-                    if tt[p] > tks[k]:
-                        tks[k] = tt[p]
-                cyc = _dma(kept_b[c] + ins[0], lat, num, den) + _dma(outs[steps - 1], lat, num, den)
-                for k in range(steps):
-                    nb = step_b[c] + (ins[k + 1] if k + 1 < steps else 0) + (outs[k - 1] if k > 0 else 0)
-                    d = _dma(nb, lat, num, den)
-                    cyc += tks[k] if tks[k] > d else d
-                total += cyc
-            else:  # independent rows, each on its share of the channel
-                span = 0
-                for r in range(rows):
-                    first = r if deal[c] == 0 else r * bs
-                    if first >= n_p:
-                        continue
-                    stride = rows if deal[c] == 0 else 1
-                    stop = n_p if deal[c] == 0 else min(n_p, (r + 1) * bs)
-                    t = 0
-                    prev = -1
-                    p = first
-                    while p < stop:
-                        nxt_p = p + stride
-                        nb = (in_b[o + nxt_p] if nxt_p < stop else 0) + (out_b[o + prev] if prev >= 0 else 0)
-                        d = _dma(nb, lat, num, den * rows)
-                        t += tt[p] if tt[p] > d else d
-                        prev = p
-                        p = nxt_p
-                    t += _dma(in_b[o + first], lat, num, den * rows) + _dma(out_b[o + prev], lat, num, den * rows)
-                    if t > span:
-                        span = t
-                total += glob + span
+            total += _span(tt, o, n_p, rows, deal[c], lock[c], in_b, out_b, kept_b[c], step_b[c], lat, num, den,
+                           row_end)
         out[c] = total
+
+
+@numba.njit(cache=True)
+def dense_cycles(gmax, off, n_ps, s_max, rows_a, deal, lock, in_b, out_b, kept_b, step_b, lat, num, den,
+                 out):  # pragma: no cover - compiled
+    """Dense cycles of many candidates (one image, every window at its kernel's stored length, so that the slowest
+    PE of a row on portion p takes s_max x gmax[p]: the heaviest partition on the busiest column slice), timed by
+    `_span` as the model steps them; the mapper's score for layers whose activations spill (their DMA per portion
+    has no closed form). Candidate c: portions off[c] .. off[c] + n_ps[c] of the flat `gmax`, `in_b`, `out_b`."""
+    p_max = 1
+    for c in range(off.shape[0]):
+        if n_ps[c] > p_max:
+            p_max = n_ps[c]
+    tt = np.zeros(p_max, np.int64)
+    row_end = np.zeros((1, p_max), np.int64)
+    for c in range(off.shape[0]):
+        for p in range(n_ps[c]):
+            tt[p] = s_max[c] * gmax[off[c] + p]
+        out[c] = _span(tt, off[c], n_ps[c], rows_a[c], deal[c], lock[c], in_b, out_b, kept_b[c], step_b[c], lat, num,
+                       den, row_end)
 
 
 @functools.lru_cache(maxsize=512)
