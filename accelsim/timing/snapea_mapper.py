@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.arch import ArchSpec
+from accelsim.digest import array_digest
 from accelsim.errors import ConfigError
 from accelsim.intmath import ceil_div
 from accelsim.nets.graph import FC, Graph
@@ -808,10 +808,7 @@ class Profile:
         self.macs = np.ascontiguousarray(macs, dtype=np.int32)
         self.neg_start = None if neg_start is None else np.asarray(neg_start, np.int64)
         self.n_spec = None if n_spec is None else np.asarray(n_spec, np.int64)
-        h = hashlib.blake2b(digest_size=16)
-        for a in (self.macs, self.neg_start, self.n_spec):
-            h.update(b"-" if a is None else repr(a.shape).encode() + a.tobytes())
-        self.digest = h.digest()
+        self.digest = array_digest(self.macs, self.neg_start, self.n_spec)
 
     def __hash__(self) -> int:
         return hash(self.digest)
