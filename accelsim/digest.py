@@ -1,10 +1,11 @@
 """Content digests of arrays, fast enough to key caches on large ones (a layer's MAC profile: megabytes per layer).
 
 blake2b alone runs at about 1 GB/s here; the mapper hashed some 27 MB of profiles per SqueezeNet run with it (27 ms,
-8 % of the search). Here every 1 MiB chunk is first reduced to 128 bits by four xxHash64-style lanes in compiled code,
-the chunks on all cores, and blake2b digests the chunk values in order with the shapes and dtypes: the same bytes
-give the same digest whatever the number of threads. Not for adversarial input (the chunk reduction is not a
-cryptographic hash): for cache keys of data the program made.
+8 % of the search). Here an array of 1 MiB or more is first reduced, chunk by chunk, to 128 bits per MiB by four
+xxHash64-style lanes in compiled code (about 7 GB/s on one core; one core, because a parallel kernel costs more to
+load in a fresh process than it saves here), and blake2b digests those values in order with the shapes and dtypes;
+smaller arrays go to blake2b as they are (a run of small layers never loads the compiled code). Not for adversarial
+input (the chunk reduction is not a cryptographic hash): for cache keys of data the program made.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ def _round(acc, w):  # pragma: no cover - compiled
     return _rotl(acc + w * _P2, 31) * _P1
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _chunk_values(words, chunk, out):  # pragma: no cover - compiled
     """out[c] = two 64-bit values of words[c x chunk : (c + 1) x chunk]: four interleaved xxHash64 lanes, combined
     two ways, then the last words (fewer than four) folded into both."""
     n = words.shape[0]
-    for c in numba.prange(out.shape[0]):
+    for c in range(out.shape[0]):
         lo = c * chunk
         hi = min(n, lo + chunk)
         a1 = _P1 + _P2
@@ -70,9 +71,12 @@ def array_digest(*arrays: np.ndarray | None, size: int = 16) -> bytes:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape};".encode())
         raw = a.reshape(-1).view(np.uint8)
+        if len(raw) < 8 * CHUNK_WORDS:
+            h.update(raw)
+            continue
         whole = len(raw) // 8 * 8
         words = raw[:whole].view(np.uint64)
-        values = np.zeros((max(1, -(-len(words) // CHUNK_WORDS)), 2), np.uint64)
+        values = np.zeros((-(-len(words) // CHUNK_WORDS), 2), np.uint64)
         _chunk_values(words, CHUNK_WORDS, values)
         h.update(values.tobytes())
         h.update(raw[whole:].tobytes())  # the last bytes (fewer than eight) as they are
