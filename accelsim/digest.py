@@ -72,7 +72,7 @@ def array_digest(*arrays: np.ndarray | None, size: int = 16) -> bytes:
         h.update(f"{a.dtype.str}{a.shape};".encode())
         raw = a.reshape(-1).view(np.uint8)
         if len(raw) < 8 * CHUNK_WORDS:
-            h.update(memoryview(raw))
+            h.update(raw.data)
             continue
         whole = len(raw) // 8 * 8
         words = raw[:whole].view(np.uint64)
