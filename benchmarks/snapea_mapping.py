@@ -39,7 +39,7 @@ CLASSES = ("busy", "idle_lane", "barrier", "dram_stall", "tail", "unused_pe")
 def cold() -> None:
     """Forget every cached search and geometry of the mapper (whatever caches the tree on PYTHONPATH has), so that a
     timing is of a cold search."""
-    for module in (snapea_mapper, snapea_map, snapea, snapea_profile):
+    for module in (snapea_mapper, snapea_map, snapea, snapea_profile, eyeriss):
         for fn in vars(module).values():
             if callable(getattr(fn, "cache_clear", None)):
                 fn.cache_clear()

@@ -464,3 +464,37 @@ def test_chip_energy_table_is_the_isca_hierarchy():
     assert chip.energy.pj_per_event["static"] * chip.clock_mhz * 1e-3 == pytest.approx(30.0)
     base = load_arch(BASE)
     assert base.energy.pj_per_event["static"] == 0 and base.energy.class_of("clock", "cycle") == "static"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 2**32 - 1))
+def test_the_pick_is_the_first_of_a_lexicographic_sort(n, seed):
+    """`_first` (no sort) picks what `np.lexsort` would: least first key, ties by the next keys, then the lowest
+    index; keys with many ties, infinities (the `cycles` objective masks with inf) and NaN."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    keys = []
+    for _ in range(3):
+        k = rng.integers(0, 3, n).astype(float)
+        k[rng.random(n) < 0.2] = np.inf
+        if rng.random() < 0.3:
+            k[rng.random(n) < 0.3] = np.nan
+        keys.append(k)
+    assert eyeriss._first(tuple(keys)) == int(np.lexsort(keys[::-1])[0])
+
+
+def test_plans_are_searched_once_per_layer_shape_and_batch():
+    """The model's construction (legality) and its finish share one search per layer shape; layers of one shape
+    (SqueezeNet's fire modules) share it too, and the cached counts are read-only."""
+    graph, arch = load_workload("squeezenet1_1"), load_arch("eyeriss")
+    eyeriss._plan_of.cache_clear()
+    model = eyeriss.EyerissTiming(arch, graph, batch=1)
+    searched = eyeriss._plan_of.cache_info().misses
+    shapes = {eyeriss.rs_shape(graph, layer) for layer in graph.layers if isinstance(layer, (Conv, FC))}
+    assert searched == len(shapes) < len([la for la in graph.layers if isinstance(la, (Conv, FC))])
+    model.finish()
+    assert eyeriss._plan_of.cache_info().misses == searched
+    plan = eyeriss._plan(arch, graph, graph.conv_layers()[0], 1, eyeriss.EyerissOptions())
+    with pytest.raises(TypeError):
+        plan.counts["cycles"] = 0.0  # type: ignore[index]

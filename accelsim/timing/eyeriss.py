@@ -18,9 +18,11 @@ buffer's bus moves `bandwidth_words_per_cycle` words of `word_bits`, so narrower
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -428,22 +430,38 @@ def _choose(cost: Mapping[str, np.ndarray], objective: str) -> int:
     cycles = cost["cycles"] - cost["dram_stall"]
     if objective == "cycles":
         near = cycles <= cycles.min() * (1.0 + CYCLE_SLACK)
-        order = np.lexsort((passes, cycles, np.where(near, energy, np.inf)))
+        keys = (np.where(near, energy, np.inf), cycles, passes)
     elif objective == "energy":
-        order = np.lexsort((passes, cycles, energy))
+        keys = (energy, cycles, passes)
     elif objective == "dram":
-        dram = cost["dram_bytes"]
-        order = np.lexsort((passes, energy * cycles, dram))
+        keys = (cost["dram_bytes"], energy * cycles, passes)
     else:
-        order = np.lexsort((passes, energy, energy * cycles))
-    return int(order[0])
+        keys = (energy * cycles, energy, passes)
+    return _first(keys)
+
+
+def _first(keys: tuple[np.ndarray, ...]) -> int:
+    """The index `np.lexsort(keys[::-1])[0]` would give (least first key, ties by the next, then the lowest index)
+    without sorting: the search's candidates run to hundreds of thousands per layer."""
+    idx = np.arange(len(keys[0]))
+    for key in keys:
+        values = key[idx]
+        low = values.min()
+        if np.isnan(low):  # NaN ranks last, as in a sort
+            if np.isnan(values).all():
+                continue
+            low = np.nanmin(values)
+        idx = idx[values == low]
+        if len(idx) == 1:
+            break
+    return int(idx[0])
 
 
 @dataclass(frozen=True)
 class _LayerPlan:
     shape: RSShape
     mapping: RSMapping
-    counts: dict[str, float]  # access counts and cycles for the whole batch, all groups
+    counts: Mapping[str, float]  # access counts and cycles for the whole batch, all groups (read-only: cached)
 
 
 def _check(arch: ArchSpec, batch: int) -> None:
@@ -459,18 +477,27 @@ def _check(arch: ArchSpec, batch: int) -> None:
 def _plan(arch: ArchSpec, graph: Graph, layer: Layer, batch: int, opts: EyerissOptions,
           widths: DataWidths | None = None) -> _LayerPlan:
     _check(arch, batch)
-    s = rs_shape(graph, layer)
-    cand = _candidates(arch, s, batch, opts.strip_width, widths)
+    plan = _plan_of(arch, rs_shape(graph, layer), batch, opts.mapping_objective, opts.strip_width,
+                    DataWidths.resolve(arch, widths))
+    log.debug("eyeriss %s: %s", layer.name, plan.mapping.describe())
+    return plan
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_of(arch: ArchSpec, s: RSShape, batch: int, objective: str, strip_width: str,
+             widths: DataWidths) -> _LayerPlan:
+    """The mapping search of one layer shape, cached (SqueezeNet v1.1: 8 of its 26 layers repeat a shape; the
+    model's construction and its `finish` ask for the same plans)."""
+    cand = _candidates(arch, s, batch, strip_width, widths)
     cost = _evaluate(arch, s, batch, cand, widths)
-    i = _choose(cost, opts.mapping_objective)
+    i = _choose(cost, objective)
     pick = {k: v[i] for k, v in cand.items()}
     e, seg, r_f = int(pick["e"]), int(pick["seg"]), int(pick["r_f"])
     mapping = RSMapping(e=e, strips=ceil_div(s.E, e), segments=seg, fold_h=int(pick["fold_h"]), rows_per_fold=r_f,
                         p=int(pick["p"]), q=int(pick["q"]), r=int(pick["r"]), t=int(pick["t"]), n=int(pick["n"]),
                         m=int(pick["m"]), weights_resident=bool(cost["resident"][i]),
                         pes_mapped=int(pick["r"]) * int(pick["t"]) * r_f * e, passes=int(cost["passes"][i]))
-    counts = {k: float(v[i]) * s.groups for k, v in cost.items() if k not in ("resident", "k_e")}
-    log.debug("eyeriss %s: %s", layer.name, mapping.describe())
+    counts = MappingProxyType({k: float(v[i]) * s.groups for k, v in cost.items() if k not in ("resident", "k_e")})
     return _LayerPlan(s, mapping, counts)
 
 
@@ -569,10 +596,10 @@ class EyerissTiming:
         self.options = EyerissOptions.from_mapping(arch.options)
         self.mapper_clock = MapperClock()
         _check(arch, batch)
-        with self.mapper_clock:
-            for layer in graph.layers:  # every layer must have a legal mapping: a bad config fails before any image
+        with self.mapper_clock:  # every layer must have a legal mapping: a bad config fails before any image (the
+            for layer in graph.layers:  # plans are cached: `finish` at the same batch takes them from there)
                 if isinstance(layer, (Conv, FC)):
-                    _candidates(arch, rs_shape(graph, layer), 1, self.options.strip_width, self.widths)
+                    _plan(arch, graph, layer, batch, self.options, self.widths)
 
     def observe(self, layer_name: str, macs: Any, pau: bool = True, stream: Any = None) -> None:
         """Dense: nothing to record."""
