@@ -292,7 +292,7 @@ class ProfileScorer:
         e = search._e
         self._pau = e("pau", "check", ctx.widths.psum_bits) * float(checks) / self.images
         self._prefix: dict[tuple[Any, ...], _Prefix] = {}
-        self._cum: dict[tuple[Any, ...], np.ndarray] = {}
+        self._cum: dict[tuple[Any, ...], tuple[np.ndarray, float]] = {}  # group key -> prefix sums, reads per image
         self._offsets: dict[tuple[Any, ...], int] = {}
         self._flat: list[tuple[np.ndarray, ...]] = []
         self._flat_len = 0
@@ -324,14 +324,13 @@ class ProfileScorer:
         gkey = self.group_key(m)
         if gkey not in self._cum:
             win = _group_windows(self.ctx.out_hw, self.lanes, m.portion, m.th, m.tw, m.pieces, m.lanes)
-            cum = np.zeros((self.images, self.macs.shape[1], len(win) + 1), np.int64)
+            cum = np.empty((self.images, self.macs.shape[1], len(win) + 1), np.int64)  # every entry written
             _group_prefix(self.macs, win, cum)
-            self._cum[gkey] = cum
-        cum = self._cum[gkey]
+            self._cum[gkey] = (cum, float(cum[:, :, -1].sum()) / self.images)
+        cum, reads = self._cum[gkey]
         counts = np.asarray(self.search.counts(m)[1], np.int64)
         assert counts.sum() == cum.shape[2] - 1, (m, gkey)
-        self._prefix[key] = _Prefix(cum=cum, gstart=np.cumsum(counts) - counts, counts=counts,
-                                    reads=float(cum[:, :, -1].sum()) / self.images, key=gkey)
+        self._prefix[key] = _Prefix(cum=cum, gstart=np.cumsum(counts) - counts, counts=counts, reads=reads, key=gkey)
         return self._prefix[key]
 
     def energies(self, cols: list[Any], ci: np.ndarray, split: np.ndarray, rows: np.ndarray, steps: np.ndarray,
