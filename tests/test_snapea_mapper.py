@@ -363,6 +363,31 @@ def test_the_dense_score_equals_the_model_on_random_layers_that_spill(case, seed
         assert search.spilled(items).tolist() == want
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mapped_cases(), st.sampled_from(["edp", "fastest", "energy"]))
+def test_the_branch_and_bound_picks_the_best_of_every_candidate(case, objective):
+    """The search (bounds, pruning, spilling layers' candidates timed in batches) returns what scoring every
+    candidate of its space and ranking them by the objective would: the least rank among legal candidates, `edp` no
+    slower than the fixed schedule where that is legal."""
+    arch, graph, layer, _, _, stream, _ = case
+    lengths = np.full(graph.out_shape(layer)[0], layer.kernel_size) if stream is None else stream.length
+    ctx = snapea.conv_context(arch, graph, layer, np.asarray(lengths, np.int64))
+    search = snapea_mapper._Search(ctx, dataclasses.replace(snapea.SnaPEAOptions(), mapper_objective=objective))
+    best, overflow, fixed_cycles, _ = search.best(snapea_mapper.DENSE_LANES)
+    if overflow:
+        return  # nothing fits: the smallest portions are taken unchecked
+    (rank, mapping), = best
+    space = search.space(snapea_mapper.DENSE_LANES, mapping.portion == "tile" and search.tile_fallback())
+    cap = fixed_cycles if objective == "edp" and fixed_cycles is not None else math.inf
+    ranks = []
+    for i in range(len(space)):
+        score = search.score(snapea.ConvMapping(*space.args(i)))
+        if score is not None and score[0] <= cap:
+            ranks.append((search.rank(score[0], score[1], i), i))
+    want_rank, want = min(ranks)
+    assert snapea.ConvMapping(*space.args(want)) == mapping and want_rank[:-1] == search.rank(*rank[:2], 0)[:-1]
+
+
 def test_default_objective_is_no_slower_than_the_fixed_schedule_and_has_no_larger_edp():
     """edp (default): the least energy x cycles among schedules no slower than the fixed one (when it is legal)."""
     arch = load_arch("snapea")
