@@ -726,6 +726,13 @@ def portion_need_floor_bits(ctx: ConvContext, portions: np.ndarray, chunked: boo
     return int(bits.max())
 
 
+def spill_bytes(ctx: ConvContext, portions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P,) spilled input and output bytes of each portion: the layer's DRAM traffic split in proportion to the
+    portions' windows (exactly: the parts sum to the totals)."""
+    windows = np.diff(_window_bounds(portions, ctx.out_hw), axis=1)[:, 0]
+    return _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
+
+
 def _window_bounds(portions: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """(P, 2) [0, windows) of each portion, for the proportional split of spilled bytes."""
     a, b, c, d = (portions[:, i] for i in range(4))
@@ -811,8 +818,7 @@ def plan_conv(ctx: ConvContext, m: ConvMapping, name: str = "", pau: bool = True
     need = portion_need_bytes(ctx, portions, m.lanes, split, bool(kernel_chunk.any()),
                               channels=partition_channels(ctx, part))
     fits = bool((1 + m.lookahead) * need.max(initial=0) <= arch.pe.io_buffer_bytes // 2)
-    windows = np.diff(_window_bounds(portions, (ho, wo)), axis=1)[:, 0]
-    in_bytes, out_bytes = _split(ctx.in_dram, windows), _split(ctx.out_dram, windows)
+    in_bytes, out_bytes = spill_bytes(ctx, portions)
     kept, streamed = int(lengths[pinned].sum()), int(lengths[~pinned].sum())
     kept_bytes, step_bytes = ceil_div(kept * (wb + ib), 8), ceil_div(streamed * (wb + ib), 8)
     dynamic = m.dealing == "dynamic"

@@ -432,19 +432,22 @@ class _Search:
             return k["noc"] * (words + fetched)
         return k["noc"] * words + k["noc_weights"] * fetched
 
+    def spill_bytes(self, key: tuple[Any, ...], portions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`snapea.spill_bytes` of a geometry (`key`: portion, th, tw, pieces), cached."""
+        if key not in self._spill_bytes:
+            self._spill_bytes[key] = snapea.spill_bytes(self.ctx, portions)
+        return self._spill_bytes[key]
+
     def spilled(self, items: list[tuple[ConvMapping, _Columns, _Geo, int]]) -> np.ndarray:
         """Dense cycles of candidates of a layer whose activations spill, timed in one compiled pass as the model
         steps them (`snapea_profile.dense_cycles`): each portion's input fetched and output written back by DMA
         between the steps."""
         gmax, ins, outs = [], [], []
         for _, _, g, _ in items:
-            if g.key not in self._spill_bytes:
-                windows = np.diff(snapea._window_bounds(g.portions, self.ctx.out_hw), axis=1)[:, 0]
-                self._spill_bytes[g.key] = (snapea._split(self.ctx.in_dram, windows),
-                                            snapea._split(self.ctx.out_dram, windows))
+            in_b, out_b = self.spill_bytes(g.key, g.portions)
             gmax.append(g.gmax)
-            ins.append(self._spill_bytes[g.key][0])
-            outs.append(self._spill_bytes[g.key][1])
+            ins.append(in_b)
+            outs.append(out_b)
         n_ps = np.array([len(a) for a in gmax], np.int64)
         off = np.cumsum(n_ps) - n_ps
         cols = [col for _, col, _, _ in items]

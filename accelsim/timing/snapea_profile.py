@@ -12,8 +12,8 @@ times candidates on the profile exactly as the fast model (`snapea._conv_totals`
 - `_batch_cycles` times every candidate on those groups in one pass: per kernel partition it adds its kernels' prefix
   sums once, a PE's busy cycles on a portion are differences of them at its column slice's bounds, and the portions'
   schedule (static dealing with independent rows or lockstep steps and their DMA, the claim queue of dynamic
-  dealing, a lookahead) is the model's own arithmetic (`_span`, which also times the dense search's candidates in
-  layers whose activations spill: `dense_cycles`).
+  dealing, a lookahead) is the model's own arithmetic (`_schedule_cycles`, which also times the dense search's
+  candidates in layers whose activations spill: `dense_cycles`).
 
 The energy figure is the energy table's cost of the candidate's events on the profile (the static events of its
 schedule plus those the MAC counts produce: MACs, gated lanes, weight and index reads, partial-sum swaps, PAU checks).
@@ -78,7 +78,8 @@ def _dma(nbytes, lat, num, den):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _span(tt, o, n_p, rows, deal, lock, in_b, out_b, kept_b, step_b, lat, num, den, row_end):  # pragma: no cover
+def _schedule_cycles(tt, o, n_p, rows, deal, lock, in_b, out_b, kept_b, step_b, lat, num, den,
+                     row_end):  # pragma: no cover - compiled
     """Cycles of one image of a schedule without lookahead, from its portions' times `tt[:n_p]` (the slowest PE of
     the row on each), exactly as `snapea._conv_totals` steps them: dealing `deal` (0 round robin, 1 blocks, 2 the
     claim queue), `lock` streamed kernels (every row steps together; each step's DMA: streamed kernels, the next
@@ -144,7 +145,7 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
     Candidate c: portions off[c] .. off[c] + n_ps[c] of the flat per-portion arrays (first lane group, lane groups,
     spilled input and output bytes), `splits[c]` column slices per partition, `rows_a[c]` PE rows, dealing `deal[c]`
     (0 round robin, 1 blocks, 2 the claim queue), `ahead[c]` portions of lookahead, `lock[c]` streamed kernels
-    (lockstep steps), kept and streamed weight bytes; DMA as in `_span`."""
+    (lockstep steps), kept and streamed weight bytes; DMA as in `_schedule_cycles`."""
     n_img, n_f, n_g = cum.shape
     n_c = off.shape[0]
     p_max = 1
@@ -221,8 +222,8 @@ def _batch_cycles(cum, parts, n_parts, part_of, gstart, counts, in_b, out_b, off
                             mx = v
                         g += n
                 tt[p] = mx
-            total += _span(tt, o, n_p, rows, deal[c], lock[c], in_b, out_b, kept_b[c], step_b[c], lat, num, den,
-                           row_end)
+            total += _schedule_cycles(tt, o, n_p, rows, deal[c], lock[c], in_b, out_b, kept_b[c], step_b[c], lat,
+                                      num, den, row_end)
         out[c] = total
 
 
@@ -231,8 +232,9 @@ def dense_cycles(gmax, off, n_ps, s_max, rows_a, deal, lock, in_b, out_b, kept_b
                  out):  # pragma: no cover - compiled
     """Dense cycles of many candidates (one image, every window at its kernel's stored length, so that the slowest
     PE of a row on portion p takes s_max x gmax[p]: the heaviest partition on the busiest column slice), timed by
-    `_span` as the model steps them; the mapper's score for layers whose activations spill (their DMA per portion
-    has no closed form). Candidate c: portions off[c] .. off[c] + n_ps[c] of the flat `gmax`, `in_b`, `out_b`."""
+    `_schedule_cycles` as the model steps them; the mapper's score for layers whose activations spill (their DMA
+    per portion has no closed form). Candidate c: portions off[c] .. off[c] + n_ps[c] of the flat `gmax`, `in_b`,
+    `out_b`."""
     p_max = 1
     for c in range(off.shape[0]):
         if n_ps[c] > p_max:
@@ -242,8 +244,8 @@ def dense_cycles(gmax, off, n_ps, s_max, rows_a, deal, lock, in_b, out_b, kept_b
     for c in range(off.shape[0]):
         for p in range(n_ps[c]):
             tt[p] = s_max[c] * gmax[off[c] + p]
-        out[c] = _span(tt, off[c], n_ps[c], rows_a[c], deal[c], lock[c], in_b, out_b, kept_b[c], step_b[c], lat, num,
-                       den, row_end)
+        out[c] = _schedule_cycles(tt, off[c], n_ps[c], rows_a[c], deal[c], lock[c], in_b, out_b, kept_b[c],
+                                  step_b[c], lat, num, den, row_end)
 
 
 @functools.lru_cache(maxsize=512)
@@ -361,11 +363,7 @@ class ProfileScorer:
         if key not in self._offsets:
             pre = self.prefix(m)
             portions, _ = self.search.counts(m)
-            if self.search.spills:
-                windows = np.diff(snapea._window_bounds(portions, self.ctx.out_hw), axis=1)[:, 0]
-                ins, outs = snapea._split(self.ctx.in_dram, windows), snapea._split(self.ctx.out_dram, windows)
-            else:
-                ins = outs = np.zeros(len(portions), np.int64)
+            ins, outs = self.search.spill_bytes((m.portion, m.th, m.tw, m.pieces), portions)  # zeros: no spills
             self._offsets[key] = self._flat_len
             self._flat.append((pre.gstart, pre.counts, ins, outs))
             self._flat_len += len(portions)
